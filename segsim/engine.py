@@ -104,8 +104,16 @@ class MCEngine:
         t = self.tables
         s = self.state
         n_acc, de_sum = _run_mc_chunk(
-            s.occupations, s.pb_sites, s.cd_sites, int(n_steps), self.beta,
-            t.nbr, t.ce_index, t.weights, t.local_table, self.rng,
+            s.occupations,
+            s.pb_sites,
+            s.cd_sites,
+            int(n_steps),
+            self.beta,
+            t.nbr,
+            t.ce_index,
+            t.weights,
+            t.local_table,
+            self.rng,
         )
         s.step += int(n_steps)
         s.n_accepted += int(n_acc)

@@ -142,7 +142,7 @@ def n_edge_from_nm(edge_nm: float, a_angstrom: float) -> int:
     """
     if not edge_nm > 0 or not a_angstrom > 0:
         raise ValueError("edge_nm and a_angstrom must be positive")
-    return max(1, int(round(edge_nm * ANGSTROM_PER_NM / a_angstrom)))
+    return max(1, round(edge_nm * ANGSTROM_PER_NM / a_angstrom))
 
 
 def build_cube(n_edge: int, a_angstrom: float, pad: int) -> Lattice:
@@ -213,7 +213,7 @@ def random_occupations(lattice: Lattice, x_cd: float, rng: np.random.Generator) 
         raise ValueError(f"x must be in [0, 1], got {x_cd}")
     occ = lattice.empty_occupations()
     nc_sites = np.flatnonzero(lattice.in_nc)
-    n_cd = int(round(x_cd * nc_sites.size))
+    n_cd = round(x_cd * nc_sites.size)
     occ[rng.choice(nc_sites, size=n_cd, replace=False)] = species.CD
     return occ
 

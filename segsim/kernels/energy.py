@@ -15,7 +15,7 @@ from segsim.kernels._jit import njit
 
 
 @njit
-def _flip_delta(occ, site, new_code, nbr, ce_index, weights, local_table):  # noqa: ANN001
+def _flip_delta(occ, site, new_code, nbr, ce_index, weights, local_table):
     """Energy change (eV) when ``site`` changes from ``occ[site]`` to ``new_code``."""
     old_ce = ce_index[occ[site]]
     new_ce = ce_index[new_code]
@@ -35,7 +35,7 @@ def _flip_delta(occ, site, new_code, nbr, ce_index, weights, local_table):  # no
 
 
 @njit
-def _swap_delta(occ, i, j, nbr, ce_index, weights, local_table):  # noqa: ANN001
+def _swap_delta(occ, i, j, nbr, ce_index, weights, local_table):
     """Energy change (eV) of exchanging the species on sites ``i`` and ``j``.
 
     ``occ`` is modified transiently and restored before returning.
@@ -52,7 +52,7 @@ def _swap_delta(occ, i, j, nbr, ce_index, weights, local_table):  # noqa: ANN001
 
 
 @njit
-def _total_energy(occ, nbr, ce_index, weights, anchor_table, constant):  # noqa: ANN001
+def _total_energy(occ, nbr, ce_index, weights, anchor_table, constant):
     """Total cluster-expansion energy (eV) of the whole periodic grid.
 
     Summed per site with Kahan compensation so that the result agrees with

@@ -7,7 +7,7 @@ from segsim.kernels.energy import _swap_delta
 
 
 @njit
-def _run_mc_chunk(occ, pb_sites, cd_sites, n_steps, beta, nbr, ce_index, weights, local_table, rng):  # noqa: ANN001, E501
+def _run_mc_chunk(occ, pb_sites, cd_sites, n_steps, beta, nbr, ce_index, weights, local_table, rng):
     """Run ``n_steps`` trial Pb/Cd swaps at inverse temperature ``beta`` (1/eV).
 
     Each trial picks a Pb site ``pb_sites[int(u1 * n_pb)]`` and a Cd site

@@ -66,8 +66,7 @@ class ModelTables:
         occ = np.asarray(occupations)
         if occ.dtype != np.uint8 or occ.shape != (self.n_sites,):
             raise ValueError(
-                f"occupations must be uint8 of shape ({self.n_sites},), "
-                f"got {occ.dtype} {occ.shape}"
+                f"occupations must be uint8 of shape ({self.n_sites},), got {occ.dtype} {occ.shape}"
             )
         return occ
 

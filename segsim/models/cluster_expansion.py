@@ -59,9 +59,7 @@ class ClusterExpansionModel:
             raise ValueError(f"{source}: primitive cell must be simple cubic, got {cell.tolist()}")
         symbols = sorted(cs.chemical_symbols[0])
         if symbols != sorted(_CE_SYMBOLS):
-            raise ValueError(
-                f"{source}: species must be {sorted(_CE_SYMBOLS)}, got {symbols}"
-            )
+            raise ValueError(f"{source}: species must be {sorted(_CE_SYMBOLS)}, got {symbols}")
         self.a_angstrom = a
         self._cs = cs
         self._params = np.asarray(ce.parameters, dtype=np.float64)
@@ -204,8 +202,14 @@ class ClusterExpansionModel:
             reach=reach,
             metadata={"source": self.source, "cutoffs": list(self._ce.cutoffs)},
         )
-        for arr in (tables.displacements, tables.nbr, tables.ce_index, tables.weights,
-                    tables.local_table, tables.anchor_table):
+        for arr in (
+            tables.displacements,
+            tables.nbr,
+            tables.ce_index,
+            tables.weights,
+            tables.local_table,
+            tables.anchor_table,
+        ):
             arr.setflags(write=False)
         return tables
 

@@ -1,0 +1,190 @@
+"""The ``segsim`` command line: subcommands and exit codes.
+
+Exit codes: 0 success, 2 user error (bad input, bad file, bad option), 130 interrupted
+(checkpoint written; resume with ``segsim run --resume FILE``), 1 internal error.
+User errors print one line ``segsim: error: ...`` on stderr and never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from segsim import __version__
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USER, f"segsim: error: {message} (see {self.prog} --help)\n")
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"segsim: error: {message}\n")
+    return EXIT_USER
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate input files without running them."""
+    from segsim.config import load
+
+    for path in args.inputs:
+        cfg = load(path)
+        print(f"{path}: ok ({cfg.run.kind}, {cfg.system.edge_nm} nm, x = {cfg.system.x_cd})")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a simulation from a YAML input, or resume one from its result file."""
+    from segsim import driver
+    from segsim.config import load
+
+    if args.resume:
+        if args.input is not None:
+            return _fail("give either an input file or --resume FILE, not both")
+        out = Path(args.resume)
+        cfg = driver.resume_config(out)
+    else:
+        if args.input is None:
+            return _fail("an input file is required (or --resume FILE)")
+        cfg = load(args.input)
+        out = Path(args.output) if args.output else Path(Path(args.input).stem + ".h5")
+        if out.exists() and not args.force:
+            return _fail(f"{out} exists; use --force to overwrite or --resume {out} to continue")
+        if not out.parent.exists():
+            return _fail(f"output directory {out.parent} does not exist")
+    progress = False if args.quiet else None
+    summary = driver.run_canonical(
+        cfg, out, resume=bool(args.resume), progress=progress, walltime_s=args.walltime
+    )
+    if not args.quiet:
+        prof = " ".join(f"{v:.3f}" for v in summary.x_profile)
+        print(
+            f"{summary.path}: {summary.step} steps in {summary.wall_s:.1f} s, "
+            f"acceptance {summary.acceptance:.3f}, E = {summary.energy_ev:.6f} eV\n"
+            f"Cd fraction by depth (surface -> core): {prof}"
+        )
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Summarise a result file."""
+    from segsim.io.hdf5 import summarize
+
+    s = summarize(args.file)
+    if args.json:
+        print(json.dumps(s, indent=2, default=str))
+        return EXIT_OK
+    lat = s["lattice"]
+    print(
+        f"{s['file']}: segsim {s['segsim_version']} (schema {s['schema_version']}), "
+        f"created {s['created']}"
+    )
+    print(f"  run: {s['run_kind']}, model: {s['model_source']}")
+    print(
+        f"  NC: {lat.get('n_edge')}^3 B sites, a = {lat.get('a_angstrom')} A, "
+        f"grid {lat.get('shape')}"
+    )
+    print(
+        f"  frames: {s['n_frames']}, snapshots: {s['n_snapshots']}, "
+        f"checkpoint at step {s['checkpoint_step']} ({'complete' if s['complete'] else 'incomplete'})"
+    )
+    if s["n_frames"]:
+        for label in ("first", "last"):
+            fr = s[label]
+            prof = " ".join(f"{v:.3f}" for v in fr["cd_fraction_by_depth"])
+            print(
+                f"  {label:5s} step {fr['step']}: E = {fr['energy_ev']:.6f} eV, "
+                f"acceptance {fr['acceptance']:.3f}"
+            )
+            print(f"        Cd fraction by depth (surface -> core): {prof}")
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run a benchmark and print its figures."""
+    from segsim import bench
+
+    if args.what == "mc":
+        result = bench.bench_mc(model_path=args.model, quick=args.quick)
+    else:  # pragma: no cover - argparse restricts choices
+        return _fail(f"unknown benchmark {args.what!r}")
+    print(json.dumps(result) if args.json else bench.format_bench(result))
+    return EXIT_OK
+
+
+def default_model_path() -> Path:
+    """Return the shipped default energy model (``potentials/`` next to the sources)."""
+    return Path(__file__).resolve().parent.parent / "potentials" / "provisional.ce"
+
+
+#: Subcommand table: name -> (handler, one-line help).
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+    "run": (cmd_run, "run a simulation from a YAML input (or --resume a result file)"),
+    "validate": (cmd_validate, "check YAML inputs without running them"),
+    "info": (cmd_info, "summarise a result file"),
+    "bench": (cmd_bench, "benchmarks (speed ratios against reference codes)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser."""
+    p = _Parser(prog="segsim", description="Cation segregation in CsCd_xPb_(1-x)Br3 nanocrystals.")
+    p.add_argument("--version", action="version", version=f"segsim {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, (_, help_) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_, description=help_)
+        if name == "run":
+            sp.add_argument("input", nargs="?", help="YAML input file")
+            sp.add_argument("-o", "--output", help="result file (default: <input stem>.h5)")
+            sp.add_argument("--resume", metavar="FILE", help="continue a stopped run")
+            sp.add_argument("--force", action="store_true", help="overwrite an existing output")
+            sp.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+            sp.add_argument(
+                "--walltime",
+                type=float,
+                metavar="SECONDS",
+                help="stop cleanly with a checkpoint after this much wall time",
+            )
+        elif name == "validate":
+            sp.add_argument("inputs", nargs="+", help="YAML input files")
+        elif name == "info":
+            sp.add_argument("file", help="result file (.h5)")
+            sp.add_argument("--json", action="store_true", help="machine-readable output")
+        elif name == "bench":
+            sp.add_argument("what", choices=["mc"], help="which benchmark")
+            sp.add_argument("--json", action="store_true", help="print one JSON object")
+            sp.add_argument("--quick", action="store_true", help="short run (smoke test)")
+            sp.add_argument(
+                "--model",
+                default=str(default_model_path()),
+                help="cluster-expansion file (default: the shipped model)",
+            )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``segsim`` command; returns the exit code."""
+    from segsim.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    handler = COMMANDS[args.command][0]
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except Exception as exc:
+        from segsim.driver import Interrupted, UserError
+        from segsim.io.hdf5 import ResultFileError
+
+        if isinstance(exc, UserError | ResultFileError):
+            return _fail(str(exc))
+        if isinstance(exc, Interrupted):
+            sys.stderr.write(f"segsim: {exc}\n")
+            return EXIT_INTERRUPTED
+        raise

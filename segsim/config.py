@@ -1,0 +1,321 @@
+"""YAML input files -> frozen, validated configuration objects.
+
+This is the only module that reads YAML.  Every problem with an input file raises
+:class:`ConfigError`, whose message is one line naming the file, the key and what is allowed;
+the CLI prints it and exits with code 2.  Nothing here builds lattices, imports numba, h5py,
+icet or mpi4py, or creates files.
+
+Units are in the key names: ``_nm``, ``_angstrom``, ``_k`` (kelvin), ``_steps``.  Relative
+paths (``model.path``) are resolved against the directory of the YAML file.
+
+Input layout (``segsim run``)::
+
+    system:
+      edge_nm: 12.0                # NC edge length, nm (n = round(edge / a) B sites per edge)
+      x_cd: 0.25                   # Cd fraction on B sites, [0, 1]
+      lattice_constant_angstrom: 5.87   # optional; default: the model's lattice constant
+      pad_sites: null              # optional; outside layers around the NC (default reach + 1)
+    model:
+      kind: cluster_expansion      # registry: segsim.models.MODEL_KINDS
+      path: ../potentials/provisional.ce
+    run:
+      kind: canonical_mc           # registry: RUN_KINDS
+      temperature_k: 343.0
+      n_steps: 4000000             # trial swaps
+      seed: 2021                   # seeds numpy.random.SeedSequence
+    output:
+      trace_interval_steps: 100000
+      snapshot_interval_steps: 1000000   # 0 = no occupation snapshots
+      checkpoint_interval_steps: 1000000
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: Model kinds known to :func:`segsim.models.load_model` (kept here as names only).
+MODEL_KINDS: tuple[str, ...] = ("cluster_expansion",)
+
+#: Run kinds: what ``segsim run`` can do.
+RUN_KINDS: tuple[str, ...] = ("canonical_mc",)
+
+
+class ConfigError(ValueError):
+    """An input file is unreadable or invalid.
+
+    Parameters
+    ----------
+    source
+        The file (or ``<dict>``) being read.
+    key
+        Dotted key path of the offending entry (``""`` for the whole file).
+    message
+        What is wrong and what is allowed.
+    """
+
+    def __init__(self, source: str, key: str, message: str) -> None:
+        self.source = source
+        self.key = key
+        self.message = message
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """The nanocrystal."""
+
+    edge_nm: float  # NC edge length in nm
+    x_cd: float  # Cd fraction on B sites, in [0, 1]
+    lattice_constant_angstrom: float | None = None  # None: the model's lattice constant
+    pad_sites: int | None = None  # outside layers around the NC; None: model reach + 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The energy model."""
+
+    kind: str  # one of MODEL_KINDS
+    path: Path  # absolute path of the model file
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What to run."""
+
+    kind: str  # one of RUN_KINDS
+    temperature_k: float  # K
+    n_steps: int  # trial steps in total
+    seed: int  # seed of numpy.random.SeedSequence
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What to write and how often (in steps)."""
+
+    trace_interval_steps: int
+    snapshot_interval_steps: int = 0  # 0: no snapshots
+    checkpoint_interval_steps: int = 0  # 0: only at the end
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """A whole validated input file."""
+
+    system: SystemConfig
+    model: ModelConfig
+    run: RunConfig
+    output: OutputConfig
+    source: str = "<dict>"  # the file it came from
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the resolved configuration as plain YAML-able data."""
+        out: dict[str, Any] = {}
+        for f in ("system", "model", "run", "output"):
+            sec = dataclasses.asdict(getattr(self, f))
+            out[f] = {k: (str(v) if isinstance(v, Path) else v) for k, v in sec.items()}
+        return out
+
+    def to_yaml(self) -> str:
+        """Return the resolved configuration as YAML text (stored in result files)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- validation
+_Check = Callable[[Any], str | None]
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else f"must be > 0 (got {v})"
+
+
+def _non_negative(v: Any) -> str | None:
+    return None if v >= 0 else f"must be >= 0 (got {v})"
+
+
+def _unit_interval(v: Any) -> str | None:
+    return None if 0.0 <= v <= 1.0 else f"must be in [0, 1] (got {v})"
+
+
+def _one_of(options: tuple[str, ...]) -> _Check:
+    def check(v: Any) -> str | None:
+        return None if v in options else f"must be one of {list(options)} (got {v!r})"
+
+    return check
+
+
+@dataclass(frozen=True)
+class _Field:
+    type: type
+    required: bool = True
+    default: Any = None
+    check: _Check | None = None
+    nullable: bool = False
+
+
+_SCHEMA: dict[str, dict[str, _Field]] = {
+    "system": {
+        "edge_nm": _Field(float, check=_positive),
+        "x_cd": _Field(float, check=_unit_interval),
+        "lattice_constant_angstrom": _Field(float, False, None, _positive, nullable=True),
+        "pad_sites": _Field(int, False, None, _positive, nullable=True),
+    },
+    "model": {
+        "kind": _Field(str, check=_one_of(MODEL_KINDS)),
+        "path": _Field(str),
+    },
+    "run": {
+        "kind": _Field(str, check=_one_of(RUN_KINDS)),
+        "temperature_k": _Field(float, check=_positive),
+        "n_steps": _Field(int, check=_non_negative),
+        "seed": _Field(int, check=_non_negative),
+    },
+    "output": {
+        "trace_interval_steps": _Field(int, check=_positive),
+        "snapshot_interval_steps": _Field(int, False, 0, _non_negative),
+        "checkpoint_interval_steps": _Field(int, False, 0, _non_negative),
+    },
+}
+
+_TYPE_NAMES = {float: "a number", int: "an integer", str: "a string"}
+
+
+def _coerce(value: Any, ftype: type, source: str, key: str) -> Any:
+    if ftype is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(source, key, f"must be a number (got {value!r})")
+        return float(value)
+    if ftype is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(source, key, f"must be an integer (got {value!r})")
+        return value
+    if not isinstance(value, ftype):
+        raise ConfigError(source, key, f"must be {_TYPE_NAMES[ftype]} (got {value!r})")
+    return value
+
+
+def _section(data: Mapping[str, Any], name: str, source: str) -> dict[str, Any]:
+    schema = _SCHEMA[name]
+    raw = data.get(name)
+    if raw is None:
+        raise ConfigError(source, name, f"missing section; it needs keys {sorted(schema)}")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(source, name, f"must be a mapping with keys {sorted(schema)}")
+    unknown = sorted(set(raw) - set(schema))
+    if unknown:
+        raise ConfigError(
+            source, f"{name}.{unknown[0]}", f"unknown key; allowed keys: {sorted(schema)}"
+        )
+    out: dict[str, Any] = {}
+    for key, field in schema.items():
+        dotted = f"{name}.{key}"
+        if key not in raw:
+            if field.required:
+                raise ConfigError(source, dotted, "missing required key")
+            out[key] = field.default
+            continue
+        value = raw[key]
+        if value is None and field.nullable:
+            out[key] = None
+            continue
+        value = _coerce(value, field.type, source, dotted)
+        if field.check is not None:
+            problem = field.check(value)
+            if problem:
+                raise ConfigError(source, dotted, problem)
+        out[key] = value
+    return out
+
+
+def from_dict(
+    data: Any, *, source: str = "<dict>", base_dir: Path | None = None
+) -> SimulationConfig:
+    """Validate a parsed input and return the frozen configuration.
+
+    Parameters
+    ----------
+    data
+        The parsed YAML document.
+    source
+        Name used in error messages.
+    base_dir
+        Directory that relative paths are resolved against (default: current directory).
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(source, "", f"must be a YAML mapping with sections {sorted(_SCHEMA)}")
+    unknown = sorted(set(data) - set(_SCHEMA))
+    if unknown:
+        raise ConfigError(source, unknown[0], f"unknown section; allowed: {sorted(_SCHEMA)}")
+    system = _section(data, "system", source)
+    model = _section(data, "model", source)
+    run = _section(data, "run", source)
+    output = _section(data, "output", source)
+
+    base = base_dir if base_dir is not None else Path.cwd()
+    model_path = Path(model["path"]).expanduser()
+    if not model_path.is_absolute():
+        model_path = base / model_path
+    model_path = model_path.resolve()
+    if not model_path.is_file():
+        raise ConfigError(source, "model.path", f"file not found: {model_path}")
+    for key in ("snapshot_interval_steps", "checkpoint_interval_steps"):
+        v = output[key]
+        if v and v % output["trace_interval_steps"]:
+            raise ConfigError(
+                source,
+                f"output.{key}",
+                f"must be 0 or a multiple of output.trace_interval_steps "
+                f"({output['trace_interval_steps']}); got {v}",
+            )
+    return SimulationConfig(
+        system=SystemConfig(**system),
+        model=ModelConfig(kind=model["kind"], path=model_path),
+        run=RunConfig(**run),
+        output=OutputConfig(**output),
+        source=source,
+    )
+
+
+def load(path: str | Path) -> SimulationConfig:
+    """Read and validate a YAML input file.
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be read or parsed, or any entry is invalid.
+    """
+    p = Path(path)
+    source = str(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(source, "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, "", f"cannot read file ({exc.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(source, "", f"not valid YAML{where}: {problem}") from None
+    return from_dict(data, source=source, base_dir=p.resolve().parent)
+
+
+def loads_resolved(text: str, *, source: str) -> SimulationConfig:
+    """Re-read a resolved configuration stored in a result file (absolute paths)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(
+            source, "/metadata/config", "stored configuration is not valid YAML"
+        ) from None
+    return from_dict(data, source=source)

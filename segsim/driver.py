@@ -1,0 +1,269 @@
+"""Wiring for one run: config -> lattice -> model -> engine -> observers -> HDF5 sink.
+
+No loops over sites or events here; the engine runs compiled chunks, this module decides
+what happens between them (frames, snapshots, checkpoints, progress, interruption).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from segsim import lattice as lat
+from segsim.config import ConfigError, SimulationConfig, loads_resolved
+from segsim.engine import MCEngine, MCState
+from segsim.io import hdf5
+from segsim.models import load_model
+from segsim.observers import cd_fraction_by_depth
+from segsim.progress import Progress
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad model file, incompatible result file, ...)."""
+
+
+class Interrupted(Exception):
+    """The run was stopped by a signal after writing a checkpoint."""
+
+
+@dataclass
+class RunSummary:
+    """What a finished (or interrupted) run reports."""
+
+    path: Path
+    step: int
+    energy_ev: float
+    acceptance: float
+    x_profile: np.ndarray
+    wall_s: float
+
+
+def build_system(cfg: SimulationConfig) -> tuple[Any, lat.Lattice, Any]:
+    """Return ``(model, lattice, tables)`` for a configuration."""
+    try:
+        model = load_model(cfg.model.kind, cfg.model.path)
+    except Exception as exc:  # noqa: BLE001  (icet raises many types for a bad file)
+        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        raise ConfigError(
+            cfg.source,
+            "model.path",
+            f"cannot read {cfg.model.kind} file {cfg.model.path}: {reason}",
+        ) from None
+    a = cfg.system.lattice_constant_angstrom or model.a_angstrom
+    n = lat.n_edge_from_nm(cfg.system.edge_nm, a)
+    min_pad = model.reach + 1
+    pad = cfg.system.pad_sites if cfg.system.pad_sites is not None else min_pad
+    if pad < min_pad:
+        raise ConfigError(
+            cfg.source,
+            "system.pad_sites",
+            f"must be >= {min_pad} (the model's cluster reach + 1) so that periodic images of "
+            f"the NC do not interact (got {pad})",
+        )
+    lattice = lat.build_cube(n, a, pad)
+    return model, lattice, model.compile(lattice)
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag checked between chunks."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> Self:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not in the main thread
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.stop = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _frame(engine: MCEngine, lattice: lat.Lattice, n_acc: int, n_steps: int) -> dict[str, Any]:
+    s = engine.state
+    return {
+        "step": s.step,
+        "energy_ev": engine.tables.total_energy(s.occupations),
+        "acceptance": n_acc / n_steps if n_steps else 0.0,
+        "n_accepted": s.n_accepted,
+        "cd_fraction_by_depth": cd_fraction_by_depth(
+            s.occupations, lattice.depth, lattice.n_layers
+        ),
+    }
+
+
+def _checkpoint(engine: MCEngine, complete: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    s = engine.state
+    arrays = {"occupations": s.occupations, "pb_sites": s.pb_sites, "cd_sites": s.cd_sites}
+    attrs = {
+        "step": s.step,
+        "energy_ev": s.energy_ev,
+        "n_accepted": s.n_accepted,
+        "rng_state": hdf5.rng_state_to_json(engine.rng.bit_generator.state),
+        "complete": complete,
+    }
+    return arrays, attrs
+
+
+def run_canonical(
+    cfg: SimulationConfig,
+    out_path: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    walltime_s: float | None = None,
+    stop_at_step: int | None = None,
+) -> RunSummary:
+    """Run (or resume) a canonical Monte Carlo simulation and write ``out_path``.
+
+    Parameters
+    ----------
+    cfg
+        The validated configuration.
+    out_path
+        Result file; created (overwritten) unless ``resume``.
+    resume
+        Continue from the checkpoint in ``out_path``; the result is identical to an
+        uninterrupted run.
+    progress
+        Show the progress line (None: only on a terminal).
+    walltime_s
+        Stop cleanly (checkpoint, :class:`Interrupted`) at the first frame after this many
+        seconds of wall time, e.g. before a cluster job's limit.
+    stop_at_step
+        Stop cleanly at the first frame at or after this step (testing resume).
+    """
+    import time
+
+    t_start = time.perf_counter()
+    out_path = Path(out_path)
+    model, lattice, tables = build_system(cfg)
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(cfg.run.seed)))
+    sink = hdf5.H5Sink(out_path)
+    out = cfg.output
+
+    if resume:
+        ck = hdf5.read_checkpoint(out_path)
+        if ck is None:
+            raise UserError(f"{out_path}: no checkpoint to resume from")
+        arrays, attrs = ck
+        if arrays["occupations"].shape != (lattice.n_sites,):
+            raise UserError(f"{out_path}: checkpoint does not match the configured lattice")
+        state = MCState(
+            occupations=arrays["occupations"].astype(np.uint8),
+            pb_sites=arrays["pb_sites"].astype(np.int64),
+            cd_sites=arrays["cd_sites"].astype(np.int64),
+            step=int(attrs["step"]),
+            energy_ev=float(attrs["energy_ev"]),
+            n_accepted=int(attrs["n_accepted"]),
+        )
+        rng.bit_generator.state = hdf5.rng_state_from_json(attrs["rng_state"])
+        sink.truncate_to_step(state.step)
+    else:
+        occ = lat.random_occupations(lattice, cfg.system.x_cd, rng)
+        state = MCState.initial(occ, tables)
+    engine = MCEngine(tables, state, rng, temperature_k=cfg.run.temperature_k)
+
+    if not resume:
+        sink.create(
+            config_yaml=cfg.to_yaml(),
+            run_kind=cfg.run.kind,
+            lattice_arrays={
+                "coords": lattice.coords,
+                "in_nc": lattice.in_nc,
+                "depth": lattice.depth,
+                "n_outside_nn": lattice.n_outside_nn,
+            },
+            lattice_attrs={
+                "shape": np.asarray(lattice.shape),
+                "n_edge": lattice.n_edge,
+                "pad": lattice.pad,
+                "a_angstrom": lattice.a_angstrom,
+                "n_layers": lattice.n_layers,
+            },
+            trace_shapes={
+                "step": ((), "i8"),
+                "energy_ev": ((), "f8"),
+                "acceptance": ((), "f8"),
+                "n_accepted": ((), "i8"),
+                "cd_fraction_by_depth": ((lattice.n_layers,), "f8"),
+            },
+            n_sites=lattice.n_sites,
+            model_source=str(cfg.model.path),
+            extra_metadata={"model_label": str(model.metadata.get("segsim_label", ""))},
+        )
+        sink.append(
+            _frame(engine, lattice, 0, 0),
+            snapshot=(0, state.occupations) if out.snapshot_interval_steps else None,
+            checkpoint=_checkpoint(engine, state.step >= cfg.run.n_steps),
+        )
+
+    total = cfg.run.n_steps
+    bar = Progress(total, start_step=state.step, enabled=progress)
+    last_acc = 0.0
+    with _StopFlag() as flag:
+        while state.step < total:
+            n = min(
+                out.trace_interval_steps - state.step % out.trace_interval_steps, total - state.step
+            )
+            n_acc = engine.advance(n)
+            last_acc = n_acc / n
+            done = state.step >= total
+            if (walltime_s is not None and time.perf_counter() - t_start > walltime_s) or (
+                stop_at_step is not None and state.step >= stop_at_step
+            ):
+                flag.stop = True
+            snap = out.snapshot_interval_steps and (
+                state.step % out.snapshot_interval_steps == 0 or done
+            )
+            ckpt = (
+                done
+                or flag.stop
+                or (
+                    out.checkpoint_interval_steps
+                    and state.step % out.checkpoint_interval_steps == 0
+                )
+            )
+            sink.append(
+                _frame(engine, lattice, n_acc, n),
+                snapshot=(state.step, state.occupations) if snap else None,
+                checkpoint=_checkpoint(engine, done) if ckpt else None,
+            )
+            bar.update(state.step, acceptance=last_acc, force=done)
+            if flag.stop and not done:
+                bar.close()
+                raise Interrupted(
+                    f"stopped at step {state.step}; resume with: segsim run --resume {out_path}"
+                )
+    bar.close()
+    drift = engine.energy_drift_ev()
+    if abs(drift) > 1e-6 * max(1.0, abs(state.energy_ev)):
+        raise RuntimeError(f"energy drift {drift:.3e} eV: kernel bookkeeping error")
+    return RunSummary(
+        path=out_path,
+        step=state.step,
+        energy_ev=tables.total_energy(state.occupations),
+        acceptance=state.n_accepted / state.step if state.step else 0.0,
+        x_profile=cd_fraction_by_depth(state.occupations, lattice.depth, lattice.n_layers),
+        wall_s=time.perf_counter() - t_start,
+    )
+
+
+def resume_config(out_path: str | Path) -> SimulationConfig:
+    """Return the configuration stored in a result file (for ``--resume``)."""
+    try:
+        text = hdf5.read_config_yaml(out_path)
+    except hdf5.ResultFileError as exc:
+        raise UserError(str(exc)) from None
+    return loads_resolved(text, source=f"{out_path}:/metadata/config")

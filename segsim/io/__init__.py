@@ -1,0 +1,1 @@
+"""Input/output: the on-disk HDF5 schema lives in :mod:`segsim.io.hdf5`."""

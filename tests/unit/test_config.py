@@ -1,0 +1,86 @@
+import dataclasses
+
+import pytest
+import yaml
+
+from segsim.config import ConfigError, from_dict, load
+from tests.helpers import small_input, write_yaml
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    p = tmp_path / "m.ce"
+    p.write_text("placeholder")  # config only checks that the file exists
+    return p
+
+
+def test_valid_input_is_frozen_and_resolved(tmp_path, model_file):
+    path = write_yaml(tmp_path / "in.yaml", small_input("m.ce"))
+    cfg = load(path)
+    assert cfg.model.path == model_file.resolve()
+    assert cfg.system.x_cd == 0.25
+    assert isinstance(cfg.run.n_steps, int)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.run.seed = 3  # type: ignore[misc]
+    again = from_dict(yaml.safe_load(cfg.to_yaml()), source="x")
+    assert again.to_dict() == cfg.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "key", "fragment"),
+    [
+        ("run", {"temperature_k": -5.0}, "run.temperature_k", "> 0"),
+        ("run", {"temperature_k": "hot"}, "run.temperature_k", "number"),
+        ("system", {"x_cd": 1.5}, "system.x_cd", "[0, 1]"),
+        ("system", {"x_cd": -0.1}, "system.x_cd", "[0, 1]"),
+        ("system", {"edge_nm": 0}, "system.edge_nm", "> 0"),
+        ("system", {"colour": "blue"}, "system.colour", "allowed keys"),
+        ("run", {"kind": "grand_canonical"}, "run.kind", "canonical_mc"),
+        ("run", {"n_steps": 1.5}, "run.n_steps", "integer"),
+        ("run", {"seed": True}, "run.seed", "integer"),
+        ("model", {"path": "missing.ce"}, "model.path", "file not found"),
+        ("model", {"kind": "neural"}, "model.kind", "cluster_expansion"),
+        ("output", {"snapshot_interval_steps": 1500}, "output.snapshot_interval_steps", "multiple"),
+        ("output", {"trace_interval_steps": 0}, "output.trace_interval_steps", "> 0"),
+    ],
+)
+def test_bad_values_name_file_key_and_allowed(tmp_path, model_file, section, values, key, fragment):
+    path = write_yaml(tmp_path / "bad.yaml", small_input("m.ce", **{section: values}))
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    msg = str(err.value)
+    assert str(path) in msg
+    assert key in msg
+    assert fragment in msg
+    assert "\n" not in msg
+
+
+def test_missing_key_and_section(tmp_path, model_file):
+    doc = small_input("m.ce")
+    del doc["run"]["temperature_k"]
+    with pytest.raises(ConfigError, match=r"run\.temperature_k: missing required key"):
+        load(write_yaml(tmp_path / "a.yaml", doc))
+    doc = small_input("m.ce")
+    del doc["output"]
+    with pytest.raises(ConfigError, match="output: missing section"):
+        load(write_yaml(tmp_path / "b.yaml", doc))
+
+
+def test_unknown_section_and_not_a_mapping(tmp_path, model_file):
+    doc = small_input("m.ce")
+    doc["extra"] = {}
+    with pytest.raises(ConfigError, match="unknown section"):
+        load(write_yaml(tmp_path / "a.yaml", doc))
+    p = tmp_path / "list.yaml"
+    p.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load(p)
+
+
+def test_unreadable_yaml(tmp_path):
+    p = tmp_path / "broken.yaml"
+    p.write_text("system: {edge_nm: 3\nrun: [\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line \d+"):
+        load(p)
+    with pytest.raises(ConfigError, match="file not found"):
+        load(tmp_path / "nope.yaml")
