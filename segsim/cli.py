@@ -118,6 +118,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_warmup(args: argparse.Namespace) -> int:
+    """Compile and cache every kernel (run once before parallel jobs)."""
+    import time
+
+    from segsim.kernels.warmup import warm_up
+
+    t0 = time.perf_counter()
+    warm_up()
+    print(f"kernels compiled and cached in {time.perf_counter() - t0:.1f} s")
+    return EXIT_OK
+
+
 def default_model_path() -> Path:
     """Return the shipped default energy model (``potentials/`` next to the sources)."""
     return Path(__file__).resolve().parent.parent / "potentials" / "provisional.ce"
@@ -129,6 +141,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "validate": (cmd_validate, "check YAML inputs without running them"),
     "info": (cmd_info, "summarise a result file"),
     "bench": (cmd_bench, "benchmarks (speed ratios against reference codes)"),
+    "warmup": (cmd_warmup, "compile and cache the numba kernels (before parallel jobs)"),
 }
 
 

@@ -224,3 +224,14 @@ def test_sigkill_leaves_readable_file(tmp_path, ce_file):
     trace = hdf5.read_trace(out)
     assert np.all(np.diff(trace["step"]) == 200_000)
     assert np.all(np.isfinite(trace["energy_ev"]))
+
+
+def test_warmup_and_version(capsys):
+    assert main(["warmup"]) == 0
+    assert "compiled" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    with pytest.raises(SystemExit) as exc:
+        main(["frobnicate"])
+    assert exc.value.code == 2
