@@ -197,6 +197,55 @@ def build_cube(n_edge: int, a_angstrom: float, pad: int) -> Lattice:
     )
 
 
+def build_periodic(n_cells: int, a_angstrom: float) -> Lattice:
+    """Build a fully periodic ``n_cells**3`` simple-cubic grid of B sites (a bulk crystal).
+
+    There are no outside sites: every site is a crystal site (``in_nc`` all True, ``pad`` 0,
+    ``depth`` 0 and ``n_outside_nn`` 0 everywhere), so the grid is a bulk alloy, as used by
+    benchmarks and thermodynamic references.  :func:`random_occupations` fills every site.
+
+    Parameters
+    ----------
+    n_cells
+        Sites per edge of the periodic box (>= 1).
+    a_angstrom
+        Lattice constant in Angstrom (only used for positions).
+    """
+    if n_cells < 1:
+        raise ValueError(f"n_cells must be >= 1, got {n_cells}")
+    shape = (n_cells, n_cells, n_cells)
+    grid = np.indices(shape).reshape(3, -1).T.astype(np.int32)
+    n_sites = grid.shape[0]
+    inside = np.ones(n_sites, dtype=bool)
+    depth = np.zeros(n_sites, dtype=np.int32)
+    n_out = np.zeros(n_sites, dtype=np.int8)
+    lat0 = Lattice(
+        n_edge=n_cells,
+        pad=0,
+        a_angstrom=float(a_angstrom),
+        shape=shape,
+        coords=grid,
+        nn=np.empty((0, 6), np.int32),
+        in_nc=inside,
+        n_outside_nn=n_out,
+        depth=depth,
+    )
+    nn = lat0.neighbor_table(NN_DISPLACEMENTS)
+    for arr in (grid, nn, inside, n_out, depth):
+        arr.setflags(write=False)
+    return Lattice(
+        n_edge=n_cells,
+        pad=0,
+        a_angstrom=float(a_angstrom),
+        shape=shape,
+        coords=grid,
+        nn=nn,
+        in_nc=inside,
+        n_outside_nn=n_out,
+        depth=depth,
+    )
+
+
 def random_occupations(lattice: Lattice, x_cd: float, rng: np.random.Generator) -> np.ndarray:
     """Return NC occupations with ``round(x * n**3)`` Cd placed uniformly at random.
 

@@ -1,0 +1,368 @@
+"""Benchmarks: segsim's canonical Monte Carlo against icet's ``mchammer`` on the same model.
+
+:func:`bench_mc` runs both codes on one cluster expansion (CE), one periodic ``size**3``
+simple-cubic supercell without outside sites (a bulk Pb/Cd alloy) and one random starting
+configuration, and reports
+
+* the trial-swap rates of both codes, measured in the same process, and their ratio;
+* the equilibrium check: both codes' mean energy per site with autocorrelation-corrected
+  standard errors, and whether they agree within three combined standard errors.
+
+Both codes propose the same moves (a uniformly random unordered Pb/Cd pair, icet's
+``CanonicalEnsemble.do_canonical_swap`` and segsim's
+:func:`segsim.kernels.metropolis._run_mc_chunk`) with the same Boltzmann constant, so one
+*trial step* means the same thing in both and the rates are directly comparable.
+
+:func:`format_bench` turns the result into a human-readable table.  icet and ``mchammer`` are
+imported lazily inside :func:`bench_mc`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import segsim
+from segsim import species
+from segsim.engine import MCEngine, MCState
+from segsim.lattice import build_periodic, random_occupations
+from segsim.models.cluster_expansion import ClusterExpansionModel
+from segsim.units import K_B_EV_PER_K
+
+#: Trial steps per site (sweeps) of each code: (default, quick).  With 4096 sites the default
+#: gives about 20 million segsim steps and 0.6 million icet steps (icet dominates the time).
+SEGSIM_SWEEPS: tuple[int, int] = (5000, 250)
+ICET_SWEEPS: tuple[int, int] = (150, 10)
+
+#: Fraction of the energy samples discarded as equilibration, in both codes.
+BURN_IN_FRACTION: float = 0.2
+
+#: Tolerance (eV per site) for the two codes' energies of the same starting configuration.
+STEP0_TOLERANCE_EV_PER_SITE: float = 1e-8
+
+#: Sokal's window constant for the integrated autocorrelation time.
+_SOKAL_C: float = 5.0
+
+#: Atomic numbers of the CE symbols in icet's occupation vectors.
+_ATOMIC_NUMBER_TO_CODE: dict[int, int] = {82: species.PB, 48: species.CD, 0: species.VAC}
+
+
+def autocorrelation_stderr(samples: np.ndarray) -> tuple[float, float, float]:
+    """Return the mean, its standard error and the integrated autocorrelation time.
+
+    The standard error is ``sqrt(s**2 * tau / n)`` with ``s**2`` the sample variance and
+    ``tau`` the integrated autocorrelation time (in samples),
+    ``tau = 1 + 2 * sum_{t=1}^{W} rho(t)``, with Sokal's automatic window: the smallest ``W``
+    with ``W >= 5 * tau(W)``.  ``tau`` is clipped below at 1 (anticorrelated or very short
+    series then get the naive, larger error).
+
+    Parameters
+    ----------
+    samples
+        A time series of one observable (equally spaced samples).
+
+    Returns
+    -------
+    tuple of float
+        ``(mean, standard error of the mean, tau)``; the error and ``tau`` are NaN for fewer
+        than two samples, and the error is 0 for a constant series.
+    """
+    y = np.asarray(samples, dtype=np.float64).ravel()
+    n = y.size
+    if n == 0:
+        raise ValueError("no samples")
+    mean = float(y.mean())
+    if n < 2:
+        return mean, float("nan"), float("nan")
+    d = y - mean
+    var0 = float(d @ d) / n
+    if var0 <= 0.0:
+        return mean, 0.0, 1.0
+    n_fft = 1 << (2 * n - 1).bit_length()
+    f = np.fft.rfft(d, n=n_fft)
+    acf = np.fft.irfft(f * np.conj(f), n=n_fft)[:n]
+    acf = acf / acf[0]
+    taus = 2.0 * np.cumsum(acf) - 1.0
+    inside = np.arange(n) < _SOKAL_C * taus
+    window = int(np.argmin(inside)) if not inside.all() else n - 1
+    tau = max(1.0, float(taus[window]))
+    var = float(d @ d) / (n - 1)
+    return mean, float(np.sqrt(var * tau / n)), tau
+
+
+def bench_mc(
+    *,
+    model_path: str | Path,
+    size: int = 16,
+    x: float = 0.25,
+    temperature_k: float = 600.0,
+    seed: int = 20240601,
+    quick: bool = False,
+) -> dict[str, Any]:
+    """Benchmark segsim's canonical Monte Carlo against icet's ``CanonicalEnsemble``.
+
+    Both codes start from the same random configuration (``round(x * size**3)`` Cd on a
+    periodic ``size**3`` grid, drawn from ``seed``) and run Pb/Cd swap Metropolis at
+    ``temperature_k`` with the CE read from ``model_path``: segsim through
+    :class:`segsim.engine.MCEngine`, icet through ``mchammer.ensembles.CanonicalEnsemble`` with
+    ``mchammer.calculators.ClusterExpansionCalculator`` (given segsim's Boltzmann constant).
+    The energy per site is sampled once per sweep (``size**3`` trial steps) in both; the first
+    :data:`BURN_IN_FRACTION` of the samples is discarded.
+
+    segsim's rate excludes numba compilation (a warm-up call on a scratch state is timed
+    separately, as ``segsim_compile_s``; with numba's on-disk cache this is a cache load);
+    icet's rate includes its per-sweep energy observation, as in ordinary use.  Setup (CE
+    compilation, icet calculator construction) is timed separately too.  icet seeds Python's
+    global :mod:`random` module; its state is restored afterwards.
+
+    Parameters
+    ----------
+    model_path
+        icet ``.ce`` file with a one-site simple-cubic primitive (species Pb, Cd, X).
+    size
+        Sites per edge of the periodic supercell.
+    x
+        Cd fraction in [0, 1].
+    temperature_k
+        Temperature in K.
+    seed
+        Seed of the starting configuration, of segsim's generator and of icet's.
+    quick
+        Run far fewer steps (about 10 s in total for ``size=16``; for tests).
+
+    Returns
+    -------
+    dict
+        JSON-serialisable results; the keys are listed in the source and shown by
+        :func:`format_bench`.  The main ones are ``segsim_steps_per_s``,
+        ``icet_steps_per_s``, ``ratio`` (segsim / icet), the mean energies per site
+        ``segsim_energy_mean_ev_per_site`` and ``icet_energy_mean_ev_per_site`` with their
+        ``*_stderr_ev_per_site``, and ``energies_agree``.
+    """
+    from mchammer.calculators import ClusterExpansionCalculator
+    from mchammer.ensembles import CanonicalEnsemble
+
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    if not 0.0 <= x <= 1.0:
+        raise ValueError(f"x must be in [0, 1], got {x}")
+    if not temperature_k > 0.0:
+        raise ValueError(f"temperature_k must be > 0, got {temperature_k}")
+
+    # ---------------------------------------------------------------- common setup
+    t0 = time.perf_counter()
+    model = ClusterExpansionModel.from_file(model_path)
+    lattice = build_periodic(size, model.a_angstrom)
+    tables = model.compile(lattice)
+    segsim_setup_s = time.perf_counter() - t0
+    n_sites = lattice.n_sites
+    seq_occ, seq_mc = np.random.SeedSequence(seed).spawn(2)
+    occ0 = random_occupations(lattice, x, np.random.default_rng(seq_occ))
+    n_cd = int(np.count_nonzero(occ0 == species.CD))
+    sweep_steps = n_sites
+    segsim_sweeps = SEGSIM_SWEEPS[1] if quick else SEGSIM_SWEEPS[0]
+    icet_sweeps = ICET_SWEEPS[1] if quick else ICET_SWEEPS[0]
+
+    # ---------------------------------------------------------------- segsim
+    t0 = time.perf_counter()
+    scratch = MCEngine(
+        tables,
+        MCState.initial(occ0, tables),
+        np.random.default_rng(0),
+        temperature_k=temperature_k,
+    )
+    scratch.advance(1)
+    segsim_compile_s = time.perf_counter() - t0
+
+    state = MCState.initial(occ0, tables)
+    segsim_e0 = state.energy_ev / n_sites
+    engine = MCEngine(tables, state, np.random.default_rng(seq_mc), temperature_k=temperature_k)
+    segsim_energies = np.empty(segsim_sweeps, dtype=np.float64)
+    t0 = time.perf_counter()
+    for k in range(segsim_sweeps):
+        engine.advance(sweep_steps)
+        segsim_energies[k] = state.energy_ev
+    segsim_wall_s = time.perf_counter() - t0
+    segsim_steps = segsim_sweeps * sweep_steps
+    segsim_energies /= n_sites
+    segsim_drift_ev = engine.energy_drift_ev()
+
+    # ---------------------------------------------------------------- icet
+    structure = model.to_icet_structure(lattice, occ0)
+    icet_steps = icet_sweeps * sweep_steps
+    saved_random_state = random.getstate()
+    try:
+        t0 = time.perf_counter()
+        calculator = ClusterExpansionCalculator(structure, model.icet_ce)
+        ensemble = CanonicalEnsemble(
+            structure=structure,
+            calculator=calculator,
+            temperature=float(temperature_k),
+            boltzmann_constant=K_B_EV_PER_K,
+            random_seed=int(seed),
+            dc_filename=None,
+            ensemble_data_write_interval=sweep_steps,
+            trajectory_write_interval=icet_steps,
+        )
+        icet_setup_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ensemble.run(icet_steps)
+        icet_wall_s = time.perf_counter() - t0
+    finally:
+        random.setstate(saved_random_state)
+    with warnings.catch_warnings():
+        # mchammer's DataContainer.get calls DataFrame.dropna(inplace=True), deprecated in
+        # pandas 3.1; silence only that message (the suite turns warnings into errors).
+        warnings.filterwarnings("ignore", message=r"The inplace keyword in DataFrame\.dropna")
+        mctrial, potential, acceptance = ensemble.data_container.get(
+            "mctrial", "potential", "acceptance_ratio"
+        )
+    mctrial = np.asarray(mctrial, dtype=np.int64)
+    icet_energies_all = np.asarray(potential, dtype=np.float64) / n_sites
+    if mctrial[0] != 0 or mctrial.size != icet_sweeps + 1:
+        raise RuntimeError(f"unexpected icet sampling steps {mctrial[:3]}... ({mctrial.size})")
+    icet_e0 = float(icet_energies_all[0])
+    icet_energies = icet_energies_all[1:]
+    icet_acceptance = np.asarray(acceptance, dtype=np.float64)[1:]
+    final_codes = np.array(
+        [_ATOMIC_NUMBER_TO_CODE[int(z)] for z in ensemble.configuration.occupations],
+        dtype=species.OCC_DTYPE,
+    )
+    icet_final_check_ev = abs(
+        tables.total_energy(final_codes) / n_sites - float(icet_energies_all[-1])
+    )
+
+    # ---------------------------------------------------------------- statistics
+    s_burn = int(BURN_IN_FRACTION * segsim_sweeps)
+    i_burn = int(BURN_IN_FRACTION * icet_sweeps)
+    s_mean, s_err, s_tau = autocorrelation_stderr(segsim_energies[s_burn:])
+    i_mean, i_err, i_tau = autocorrelation_stderr(icet_energies[i_burn:])
+    diff = s_mean - i_mean
+    combined = float(np.hypot(s_err, i_err))
+    segsim_rate = segsim_steps / segsim_wall_s
+    icet_rate = icet_steps / icet_wall_s
+
+    import icet
+    import numba
+
+    return {
+        "benchmark": "mc",
+        "model_path": str(model_path),
+        "size": int(size),
+        "n_sites": int(n_sites),
+        "x": float(x),
+        "n_cd": n_cd,
+        "temperature_k": float(temperature_k),
+        "seed": int(seed),
+        "quick": bool(quick),
+        "sample_interval_steps": int(sweep_steps),
+        "burn_in_fraction": BURN_IN_FRACTION,
+        # rates
+        "segsim_steps": int(segsim_steps),
+        "segsim_wall_s": float(segsim_wall_s),
+        "segsim_steps_per_s": float(segsim_rate),
+        "segsim_compile_s": float(segsim_compile_s),
+        "segsim_setup_s": float(segsim_setup_s),
+        "icet_steps": int(icet_steps),
+        "icet_wall_s": float(icet_wall_s),
+        "icet_steps_per_s": float(icet_rate),
+        "icet_setup_s": float(icet_setup_s),
+        "ratio": float(segsim_rate / icet_rate),
+        # same quantity at step 0
+        "step0_segsim_energy_ev_per_site": float(segsim_e0),
+        "step0_icet_energy_ev_per_site": icet_e0,
+        "step0_abs_diff_ev_per_site": float(abs(segsim_e0 - icet_e0)),
+        "step0_energies_agree": bool(abs(segsim_e0 - icet_e0) < STEP0_TOLERANCE_EV_PER_SITE),
+        # equilibrium check
+        "segsim_n_samples": int(segsim_energies.size - s_burn),
+        "segsim_energy_mean_ev_per_site": s_mean,
+        "segsim_energy_stderr_ev_per_site": s_err,
+        "segsim_tau_int_sweeps": s_tau,
+        "segsim_acceptance": float(state.n_accepted / max(state.step, 1)),
+        "icet_n_samples": int(icet_energies.size - i_burn),
+        "icet_energy_mean_ev_per_site": i_mean,
+        "icet_energy_stderr_ev_per_site": i_err,
+        "icet_tau_int_sweeps": i_tau,
+        "icet_acceptance": float(icet_acceptance.mean()),
+        "energy_diff_ev_per_site": float(diff),
+        "energy_diff_combined_stderr_ev_per_site": combined,
+        "energies_agree": bool(abs(diff) <= 3.0 * combined),
+        # consistency
+        "segsim_energy_drift_ev": float(segsim_drift_ev),
+        "icet_final_config_abs_diff_ev_per_site": float(icet_final_check_ev),
+        # environment
+        "segsim_version": segsim.__version__,
+        "icet_version": str(icet.__version__),
+        "numba_version": str(numba.__version__),
+        "numpy_version": str(np.__version__),
+        "n_cpus": int(os.cpu_count() or 1),
+    }
+
+
+def format_bench(result: dict[str, Any]) -> str:
+    """Return a human-readable table of a :func:`bench_mc` result.
+
+    Parameters
+    ----------
+    result
+        The dictionary returned by :func:`bench_mc`.
+    """
+    r = result
+
+    def g(key: str, fmt: str) -> str:
+        value = r.get(key)
+        return "n/a" if value is None else format(value, fmt)
+
+    head = (
+        f"MC benchmark: {r.get('model_path')}  size {r.get('size')}^3 = {r.get('n_sites')} "
+        f"sites, x = {r.get('x')} ({r.get('n_cd')} Cd), T = {r.get('temperature_k')} K, "
+        f"seed {r.get('seed')}{' (quick)' if r.get('quick') else ''}"
+    )
+    rows = [
+        ("", "segsim", "icet"),
+        ("trial steps", g("segsim_steps", ",d"), g("icet_steps", ",d")),
+        ("wall time / s", g("segsim_wall_s", ".3f"), g("icet_wall_s", ".3f")),
+        ("steps / s", g("segsim_steps_per_s", ".4g"), g("icet_steps_per_s", ".4g")),
+        ("setup / s", g("segsim_setup_s", ".3f"), g("icet_setup_s", ".3f")),
+        ("numba compile / s", g("segsim_compile_s", ".3f"), "-"),
+        ("acceptance", g("segsim_acceptance", ".4f"), g("icet_acceptance", ".4f")),
+        (
+            "E(step 0) / eV/site",
+            g("step0_segsim_energy_ev_per_site", ".10f"),
+            g("step0_icet_energy_ev_per_site", ".10f"),
+        ),
+        ("samples (sweeps)", g("segsim_n_samples", "d"), g("icet_n_samples", "d")),
+        (
+            "<E> / eV/site",
+            g("segsim_energy_mean_ev_per_site", ".7f"),
+            g("icet_energy_mean_ev_per_site", ".7f"),
+        ),
+        (
+            "stderr / eV/site",
+            g("segsim_energy_stderr_ev_per_site", ".2e"),
+            g("icet_energy_stderr_ev_per_site", ".2e"),
+        ),
+        ("tau_int / sweeps", g("segsim_tau_int_sweeps", ".2f"), g("icet_tau_int_sweeps", ".2f")),
+    ]
+    w0 = max(len(row[0]) for row in rows)
+    w1 = max(len(row[1]) for row in rows)
+    w2 = max(len(row[2]) for row in rows)
+    lines = [head]
+    lines += [f"  {a:<{w0}}  {b:>{w1}}  {c:>{w2}}" for a, b, c in rows]
+    agree = "yes" if r.get("energies_agree") else "NO"
+    step0 = "yes" if r.get("step0_energies_agree") else "NO"
+    three_sigma = 3.0 * float(r.get("energy_diff_combined_stderr_ev_per_site", float("nan")))
+    lines += [
+        f"  ratio (segsim / icet steps per s): {g('ratio', '.1f')}",
+        f"  step-0 energies agree (< {STEP0_TOLERANCE_EV_PER_SITE:g} eV/site): {step0} "
+        + f"(|diff| {g('step0_abs_diff_ev_per_site', '.1e')})",
+        f"  <E> difference: {g('energy_diff_ev_per_site', '.2e')} eV/site, "
+        + f"3 sigma = {three_sigma:.2e} -> agree: {agree}",
+    ]
+    return "\n".join(lines)
