@@ -57,6 +57,22 @@ def rng_state_from_json(text: str) -> dict[str, Any]:
     return dict(json.loads(text))
 
 
+def _open_writable(path: Path, *, timeout_s: float = 60.0) -> h5py.File:
+    """Open ``path`` for appending, waiting while a reader (e.g. ``segsim info``) holds it."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    delay = 0.01
+    while True:
+        try:
+            return h5py.File(path, "a")
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(0.5, 2 * delay)
+
+
 class H5Sink:
     """Writes one run's result file.
 
@@ -151,7 +167,7 @@ class H5Sink:
         checkpoint
             ``(arrays, attrs)`` replacing ``/checkpoint``; ``attrs`` must contain ``step``.
         """
-        with h5py.File(self.path, "a") as f:
+        with _open_writable(self.path) as f:
             trace = f["trace"]
             if set(frame) != set(trace):
                 raise ResultFileError(
@@ -175,12 +191,12 @@ class H5Sink:
 
     def checkpoint(self, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:
         """Replace ``/checkpoint`` with the given state."""
-        with h5py.File(self.path, "a") as f:
+        with _open_writable(self.path) as f:
             _write_checkpoint(f, arrays, attrs)
 
     def truncate_to_step(self, step: int) -> None:
         """Drop trace frames and snapshots after ``step`` (used when resuming)."""
-        with h5py.File(self.path, "a") as f:
+        with _open_writable(self.path) as f:
             steps = f["trace/step"][:]
             keep = int(np.searchsorted(steps, step, side="right"))
             for ds in f["trace"].values():
@@ -209,7 +225,9 @@ def _open(path: str | Path) -> h5py.File:
     if not p.is_file():
         raise ResultFileError(f"{p}: no such result file")
     try:
-        f = h5py.File(p, "r")
+        # No file lock: a reader (``segsim info`` on a running job) must never block the
+        # writer, which opens the file only between chunks.
+        f = h5py.File(p, "r", locking=False)
     except OSError as exc:
         raise ResultFileError(f"{p}: not a readable HDF5 file ({exc})") from None
     if "metadata" not in f or "schema_version" not in f["metadata"].attrs:
