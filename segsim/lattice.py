@@ -169,32 +169,7 @@ def build_cube(n_edge: int, a_angstrom: float, pad: int) -> Lattice:
     # Chebyshev distance to the cube boundary = concentric shell index.
     dist = np.minimum(grid - lo, hi - grid).min(axis=1)
     depth = np.where(inside, dist, -1).astype(np.int32)
-    lat0 = Lattice(
-        n_edge=n_edge,
-        pad=pad,
-        a_angstrom=float(a_angstrom),
-        shape=shape,
-        coords=grid,
-        nn=np.empty((0, 6), np.int32),
-        in_nc=inside,
-        n_outside_nn=np.empty(0, np.int8),
-        depth=depth,
-    )
-    nn = lat0.neighbor_table(NN_DISPLACEMENTS)
-    n_out = np.where(inside, (~inside[nn]).sum(axis=1), -1).astype(np.int8)
-    for arr in (grid, nn, inside, n_out, depth):
-        arr.setflags(write=False)
-    return Lattice(
-        n_edge=n_edge,
-        pad=pad,
-        a_angstrom=float(a_angstrom),
-        shape=shape,
-        coords=grid,
-        nn=nn,
-        in_nc=inside,
-        n_outside_nn=n_out,
-        depth=depth,
-    )
+    return _assemble(n_edge, pad, a_angstrom, shape, grid, inside, depth, None)
 
 
 def build_periodic(n_cells: int, a_angstrom: float) -> Lattice:
@@ -219,23 +194,39 @@ def build_periodic(n_cells: int, a_angstrom: float) -> Lattice:
     inside = np.ones(n_sites, dtype=bool)
     depth = np.zeros(n_sites, dtype=np.int32)
     n_out = np.zeros(n_sites, dtype=np.int8)
+    return _assemble(n_cells, 0, a_angstrom, shape, grid, inside, depth, n_out)
+
+
+def _assemble(
+    n_edge: int,
+    pad: int,
+    a_angstrom: float,
+    shape: tuple[int, int, int],
+    grid: np.ndarray,
+    inside: np.ndarray,
+    depth: np.ndarray,
+    n_out: np.ndarray | None,
+) -> Lattice:
+    """Add the neighbour table (and, if None, the outside-neighbour counts); freeze arrays."""
     lat0 = Lattice(
-        n_edge=n_cells,
-        pad=0,
+        n_edge=n_edge,
+        pad=pad,
         a_angstrom=float(a_angstrom),
         shape=shape,
         coords=grid,
         nn=np.empty((0, 6), np.int32),
         in_nc=inside,
-        n_outside_nn=n_out,
+        n_outside_nn=np.empty(0, np.int8),
         depth=depth,
     )
     nn = lat0.neighbor_table(NN_DISPLACEMENTS)
+    if n_out is None:
+        n_out = np.where(inside, (~inside[nn]).sum(axis=1), -1).astype(np.int8)
     for arr in (grid, nn, inside, n_out, depth):
         arr.setflags(write=False)
     return Lattice(
-        n_edge=n_cells,
-        pad=0,
+        n_edge=n_edge,
+        pad=pad,
         a_angstrom=float(a_angstrom),
         shape=shape,
         coords=grid,
@@ -258,13 +249,25 @@ def random_occupations(lattice: Lattice, x_cd: float, rng: np.random.Generator) 
     rng
         The run's generator (the only source of randomness).
     """
-    if not 0.0 <= x_cd <= 1.0:
-        raise ValueError(f"x must be in [0, 1], got {x_cd}")
     occ = lattice.empty_occupations()
     nc_sites = np.flatnonzero(lattice.in_nc)
-    n_cd = round(x_cd * nc_sites.size)
-    occ[rng.choice(nc_sites, size=n_cd, replace=False)] = species.CD
+    occ[rng.choice(nc_sites, size=n_cd_for(lattice, x_cd), replace=False)] = species.CD
     return occ
+
+
+def n_cd_for(lattice: Lattice, x_cd: float) -> int:
+    """Return the number of Cd of a NC at Cd fraction ``x_cd``: ``round(x_cd * n**3)``.
+
+    Parameters
+    ----------
+    lattice
+        The NC lattice.
+    x_cd
+        Cd fraction on the B sites, in [0, 1].
+    """
+    if not 0.0 <= x_cd <= 1.0:
+        raise ValueError(f"x_cd must be in [0, 1], got {x_cd}")
+    return round(float(x_cd) * lattice.n_nc_sites)
 
 
 def outside_neighbor_counts(lattice: Lattice, occupations: np.ndarray) -> np.ndarray:

@@ -23,26 +23,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from segsim import species
-from segsim.lattice import Lattice
+from segsim import observers, species
+from segsim.lattice import Lattice, n_cd_for, random_occupations
+
+__all__ = [
+    "cd_fraction_by_depth",
+    "core_segregated_occupations",
+    "layer_counts",
+    "layer_profile_occupations",
+    "layer_sizes",
+    "n_cd_for",
+    "surface_segregated_occupations",
+    "uniform_occupations",
+]
 
 #: Seed of the generator used for tie-breaking when no ``rng`` is given.
 DEFAULT_TIE_SEED: int = 0
-
-
-def n_cd_for(lattice: Lattice, x_cd: float) -> int:
-    """Return the number of Cd of a NC at Cd fraction ``x_cd``: ``round(x_cd * n**3)``.
-
-    Parameters
-    ----------
-    lattice
-        The NC lattice.
-    x_cd
-        Cd fraction on the B sites, in [0, 1].
-    """
-    if not 0.0 <= x_cd <= 1.0:
-        raise ValueError(f"x_cd must be in [0, 1], got {x_cd}")
-    return round(float(x_cd) * lattice.n_nc_sites)
 
 
 def layer_sizes(lattice: Lattice) -> np.ndarray:
@@ -61,16 +57,14 @@ def cd_fraction_by_depth(lattice: Lattice, occupations: np.ndarray) -> np.ndarra
         Species codes of the grid (``uint8``, shape ``(n_sites,)``).
     """
     occ = _check_occupations(lattice, occupations)
-    depth = lattice.depth
-    cation = species.is_cation(occ) & lattice.in_nc
-    n_cat = np.bincount(depth[cation], minlength=lattice.n_layers)
-    n_cd = np.bincount(depth[cation & (occ == species.CD)], minlength=lattice.n_layers)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n_cat > 0, n_cd / np.maximum(n_cat, 1), np.nan)
+    return observers.cd_fraction_by_depth(occ, lattice.depth, lattice.n_layers)
 
 
 def uniform_occupations(lattice: Lattice, x_cd: float, rng: np.random.Generator) -> np.ndarray:
     """Return a random alloy: ``round(x_cd * n**3)`` Cd on uniformly random NC sites.
+
+    The same as :func:`segsim.lattice.random_occupations` (the start of every simulation);
+    named here next to the other arrangements of the training set.
 
     Parameters
     ----------
@@ -81,9 +75,7 @@ def uniform_occupations(lattice: Lattice, x_cd: float, rng: np.random.Generator)
     rng
         Source of randomness (average over several generators for a "uniform" energy).
     """
-    n_cd = n_cd_for(lattice, x_cd)
-    sites = np.flatnonzero(lattice.in_nc)
-    return _place(lattice, sites[rng.permutation(sites.size)[:n_cd]])
+    return random_occupations(lattice, x_cd, rng)
 
 
 def surface_segregated_occupations(
