@@ -1,0 +1,261 @@
+"""Slow, obviously-correct plain-Python twins of segsim's kernels.
+
+Nothing here uses segsim's compiled tables (:class:`segsim.models.base.ModelTables`) or
+:mod:`segsim.models.cluster_expansion`: the cluster expansion is evaluated straight from
+icet's orbit list, and the Metropolis chain is a plain loop that draws random numbers in the
+same order as :func:`segsim.kernels.metropolis._run_mc_chunk`.
+
+Conventions (see ``segsim/species.py``): occupations are species codes per site of a periodic
+grid of shape ``(L, L, L)`` in C order (``site = (ix * L + iy) * L + iz``); Pb=0, Cd=1,
+V=2 and O=3, and both V and O are the CE species ``X``.
+
+The cluster vector is icet's (the definition, written out):
+
+    cv_0 = 1,
+    cv_e = 1 / (N * M_e) * sum_R sum_{c in orbit(e).clusters} sum_{p in P_e}
+           prod_q Theta_{m_e[p[q]]}(sigma_{R + c_q}),
+
+with ``N`` grid sites, ``M_e`` the multiplicity, ``P_e`` the site permutations and ``m_e``
+the multicomponent vector of element ``e``, ``Theta`` icet's point functions and
+``sigma`` the species index of a site (``cs.species_maps[0]``).  The total energy is
+``E = N * sum_e J_e cv_e`` (``J_0`` the zerolet).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+# Species codes and the atomic number icet sees for each (X = no B cation, Z = 0).
+PB, CD, VAC, OUT = 0, 1, 2, 3
+_ATOMIC_NUMBER_OF_CODE = {PB: 82, CD: 48, VAC: 0, OUT: 0}
+
+
+class NaiveCE:
+    """A cluster expansion evaluated directly from icet's orbit list, in plain Python.
+
+    Parameters
+    ----------
+    ce
+        An ``icet.ClusterExpansion`` on a one-site simple-cubic primitive cell.
+    """
+
+    def __init__(self, ce: Any) -> None:
+        cs = ce.get_cluster_space_copy()
+        self.params = np.asarray(ce.parameters, dtype=np.float64)
+        n_allowed = len(cs.chemical_symbols[0])
+        spmap = cs.species_maps[0]
+        #: species code -> icet species index
+        self.species_index = {code: int(spmap[z]) for code, z in _ATOMIC_NUMBER_OF_CODE.items()}
+        #: theta[m][s]: point function m evaluated for species index s
+        self.theta = [
+            [cs.evaluate_cluster_function(n_allowed, m, s) for s in range(n_allowed)]
+            for m in range(n_allowed - 1)
+        ]
+        # One entry per orbit: its clusters (lists of integer offsets) and its elements
+        # (parameter index, multicomponent vector, permutations, multiplicity).
+        self.orbits: list[dict[str, Any]] = []
+        index = 1
+        for oi in range(len(cs.orbit_list)):
+            orbit = cs.orbit_list.get_orbit(oi)
+            clusters = [
+                [tuple(int(v) for v in ls.unitcell_offset) for ls in c.lattice_sites]
+                for c in orbit.clusters
+            ]
+            elements = []
+            for el in orbit.cluster_vector_elements:
+                elements.append(
+                    (
+                        index,
+                        [int(m) for m in el["multicomponent_vector"]],
+                        [[int(v) for v in p] for p in el["site_permutations"]],
+                        int(el["multiplicity"]),
+                    )
+                )
+                index += 1
+            self.orbits.append({"clusters": clusters, "elements": elements})
+        if index != self.params.size:
+            raise ValueError(f"parameter count mismatch: {index} != {self.params.size}")
+        self._memo: dict[tuple[int, tuple[int, ...]], list[float]] = {}
+
+    # ------------------------------------------------------------------ one cluster
+    def _element_sums(self, orbit_index: int, sigmas: tuple[int, ...]) -> list[float]:
+        """Return, per element of the orbit, sum_p prod_q Theta_{m[p[q]]}(sigma_q)."""
+        key = (orbit_index, sigmas)
+        if key not in self._memo:
+            sums = []
+            for _, mc, perms, _ in self.orbits[orbit_index]["elements"]:
+                acc = 0.0
+                for p in perms:
+                    prod = 1.0
+                    for q in range(len(sigmas)):
+                        prod *= self.theta[mc[p[q]]][sigmas[q]]
+                    acc += prod
+                sums.append(acc)
+            self._memo[key] = sums
+        return self._memo[key]
+
+    def _sigmas(self, grid: np.ndarray, origin: tuple[int, int, int], cluster: list) -> tuple:
+        """Return the species indices of ``cluster`` translated to ``origin`` (wrapped)."""
+        lx, ly, lz = grid.shape
+        ox, oy, oz = origin
+        return tuple(
+            self.species_index[int(grid[(ox + dx) % lx, (oy + dy) % ly, (oz + dz) % lz])]
+            for dx, dy, dz in cluster
+        )
+
+    def cluster_energy(
+        self, grid: np.ndarray, orbit_index: int, cluster_index: int, origin: tuple
+    ) -> float:
+        """Return the energy (eV) of one cluster instance: sum_e J_e/M_e sum_p prod Theta."""
+        orbit = self.orbits[orbit_index]
+        sigmas = self._sigmas(grid, origin, orbit["clusters"][cluster_index])
+        sums = self._element_sums(orbit_index, sigmas)
+        return sum(
+            self.params[idx] / mult * s
+            for (idx, _, _, mult), s in zip(orbit["elements"], sums, strict=True)
+        )
+
+    # ------------------------------------------------------------------ whole grid
+    def cluster_vector(self, occupations: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+        """Return icet's cluster vector of the periodic grid, from the definition."""
+        grid = np.asarray(occupations).reshape(shape)
+        n_sites = grid.size
+        raw = np.zeros(self.params.size)
+        raw[0] = 1.0
+        for origin in np.ndindex(*shape):
+            for oi, orbit in enumerate(self.orbits):
+                for cluster in orbit["clusters"]:
+                    sums = self._element_sums(oi, self._sigmas(grid, origin, cluster))
+                    for (idx, _, _, _), s in zip(orbit["elements"], sums, strict=True):
+                        raw[idx] += s
+        cv = raw.copy()
+        for orbit in self.orbits:
+            for idx, _, _, mult in orbit["elements"]:
+                cv[idx] = raw[idx] / (n_sites * mult)
+        return cv
+
+    def total_energy(self, occupations: np.ndarray, shape: tuple[int, int, int]) -> float:
+        """Return the total energy (eV) of the periodic grid, ``N * J . cv``."""
+        n_sites = int(np.prod(shape))
+        return float(n_sites * np.dot(self.params, self.cluster_vector(occupations, shape)))
+
+    def swap_delta_full(
+        self, occupations: np.ndarray, shape: tuple[int, int, int], i: int, j: int
+    ) -> float:
+        """Return E(after swapping sites i and j) - E(before), by two full recomputes."""
+        after = np.array(occupations, copy=True)
+        after[i], after[j] = occupations[j], occupations[i]
+        return self.total_energy(after, shape) - self.total_energy(occupations, shape)
+
+    def flip_delta_full(
+        self, occupations: np.ndarray, shape: tuple[int, int, int], site: int, new_code: int
+    ) -> float:
+        """Return E(site set to new_code) - E(before), by two full recomputes."""
+        after = np.array(occupations, copy=True)
+        after[site] = new_code
+        return self.total_energy(after, shape) - self.total_energy(occupations, shape)
+
+    # ------------------------------------------------------------------ local sums
+    def _instances_touching(
+        self, shape: tuple[int, int, int], sites: list[int]
+    ) -> set[tuple[int, int, tuple[int, int, int]]]:
+        """Return every cluster instance (orbit, cluster, origin) that contains a site."""
+        lx, ly, lz = shape
+        found = set()
+        for site in sites:
+            x, y, z = (int(v) for v in np.unravel_index(site, shape))
+            for oi, orbit in enumerate(self.orbits):
+                for ci, cluster in enumerate(orbit["clusters"]):
+                    for dx, dy, dz in cluster:
+                        found.add((oi, ci, ((x - dx) % lx, (y - dy) % ly, (z - dz) % lz)))
+        return found
+
+    def swap_delta_local(
+        self, occupations: np.ndarray, shape: tuple[int, int, int], i: int, j: int
+    ) -> float:
+        """Return the swap energy change summed over the cluster instances touching i or j.
+
+        Every instance that contains ``i`` or ``j`` is collected once (a set), and its energy
+        is evaluated before and after the swap; all other instances are unchanged.
+        """
+        flat = np.asarray(occupations).reshape(-1)
+        swapped = flat.copy()
+        swapped[i], swapped[j] = flat[j], flat[i]
+        before, after = flat.reshape(shape), swapped.reshape(shape)
+        de = 0.0
+        for oi, ci, origin in self._instances_touching(shape, [i, j]):
+            de += self.cluster_energy(after, oi, ci, origin)
+            de -= self.cluster_energy(before, oi, ci, origin)
+        return de
+
+
+def naive_mc_chain(
+    occupations: np.ndarray,
+    pb_sites: np.ndarray,
+    cd_sites: np.ndarray,
+    n_steps: int,
+    beta: float,
+    delta_energy: Callable[[np.ndarray, int, int], float],
+    rng: np.random.Generator,
+    *,
+    tie_tol: float = 1e-12,
+) -> dict[str, Any]:
+    """Run canonical Metropolis Pb/Cd swaps in plain Python; the inputs are not modified.
+
+    Draws random numbers exactly as ``_run_mc_chunk``: per trial ``u1`` (Pb list index
+    ``int(u1 * n_pb)``) and ``u2`` (Cd list index ``int(u2 * n_cd)``), and a third ``u3``
+    only when ``dE > 0``; the swap is accepted if ``dE <= 0`` or ``u3 < exp(-beta * dE)``.
+    On acceptance the two list entries exchange their sites.
+
+    A trial whose ``|dE|`` is below ``tie_tol`` is a *near tie*: its exact value is zero up to
+    round-off, so whether a third number is drawn depends on the sign of the rounding error,
+    which two correct implementations need not share.  Chains can only be compared number for
+    number when ``n_near_ties`` is zero (or when both use the same ``dE`` function).
+
+    Parameters
+    ----------
+    delta_energy
+        ``delta_energy(occupations, i, j)``: energy change (eV) of swapping sites ``i`` and
+        ``j``, e.g. :meth:`NaiveCE.swap_delta_local` with the shape bound in.
+
+    Returns
+    -------
+    dict
+        ``occupations``, ``pb_sites``, ``cd_sites`` (new arrays), ``n_accepted``,
+        ``de_sum`` (eV), ``de_trials`` (the energy change of every trial) and
+        ``n_near_ties``.
+    """
+    occ = np.array(occupations, copy=True)
+    pb = [int(s) for s in pb_sites]
+    cd = [int(s) for s in cd_sites]
+    n_accepted = 0
+    de_sum = 0.0
+    de_trials = []
+    if len(pb) > 0 and len(cd) > 0:
+        for _ in range(n_steps):
+            a = int(rng.random() * len(pb))
+            b = int(rng.random() * len(cd))
+            i, j = pb[a], cd[b]
+            de = float(delta_energy(occ, i, j))
+            de_trials.append(de)
+            accept = True
+            if de > 0.0:
+                accept = rng.random() < math.exp(-beta * de)
+            if accept:
+                occ[i], occ[j] = occ[j], occ[i]
+                pb[a], cd[b] = j, i
+                n_accepted += 1
+                de_sum += de
+    return {
+        "occupations": occ,
+        "pb_sites": np.array(pb, dtype=np.int64),
+        "cd_sites": np.array(cd, dtype=np.int64),
+        "n_accepted": n_accepted,
+        "de_sum": de_sum,
+        "de_trials": np.array(de_trials),
+        "n_near_ties": int(np.sum(np.abs(np.array(de_trials)) < tie_tol)),
+    }
