@@ -110,6 +110,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Run a benchmark and print its figures."""
     from segsim import bench
 
+    if not Path(args.model).is_file():
+        return _fail(f"--model: file not found: {args.model} (give a cluster-expansion .ce file)")
     if args.what == "mc":
         result = bench.bench_mc(model_path=args.model, quick=args.quick)
     else:  # pragma: no cover - argparse restricts choices

@@ -235,3 +235,17 @@ def test_warmup_and_version(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["frobnicate"])
     assert exc.value.code == 2
+
+
+def test_bench_cli_prints_one_json_object(ce_file, capsys):
+    import json
+
+    assert main(["bench", "mc", "--model", "/no/such.ce"]) == 2
+    assert "--model" in capsys.readouterr().err
+    assert main(["bench", "mc", "--quick", "--json", "--model", str(ce_file)]) == 0
+    out = capsys.readouterr().out.strip()
+    result = json.loads(out)
+    assert "\n" not in out
+    for key in ("segsim_steps_per_s", "icet_steps_per_s", "ratio", "energies_agree"):
+        assert key in result
+    assert result["ratio"] == result["segsim_steps_per_s"] / result["icet_steps_per_s"]
