@@ -157,6 +157,14 @@ class _Field:
     default: Any = None
     check: _Check | None = None
     nullable: bool = False
+    item: Any = None  # for list fields: element type (float, int, str) or a nested _Field
+
+
+def _list_of(
+    item: Any, *, required: bool = True, default: Any = None, check: _Check | None = None
+) -> _Field:
+    """Return a list field whose elements are ``item`` (a type or a nested list field)."""
+    return _Field(list, required, default, check, item=item)
 
 
 _SCHEMA: dict[str, dict[str, _Field]] = {
@@ -183,10 +191,18 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
     },
 }
 
-_TYPE_NAMES = {float: "a number", int: "an integer", str: "a string"}
+_TYPE_NAMES = {float: "a number", int: "an integer", str: "a string", dict: "a mapping"}
 
 
-def _coerce(value: Any, ftype: type, source: str, key: str) -> Any:
+def _coerce(value: Any, ftype: type, source: str, key: str, item: Any = None) -> Any:
+    if ftype is list:
+        if not isinstance(value, list | tuple) or not value:
+            raise ConfigError(source, key, f"must be a non-empty list (got {value!r})")
+        if isinstance(item, _Field):
+            return tuple(
+                _coerce(v, item.type, source, f"{key}[{i}]", item.item) for i, v in enumerate(value)
+            )
+        return tuple(_coerce(v, item, source, f"{key}[{i}]") for i, v in enumerate(value))
     if ftype is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(source, key, f"must be a number (got {value!r})")
@@ -199,11 +215,16 @@ def _coerce(value: Any, ftype: type, source: str, key: str) -> Any:
         return value
     if not isinstance(value, ftype):
         raise ConfigError(source, key, f"must be {_TYPE_NAMES[ftype]} (got {value!r})")
-    return value
+    return dict(value) if ftype is dict else value
 
 
-def _section(data: Mapping[str, Any], name: str, source: str) -> dict[str, Any]:
-    schema = _SCHEMA[name]
+def _section(
+    data: Mapping[str, Any],
+    name: str,
+    source: str,
+    schema_table: Mapping[str, Mapping[str, _Field]] | None = None,
+) -> dict[str, Any]:
+    schema = (schema_table or _SCHEMA)[name]
     raw = data.get(name)
     if raw is None:
         raise ConfigError(source, name, f"missing section; it needs keys {sorted(schema)}")
@@ -226,7 +247,7 @@ def _section(data: Mapping[str, Any], name: str, source: str) -> dict[str, Any]:
         if value is None and field.nullable:
             out[key] = None
             continue
-        value = _coerce(value, field.type, source, dotted)
+        value = _coerce(value, field.type, source, dotted, field.item)
         if field.check is not None:
             problem = field.check(value)
             if problem:
@@ -284,14 +305,142 @@ def from_dict(
     )
 
 
-def load(path: str | Path) -> SimulationConfig:
-    """Read and validate a YAML input file.
+# --------------------------------------------------------------------------- training inputs
+#: Reference calculators known to :mod:`segsim.training.calculators` (names only).
+CALCULATOR_KINDS: tuple[str, ...] = ("chgnet", "cp2k", "standin")
+OPTIMIZERS: tuple[str, ...] = ("FIRE", "BFGS")
+FIT_METHODS: tuple[str, ...] = ("least-squares", "ardr", "lasso", "bayesian-ridge", "rfe")
 
-    Raises
-    ------
-    ConfigError
-        If the file cannot be read or parsed, or any entry is invalid.
-    """
+
+@dataclass(frozen=True)
+class StructuresConfig:
+    """Which reference structures to generate (see :mod:`segsim.training.structures`)."""
+
+    nc_edges: tuple[int, ...]  # B sites per NC edge
+    compositions: tuple[float, ...]  # extra uniform compositions x
+    n_random: int  # random (uniform) arrangements per NC at x = 0.25
+    n_profiles: int  # intermediate layer profiles per NC
+    vacancy_structures: int  # NCs with internal B vacancies
+    bulk_sizes: tuple[int, ...]  # periodic bulk cells (B sites per edge)
+    bulk_compositions: tuple[float, ...]
+    rp_edges: tuple[int, ...]  # NCs with a Ruddlesden-Popper fault
+    seed: int
+    a_angstrom: float  # lattice constant of the unrelaxed structures and of the CE
+    vacuum_angstrom: float  # vacuum around NCs
+    pad_sites: int  # outside layers of the CE grid around each NC
+
+
+@dataclass(frozen=True)
+class CalculatorConfig:
+    """Reference calculator and relaxation criteria."""
+
+    kind: str  # one of CALCULATOR_KINDS
+    settings: dict[str, Any]  # passed to the calculator factory
+    optimizer: str  # one of OPTIMIZERS
+    fmax_ev_per_angstrom: float  # converged when every force is below this
+    max_steps: int  # optimizer steps per structure
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Cluster-expansion fit (icet + trainstation)."""
+
+    cutoff_candidates: tuple[tuple[float, ...], ...]  # Angstrom, per order (pairs first)
+    fit_methods: tuple[str, ...]
+    n_splits: int  # k-fold cross-validation
+    seed: int
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole validated ``segsim train`` input."""
+
+    structures: StructuresConfig
+    calculator: CalculatorConfig
+    fit: FitConfig
+    database: Path  # ASE database of reference results (created if missing)
+    output_dir: Path  # where the .ce, parameters and report go
+    source: str = "<dict>"
+
+
+_TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
+    "structures": {
+        "nc_edges": _list_of(int, check=lambda v: None if min(v) >= 2 else "must be >= 2"),
+        "compositions": _list_of(
+            float, check=lambda v: _unit_interval(min(v)) or _unit_interval(max(v))
+        ),
+        "n_random": _Field(int, False, 3, _non_negative),
+        "n_profiles": _Field(int, False, 2, _non_negative),
+        "vacancy_structures": _Field(int, False, 4, _non_negative),
+        "bulk_sizes": _list_of(int, required=False, default=(2,)),
+        "bulk_compositions": _list_of(float, required=False, default=(0.0, 0.125, 0.25, 0.5, 1.0)),
+        "rp_edges": _list_of(int, required=False, default=(4,)),
+        "seed": _Field(int, False, 2021, _non_negative),
+        "a_angstrom": _Field(float, False, 5.87, _positive),
+        "vacuum_angstrom": _Field(float, False, 8.0, _positive),
+        "pad_sites": _Field(int, False, 3, _positive),
+    },
+    "calculator": {
+        "kind": _Field(str, check=_one_of(CALCULATOR_KINDS)),
+        "settings": _Field(dict, False, None, nullable=True),
+        "optimizer": _Field(str, False, "FIRE", _one_of(OPTIMIZERS)),
+        "fmax_ev_per_angstrom": _Field(float, False, 0.05, _positive),
+        "max_steps": _Field(int, False, 300, _non_negative),
+    },
+    "fit": {
+        "cutoff_candidates": _list_of(_list_of(float)),
+        "fit_methods": _list_of(
+            str,
+            check=lambda v: next(
+                (
+                    f"must be among {list(FIT_METHODS)} (got {m!r})"
+                    for m in v
+                    if m not in FIT_METHODS
+                ),
+                None,
+            ),
+        ),
+        "n_splits": _Field(int, False, 10, lambda v: None if v >= 2 else "must be >= 2"),
+        "seed": _Field(int, False, 2021, _non_negative),
+    },
+    "paths": {
+        "database": _Field(str),
+        "output_dir": _Field(str),
+    },
+}
+
+
+def train_from_dict(
+    data: Any, *, source: str = "<dict>", base_dir: Path | None = None
+) -> TrainConfig:
+    """Validate a parsed ``segsim train`` input and return the frozen configuration."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            source, "", f"must be a YAML mapping with sections {sorted(_TRAIN_SCHEMA)}"
+        )
+    unknown = sorted(set(data) - set(_TRAIN_SCHEMA))
+    if unknown:
+        raise ConfigError(source, unknown[0], f"unknown section; allowed: {sorted(_TRAIN_SCHEMA)}")
+    sec = {name: _section(data, name, source, _TRAIN_SCHEMA) for name in _TRAIN_SCHEMA}
+    base = base_dir if base_dir is not None else Path.cwd()
+
+    def resolve(p: str) -> Path:
+        q = Path(p).expanduser()
+        return (q if q.is_absolute() else base / q).resolve()
+
+    calc = dict(sec["calculator"])
+    calc["settings"] = dict(calc["settings"] or {})
+    return TrainConfig(
+        structures=StructuresConfig(**sec["structures"]),
+        calculator=CalculatorConfig(**calc),
+        fit=FitConfig(**sec["fit"]),
+        database=resolve(sec["paths"]["database"]),
+        output_dir=resolve(sec["paths"]["output_dir"]),
+        source=source,
+    )
+
+
+def _read_yaml(path: str | Path) -> Any:
     p = Path(path)
     source = str(path)
     try:
@@ -301,13 +450,39 @@ def load(path: str | Path) -> SimulationConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, "", f"cannot read file ({exc.__class__.__name__})") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(source, "", f"not valid YAML{where}: {problem}") from None
-    return from_dict(data, source=source, base_dir=p.resolve().parent)
+
+
+def load_train(path: str | Path) -> TrainConfig:
+    """Read and validate a ``segsim train`` YAML input file."""
+    data = _read_yaml(path)
+    return train_from_dict(data, source=str(path), base_dir=Path(path).resolve().parent)
+
+
+def load_any(path: str | Path) -> SimulationConfig | TrainConfig:
+    """Read an input of any kind (simulation or training), told apart by its sections."""
+    data = _read_yaml(path)
+    base = Path(path).resolve().parent
+    if isinstance(data, Mapping) and "fit" in data:
+        return train_from_dict(data, source=str(path), base_dir=base)
+    return from_dict(data, source=str(path), base_dir=base)
+
+
+def load(path: str | Path) -> SimulationConfig:
+    """Read and validate a YAML input file.
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be read or parsed, or any entry is invalid.
+    """
+    data = _read_yaml(path)
+    return from_dict(data, source=str(path), base_dir=Path(path).resolve().parent)
 
 
 def loads_resolved(text: str, *, source: str) -> SimulationConfig:

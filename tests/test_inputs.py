@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from segsim.config import load
+from segsim.config import SimulationConfig, TrainConfig, load_any
 
 INPUTS = sorted((Path(__file__).resolve().parent.parent / "inputs").glob("*.yaml"))
 
@@ -15,6 +15,11 @@ def test_there_are_inputs():
 
 @pytest.mark.parametrize("path", INPUTS, ids=[p.name for p in INPUTS])
 def test_input_validates(path):
-    cfg = load(path)
-    assert cfg.model.path.is_file()
-    assert cfg.run.n_steps >= 0
+    cfg = load_any(path)
+    if isinstance(cfg, SimulationConfig):
+        assert cfg.model.path.is_file()
+        assert cfg.run.n_steps >= 0
+    else:
+        assert isinstance(cfg, TrainConfig)
+        assert cfg.output_dir.name == "potentials"
+        assert cfg.fit.cutoff_candidates

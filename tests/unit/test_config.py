@@ -84,3 +84,52 @@ def test_unreadable_yaml(tmp_path):
         load(p)
     with pytest.raises(ConfigError, match="file not found"):
         load(tmp_path / "nope.yaml")
+
+
+def _train_doc():
+    from pathlib import Path
+
+    import yaml as _yaml
+
+    root = Path(__file__).resolve().parents[2]
+    return _yaml.safe_load((root / "inputs" / "train.yaml").read_text())
+
+
+def test_train_input_loads_with_lists_and_paths(tmp_path):
+    from segsim.config import TrainConfig, load_any
+
+    cfg = load_any(write_yaml(tmp_path / "t.yaml", _train_doc()))
+    assert isinstance(cfg, TrainConfig)
+    assert cfg.structures.nc_edges == (3, 4, 5)
+    assert cfg.fit.cutoff_candidates[0] == (6.0,)
+    assert cfg.database == (tmp_path / "../potentials/training.db").resolve()
+    assert cfg.calculator.settings == {}
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "needle"),
+    [
+        ("calculator", "kind", "vasp", "calculator.kind: must be one of"),
+        ("fit", "fit_methods", ["least-squares", "magic"], "fit.fit_methods: must be among"),
+        (
+            "fit",
+            "cutoff_candidates",
+            [[6.0], ["far"]],
+            "fit.cutoff_candidates[1][0]: must be a number",
+        ),
+        ("fit", "cutoff_candidates", [], "fit.cutoff_candidates: must be a non-empty list"),
+        ("structures", "nc_edges", [1, 3], "structures.nc_edges: must be >= 2"),
+        ("structures", "compositions", [0.1, 1.5], "structures.compositions: must be in [0, 1]"),
+        ("calculator", "optimizer", "LBFGS", "calculator.optimizer: must be one of"),
+    ],
+)
+def test_bad_train_input(tmp_path, section, key, value, needle):
+    from segsim.config import load_train
+
+    doc = _train_doc()
+    doc[section][key] = value
+    path = write_yaml(tmp_path / "t.yaml", doc)
+    with pytest.raises(ConfigError) as err:
+        load_train(path)
+    assert needle in str(err.value)
+    assert str(path) in str(err.value)
