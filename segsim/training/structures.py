@@ -4,13 +4,19 @@ The contract shared by the training pipeline: structure generation produces
 :class:`ReferenceStructure` objects, the reference pipeline computes their (relaxed) energies and
 stores them in an ASE database keyed by :attr:`ReferenceStructure.name`, and the fit turns those
 on the CE lattice (``lattice`` and ``occupations`` not None) into icet training data.
+
+:func:`build_training_set` generates the set (NCs with the published and other Cd
+arrangements, vacancy NCs, periodic bulk cells, NCs with a Ruddlesden-Popper fault and their
+unfaulted twins, CsBr references), deterministically for a given seed;
+:func:`build_rp_fault` documents the RP construction; :func:`minimum_distance_angstrom` is the
+sanity check of every generated geometry.
 """
 
 from __future__ import annotations
 
 import itertools
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +108,9 @@ CSBR_CSCL_A_ANGSTROM: float = 4.29
 
 #: Where the RP fault goes in an NC of ``n`` B planes: the index ``k`` of the first B plane of
 #: the upper block (planes ``0 .. k-1`` below the fault, ``k .. n-1`` above it).
-RP_POSITIONS: dict[str, Any] = {
+#: ``"middle"``: ``n // 2``; ``"surface"``: 1 (the lower block is a single octahedral layer
+#: lining the bottom face, an RP slab at the surface).
+RP_POSITIONS: dict[str, Callable[[int], int]] = {
     "middle": lambda n: n // 2,
     "surface": lambda n: 1,
 }
@@ -801,8 +809,9 @@ def build_training_set(
     sites (kind ``"nc"``).
 
     ``"ref_csbr"``: bulk CsBr (:func:`csbr_references`) for the chemical potential
-    ``mu_CsBr`` (energy per formula unit; the CsCl-type ground state is the reservoir, the
-    rock-salt cell tells how much the fault layer's structure costs).
+    ``mu_CsBr``: the lowest relaxed energy per formula unit of these cells, i.e. the
+    calculator's own CsBr ground state (experimentally the CsCl type; a machine-learned
+    potential or PBE may rank the rock-salt cell, the structure of the fault layer, lower).
 
     RP parameters of the model (``shared/design/MODEL.md``, section 2) from these energies
     (relaxed ``E``), with ``N = n^2`` inserted CsBr units (tag ``extra_csbr``)::
