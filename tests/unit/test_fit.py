@@ -1,0 +1,337 @@
+"""Fitting the cluster expansion (segsim.training.fit) and the fit report, on synthetic data.
+
+The "reference" energies come from a known random CE (pairs to the second neighbour and
+triplets, cutoffs [8.4, 8.4]) whose vacuum energy is zero, evaluated as N_grid * predict on NC
+grids, plus Gaussian noise of NOISE_MEV_PER_SITE per B site.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segsim import species
+from segsim.lattice import build_cube, build_periodic
+from segsim.models.cluster_expansion import ClusterExpansionModel
+from segsim.training import configurations as conf
+from segsim.training import fit as fitmod
+from segsim.training.report import write_report
+
+A = 5.87
+TRUE_CUTOFFS = (8.4, 8.4)
+NOISE_MEV_PER_SITE = 1.0
+TEST_CANDIDATES = ((7.0,), (8.4, 8.4), (12.0, 8.4))
+TEST_METHODS = ("least-squares", "ardr")
+PAD = 3
+
+
+def _ce_total(ce, occ: np.ndarray, shape) -> float:
+    atoms = fitmod.grid_atoms(occ, shape, A)
+    return float(ce.predict(atoms)) * len(atoms)
+
+
+@functools.cache
+def true_ce():
+    """A random CE (eV per grid site) with E(all-X grid) = 0."""
+    from icet import ClusterExpansion
+
+    cs = fitmod.build_cluster_space(TRUE_CUTOFFS, A)
+    rng = np.random.default_rng(7)
+    params = rng.normal(0.0, 0.03, size=len(cs))
+    vac = fitmod.vacuum_cluster_vector(cs, A)
+    params[0] = -float(vac[1:] @ params[1:])
+    return ClusterExpansion(cs, params)
+
+
+def _nc_occupations(
+    rng: np.random.Generator,
+) -> list[tuple[str, str, np.ndarray, tuple, float, int, dict]]:
+    out = []
+    for n in (3, 4, 5):
+        lat = build_cube(n, A, PAD)
+        for x in (0.1, 0.25, 0.4):
+            arrangements = {
+                "uniform_a": conf.uniform_occupations(lat, x, rng),
+                "uniform_b": conf.uniform_occupations(lat, x, rng),
+                "surface": conf.surface_segregated_occupations(lat, x),
+                "core": conf.core_segregated_occupations(lat, x),
+                "profile": conf.layer_profile_occupations(
+                    lat, x, np.linspace(1.0, 0.3, lat.n_layers), rng
+                ),
+            }
+            for label, occ in arrangements.items():
+                tags = {"arrangement": label.split("_")[0]}
+                out.append((f"nc{n}_x{x:.2f}_{label}", "nc", occ, lat.shape, x, n, tags))
+        for i in range(2):
+            occ = conf.uniform_occupations(lat, 0.25, rng)
+            sites = np.flatnonzero(lat.in_nc)
+            occ[rng.choice(sites, size=i + 1, replace=False)] = species.VAC
+            out.append((f"nc{n}_vac{i}", "nc_vacancy", occ, lat.shape, 0.25, n, {}))
+    for i, x in enumerate((0.0, 0.125, 0.25, 0.5)):
+        lat = build_periodic(4, A)
+        occ = conf.uniform_occupations(lat, x, rng)
+        out.append((f"bulk4_{i}", "bulk", occ, lat.shape, x, 4, {}))
+    return out
+
+
+@functools.cache
+def synthetic_records(noise_mev_per_site: float = NOISE_MEV_PER_SITE) -> tuple[dict, ...]:
+    rng = np.random.default_rng(12345)
+    ce = true_ce()
+    records = []
+    for name, kind, occ, shape, x, n, tags in _nc_occupations(rng):
+        n_b = int(np.count_nonzero(occ != species.OUT))
+        exact = _ce_total(ce, occ, shape)
+        noise = rng.normal(0.0, noise_mev_per_site * 1e-3 * n_b)
+        records.append(
+            {
+                "name": name,
+                "kind": kind,
+                "energy_ev": exact + noise,
+                "exact_ev": exact,
+                "occupations": occ,
+                "shape": tuple(int(s) for s in shape),
+                "x_cd": x,
+                "n_edge": n,
+                "tags": tags,
+            }
+        )
+    records.append({"name": "rp_fault", "kind": "nc_rp", "energy_ev": -1.0, "occupations": None})
+    return tuple(records)
+
+
+@functools.cache
+def fitted() -> fitmod.FitResult:
+    return fitmod.fit_cluster_expansion(
+        list(synthetic_records()),
+        cutoff_candidates=TEST_CANDIDATES,
+        fit_methods=TEST_METHODS,
+        n_splits=5,
+        seed=2021,
+        learning_fractions=(0.4, 0.7, 1.0),
+    )
+
+
+def test_records_are_validated():
+    rec = dict(synthetic_records()[0])
+    tr = fitmod.TrainingRecord.from_mapping(rec)
+    assert tr.n_grid_sites == 9**3
+    assert tr.n_b_sites == 27
+    assert tr.energy_per_grid_site_ev == pytest.approx(rec["energy_ev"] / 729)
+    bad = dict(rec, shape=(9, 9, 8))
+    with pytest.raises(ValueError, match="do not fit"):
+        fitmod.TrainingRecord.from_mapping(bad)
+    _kept, skipped = fitmod.records_from_mappings(list(synthetic_records()))
+    assert skipped == ["rp_fault"]
+    with pytest.raises(ValueError, match="duplicate"):
+        fitmod.records_from_mappings([rec, rec])
+
+
+def test_training_structure_matches_reference_structure_convention():
+    rec = fitmod.TrainingRecord.from_mapping(synthetic_records()[3])
+    atoms = fitmod.training_structure(rec, A)
+    lat = build_cube(rec.n_edge, A, PAD)
+    np.testing.assert_allclose(atoms.positions, lat.positions_angstrom)
+    np.testing.assert_allclose(atoms.cell.array, lat.cell_angstrom)
+    assert list(atoms.symbols) == [species.CE_SYMBOLS[c] for c in rec.occupations]
+
+
+def test_fit_recovers_energies():
+    res = fitted()
+    assert res.n_structures == len(synthetic_records()) - 1
+    assert res.skipped == ["rp_fault"]
+    # CV error comparable to the noise (1 meV per B site), train error below it.
+    assert res.cv_rmse_mev_per_site < 2.5 * NOISE_MEV_PER_SITE
+    assert res.train_rmse_mev_per_site < 1.5 * NOISE_MEV_PER_SITE
+    assert res.cv_rmse_mev_per_nc > res.cv_rmse_mev_per_site  # NCs have > 1 B site
+    # The best candidate contains the true cluster space.
+    assert len(res.cutoffs) >= len(TRUE_CUTOFFS)
+    assert all(c >= t for c, t in zip(res.cutoffs, TRUE_CUTOFFS, strict=False))
+    # Every candidate was scored; the nearest-neighbour-only one is much worse.
+    assert len(res.candidates) == len(TEST_CANDIDATES) * len(TEST_METHODS)
+    nn_only = [c for c in res.candidates if c.cutoffs == (7.0,)]
+    assert min(c.cv_rmse_mev_per_site for c in nn_only) > 3 * res.cv_rmse_mev_per_site
+    assert res.cv_rmse_mev_per_site == min(c.cv_rmse_mev_per_site for c in res.candidates)
+    # Predictions against the noise-free energies.
+    exact = np.array([r["exact_ev"] for r in synthetic_records() if r["occupations"] is not None])
+    err = (res.predicted_ev_per_site - exact / res.n_b_sites) * 1e3
+    assert np.sqrt(np.mean(err**2)) < NOISE_MEV_PER_SITE
+    assert np.all(np.isfinite(res.cv_predicted_ev_per_site))
+    # Learning curve: nested sizes, ending at the full set.
+    sizes = [p.n_train for p in res.learning_curve]
+    assert sizes == sorted(sizes)
+    assert sizes[-1] == res.n_structures
+    assert res.learning_curve[-1].cv_rmse_mev_per_site == pytest.approx(res.cv_rmse_mev_per_site)
+
+
+def test_metadata_and_eci_table():
+    res = fitted()
+    meta = res.ce.metadata
+    assert meta["segsim_label"] == "fitted"
+    assert meta["energy_unit"] == "eV per B-lattice site (total = N_sites * predict)"
+    assert meta["segsim_cutoffs_angstrom"] == list(res.cutoffs)
+    assert meta["segsim_fit_method"] == res.fit_method
+    assert meta["segsim_n_training_structures"] == res.n_structures
+    assert meta["segsim_cv_rmse_mev_per_b_site"] == pytest.approx(res.cv_rmse_mev_per_site)
+    rows = res.eci_table()
+    assert len(rows) == res.n_parameters
+    assert rows[0]["order"] == 0
+    for row, p in zip(rows, res.parameters, strict=True):
+        assert row["eci_ev"] * row["multiplicity"] == pytest.approx(p)
+
+
+def test_vacuum_costs_nothing_and_padding_does_not_matter():
+    res = fitted()
+    cs = res.ce.get_cluster_space_copy()
+    vac = fitmod.vacuum_cluster_vector(cs, A)
+    assert float(vac @ res.parameters) == pytest.approx(0.0, abs=1e-12)
+    rng = np.random.default_rng(3)
+    lat3, lat5 = build_cube(4, A, 3), build_cube(4, A, 5)
+    occ3 = conf.uniform_occupations(lat3, 0.25, rng)
+    occ5 = lat5.empty_occupations()
+    occ5[np.flatnonzero(lat5.in_nc)] = occ3[np.flatnonzero(lat3.in_nc)]
+    e3 = _ce_total(res.ce, occ3, lat3.shape)
+    e5 = _ce_total(res.ce, occ5, lat5.shape)
+    assert e3 == pytest.approx(e5, abs=1e-8 * abs(e3))
+
+
+def test_same_seed_same_ecis():
+    kwargs = {
+        "cutoff_candidates": ((8.4, 8.4),),
+        "fit_methods": ("least-squares", "ardr"),
+        "n_splits": 4,
+        "seed": 11,
+        "learning_fractions": (1.0,),
+    }
+    a = fitmod.fit_cluster_expansion(list(synthetic_records()), **kwargs)
+    b = fitmod.fit_cluster_expansion(list(synthetic_records()), **kwargs)
+    np.testing.assert_array_equal(a.parameters, b.parameters)
+    assert a.cv_rmse_mev_per_site == b.cv_rmse_mev_per_site
+    np.testing.assert_array_equal(a.cv_predicted_ev_per_site, b.cv_predicted_ev_per_site)
+
+
+def test_written_ce_loads_and_compiles_to_the_reference(tmp_path: Path):
+    res = fitted()
+    path = res.write_ce(tmp_path / "fitted.ce")
+    model = ClusterExpansionModel.from_file(path)
+    assert model.metadata["segsim_label"] == "fitted"
+    np.testing.assert_array_equal(model.parameters, res.parameters)
+    for rec in synthetic_records():
+        if rec["kind"] != "nc" or rec["n_edge"] != 5:
+            continue
+        lat = build_cube(5, A, PAD)
+        tables = model.compile(lat)
+        e = tables.total_energy(rec["occupations"])
+        assert e == pytest.approx(model.predict_total(lat, rec["occupations"]), abs=1e-8)
+        # to the fit accuracy (a few meV per B site) against the noise-free reference
+        assert abs(e - rec["exact_ev"]) / 125 < 3e-3
+
+
+def test_fit_errors():
+    recs = list(synthetic_records())
+    with pytest.raises(ValueError, match="at least 3"):
+        fitmod.fit_cluster_expansion(recs[:2])
+    with pytest.raises(ValueError, match="at least one"):
+        fitmod.fit_cluster_expansion(recs, fit_methods=())
+
+
+# ------------------------------------------------------------------------ physics checks
+def _pair_model_ce(v_cdcd: float, v_cdx_shift: float):
+    """An exact nearest-neighbour pair model as a CE with E(vacuum) = 0."""
+    from icet import ClusterExpansion
+
+    v = np.zeros((3, 3))  # Pb, Cd, X
+    v[1, 1] = v_cdcd
+    v[0, 2] = v[2, 0] = 0.1
+    v[1, 2] = v[2, 1] = 0.1 + v_cdx_shift
+    cs = fitmod.build_cluster_space((7.0,), A)
+    rng = np.random.default_rng(0)
+    cvs, ys = [], []
+    for _ in range(30):
+        g = rng.choice(3, size=(4, 4, 4), p=[0.4, 0.3, 0.3])
+        e = sum(v[g, np.roll(g, -1, axis=ax)].sum() for ax in range(3))
+        occ = np.array([species.PB, species.CD, species.OUT])[g].reshape(-1)
+        cvs.append(cs.get_cluster_vector(fitmod.grid_atoms(occ, g.shape, A)))
+        ys.append(e / g.size)
+    params = np.linalg.lstsq(np.array(cvs), np.array(ys), rcond=None)[0]
+    return ClusterExpansion(cs, params)
+
+
+def _arrangement_records(ce, lat):
+    recs = []
+    occs = {
+        "uniform0": conf.uniform_occupations(lat, 0.25, np.random.default_rng(0)),
+        "uniform1": conf.uniform_occupations(lat, 0.25, np.random.default_rng(1)),
+        "surface": conf.surface_segregated_occupations(lat, 0.25),
+        "core": conf.core_segregated_occupations(lat, 0.25),
+    }
+    for label, occ in occs.items():
+        recs.append(
+            {
+                "name": f"nc5_x0.25_{label}",
+                "kind": "nc",
+                "energy_ev": _ce_total(ce, occ, lat.shape),
+                "occupations": occ,
+                "shape": lat.shape,
+                "x_cd": 0.25,
+                "n_edge": 5,
+                "tags": {"arrangement": label.rstrip("01")},
+            }
+        )
+    return recs
+
+
+def test_segregation_checks_signs():
+    ce = _pair_model_ce(v_cdcd=0.05, v_cdx_shift=-0.02)  # Cd avoids Cd, likes the surface
+    lat = build_cube(5, A, PAD)
+    recs = _arrangement_records(ce, lat)
+    checks = fitmod.segregation_checks(ce, recs + list(synthetic_records())[:3])
+    assert set(checks.energies) == {"uniform", "surface", "core"}
+    assert checks.energies["uniform"].n_structures == 2
+    assert checks.core_minus_uniform_reference_ev > 0.5
+    assert checks.surface_minus_uniform_reference_ev < 0
+    assert checks.core_minus_uniform_ce_ev == pytest.approx(checks.core_minus_uniform_reference_ev)
+    assert checks.ordering_reference == checks.ordering_ce == "core > uniform > surface"
+    assert checks.ordering_agrees is True
+    assert "core > uniform > surface" in checks.summary()
+    # Without records: CE only, built from the configuration builders.
+    ce_only = fitmod.segregation_checks(ce, None)
+    assert ce_only.ordering_reference is None
+    assert ce_only.ordering_agrees is None
+    assert ce_only.ordering_ce == "core > uniform > surface"
+    assert ce_only.energies["uniform"].n_structures == 8
+
+
+# ------------------------------------------------------------------------------- report
+def test_report_writes_markdown_and_figures(tmp_path: Path):
+    res = fitted()
+    ce = _pair_model_ce(v_cdcd=0.05, v_cdx_shift=-0.02)
+    checks = fitmod.segregation_checks(ce, _arrangement_records(ce, build_cube(5, A, PAD)))
+    extra = {"DFT validation": "CP2K single points: *pending*."}
+    md = write_report(res, checks, tmp_path / "rep", extra_sections=extra)
+    text = md.read_text()
+    assert md.name == "fit_report.md"
+    for needle in (
+        "Training set",
+        "Cross-validation",
+        "Learning curve",
+        "ECIs",
+        "Physics checks",
+        "core > uniform > surface",
+        "DFT validation",
+        "*pending*",
+        "Derived parameters",
+        "meV",
+    ):
+        assert needle in text
+    for png in ("parity.png", "learning_curve.png"):
+        p = tmp_path / "rep" / png
+        assert p.is_file()
+        assert p.stat().st_size > 1000
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the report works without checks too
+    md2 = write_report(res, None, tmp_path / "rep2")
+    assert "Physics checks" in md2.read_text()
