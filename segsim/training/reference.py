@@ -1,0 +1,492 @@
+"""Reference energies: relax structures with a reference calculator and keep them in an ASE db.
+
+:func:`compute_references` takes :class:`~segsim.training.structures.ReferenceStructure`
+objects, relaxes each with a calculator of :mod:`segsim.training.calculators` and writes one
+row per structure to an ASE database (sqlite) as soon as the structure is done;
+:func:`load_references` reads the rows back.
+
+Relaxation
+----------
+Positions are relaxed with an ASE optimizer (``FIRE`` by default, or ``BFGS`` / ``LBFGS``)
+until the largest atomic force is at most ``fmax_ev_per_angstrom`` (default 0.05 eV/Angstrom)
+or ``max_steps`` optimizer steps (default 300) were taken; the row records whether the
+criterion was met (``converged``), the steps taken, the energy before (``energy_unrelaxed_ev``)
+and after (``energy_ev``, total energies in eV) and the final largest force.  NCs keep their
+(vacuum) cell.  With ``relax_cell=True``, periodic structures tagged ``vegard``
+(``structure.tags["vegard"]`` truthy, used for the lattice parameter versus composition) also
+relax their cell through :class:`ase.filters.FrechetCellFilter` (or ``ExpCellFilter``); the
+convergence criterion then applies to the filter's generalised forces (stress times volume
+included).  ``max_steps=0`` gives single points.  A structure that does not converge within
+``max_steps`` is stored all the same (``converged`` False) and counts as done.
+
+Provenance and resuming
+-----------------------
+Each row carries ``data["provenance"]``: the calculator's provenance (kind, complete settings,
+program/model versions; :func:`segsim.training.calculators.calculator_provenance`), the
+relaxation criteria, and the segsim and ASE versions.  The *provenance hash*
+(:func:`provenance_hash`) is a SHA-256 digest of the calculator provenance and the relaxation
+criteria only (not of the segsim/ASE versions, so upgrading segsim does not discard finished
+calculations).  Rows are keyed by ``(name, provenance_hash)``: a run finds the rows that
+already exist for its hash and computes only the other structures, so an interrupted run
+resumes where it stopped, while a run with other settings (or another calculator version)
+computes everything anew next to the old rows.  A stored row whose structure differs from
+the one given under the same name (``structure_hash``: a digest of species, positions, cell
+and pbc) is an error: names are the database keys.
+
+Rows are written one at a time, each in its own sqlite transaction, right after the structure
+is done: interrupting a run loses at most the structure in progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import ase
+import ase.db
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError
+from ase.calculators.singlepoint import SinglePointCalculator
+
+import segsim
+from segsim.training import calculators
+from segsim.training.structures import ReferenceStructure
+
+__all__ = [
+    "OPTIMIZERS",
+    "RelaxSettings",
+    "compute_references",
+    "format_progress",
+    "load_references",
+    "provenance_hash",
+    "structure_hash",
+]
+
+#: Optimizers that can be chosen by name.
+OPTIMIZERS: tuple[str, ...] = ("FIRE", "BFGS", "LBFGS")
+
+#: Cell filters that can be chosen by name.
+CELL_FILTERS: tuple[str, ...] = ("frechet", "exp")
+
+
+@dataclass(frozen=True)
+class RelaxSettings:
+    """How structures are relaxed (part of the provenance hash).
+
+    Attributes
+    ----------
+    optimizer
+        ``"FIRE"`` (default), ``"BFGS"`` or ``"LBFGS"`` (ASE optimizers).
+    fmax_ev_per_angstrom
+        Convergence criterion: largest atomic force (eV/Angstrom).
+    max_steps
+        Largest number of optimizer steps (0: single point of the unrelaxed structure).
+    relax_cell
+        Also relax the cell of periodic structures tagged ``vegard``.
+    cell_filter
+        ``"frechet"`` (:class:`ase.filters.FrechetCellFilter`) or ``"exp"``
+        (:class:`ase.filters.ExpCellFilter`).
+    """
+
+    optimizer: str = "FIRE"
+    fmax_ev_per_angstrom: float = 0.05
+    max_steps: int = 300
+    relax_cell: bool = False
+    cell_filter: str = "frechet"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; allowed: {OPTIMIZERS}")
+        if self.cell_filter not in CELL_FILTERS:
+            raise ValueError(f"unknown cell filter {self.cell_filter!r}; allowed: {CELL_FILTERS}")
+        if not self.fmax_ev_per_angstrom > 0:
+            raise ValueError("fmax_ev_per_angstrom must be positive")
+        if int(self.max_steps) != self.max_steps or self.max_steps < 0:
+            raise ValueError(f"max_steps must be a non-negative integer, got {self.max_steps}")
+
+    @classmethod
+    def from_any(cls, relax: RelaxSettings | Mapping[str, Any] | None) -> RelaxSettings:
+        """Return settings from an instance, a mapping of some fields, or None (defaults).
+
+        Raises
+        ------
+        ValueError
+            For a mapping key that is no field (the message names the fields).
+        """
+        if relax is None:
+            return cls()
+        if isinstance(relax, RelaxSettings):
+            return relax
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(relax) - names)
+        if unknown:
+            raise ValueError(f"unknown relax setting(s) {unknown}; allowed: {sorted(names)}")
+        return cls(**dict(relax))
+
+
+# --------------------------------------------------------------------------------------------
+# hashes
+# --------------------------------------------------------------------------------------------
+
+
+def _canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def provenance_hash(calculator_provenance: Mapping[str, Any], relax: RelaxSettings) -> str:
+    """Return the 16-hex-digit key of a calculator provenance plus relaxation criteria.
+
+    Parameters
+    ----------
+    calculator_provenance
+        From :func:`segsim.training.calculators.calculator_provenance`.
+    relax
+        The relaxation settings.
+    """
+    payload = _canonical_json({"calculator": dict(calculator_provenance), "relax": asdict(relax)})
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def structure_hash(atoms: Atoms) -> str:
+    """Return a 16-hex-digit digest of species, positions and cell (1e-6 Angstrom) and pbc."""
+    h = hashlib.sha256()
+    h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
+    for arr in (atoms.positions, np.asarray(atoms.cell)):
+        # Round to 1e-6 Angstrom; adding 0.0 turns -0.0 into 0.0.
+        h.update((np.round(np.asarray(arr, dtype=np.float64), 6) + 0.0).tobytes())
+    h.update(np.asarray(atoms.pbc, dtype=np.int8).tobytes())
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# relaxation
+# --------------------------------------------------------------------------------------------
+
+
+def _max_force(forces: np.ndarray) -> float:
+    return float(np.sqrt((np.asarray(forces) ** 2).sum(axis=1)).max()) if len(forces) else 0.0
+
+
+def _relax(
+    atoms: Atoms, calc: Calculator, relax: RelaxSettings, relax_cell: bool
+) -> dict[str, Any]:
+    """Relax ``atoms`` in place; return energies, steps, convergence and final forces."""
+    from ase import filters, optimize
+
+    atoms.calc = calc
+    energy0 = float(atoms.get_potential_energy())
+    target: Any = atoms
+    if relax_cell:
+        cls = filters.FrechetCellFilter if relax.cell_filter == "frechet" else filters.ExpCellFilter
+        target = cls(atoms)
+    opt_cls = getattr(optimize, relax.optimizer)
+    opt = opt_cls(target, logfile=None)
+    with warnings.catch_warnings():
+        # FrechetCellFilter's matrix logarithm (scipy.linalg.logm) warns about round-off
+        # of order 1e-13 at almost every step.
+        warnings.filterwarnings("ignore", message="logm result may be inaccurate")
+        converged = bool(opt.run(fmax=relax.fmax_ev_per_angstrom, steps=relax.max_steps))
+    energy = float(atoms.get_potential_energy())
+    forces = np.asarray(atoms.get_forces(), dtype=np.float64)
+    stress = None
+    if atoms.pbc.all():
+        try:
+            stress = np.asarray(atoms.get_stress(), dtype=np.float64)
+        except PropertyNotImplementedError:
+            stress = None
+    return {
+        "energy_unrelaxed_ev": energy0,
+        "energy_ev": energy,
+        "forces": forces,
+        "stress": stress,
+        "converged": converged,
+        "n_steps": int(opt.nsteps),
+        "fmax_final_ev_per_angstrom": _max_force(forces),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# database
+# --------------------------------------------------------------------------------------------
+
+
+def _lattice_info(structure: ReferenceStructure) -> dict[str, Any] | None:
+    lat = structure.lattice
+    if lat is None:
+        return None
+    return {
+        "shape": [int(s) for s in lat.shape],
+        "n_edge": int(lat.n_edge),
+        "pad": int(lat.pad),
+        "a_angstrom": float(lat.a_angstrom),
+        "periodic": bool(lat.pad == 0),
+    }
+
+
+def _row_record(row: Any) -> dict[str, Any]:
+    """Turn a database row into the record returned by the public functions."""
+    kv = row.key_value_pairs
+    data = row.data
+    occ = data.get("occupations")
+    lattice = data.get("lattice")
+    return {
+        "id": int(row.id),
+        "name": str(kv["name"]),
+        "kind": str(kv["kind"]),
+        "x_cd": float(kv["x_cd"]),
+        "n_edge": int(kv["n_edge"]),
+        "n_atoms": int(row.natoms),
+        "energy_ev": float(row.energy),
+        "energy_unrelaxed_ev": float(kv["energy_unrelaxed_ev"]),
+        "converged": bool(kv["converged"]),
+        "n_steps": int(kv["n_steps"]),
+        "fmax_final_ev_per_angstrom": float(kv["fmax_final_ev_per_angstrom"]),
+        "seconds": float(kv["seconds"]),
+        "calculator_kind": str(kv["calculator_kind"]),
+        "provenance_hash": str(kv["provenance_hash"]),
+        "structure_hash": str(kv["structure_hash"]),
+        "on_ce_lattice": bool(kv["on_ce_lattice"]),
+        "relax_cell": bool(kv["relax_cell"]),
+        "occupations": None if occ is None else np.asarray(occ, dtype=np.uint8),
+        "grid_shape": None if lattice is None else tuple(int(s) for s in lattice["shape"]),
+        "lattice": lattice,
+        "tags": dict(data.get("tags", {})),
+        "provenance": data["provenance"],
+        "atoms": row.toatoms(),
+    }
+
+
+def _write_row(
+    db: Any,
+    structure: ReferenceStructure,
+    atoms: Atoms,
+    result: dict[str, Any],
+    *,
+    prov: dict[str, Any],
+    prov_hash: str,
+    s_hash: str,
+    relax_cell: bool,
+    seconds: float,
+) -> int:
+    out = atoms.copy()
+    out.calc = SinglePointCalculator(
+        out, energy=result["energy_ev"], forces=result["forces"], stress=result["stress"]
+    )
+    occ = structure.occupations
+    data: dict[str, Any] = {
+        "provenance": prov,
+        "tags": dict(structure.tags),
+        "lattice": _lattice_info(structure),
+        "positions_unrelaxed_angstrom": np.asarray(structure.atoms.positions, dtype=np.float64),
+        "cell_unrelaxed_angstrom": np.asarray(structure.atoms.cell, dtype=np.float64),
+    }
+    if occ is not None:
+        data["occupations"] = np.asarray(occ, dtype=np.uint8)
+    for arr in ("b_site", "owner_site"):
+        if arr in structure.atoms.arrays:
+            data[arr] = np.asarray(structure.atoms.arrays[arr], dtype=np.int64)
+    key_value_pairs = {
+        "name": str(structure.name),
+        "kind": str(structure.kind),
+        "x_cd": float(structure.x_cd),
+        "n_edge": int(structure.n_edge),
+        "calculator_kind": str(prov["calculator"]["kind"]),
+        "provenance_hash": prov_hash,
+        "structure_hash": s_hash,
+        "converged": bool(result["converged"]),
+        "n_steps": int(result["n_steps"]),
+        "energy_unrelaxed_ev": float(result["energy_unrelaxed_ev"]),
+        "fmax_final_ev_per_angstrom": float(result["fmax_final_ev_per_angstrom"]),
+        "seconds": float(seconds),
+        "on_ce_lattice": bool(structure.on_ce_lattice),
+        "relax_cell": bool(relax_cell),
+    }
+    return int(db.write(out, key_value_pairs=key_value_pairs, data=data))
+
+
+# --------------------------------------------------------------------------------------------
+# progress
+# --------------------------------------------------------------------------------------------
+
+
+def format_progress(record: Mapping[str, Any]) -> str:
+    """Return one progress line for a finished (or reused) structure.
+
+    Parameters
+    ----------
+    record
+        A record of :func:`compute_references`.
+    """
+    status = "reused" if record.get("reused") else ("ok" if record["converged"] else "NOT conv.")
+    return (
+        f"{record['name']}: {record['n_atoms']} atoms, E = {record['energy_ev']:.6f} eV, "
+        f"{record['n_steps']} steps, {record['seconds']:.1f} s [{status}]"
+    )
+
+
+def _print_progress(record: Mapping[str, Any]) -> None:
+    print(format_progress(record), file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------------
+
+
+def compute_references(
+    structures: Sequence[ReferenceStructure],
+    *,
+    calculator_kind: str = calculators.DEFAULT_KIND,
+    calculator_settings: Mapping[str, Any] | None = None,
+    relax: RelaxSettings | Mapping[str, Any] | None = None,
+    db_path: str | os.PathLike[str],
+    progress: Callable[[dict[str, Any]], None] | bool | None = None,
+) -> list[dict[str, Any]]:
+    """Relax the structures with a reference calculator and store them (resumable).
+
+    Parameters
+    ----------
+    structures
+        The structures; names must be unique.
+    calculator_kind
+        A key of :data:`segsim.training.calculators.CALCULATOR_KINDS` (default ``chgnet``).
+    calculator_settings
+        Overrides of the calculator's default settings.
+    relax
+        :class:`RelaxSettings`, a mapping of some of its fields, or None (defaults: FIRE,
+        0.05 eV/Angstrom, 300 steps, positions only).
+    db_path
+        ASE database (sqlite, e.g. ``refs.db``); created if missing.
+    progress
+        Called with each structure's record as soon as it is done (or found in the database);
+        ``True`` prints :func:`format_progress` lines to stderr; None/False: quiet.
+
+    Returns
+    -------
+    list of dict
+        One record per structure, in input order (the fields of :func:`load_references`
+        plus ``reused``: True where the row already existed).  The calculator is built only
+        if at least one structure has to be computed.
+
+    Raises
+    ------
+    ValueError
+        Duplicate names, unknown calculator kind or setting, a stored row under the same name
+        and provenance with a different structure, or cell relaxation asked for a
+        non-periodic ``vegard`` structure.
+    """
+    relax_s = RelaxSettings.from_any(relax)
+    names = [s.name for s in structures]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"duplicate structure names: {dupes}")
+    calc_prov = calculators.calculator_provenance(calculator_kind, calculator_settings)
+    prov_hash = provenance_hash(calc_prov, relax_s)
+    prov = {
+        "calculator": calc_prov,
+        "relax": asdict(relax_s),
+        "segsim_version": segsim.__version__,
+        "ase_version": ase.__version__,
+        "provenance_hash": prov_hash,
+    }
+    if progress is True:
+        report: Callable[[dict[str, Any]], None] | None = _print_progress
+    elif progress is False or progress is None:
+        report = None
+    else:
+        report = progress
+
+    db = ase.db.connect(os.fspath(db_path), type="db")
+    done = {rec["name"]: rec for rec in _select(db, provenance_hash=prov_hash)}
+
+    calc: Calculator | None = None
+    out: list[dict[str, Any]] = []
+    for structure in structures:
+        s_hash = structure_hash(structure.atoms)
+        if structure.name in done:
+            rec = done[structure.name]
+            if rec["structure_hash"] != s_hash:
+                raise ValueError(
+                    f"{structure.name}: the database row (provenance {prov_hash}) holds a "
+                    "different structure under this name; names must be unique keys"
+                )
+            rec = {**rec, "reused": True}
+        else:
+            relax_cell = bool(relax_s.relax_cell and structure.tags.get("vegard", False))
+            if relax_cell and not structure.atoms.pbc.all():
+                raise ValueError(f"{structure.name}: cell relaxation needs a periodic structure")
+            if calc is None:
+                calc, _ = calculators.make_calculator(calculator_kind, calculator_settings)
+            atoms = structure.atoms.copy()
+            t0 = time.perf_counter()
+            result = _relax(atoms, calc, relax_s, relax_cell)
+            seconds = time.perf_counter() - t0
+            row_id = _write_row(
+                db,
+                structure,
+                atoms,
+                result,
+                prov=prov,
+                prov_hash=prov_hash,
+                s_hash=s_hash,
+                relax_cell=relax_cell,
+                seconds=seconds,
+            )
+            rec = {**_row_record(db.get(id=row_id)), "reused": False}
+        if report is not None:
+            report(rec)
+        out.append(rec)
+    return out
+
+
+def _select(db: Any, **query: Any) -> Iterable[dict[str, Any]]:
+    for row in db.select(**{k: v for k, v in query.items() if v is not None}):
+        if "provenance_hash" in row.key_value_pairs:
+            yield _row_record(row)
+
+
+def load_references(
+    db_path: str | os.PathLike[str],
+    *,
+    calculator_kind: str | None = None,
+    provenance_hash: str | None = None,
+) -> list[dict[str, Any]]:
+    """Read reference rows back from the database (in insertion order).
+
+    Parameters
+    ----------
+    db_path
+        The database written by :func:`compute_references`.
+    calculator_kind
+        Only rows of this calculator kind.
+    provenance_hash
+        Only rows with this provenance hash (one consistent set of settings).
+
+    Returns
+    -------
+    list of dict
+        Per row: ``id``, ``name``, ``kind``, ``x_cd``, ``n_edge``, ``n_atoms``, ``energy_ev``
+        (relaxed total energy, eV), ``energy_unrelaxed_ev``, ``converged``, ``n_steps``,
+        ``fmax_final_ev_per_angstrom``, ``seconds``, ``calculator_kind``,
+        ``provenance_hash``, ``structure_hash``, ``on_ce_lattice``, ``relax_cell``,
+        ``occupations`` (uint8 B-lattice codes or None), ``grid_shape`` (or None),
+        ``lattice`` (``shape``, ``n_edge``, ``pad``, ``a_angstrom``, ``periodic``; or None),
+        ``tags``, ``provenance`` and ``atoms`` (the relaxed ``ase.Atoms``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``db_path`` does not exist.
+    """
+    if not os.path.exists(db_path):
+        raise FileNotFoundError(f"no reference database at {os.fspath(db_path)!r}")
+    db = ase.db.connect(os.fspath(db_path), type="db")
+    return list(_select(db, calculator_kind=calculator_kind, provenance_hash=provenance_hash))

@@ -1,0 +1,471 @@
+"""Reference calculators and the resumable reference pipeline (issue 3, item 2)."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from ase.optimize import FIRE
+
+from segsim.atomistic import to_atoms
+from segsim.lattice import build_cube, build_periodic
+from segsim.training import calculators, reference
+from segsim.training.calculators import (
+    CALCULATOR_KINDS,
+    MissingDependencyError,
+    StandinCalculator,
+    calculator_provenance,
+    make_calculator,
+)
+from segsim.training.configurations import (
+    core_segregated_occupations,
+    surface_segregated_occupations,
+    uniform_occupations,
+)
+from segsim.training.reference import (
+    RelaxSettings,
+    compute_references,
+    format_progress,
+    load_references,
+)
+from segsim.training.structures import ReferenceStructure
+
+A = 5.87
+
+
+def _nc(name: str, n_edge: int, occ_fn, x_cd: float = 0.25, **tags) -> ReferenceStructure:
+    lat = build_cube(n_edge, A, 3)
+    occ = occ_fn(lat, x_cd)
+    return ReferenceStructure(
+        name=name,
+        kind="nc",
+        atoms=to_atoms(lat, occ, vacuum_angstrom=6),
+        lattice=lat,
+        occupations=occ,
+        x_cd=x_cd,
+        n_edge=n_edge,
+        tags={"arrangement": occ_fn.__name__, **tags},
+    )
+
+
+def _bulk(name: str, seed: int, x_cd: float = 0.25, **tags) -> ReferenceStructure:
+    lat = build_periodic(2, A)
+    occ = uniform_occupations(lat, x_cd, np.random.default_rng(seed))
+    return ReferenceStructure(
+        name=name,
+        kind="bulk",
+        atoms=to_atoms(lat, occ),
+        lattice=lat,
+        occupations=occ,
+        x_cd=x_cd,
+        n_edge=2,
+        tags={"seed": seed, **tags},
+    )
+
+
+@pytest.fixture(scope="module")
+def structures() -> list[ReferenceStructure]:
+    return [
+        _nc("nc2_core", 2, core_segregated_occupations),
+        _nc("nc2_surface", 2, surface_segregated_occupations, x_cd=0.5),
+        _bulk("bulk2_s0", 0),
+        _bulk("bulk2_s1", 1, x_cd=0.5, vegard=True),
+    ]
+
+
+@pytest.fixture
+def counting_standin(monkeypatch):
+    """Replace the standin factory by one that records the calculators it builds."""
+    built: list[StandinCalculator] = []
+    entry = CALCULATOR_KINDS["standin"]
+
+    def build(settings):
+        calc = entry.build(settings)
+        built.append(calc)
+        return calc
+
+    monkeypatch.setitem(
+        CALCULATOR_KINDS,
+        "standin",
+        calculators.CalculatorKind(
+            entry.name, entry.description, entry.defaults, build, entry.provenance
+        ),
+    )
+    return lambda: sum(c.n_calculations for c in built)
+
+
+# ----------------------------------------------------------------------------- calculators
+
+
+def test_registry_kinds_and_unknown_kind():
+    assert set(CALCULATOR_KINDS) == {"chgnet", "cp2k", "standin"}
+    assert calculators.DEFAULT_KIND == "chgnet"
+    with pytest.raises(ValueError, match=r"unknown calculator kind 'vasp'.*chgnet, cp2k, standin"):
+        make_calculator("vasp")
+    with pytest.raises(ValueError, match="unknown calculator kind"):
+        compute_references([], calculator_kind="vasp", db_path="unused.db")
+
+
+def test_unknown_setting_names_allowed():
+    with pytest.raises(ValueError, match=r"unknown setting.*'cutof'.*allowed: cutoff_angstrom"):
+        make_calculator("standin", {"cutof": 4.0})
+
+
+@pytest.mark.parametrize("pbc", [False, True])
+def test_standin_forces_are_minus_energy_gradient(pbc):
+    lat = build_cube(2, A, 3) if not pbc else build_periodic(2, A)
+    occ = surface_segregated_occupations(lat, 0.5) if not pbc else None
+    if occ is None:
+        occ = uniform_occupations(lat, 0.5, np.random.default_rng(3))
+    atoms = to_atoms(lat, occ, vacuum_angstrom=None if pbc else 6)
+    atoms.rattle(0.1, seed=1)
+    calc, _ = make_calculator("standin")
+    atoms.calc = calc
+    forces = atoms.get_forces()
+    h = 1e-5
+    rng = np.random.default_rng(0)
+    for idx in rng.choice(len(atoms), size=6, replace=False):
+        for k in range(3):
+            pos = atoms.positions.copy()
+            pos[idx, k] += h
+            atoms.positions = pos
+            e_plus = atoms.get_potential_energy()
+            pos[idx, k] -= 2 * h
+            atoms.positions = pos
+            e_minus = atoms.get_potential_energy()
+            pos[idx, k] += h
+            atoms.positions = pos
+            assert forces[idx, k] == pytest.approx(-(e_plus - e_minus) / (2 * h), abs=1e-6)
+
+
+def test_standin_stress_is_strain_derivative():
+    lat = build_periodic(2, A)
+    atoms = to_atoms(lat, uniform_occupations(lat, 0.5, np.random.default_rng(3)))
+    atoms.rattle(0.1, seed=2)
+    atoms.calc = StandinCalculator()
+    stress = atoms.get_stress(voigt=False)
+    cell0, pos0, vol = atoms.cell.array.copy(), atoms.positions.copy(), atoms.get_volume()
+    h = 1e-6
+    for a, b in [(0, 0), (1, 1), (2, 2), (0, 1), (1, 2), (0, 2)]:
+        energies = []
+        for sign in (1, -1):
+            eps = np.eye(3)
+            eps[a, b] += sign * h / (2 if a != b else 1)
+            eps[b, a] += sign * h / 2 if a != b else 0.0
+            atoms.set_cell(cell0 @ eps, scale_atoms=False)
+            atoms.positions = pos0 @ eps
+            energies.append(atoms.get_potential_energy())
+        assert stress[a, b] == pytest.approx((energies[0] - energies[1]) / (2 * h) / vol, abs=1e-7)
+
+
+def test_standin_energy_depends_on_cd_arrangement():
+    lat = build_cube(3, A, 3)
+    unrelaxed, relaxed = [], []
+    for fn in (core_segregated_occupations, surface_segregated_occupations):
+        atoms = to_atoms(lat, fn(lat, 0.25), vacuum_angstrom=6)
+        atoms.calc = StandinCalculator()
+        unrelaxed.append(atoms.get_potential_energy())
+        FIRE(atoms, logfile=None).run(fmax=0.05, steps=300)
+        relaxed.append(atoms.get_potential_energy())
+    assert abs(unrelaxed[0] - unrelaxed[1]) > 0.01
+    assert abs(relaxed[0] - relaxed[1]) > 0.05
+
+
+def test_standin_relaxation_lowers_energy_and_reaches_fmax():
+    lat = build_cube(2, A, 3)
+    atoms = to_atoms(lat, core_segregated_occupations(lat, 0.25), vacuum_angstrom=6)
+    atoms.calc = StandinCalculator()
+    e0 = atoms.get_potential_energy()
+    assert FIRE(atoms, logfile=None).run(fmax=0.05, steps=300)
+    assert atoms.get_potential_energy() < e0
+    assert np.sqrt((atoms.get_forces() ** 2).sum(axis=1)).max() <= 0.05
+
+
+def test_standin_provenance_has_parameters():
+    _, prov = make_calculator("standin", {"cutoff_angstrom": 4.5})
+    assert prov["kind"] == "standin"
+    assert prov["settings"]["cutoff_angstrom"] == 4.5
+    assert prov["settings"]["pairs"]["Br-Cd"] == [1.0, 1.6, 2.75]
+
+
+def test_chgnet_missing_gives_install_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "chgnet", None)  # makes `import chgnet` fail
+    with pytest.raises(MissingDependencyError, match=r"install segsim\[train\]"):
+        make_calculator("chgnet")
+
+
+def test_chgnet_missing_distribution_gives_install_hint(monkeypatch):
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(calculators.importlib.metadata, "version", missing)
+    with pytest.raises(MissingDependencyError, match=r"install segsim\[train\]"):
+        calculator_provenance("chgnet")
+
+
+def test_cp2k_parameters_published_setup(tmp_path):
+    full = calculators.resolve_settings("cp2k", {"cutoff_ry": 300, "directory": tmp_path})
+    params = calculators.cp2k_parameters(full)
+    assert params["xc"] == "PBE"
+    assert params["basis_set"] == "DZVP-MOLOPT-SR-GTH"
+    assert params["pseudo_potential"] == "GTH-PBE"
+    assert params["basis_set_file"].endswith("BASIS_MOLOPT")
+    assert params["potential_file"].endswith("GTH_POTENTIALS")
+    assert params["charge"] == 0
+    assert params["multiplicity"] == 1
+    assert params["cutoff"] == pytest.approx(300 * 13.605693122994)
+    assert params["label"] == str(tmp_path / "cp2k")
+    assert "REL_CUTOFF [Ry] 50" in params["inp"]
+    assert "&OT ON" in params["inp"]
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+def test_pipeline_database_contents_and_provenance(tmp_path, structures):
+    db = tmp_path / "refs.db"
+    lines: list[str] = []
+    recs = compute_references(
+        structures,
+        calculator_kind="standin",
+        calculator_settings=None,
+        relax={"fmax_ev_per_angstrom": 0.05, "max_steps": 300},
+        db_path=db,
+        progress=lambda r: lines.append(format_progress(r)),
+    )
+    assert [r["name"] for r in recs] == [s.name for s in structures]
+    assert len(lines) == len(structures)
+    assert all(not r["reused"] for r in recs)
+    for rec, s in zip(recs, structures, strict=True):
+        assert rec["converged"]
+        assert rec["fmax_final_ev_per_angstrom"] <= 0.05
+        assert rec["energy_ev"] < rec["energy_unrelaxed_ev"]
+        assert rec["n_steps"] > 0
+        assert rec["n_atoms"] == len(s.atoms)
+        np.testing.assert_array_equal(rec["occupations"], s.occupations)
+        assert rec["grid_shape"] == s.lattice.shape
+        assert rec["tags"] == s.tags
+        # NCs keep their cell; positions moved.
+        np.testing.assert_allclose(rec["atoms"].cell.array, s.atoms.cell.array)
+        assert not np.allclose(rec["atoms"].positions, s.atoms.positions)
+    loaded = load_references(db)
+    assert [r["name"] for r in loaded] == [s.name for s in structures]
+    for rec, back in zip(recs, loaded, strict=True):
+        assert back["energy_ev"] == pytest.approx(rec["energy_ev"])
+        assert back["kind"] in ("nc", "bulk")
+        prov = back["provenance"]
+        assert prov["calculator"]["kind"] == "standin"
+        assert prov["calculator"]["settings"]["cutoff_angstrom"] == 5.6
+        assert prov["relax"]["optimizer"] == "FIRE"
+        assert prov["relax"]["fmax_ev_per_angstrom"] == 0.05
+        assert prov["segsim_version"]
+        assert back["calculator_kind"] == "standin"
+    assert load_references(db, calculator_kind="chgnet") == []
+    assert len(load_references(db, provenance_hash=recs[0]["provenance_hash"])) == 4
+    # Different Cd arrangements: different energies.
+    assert abs(recs[0]["energy_ev"] - recs[1]["energy_ev"]) > 0.1
+
+
+def test_pipeline_resumes_without_recomputation(tmp_path, structures, counting_standin):
+    db = tmp_path / "refs.db"
+    kw = {"calculator_kind": "standin", "calculator_settings": None, "relax": None}
+    first = compute_references(structures[:2], db_path=db, **kw)
+    n_first = counting_standin()
+    assert n_first > 0
+    full = compute_references(structures, db_path=db, **kw)
+    n_full = counting_standin() - n_first
+    assert [r["reused"] for r in full] == [True, True, False, False]
+    assert [r["energy_ev"] for r in full[:2]] == [r["energy_ev"] for r in first]
+    # Only the two new structures were computed: as many calls as computing them alone.
+    solo = compute_references(structures[2:], db_path=tmp_path / "solo.db", **kw)
+    assert counting_standin() - n_first - n_full == n_full
+    assert [r["energy_ev"] for r in solo] == pytest.approx([r["energy_ev"] for r in full[2:]])
+    # Everything done: nothing is computed (the calculator is not even built).
+    before = counting_standin()
+    again = compute_references(structures, db_path=db, **kw)
+    assert counting_standin() == before
+    assert all(r["reused"] for r in again)
+    assert len(load_references(db)) == 4
+
+
+def test_pipeline_other_settings_recompute(tmp_path, structures, counting_standin):
+    db = tmp_path / "refs.db"
+    base = compute_references(
+        structures[:1], calculator_kind="standin", calculator_settings=None, relax=None, db_path=db
+    )
+    n0 = counting_standin()
+    other_calc = compute_references(
+        structures[:1],
+        calculator_kind="standin",
+        calculator_settings={"cutoff_angstrom": 4.5},
+        relax=None,
+        db_path=db,
+    )
+    n1 = counting_standin()
+    assert n1 > n0
+    assert not other_calc[0]["reused"]
+    assert other_calc[0]["provenance_hash"] != base[0]["provenance_hash"]
+    other_relax = compute_references(
+        structures[:1],
+        calculator_kind="standin",
+        calculator_settings=None,
+        relax={"fmax_ev_per_angstrom": 0.02},
+        db_path=db,
+    )
+    assert counting_standin() > n1
+    assert not other_relax[0]["reused"]
+    assert other_relax[0]["fmax_final_ev_per_angstrom"] <= 0.02
+    hashes = {r["provenance_hash"] for r in load_references(db)}
+    assert len(hashes) == 3
+    assert len(load_references(db, provenance_hash=base[0]["provenance_hash"])) == 1
+
+
+def test_interrupted_run_keeps_finished_rows(tmp_path, structures, monkeypatch):
+    db = tmp_path / "refs.db"
+    real_relax = reference._relax
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_relax(*args, **kwargs)
+
+    monkeypatch.setattr(reference, "_relax", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        compute_references(
+            structures, calculator_kind="standin", calculator_settings=None, relax=None, db_path=db
+        )
+    assert [r["name"] for r in load_references(db)] == ["nc2_core", "nc2_surface"]
+    monkeypatch.setattr(reference, "_relax", real_relax)
+    recs = compute_references(
+        structures, calculator_kind="standin", calculator_settings=None, relax=None, db_path=db
+    )
+    assert [r["reused"] for r in recs] == [True, True, False, False]
+    assert len(load_references(db)) == 4
+
+
+def test_same_name_different_structure_is_an_error(tmp_path, structures):
+    db = tmp_path / "refs.db"
+    kw = {"calculator_kind": "standin", "calculator_settings": None, "relax": {"max_steps": 0}}
+    compute_references(structures[:1], db_path=db, **kw)
+    s = structures[1]
+    impostor = ReferenceStructure(
+        structures[0].name, s.kind, s.atoms, s.lattice, s.occupations, s.x_cd, s.n_edge
+    )
+    with pytest.raises(ValueError, match="different structure"):
+        compute_references([impostor], db_path=db, **kw)
+    with pytest.raises(ValueError, match="duplicate structure names"):
+        compute_references([s, s], db_path=db, **kw)
+
+
+def test_single_point_and_cell_relaxation(tmp_path, structures):
+    db = tmp_path / "refs.db"
+    sp = compute_references(
+        structures[2:],
+        calculator_kind="standin",
+        calculator_settings=None,
+        relax={"max_steps": 0},
+        db_path=db,
+    )
+    assert all(r["n_steps"] == 0 for r in sp)
+    assert all(r["energy_ev"] == r["energy_unrelaxed_ev"] for r in sp)
+    cell = compute_references(
+        structures[2:],
+        calculator_kind="standin",
+        calculator_settings=None,
+        relax=RelaxSettings(relax_cell=True),
+        db_path=db,
+    )
+    # Only the structure tagged vegard relaxes its cell.
+    assert [r["relax_cell"] for r in cell] == [False, True]
+    np.testing.assert_allclose(cell[0]["atoms"].cell.array, structures[2].atoms.cell.array)
+    assert not np.allclose(cell[1]["atoms"].cell.array, structures[3].atoms.cell.array)
+    assert cell[1]["converged"]
+    assert cell[1]["energy_ev"] < cell[1]["energy_unrelaxed_ev"]
+    nc = ReferenceStructure(**{**structures[0].__dict__, "tags": {"vegard": True}})
+    with pytest.raises(ValueError, match="periodic"):
+        compute_references(
+            [nc],
+            calculator_kind="standin",
+            calculator_settings=None,
+            relax={"relax_cell": True},
+            db_path=db,
+        )
+
+
+def test_relax_settings_validation():
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        RelaxSettings(optimizer="SD")
+    with pytest.raises(ValueError, match=r"unknown relax setting.*'fmax'"):
+        RelaxSettings.from_any({"fmax": 0.1})
+    assert RelaxSettings.from_any(None) == RelaxSettings()
+
+
+def test_load_references_missing_db(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_references(tmp_path / "nope.db")
+
+
+# ----------------------------------------------------------------------------- slow
+
+
+@pytest.mark.slow
+def test_chgnet_relaxes_small_nc(tmp_path):
+    pytest.importorskip("chgnet")
+    s = _nc("nc2_core", 2, core_segregated_occupations)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch / pymatgen warnings during inference
+        recs = compute_references(
+            [s],
+            calculator_kind="chgnet",
+            calculator_settings=None,
+            relax={"max_steps": 200},
+            db_path=tmp_path / "chgnet.db",
+        )
+    rec = recs[0]
+    assert np.isfinite(rec["energy_ev"])
+    assert rec["energy_ev"] < rec["energy_unrelaxed_ev"]
+    prov = rec["provenance"]["calculator"]
+    assert prov["chgnet_version"]
+    assert prov["torch_version"]
+    assert prov["device"] == "cpu"
+
+
+@pytest.mark.slow
+def test_cp2k_single_point_smoke(tmp_path):
+    """A CsBr (CsCl structure) cell with a low cutoff: the CP2K setup runs end to end."""
+    import shutil
+
+    from ase import Atoms
+
+    if shutil.which("cp2k_shell") is None:
+        pytest.skip("cp2k_shell not installed")
+    atoms = Atoms(
+        "CsBr", scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5]], cell=np.eye(3) * 4.3, pbc=True
+    )
+    calc, prov = make_calculator(
+        "cp2k", {"cutoff_ry": 150, "rel_cutoff_ry": 30, "directory": tmp_path}
+    )
+    try:
+        atoms.calc = calc
+        energy = atoms.get_potential_energy()
+        forces = atoms.get_forces()
+    finally:
+        calc.close()
+    assert np.isfinite(energy)
+    assert np.abs(forces).max() < 0.05  # forces vanish by symmetry
+    assert prov["cp2k_version"].startswith("CP2K version")
+    assert prov["settings"]["basis_set"] == "DZVP-MOLOPT-SR-GTH"
+
+
+def test_modules_do_not_import_torch():
+    code = (
+        "import sys, segsim.training.reference, segsim.training.calculators; "
+        "assert 'torch' not in sys.modules and 'chgnet' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
