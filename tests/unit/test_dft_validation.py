@@ -263,3 +263,19 @@ def test_chgnet_single_point(cells):
     fn = dv.chgnet_energy_function()
     e = fn(cells["pure"][0], None)["energy_eV"]
     assert -4.0 * 40 < e < -2.0 * 40
+
+
+def test_validation_markdown_and_table_only_cli(tmp_path, capsys):
+    e = _synthetic({"axis": 1.0, "face": 2.0, "body": 3.0})
+    res = _results(e, e)
+    text = dv.validation_markdown(res)
+    assert text.startswith("# DFT validation")
+    assert "DZVP-MOLOPT-SR-GTH" in text
+    assert "GTH-PBE" in text
+    assert "\n\n| quantity |" in text
+    out = tmp_path / "r.json"
+    out.write_text(json.dumps(res))
+    md = tmp_path / "r.md"
+    assert dv.main([str(out), "--table-only", "--table", str(md)]) == 0
+    assert md.read_text() == text
+    assert "| quantity |" in capsys.readouterr().out
