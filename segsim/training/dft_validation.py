@@ -122,6 +122,14 @@ CP2K_SETTINGS: dict[str, Any] = {
 #: CHGNet settings recorded in the provenance (static single point, no relaxation).
 CHGNET_SETTINGS: dict[str, Any] = {"model": "CHGNet pretrained (default)", "relax": False}
 
+#: CHGNet relaxation settings (positions only, fixed cubic cell; method ``chgnet_relaxed``).
+CHGNET_RELAX_SETTINGS: dict[str, Any] = {
+    "model": "CHGNet pretrained (default)",
+    "relax": "positions, fixed cell, FIRE",
+    "fmax_eV_per_angstrom": 0.02,
+    "max_steps": 1000,
+}
+
 #: Energy calculator: ``(atoms, workdir) -> {"energy_eV": float, ...}``.
 EnergyFunction = Callable[[Atoms, Path], dict[str, Any]]
 
@@ -399,6 +407,37 @@ def chgnet_energy_function() -> EnergyFunction:
     return run
 
 
+def chgnet_relaxed_energy_function(
+    fmax_eV_per_angstrom: float = CHGNET_RELAX_SETTINGS["fmax_eV_per_angstrom"],
+    max_steps: int = CHGNET_RELAX_SETTINGS["max_steps"],
+) -> EnergyFunction:
+    """Return an energy function relaxing positions (fixed cell) with CHGNet (FIRE, CPU).
+
+    The relaxation starts from the ideal positions without symmetry breaking, so it keeps
+    the cubic point symmetry of each arrangement (no octahedral tilts).
+    """
+    from ase.optimize import FIRE
+    from chgnet.model.dynamics import CHGNetCalculator
+
+    calc = CHGNetCalculator(use_device="cpu")
+
+    def run(atoms: Atoms, workdir: Path) -> dict[str, Any]:
+        at = atoms.copy()
+        at.calc = calc
+        opt = FIRE(at, logfile=None)
+        converged = bool(opt.run(fmax=fmax_eV_per_angstrom, steps=max_steps))
+        disp = np.linalg.norm(at.positions - atoms.positions, axis=1)
+        return {
+            "energy_eV": float(at.get_potential_energy()),
+            "converged": converged,
+            "n_steps": int(opt.nsteps),
+            "max_displacement_angstrom": float(disp.max()),
+            "model_version": getattr(calc.model, "version", None),
+        }
+
+    return run
+
+
 def _versions() -> dict[str, Any]:
     """Collect software versions for the provenance record."""
     import ase
@@ -425,6 +464,8 @@ def method_settings(method: str, cp2k_settings: dict[str, Any] | None = None) ->
         return {**CP2K_SETTINGS, **(cp2k_settings or {})}
     if method == "chgnet":
         return dict(CHGNET_SETTINGS)
+    if method == "chgnet_relaxed":
+        return dict(CHGNET_RELAX_SETTINGS)
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -448,7 +489,8 @@ def run_validation(
     out_json
         Results file; rewritten (atomically) after every finished cell and method.
     methods
-        Methods to run, in order per cell (``"chgnet"``, ``"cp2k"``).
+        Methods to run, each for every cell in turn (``"chgnet"``, ``"cp2k"``, and the
+        optional ``"chgnet_relaxed"``: CHGNet after relaxing positions at fixed cell).
     resume
         Keep the results already in ``out_json`` and skip a (cell, method) whose stored
         settings and geometry hash equal the current ones.  With False the file is rebuilt.
@@ -523,6 +565,8 @@ def run_validation(
                     funcs[method] = cp2k_energy_function(cp2k_settings)
                 elif method == "chgnet":
                     funcs[method] = chgnet_energy_function()
+                elif method == "chgnet_relaxed":
+                    funcs[method] = chgnet_relaxed_energy_function()
                 else:
                     raise ValueError(f"unknown method {method!r}")
             shash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
@@ -587,7 +631,34 @@ def _diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-def validation_table(results: dict[str, Any], methods: tuple[str, str] = ("chgnet", "cp2k")) -> str:
+def _quantities(results: dict[str, Any], method: str) -> list[tuple[str, str, float | None]]:
+    """Return ``(quantity, description, value in eV)`` rows of one method (see the table)."""
+    cells = results.get("cells", {})
+    rows: list[tuple[str, str, float | None]] = []
+    for ref, group in ARRANGEMENT_GROUPS:
+        for cell in group:
+            if cell not in cells and ref not in cells:
+                continue
+            desc = cells.get(cell, {}).get("description", "")
+            val = _diff(_energy(results, cell, method), _energy(results, ref, method))
+            rows.append((f"{cell} - {ref}", desc, val))
+    for cell in ("cd2_axis", "cd2_face", "cd2_body"):
+        if cell not in cells:
+            continue
+        e2, e0, e1 = (_energy(results, c, method) for c in (cell, "pure", "cd1"))
+        val = None if e2 is None or e0 is None or e1 is None else e2 + e0 - 2.0 * e1
+        rows.append((f"pair {cell}", "E(2Cd) + E(pure) - 2 E(1Cd)", val))
+    if "cd1" in cells and "pure" in cells:
+        val = _diff(_energy(results, "cd1", method), _energy(results, "pure", method))
+        rows.append(("cd1 - pure", "Pb -> Cd substitution (not composition balanced)", val))
+    return rows
+
+
+def validation_table(
+    results: dict[str, Any],
+    methods: tuple[str, str] = ("chgnet", "cp2k"),
+    extra_methods: Sequence[str] = ("chgnet_relaxed",),
+) -> str:
     """Return a markdown table comparing CHGNet and PBE energy differences.
 
     Parameters
@@ -596,6 +667,9 @@ def validation_table(results: dict[str, Any], methods: tuple[str, str] = ("chgne
         The dict written by :func:`run_validation`.
     methods
         ``(tested, reference)`` method names.
+    extra_methods
+        Further methods shown in extra columns (without a difference column) when at least
+        one cell has them.
 
     Returns
     -------
@@ -603,46 +677,27 @@ def validation_table(results: dict[str, Any], methods: tuple[str, str] = ("chgne
         Markdown: one row per compared quantity (meV per cell): the arrangement energies
         relative to the reference arrangement of the same composition, the Cd-Cd pair
         energies ``E(2 Cd) + E(0 Cd) - 2 E(1 Cd)`` and the Cd substitution energy, with the
-        difference tested - reference.  Missing results show as a dash.
+        difference tested - reference; then the total energies and wall times per cell.
+        Missing results show as a dash.
     """
     mt, mr = methods
     cells = results.get("cells", {})
-    rows: list[tuple[str, str, float | None, float | None]] = []
-    for ref, group in ARRANGEMENT_GROUPS:
-        for cell in group:
-            if cell not in cells and ref not in cells:
-                continue
-            desc = cells.get(cell, {}).get("description", "")
-            vals = [_diff(_energy(results, cell, m), _energy(results, ref, m)) for m in (mt, mr)]
-            rows.append((f"{cell} - {ref}", desc, vals[0], vals[1]))
-    for cell in ("cd2_axis", "cd2_face", "cd2_body"):
-        if cell not in cells:
-            continue
-        vals = []
-        for m in (mt, mr):
-            e2, e0, e1 = (_energy(results, c, m) for c in (cell, "pure", "cd1"))
-            vals.append(None if None in (e2, e0, e1) else e2 + e0 - 2.0 * e1)
-        rows.append((f"pair {cell}", "E(2Cd) + E(pure) - 2 E(1Cd)", vals[0], vals[1]))
-    if "cd1" in cells and "pure" in cells:
-        vals = [_diff(_energy(results, "cd1", m), _energy(results, "pure", m)) for m in (mt, mr)]
-        rows.append(
-            ("cd1 - pure", "Pb -> Cd substitution (not composition balanced)", vals[0], vals[1])
-        )
-
-    head = (
-        f"| quantity | description | {mt} (meV/cell) | {mr} (meV/cell) | {mt} - {mr} (meV) |\n"
-        "|---|---|---:|---:|---:|\n"
-    )
-    body = "".join(
-        f"| {q} | {d} | {_fmt(a)} | {_fmt(b)} | {_fmt(_diff(a, b))} |\n" for q, d, a, b in rows
-    )
-    tot = "\n| cell | formula | atoms | " + " | ".join(
-        f"E {m} (eV) | wall {m} (s)" for m in (mt, mr)
-    )
-    tot += " |\n|---|---|---:|" + "---:|---:|" * 2 + "\n"
+    extras = [m for m in extra_methods if any(m in e.get("methods", {}) for e in cells.values())]
+    cols = [_quantities(results, m) for m in (mt, mr, *extras)]
+    head = f"| quantity | description | {mt} (meV/cell) | {mr} (meV/cell) | {mt} - {mr} (meV) |"
+    head += "".join(f" {m} (meV/cell) |" for m in extras)
+    head += "\n|---|---|---:|---:|---:|" + "---:|" * len(extras) + "\n"
+    body = ""
+    for i, (q, d, a) in enumerate(cols[0]):
+        b = cols[1][i][2]
+        body += f"| {q} | {d} | {_fmt(a)} | {_fmt(b)} | {_fmt(_diff(a, b))} |"
+        body += "".join(f" {_fmt(c[i][2])} |" for c in cols[2:]) + "\n"
+    shown = (mt, mr, *extras)
+    tot = "\n| cell | formula | atoms | " + " | ".join(f"E {m} (eV) | wall {m} (s)" for m in shown)
+    tot += " |\n|---|---|---:|" + "---:|---:|" * len(shown) + "\n"
     for name, entry in cells.items():
         parts = []
-        for m in (mt, mr):
+        for m in shown:
             r = entry.get("methods", {}).get(m)
             parts += ["-", "-"] if r is None else [f"{r['energy_eV']:.4f}", f"{r['wall_s']:.0f}"]
         tot += f"| {name} | {entry.get('formula', '')} | {entry.get('n_atoms', '')} | "

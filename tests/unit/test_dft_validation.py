@@ -279,3 +279,16 @@ def test_validation_markdown_and_table_only_cli(tmp_path, capsys):
     assert dv.main([str(out), "--table-only", "--table", str(md)]) == 0
     assert md.read_text() == text
     assert "| quantity |" in capsys.readouterr().out
+
+
+def test_validation_table_extra_method_column():
+    e = _synthetic({"axis": 1.0, "face": 2.0, "body": 3.0})
+    res = _results(e, e)
+    assert "chgnet_relaxed" not in dv.validation_table(res)
+    res["cells"]["cd2_axis"]["methods"]["chgnet_relaxed"] = {"energy_eV": -3.0, "wall_s": 5.0}
+    res["cells"]["cd2_body"]["methods"]["chgnet_relaxed"] = {"energy_eV": -3.5, "wall_s": 5.0}
+    table = dv.validation_table(res)
+    row = next(ln for ln in table.splitlines() if ln.startswith("| cd2_axis - cd2_body"))
+    assert row.split("|")[6].strip() == "+500.0"
+    row = next(ln for ln in table.splitlines() if ln.startswith("| cd2_face - cd2_body"))
+    assert row.split("|")[6].strip() == "-"
