@@ -292,3 +292,35 @@ def test_validation_table_extra_method_column():
     assert row.split("|")[6].strip() == "+500.0"
     row = next(ln for ln in table.splitlines() if ln.startswith("| cd2_face - cd2_body"))
     assert row.split("|")[6].strip() == "-"
+
+
+def test_vacancy_cells_use_smearing(cells):
+    s = dv.method_settings("cp2k", cell="vac_cd_near")
+    assert s["smear_kelvin"] == 300.0
+    text = dv.cp2k_input(cells["vac_cd_near"][0], s)
+    assert "&SMEAR ON" in text
+    assert "ADDED_MOS 20" in text
+    assert "&SMEAR" not in dv.cp2k_input(cells["cd2_axis"][0])
+    assert dv.method_settings("cp2k", cell="cd2_axis") == dv.method_settings("cp2k")
+
+
+def test_run_validation_records_failures_and_continues(tmp_path):
+    out = tmp_path / "res.json"
+
+    def flaky(atoms, workdir):
+        if len(atoms) == 37:
+            raise RuntimeError("CP2K SCF did not converge")
+        return {"energy_eV": -1.0}
+
+    dv.run_validation(
+        out,
+        methods=("cp2k",),
+        cells=["vac_cd_near", "pure"],
+        energy_functions={"cp2k": flaky},
+        workdir=tmp_path,
+        log=None,
+    )
+    disk = json.loads(out.read_text())
+    assert "converge" in disk["cells"]["vac_cd_near"]["errors"]["cp2k"]["error"]
+    assert "cp2k" not in disk["cells"]["vac_cd_near"]["methods"]
+    assert disk["cells"]["pure"]["methods"]["cp2k"]["energy_eV"] == -1.0
