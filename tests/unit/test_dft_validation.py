@@ -258,6 +258,7 @@ def test_method_settings():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad:UserWarning")
 def test_chgnet_single_point(cells):
     pytest.importorskip("chgnet")
     fn = dv.chgnet_energy_function()
