@@ -48,6 +48,8 @@ FULL_SINGLE_INVERSE preconditioner was tried first (``scf_method="OT"`` still pr
 in a 200 Ry smoke test on the pure cell both the DIIS and the CG minimisers stalled at an OT
 gradient of ~1e-3 after 15-25 steps (still 0.1-0.3 Ha above the ground state), whereas
 diagonalisation + Broyden converged to 1e-6 in 12 steps.
+Cutoff check: at CUTOFF 600 Ry, E(cd2_axis) - E(cd2_body) changes by 0.02 meV (393.0 meV at
+both cutoffs; ``potentials/dft_validation_cutoff600.json``).
 CP2K runs as one process (``cp2k.psmp -i in.inp``, no MPI launcher) with
 ``OMP_NUM_THREADS`` threads; its scratch files go to a work directory outside the repository
 (default ``/tmp/dftval``).
