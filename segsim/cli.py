@@ -120,6 +120,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Fit the cluster expansion: structures, reference energies (cached), fit, report."""
+    from segsim.config import load_train
+    from segsim.training.pipeline import train
+
+    cfg = load_train(args.input)
+    summary = train(cfg, progress=not args.quiet)
+    print(
+        f"{summary.n_structures} structures ({summary.n_computed} computed now), "
+        f"CV RMSE {summary.cv_rmse_mev_per_site:.2f} meV per B site\n"
+        f"{summary.checks_text}\n"
+        f"wrote {summary.ce_path} and {summary.report_path}"
+    )
+    return EXIT_OK
+
+
 def cmd_warmup(args: argparse.Namespace) -> int:
     """Compile and cache every kernel (run once before parallel jobs)."""
     import time
@@ -143,6 +159,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "validate": (cmd_validate, "check YAML inputs without running them"),
     "info": (cmd_info, "summarise a result file"),
     "bench": (cmd_bench, "benchmarks (speed ratios against reference codes)"),
+    "train": (cmd_train, "fit the cluster expansion to reference energies (potentials/)"),
     "warmup": (cmd_warmup, "compile and cache the numba kernels (before parallel jobs)"),
 }
 
@@ -166,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="SECONDS",
                 help="stop cleanly with a checkpoint after this much wall time",
             )
+        elif name == "train":
+            sp.add_argument("input", help="training YAML (e.g. inputs/train.yaml)")
+            sp.add_argument("-q", "--quiet", action="store_true", help="no per-structure lines")
         elif name == "validate":
             sp.add_argument("inputs", nargs="+", help="YAML input files")
         elif name == "info":

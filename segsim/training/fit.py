@@ -458,9 +458,11 @@ def _quiet_fit() -> Iterator[None]:
     - trainstation's ``UserWarning`` "Condition number is large" (NC training sets are
       rank-deficient by construction: clusters that only see the shape of the cube);
     - its logged "linear problem is underdetermined" (small learning-curve subsets);
-    - sklearn's ``ConvergenceWarning`` of LASSO / ARD on such problems.
+    - sklearn's ``ConvergenceWarning`` of LASSO / ARD on such problems;
+    - sklearn's ``UndefinedMetricWarning`` for R^2 of a validation fold with one structure
+      (tiny training sets; segsim reports RMSE, not R^2).
     """
-    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
 
     log = logging.getLogger("trainstation")
     level = log.level
@@ -469,6 +471,7 @@ def _quiet_fit() -> Iterator[None]:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Condition number is large.*")
             warnings.filterwarnings("ignore", category=ConvergenceWarning)
+            warnings.filterwarnings("ignore", category=UndefinedMetricWarning)
             yield
     finally:
         log.setLevel(level)
