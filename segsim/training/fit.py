@@ -215,7 +215,8 @@ def records_from_mappings(
 ) -> tuple[list[TrainingRecord], list[str]]:
     """Return the records on the CE lattice and the names of those skipped.
 
-    A record is skipped when it has no occupations (not on the CE lattice).
+    A record is skipped when it has no occupations (not on the CE lattice) or no energy yet
+    (``energy_ev`` None, e.g. a reference calculation that has not run or failed).
 
     Raises
     ------
@@ -227,7 +228,11 @@ def records_from_mappings(
     for rec in records:
         if isinstance(rec, TrainingRecord):
             kept.append(rec)
-        elif rec.get("occupations") is None or rec.get("shape") is None:
+        elif (
+            rec.get("occupations") is None
+            or rec.get("shape") is None
+            or rec.get("energy_ev") is None
+        ):
             skipped.append(str(rec.get("name")))
         else:
             kept.append(TrainingRecord.from_mapping(rec))

@@ -126,6 +126,8 @@ def test_records_are_validated():
         fitmod.TrainingRecord.from_mapping(bad)
     _kept, skipped = fitmod.records_from_mappings(list(synthetic_records()))
     assert skipped == ["rp_fault"]
+    _, skipped = fitmod.records_from_mappings([rec, dict(rec, name="pending", energy_ev=None)])
+    assert skipped == ["pending"]
     with pytest.raises(ValueError, match="duplicate"):
         fitmod.records_from_mappings([rec, rec])
 
