@@ -109,8 +109,12 @@ LABEL: str = "fitted"
 PROPERTY_KEY: str = "energy_per_grid_site_ev"
 
 #: Extra keyword arguments passed to trainstation per fit method (deterministic, serial).
+#: LASSO: trainstation calls sklearn's LassoCV (100 alphas down to 1e-3 alpha_max, 10 inner
+#: folds, n_jobs=-1) inside every outer fold; on the ill-conditioned NC fit matrices that took
+#: ~1 min per cutoff candidate.  A fixed grid of 16 alphas (the problem is standardised, so
+#: y has unit spread) and 5 inner folds give the same CV error in a few seconds.
 _METHOD_KWARGS: dict[str, dict[str, Any]] = {
-    "lasso": {"n_jobs": 1, "max_iter": 20000},
+    "lasso": {"n_jobs": 1, "max_iter": 10000, "alphas": np.logspace(-5.0, 0.0, 16), "cv": 5},
     "rfe": {"n_jobs": 1},
 }
 
@@ -211,7 +215,8 @@ def records_from_mappings(
 ) -> tuple[list[TrainingRecord], list[str]]:
     """Return the records on the CE lattice and the names of those skipped.
 
-    A record is skipped when it has no occupations (not on the CE lattice).
+    A record is skipped when it has no occupations (not on the CE lattice) or no energy yet
+    (``energy_ev`` None, e.g. a reference calculation that has not run or failed).
 
     Raises
     ------
@@ -223,7 +228,11 @@ def records_from_mappings(
     for rec in records:
         if isinstance(rec, TrainingRecord):
             kept.append(rec)
-        elif rec.get("occupations") is None or rec.get("shape") is None:
+        elif (
+            rec.get("occupations") is None
+            or rec.get("shape") is None
+            or rec.get("energy_ev") is None
+        ):
             skipped.append(str(rec.get("name")))
         else:
             kept.append(TrainingRecord.from_mapping(rec))
@@ -458,9 +467,8 @@ def _quiet_fit() -> Iterator[None]:
     - trainstation's ``UserWarning`` "Condition number is large" (NC training sets are
       rank-deficient by construction: clusters that only see the shape of the cube);
     - its logged "linear problem is underdetermined" (small learning-curve subsets);
-    - sklearn's ``ConvergenceWarning`` of LASSO / ARD on such problems;
-    - sklearn's ``UndefinedMetricWarning`` for R^2 of a validation fold with one structure
-      (tiny training sets; segsim reports RMSE, not R^2).
+    - sklearn's ``ConvergenceWarning`` of LASSO / ARD on such problems, and its
+      ``UndefinedMetricWarning`` (R^2 of a one-structure fold, not used here).
     """
     from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
 
@@ -628,7 +636,7 @@ def _learning_curve(
     sizes = sorted({min(n, max(4, round(f * n))) for f in fractions})
     for size in sizes:
         rows = np.sort(order[:size])
-        k = min(n_splits, size)
+        k = min(n_splits, size // 2)  # at least two structures per held-out fold
         try:
             out = _cross_validate(design[rows], target[rows], method, k, seed)
         except (ValueError, np.linalg.LinAlgError):
@@ -671,7 +679,8 @@ def fit_cluster_expansion(
     fit_methods
         trainstation fit methods to try with every cutoff list.
     n_splits
-        Folds of the k-fold cross-validation (at most the number of structures).
+        Folds of the k-fold cross-validation (at most half the number of structures, so that
+        every held-out fold has two or more).
     seed
         Seed of the fold split and of the learning-curve subsets.
     a_angstrom
@@ -692,16 +701,16 @@ def fit_cluster_expansion(
     Raises
     ------
     ValueError
-        With fewer than 3 structures, no candidate, or if every candidate failed.
+        With fewer than 4 structures, no candidate, or if every candidate failed.
     """
     kept, skipped = records_from_mappings(records)
-    if len(kept) < 3:
-        raise ValueError(f"need at least 3 structures on the CE lattice, got {len(kept)}")
+    if len(kept) < 4:
+        raise ValueError(f"need at least 4 structures on the CE lattice, got {len(kept)}")
     candidates = [tuple(float(c) for c in cut) for cut in cutoff_candidates]
     methods = [str(m) for m in fit_methods]
     if not candidates or not methods:
         raise ValueError("need at least one cutoff candidate and one fit method")
-    k = min(int(n_splits), len(kept))
+    k = min(int(n_splits), len(kept) // 2)  # at least two structures per held-out fold
     if k < 2:
         raise ValueError(f"n_splits must be >= 2, got {n_splits}")
 

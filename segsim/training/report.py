@@ -347,8 +347,7 @@ def _plot_learning_curve(res: FitResult, path: Path) -> None:
     ax.set_xlabel("training structures")
     ax.set_ylabel("RMSE (meV per B site)")
     ax.set_title(f"{list(res.cutoffs)} A, {res.fit_method}")
-    if pts and min(p.train_rmse_mev_per_site for p in pts) > 0:
-        ax.set_yscale("log")
+    ax.set_ylim(bottom=0.0)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -126,6 +126,8 @@ def test_records_are_validated():
         fitmod.TrainingRecord.from_mapping(bad)
     _kept, skipped = fitmod.records_from_mappings(list(synthetic_records()))
     assert skipped == ["rp_fault"]
+    _, skipped = fitmod.records_from_mappings([rec, dict(rec, name="pending", energy_ev=None)])
+    assert skipped == ["pending"]
     with pytest.raises(ValueError, match="duplicate"):
         fitmod.records_from_mappings([rec, rec])
 
@@ -230,10 +232,24 @@ def test_written_ce_loads_and_compiles_to_the_reference(tmp_path: Path):
         assert abs(e - rec["exact_ev"]) / 125 < 3e-3
 
 
+def test_lasso_and_bayesian_ridge_run_without_warnings():
+    # pyproject turns warnings into errors: the known trainstation/sklearn ones must be
+    # filtered inside the fit, and LASSO must be fast (fixed alpha grid, serial).
+    res = fitmod.fit_cluster_expansion(
+        list(synthetic_records()),
+        cutoff_candidates=((8.4,),),
+        fit_methods=("lasso", "bayesian-ridge"),
+        n_splits=3,
+        learning_fractions=(0.5, 1.0),
+    )
+    assert [c.fit_method for c in res.candidates] == ["lasso", "bayesian-ridge"]
+    assert all(np.isfinite(c.cv_rmse_mev_per_site) for c in res.candidates)
+
+
 def test_fit_errors():
     recs = list(synthetic_records())
-    with pytest.raises(ValueError, match="at least 3"):
-        fitmod.fit_cluster_expansion(recs[:2])
+    with pytest.raises(ValueError, match="at least 4"):
+        fitmod.fit_cluster_expansion(recs[:3])
     with pytest.raises(ValueError, match="at least one"):
         fitmod.fit_cluster_expansion(recs, fit_methods=())
 
