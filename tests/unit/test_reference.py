@@ -401,9 +401,15 @@ def test_single_point_and_cell_relaxation(tmp_path, structures):
 def test_relax_settings_validation():
     with pytest.raises(ValueError, match="unknown optimizer"):
         RelaxSettings(optimizer="SD")
+    with pytest.raises(ValueError, match="unknown cell filter"):
+        RelaxSettings(cell_filter="exp")  # ExpCellFilter is deprecated in ASE
+    with pytest.raises(ValueError, match="max_steps"):
+        RelaxSettings(max_steps=-1)
     with pytest.raises(ValueError, match=r"unknown relax setting.*'fmax'"):
         RelaxSettings.from_any({"fmax": 0.1})
     assert RelaxSettings.from_any(None) == RelaxSettings()
+    assert RelaxSettings().fmax_ev_per_angstrom == 0.01
+    assert RelaxSettings().optimizer == "FIRE"
 
 
 def test_load_references_missing_db(tmp_path):
@@ -461,6 +467,31 @@ def test_cp2k_single_point_smoke(tmp_path):
     assert np.abs(forces).max() < 0.05  # forces vanish by symmetry
     assert prov["cp2k_version"].startswith("CP2K version")
     assert prov["settings"]["basis_set"] == "DZVP-MOLOPT-SR-GTH"
+
+
+@pytest.mark.slow
+def test_cp2k_cluster_single_point_smoke(tmp_path):
+    """A non-periodic CsBr dimer: the MT Poisson solver path (no stress) runs."""
+    import shutil
+
+    from ase import Atoms
+
+    if shutil.which("cp2k_shell") is None:
+        pytest.skip("cp2k_shell not installed")
+    atoms = Atoms("CsBr", positions=[[0, 0, 0], [3.1, 0, 0]], pbc=False)
+    atoms.center(vacuum=5.0)
+    calc, _ = make_calculator(
+        "cp2k", {"cutoff_ry": 150, "rel_cutoff_ry": 30, "directory": tmp_path}
+    )
+    try:
+        atoms.calc = calc
+        energy = atoms.get_potential_energy()
+        forces = atoms.get_forces()
+    finally:
+        calc.close()
+    assert np.isfinite(energy)
+    assert forces[0, 0] == pytest.approx(-forces[1, 0], abs=0.1)
+    assert "PSOLVER  MT" in (tmp_path / "cp2k.inp").read_text()
 
 
 def test_modules_do_not_import_torch():
