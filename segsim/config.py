@@ -384,8 +384,8 @@ _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
         "kind": _Field(str, check=_one_of(CALCULATOR_KINDS)),
         "settings": _Field(dict, False, None, nullable=True),
         "optimizer": _Field(str, False, "FIRE", _one_of(OPTIMIZERS)),
-        "fmax_ev_per_angstrom": _Field(float, False, 0.05, _positive),
-        "max_steps": _Field(int, False, 300, _non_negative),
+        "fmax_ev_per_angstrom": _Field(float, False, 0.01, _positive),
+        "max_steps": _Field(int, False, 1000, _non_negative),
     },
     "fit": {
         "cutoff_candidates": _list_of(_list_of(float)),
