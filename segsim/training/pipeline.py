@@ -42,11 +42,8 @@ class TrainSummary:
 
 
 def _records_for_fit(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {**r, "shape": r["grid_shape"]}
-        for r in records
-        if r.get("occupations") is not None and r.get("grid_shape") is not None
-    ]
+    """Return the records on the CE lattice (reference records carry ``occupations``/``shape``)."""
+    return [r for r in records if r.get("occupations") is not None and r.get("shape") is not None]
 
 
 def train(cfg: TrainConfig, *, progress: bool = True) -> TrainSummary:

@@ -266,7 +266,7 @@ def _row_record(row: Any) -> dict[str, Any]:
         "on_ce_lattice": bool(kv["on_ce_lattice"]),
         "relax_cell": bool(kv["relax_cell"]),
         "occupations": None if occ is None else np.asarray(occ, dtype=np.uint8),
-        "grid_shape": None if lattice is None else tuple(int(s) for s in lattice["shape"]),
+        "shape": None if lattice is None else tuple(int(s) for s in lattice["shape"]),
         "lattice": lattice,
         "tags": dict(data.get("tags", {})),
         "provenance": data["provenance"],
@@ -487,7 +487,7 @@ def load_references(
         (relaxed total energy, eV), ``energy_unrelaxed_ev``, ``converged``, ``n_steps``,
         ``fmax_final_ev_per_angstrom``, ``seconds``, ``calculator_kind``,
         ``provenance_hash``, ``structure_hash``, ``on_ce_lattice``, ``relax_cell``,
-        ``occupations`` (uint8 B-lattice codes or None), ``grid_shape`` (or None),
+        ``occupations`` (uint8 B-lattice codes or None), ``shape`` (grid shape, or None),
         ``lattice`` (``shape``, ``n_edge``, ``pad``, ``a_angstrom``, ``periodic``; or None),
         ``tags``, ``provenance`` and ``atoms`` (the relaxed ``ase.Atoms``).
 

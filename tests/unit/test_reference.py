@@ -247,7 +247,7 @@ def test_pipeline_database_contents_and_provenance(tmp_path, structures):
         assert rec["n_steps"] > 0
         assert rec["n_atoms"] == len(s.atoms)
         np.testing.assert_array_equal(rec["occupations"], s.occupations)
-        assert rec["grid_shape"] == s.lattice.shape
+        assert rec["shape"] == s.lattice.shape
         assert rec["tags"] == s.tags
         # NCs keep their cell; positions moved.
         np.testing.assert_allclose(rec["atoms"].cell.array, s.atoms.cell.array)
