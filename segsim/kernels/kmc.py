@@ -1,0 +1,404 @@
+"""Rejection-free lattice kinetic Monte Carlo: rates, selection and the whole event loop.
+
+Event catalogue (one row of ``N_SLOTS`` rates per grid site, see :mod:`segsim.kinetics` for
+the physics and the parameter vector ``kp``):
+
+======  ===============  ==========================================================
+slot    event            applies when
+======  ===============  ==========================================================
+0-5     vacancy hop      the site holds Pb/Cd and its neighbour ``nn[site, slot]`` is V:
+                         the cation moves into the vacancy (V <-> M exchange)
+6       expulsion        the site holds Pb/Cd and has k >= 1 outside (O) neighbours:
+                         the cation leaves into solution, the site becomes V
+7       recession        the site is V with an O neighbour: it becomes O
+8       RP relaxation    reserved for the RP phase (issue 5); rate 0 here
+======  ===============  ==========================================================
+
+Rates (``beta = 1/kT`` in 1/eV, ``nu`` in 1/s, energies in eV, ``dE`` from the CE kernels):
+
+* hop: ``nu exp(-beta Ea)``, ``Ea = max(E_KRA(M) + dE/2, dE, 0)`` (detailed balance exact);
+* expulsion: ``nu exp(-beta Ea) (1 - theta**k)``,
+  ``Ea = max(0, E_exp(M) + alpha (dE_rm - dE_rm_ref(M)))`` with ``dE_rm`` the energy change
+  of ``M -> X`` at this site;
+* recession: ``nu exp(-beta E_rec)``.
+
+Update radius: an event changes the occupation of its site(s); the rates of a site depend on
+occupations within ``R = reach + 1`` sites (Chebyshev) of it (``reach`` of the CE tables for
+the energy changes, +1 for the hop partner and the outside-neighbour count).  After an event
+the rates of every site within ``R`` of a changed site are recomputed and only the tree
+leaves whose site total changed are updated.
+"""
+
+import numpy as np
+
+from segsim.kernels._jit import njit, njit_inline
+from segsim.kernels.energy import _flip_delta, _swap_delta
+from segsim.kernels.select import _tree_build, _tree_sample, _tree_update
+
+# Species codes (segsim.species), repeated here as compile-time constants.
+_PB = 0
+_CD = 1
+_VAC = 2
+_OUT = 3
+
+#: Event slots per site.
+N_SLOTS = 9
+SLOT_EXPEL = 6
+SLOT_RECEDE = 7
+SLOT_RP = 8
+
+#: Event-type counters (``counts`` array of the chunk kernel).
+EV_HOP_PB = 0
+EV_HOP_CD = 1
+EV_EXPEL_PB = 2
+EV_EXPEL_CD = 3
+EV_RECEDE = 4
+EV_RP = 5
+N_EVENT_TYPES = 6
+EVENT_TYPE_NAMES = ("hop_pb", "hop_cd", "expel_pb", "expel_cd", "recede", "rp")
+
+#: Indices into the parameter vector ``kp`` (float64), filled by :mod:`segsim.kinetics`.
+KP_BETA = 0  # 1/(k_B T), 1/eV
+KP_NU = 1  # attempt frequency, 1/s
+KP_EKRA = 2  # E_KRA(Pb), E_KRA(Cd) at 2, 3 (eV)
+KP_EEXP = 4  # E_exp(Pb), E_exp(Cd) at 4, 5 (eV)
+KP_ALPHA = 6  # Bronsted-Evans-Polanyi share of the removal energy
+KP_REF = 7  # dE_rm_ref(Pb), dE_rm_ref(Cd) at 7, 8 (eV)
+KP_EREC = 9  # surface recession barrier (eV)
+KP_THETA = 10  # passivated fraction of surface AX sites
+KP_HOP_ON = 11  # 1.0 / 0.0 switches
+KP_EXPEL_ON = 12
+KP_RECEDE_ON = 13
+N_KP = 14
+
+
+@njit
+def _clear_row(rates, site):
+    for s in range(N_SLOTS):
+        rates[site, s] = 0.0
+
+
+@njit_inline
+def _site_rates(site, occ, nn, nbr, ce_index, weights, local_table, kp, rates, old_total):
+    """Write the event rates (1/s) of ``site`` into ``rates[site]``; return their sum.
+
+    ``old_total`` is the site's previous sum: a row that was all zero and stays so is not
+    rewritten (the common case of an interior cation with no vacancy neighbour).  ``occ`` is
+    modified transiently by the energy kernels and restored.
+    """
+    sp = occ[site]
+    if sp == _OUT:
+        if old_total != 0.0:
+            _clear_row(rates, site)
+        return 0.0
+    if sp == _VAC:
+        if old_total != 0.0:
+            _clear_row(rates, site)
+        if kp[KP_RECEDE_ON] > 0.0:
+            for d in range(6):
+                if occ[nn[site, d]] == _OUT:
+                    r = kp[KP_NU] * np.exp(-kp[KP_BETA] * kp[KP_EREC])
+                    rates[site, SLOT_RECEDE] = r
+                    return r
+        return 0.0
+    # Pb or Cd: look for vacancy and outside neighbours first.
+    k = 0
+    n_vac = 0
+    for d in range(6):
+        oj = occ[nn[site, d]]
+        if oj == _OUT:
+            k += 1
+        elif oj == _VAC:
+            n_vac += 1
+    if n_vac == 0 and k == 0:
+        if old_total != 0.0:
+            _clear_row(rates, site)
+        return 0.0
+    beta = kp[KP_BETA]
+    nu = kp[KP_NU]
+    ispec = 0 if sp == _PB else 1
+    total = 0.0
+    hop_on = kp[KP_HOP_ON] > 0.0
+    for d in range(6):
+        r = 0.0
+        j = nn[site, d]
+        if hop_on and occ[j] == _VAC:
+            de = _swap_delta(occ, site, j, nbr, ce_index, weights, local_table)
+            ea = max(kp[KP_EKRA + ispec] + 0.5 * de, de, 0.0)
+            r = nu * np.exp(-beta * ea)
+            total += r
+        rates[site, d] = r
+    r = 0.0
+    if k > 0 and kp[KP_EXPEL_ON] > 0.0:
+        channel = 1.0 - kp[KP_THETA] ** k
+        if channel > 0.0:
+            de = _flip_delta(occ, site, _VAC, nbr, ce_index, weights, local_table)
+            ea = max(kp[KP_EEXP + ispec] + kp[KP_ALPHA] * (de - kp[KP_REF + ispec]), 0.0)
+            r = nu * np.exp(-beta * ea) * channel
+            total += r
+    rates[site, SLOT_EXPEL] = r
+    rates[site, SLOT_RECEDE] = 0.0
+    rates[site, SLOT_RP] = 0.0
+    return total
+
+
+@njit
+def _init_rates(occ, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree):
+    """Compute every site's rates, their sums and the sum tree from scratch."""
+    rates[:, :] = 0.0
+    site_total[:] = 0.0
+    for site in range(occ.shape[0]):
+        site_total[site] = _site_rates(
+            site, occ, nn, nbr, ce_index, weights, local_table, kp, rates, site_total[site]
+        )
+    _tree_build(tree, site_total)
+
+
+@njit
+def _wrap(c, n):
+    """Periodic image of coordinate ``c`` in ``[0, n)`` (any integer ``c``)."""
+    if c < 0:
+        c += n
+        while c < 0:
+            c += n
+    elif c >= n:
+        c -= n
+        while c >= n:
+            c -= n
+    return c
+
+
+@njit
+def _refresh_box(
+    site,
+    lo_axis,
+    lo_ext,
+    hi_ext,
+    radius,
+    occ,
+    nn,
+    nbr,
+    ce_index,
+    weights,
+    local_table,
+    kp,
+    rates,
+    site_total,
+    tree,
+    shape,
+):
+    """Recompute the rates of the sites within ``radius`` of ``site`` (periodic box).
+
+    The box is extended by ``lo_ext``/``hi_ext`` extra layers along axis ``lo_axis`` (used to
+    cover both sites of a hop with one box).  Tree leaves change only where a total changed.
+    """
+    lx = shape[0]
+    ly = shape[1]
+    lz = shape[2]
+    x = site // (ly * lz)
+    y = (site // lz) % ly
+    z = site % lz
+    lo0 = -radius
+    hi0 = radius
+    lo1 = -radius
+    hi1 = radius
+    lo2 = -radius
+    hi2 = radius
+    if lo_axis == 0:
+        lo0 -= lo_ext
+        hi0 += hi_ext
+    elif lo_axis == 1:
+        lo1 -= lo_ext
+        hi1 += hi_ext
+    elif lo_axis == 2:
+        lo2 -= lo_ext
+        hi2 += hi_ext
+    for dx in range(lo0, hi0 + 1):
+        xx = _wrap(x + dx, lx)
+        for dy in range(lo1, hi1 + 1):
+            base = (xx * ly + _wrap(y + dy, ly)) * lz
+            for dz in range(lo2, hi2 + 1):
+                s = base + _wrap(z + dz, lz)
+                old = site_total[s]
+                if old == 0.0 and occ[s] == _OUT:
+                    continue
+                if old == 0.0 and occ[s] <= _CD:
+                    # Fast path (no call): a cation without V/O neighbours has no events.
+                    quiet = True
+                    for d in range(6):
+                        if occ[nn[s, d]] >= _VAC:
+                            quiet = False
+                            break
+                    if quiet:
+                        continue
+                r = _site_rates(s, occ, nn, nbr, ce_index, weights, local_table, kp, rates, old)
+                if r != old:
+                    site_total[s] = r
+                    _tree_update(tree, s, r)
+
+
+@njit
+def _run_kmc_chunk(
+    occ,
+    rates,
+    site_total,
+    tree,
+    nn,
+    nbr,
+    ce_index,
+    weights,
+    local_table,
+    kp,
+    shape,
+    radius,
+    t_now,
+    t_stop,
+    max_events,
+    rng,
+    counts,
+    log_site,
+    log_slot,
+    log_time,
+):
+    """Advance the KMC until simulated time ``t_stop`` (s) or ``max_events`` events.
+
+    Each event draws ``u1 = rng.random()`` for the waiting time ``dt = -ln(1 - u1) / R``
+    (``R`` = total rate); if ``t_now + dt > t_stop`` the clock is set to ``t_stop`` and the
+    chunk ends without an event (memoryless: the pending event is redrawn later).  Otherwise a
+    second draw ``u2`` picks the event with probability proportional to its rate through the
+    sum tree (site) and a scan of the site's slots, the event is applied and the rates within
+    ``radius`` of the changed sites are recomputed.  With ``R = 0`` the clock jumps to
+    ``t_stop``.
+
+    ``occ``, ``rates``, ``site_total``, ``tree`` and ``counts`` are updated in place.  If the
+    log arrays are longer than the number of events, event ``e`` of this chunk is recorded as
+    ``log_site[e], log_slot[e], log_time[e]`` (time after the event).
+
+    Returns
+    -------
+    (t_now, n_events, sum of the events' CE energy changes in eV)
+    """
+    n_ev = 0
+    de_sum = 0.0
+    n_log = log_site.shape[0]
+    while n_ev < max_events:
+        total = tree[1]
+        if not total > 0.0:
+            t_now = t_stop
+            break
+        u1 = rng.random()
+        dt = -np.log(1.0 - u1) / total
+        if t_now + dt > t_stop:
+            t_now = t_stop
+            break
+        t_now += dt
+        leaf, rem = _tree_sample(tree, rng.random() * total)
+        row = rates[leaf]
+        slot = -1
+        last = -1
+        for k in range(N_SLOTS):
+            if row[k] > 0.0:
+                last = k
+                if rem < row[k]:
+                    slot = k
+                    break
+                rem -= row[k]
+        if slot < 0:  # round-off past the last non-zero slot
+            slot = last
+        sp = occ[leaf]
+        if slot < 6:
+            j = nn[leaf, slot]
+            de = _swap_delta(occ, leaf, j, nbr, ce_index, weights, local_table)
+            occ[j] = sp
+            occ[leaf] = _VAC
+            counts[EV_HOP_PB + sp] += 1
+            axis = slot // 2
+            if slot % 2 == 0:  # +axis neighbour
+                _refresh_box(
+                    leaf,
+                    axis,
+                    0,
+                    1,
+                    radius,
+                    occ,
+                    nn,
+                    nbr,
+                    ce_index,
+                    weights,
+                    local_table,
+                    kp,
+                    rates,
+                    site_total,
+                    tree,
+                    shape,
+                )
+            else:
+                _refresh_box(
+                    leaf,
+                    axis,
+                    1,
+                    0,
+                    radius,
+                    occ,
+                    nn,
+                    nbr,
+                    ce_index,
+                    weights,
+                    local_table,
+                    kp,
+                    rates,
+                    site_total,
+                    tree,
+                    shape,
+                )
+        elif slot == SLOT_EXPEL:
+            de = _flip_delta(occ, leaf, _VAC, nbr, ce_index, weights, local_table)
+            occ[leaf] = _VAC
+            counts[EV_EXPEL_PB + sp] += 1
+            _refresh_box(
+                leaf,
+                -1,
+                0,
+                0,
+                radius,
+                occ,
+                nn,
+                nbr,
+                ce_index,
+                weights,
+                local_table,
+                kp,
+                rates,
+                site_total,
+                tree,
+                shape,
+            )
+        else:  # SLOT_RECEDE (SLOT_RP has rate 0 until the RP phase lands)
+            de = _flip_delta(occ, leaf, _OUT, nbr, ce_index, weights, local_table)
+            occ[leaf] = _OUT
+            counts[EV_RECEDE] += 1
+            _refresh_box(
+                leaf,
+                -1,
+                0,
+                0,
+                radius,
+                occ,
+                nn,
+                nbr,
+                ce_index,
+                weights,
+                local_table,
+                kp,
+                rates,
+                site_total,
+                tree,
+                shape,
+            )
+        de_sum += de
+        if n_ev < n_log:
+            log_site[n_ev] = leaf
+            log_slot[n_ev] = slot
+            log_time[n_ev] = t_now
+        n_ev += 1
+    return t_now, n_ev, de_sum

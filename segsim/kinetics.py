@@ -1,0 +1,189 @@
+"""The KMC event catalogue and rate law (physics only; selection lives in the kernels).
+
+Events (MODEL.md section 3; the per-site slot layout is in :mod:`segsim.kernels.kmc`):
+
+1. **Vacancy hop** V <-> neighbouring Pb/Cd, both inside the crystal.  Kinetically resolved
+   barrier ``Ea = E_KRA(M) + dE/2`` clipped to ``Ea >= max(0, dE)``, which keeps detailed
+   balance exactly: forward/backward rate ratio ``exp(-dE/kT)``.
+2. **Expulsion** of a surface cation M into solution through an unpassivated surface AX
+   channel, leaving a vacancy: rate ``nu exp(-Ea/kT) (1 - theta**k)``, k = number of outside
+   neighbours, ``Ea = max(0, E_exp(M) + alpha (dE_rm(site) - dE_rm_ref(M)))``.  ``dE_rm`` is
+   the CE energy change of M -> X at the site, ``dE_rm_ref(M)`` the same for M alone on the
+   centre of a face of a pure CsPbBr3 NC (:func:`removal_reference_ev`).  Irreversible.
+3. **Surface recession**: a V with an outside neighbour becomes outside (O); ``dE = 0``
+   because V and O are both X for the CE; rate ``nu exp(-E_rec/kT)``.
+
+Passivation enters only through the quasi-equilibrium coverage ``theta`` of the ligand
+(:mod:`segsim.passivation`): ligand adsorption/desorption is much faster than any cation
+event, so it is eliminated as a fast variable instead of being simulated event by event.
+
+Parameters are read from ``potentials/kinetics.yaml`` (each default with its source) and can
+be overridden per input file (``kinetics:`` section).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segsim import species
+from segsim.kernels import kmc as _k
+from segsim.units import beta_per_ev
+
+#: The shipped defaults.
+DEFAULT_KINETICS_PATH = Path(__file__).resolve().parents[1] / "potentials" / "kinetics.yaml"
+
+
+@dataclass(frozen=True)
+class KineticsParams:
+    """Rate parameters (eV, 1/s) and event switches of the lattice KMC.
+
+    Attributes
+    ----------
+    attempt_frequency_per_s
+        Attempt frequency ``nu`` of every event (1/s).
+    e_kra_pb_ev, e_kra_cd_ev
+        Kinetically resolved hop barriers of Pb and Cd into a neighbouring vacancy (eV).
+    e_exp_pb_ev, e_exp_cd_ev
+        Expulsion barriers of Pb and Cd from the reference surface site (eV).
+    bep_alpha
+        Bronsted-Evans-Polanyi share of the removal-energy difference in the expulsion
+        barrier (dimensionless, ~0.5).
+    e_rec_ev
+        Surface-recession barrier of a surface vacancy (eV).
+    hop, expulsion, recession
+        Event switches (switch expulsion and recession off for a closed system).
+    """
+
+    attempt_frequency_per_s: float
+    e_kra_pb_ev: float
+    e_kra_cd_ev: float
+    e_exp_pb_ev: float
+    e_exp_cd_ev: float
+    bep_alpha: float
+    e_rec_ev: float
+    hop: bool = True
+    expulsion: bool = True
+    recession: bool = True
+
+    def replace(self, **changes: Any) -> KineticsParams:
+        """Return a copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the parameters as plain data."""
+        return dataclasses.asdict(self)
+
+
+#: Names of the numeric parameters (the keys of ``potentials/kinetics.yaml``).
+PARAMETER_KEYS: tuple[str, ...] = (
+    "attempt_frequency_per_s",
+    "e_kra_pb_ev",
+    "e_kra_cd_ev",
+    "e_exp_pb_ev",
+    "e_exp_cd_ev",
+    "bep_alpha",
+    "e_rec_ev",
+)
+SWITCH_KEYS: tuple[str, ...] = ("hop", "expulsion", "recession")
+
+
+def load_defaults(path: str | Path | None = None) -> KineticsParams:
+    """Read the default rate parameters (``potentials/kinetics.yaml`` unless ``path``).
+
+    Raises
+    ------
+    segsim.config.ConfigError
+        One line naming the file and key if the file is unreadable or a value is invalid.
+    """
+    from segsim.config import ConfigError, _read_yaml
+
+    p = Path(path) if path is not None else DEFAULT_KINETICS_PATH
+    data = _read_yaml(p)
+    src = str(p)
+    if not isinstance(data, Mapping) or not isinstance(data.get("parameters"), Mapping):
+        raise ConfigError(src, "parameters", f"missing mapping with keys {list(PARAMETER_KEYS)}")
+    params = data["parameters"]
+    values: dict[str, Any] = {}
+    for key in PARAMETER_KEYS:
+        entry = params.get(key)
+        value = entry.get("value") if isinstance(entry, Mapping) else entry
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(src, f"parameters.{key}", f"must be a number (got {value!r})")
+        values[key] = float(value)
+    unknown = sorted(set(params) - set(PARAMETER_KEYS))
+    if unknown:
+        raise ConfigError(
+            src, f"parameters.{unknown[0]}", f"unknown key; allowed: {list(PARAMETER_KEYS)}"
+        )
+    return KineticsParams(**values)
+
+
+def removal_reference_ev(tables: Any, lattice: Any) -> tuple[float, float]:
+    """Return ``(dE_rm_ref(Pb), dE_rm_ref(Cd))`` in eV for this model.
+
+    The reference is the energy change of removing M (M -> X) from the centre of the ``-z``
+    face of a pure CsPbBr3 NC of this lattice's size (for Cd: a single Cd substituted there).
+    Computed once per run from the same compiled tables, so the expulsion barrier of that
+    site is exactly ``E_exp(M)``.
+    """
+    occ = lattice.empty_occupations()
+    n = lattice.n_edge
+    c0 = lattice.pad + n // 2
+    site = int(lattice.site_index(np.array([c0]), np.array([c0]), np.array([lattice.pad]))[0])
+    if not lattice.in_nc[site] or lattice.n_outside_nn[site] != 1:
+        raise ValueError("the lattice has no face-centre site (NC too small or periodic)")
+    ref_pb = tables.flip_energy_change(occ, site, species.VAC)
+    occ[site] = species.CD
+    ref_cd = tables.flip_energy_change(occ, site, species.VAC)
+    return float(ref_pb), float(ref_cd)
+
+
+def parameter_vector(
+    params: KineticsParams,
+    *,
+    temperature_k: float,
+    theta: float,
+    removal_ref_ev: tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
+    """Pack the parameters into the ``float64`` vector ``kp`` the compiled kernels read.
+
+    Parameters
+    ----------
+    params
+        Rate parameters and switches.
+    temperature_k
+        Temperature in K.
+    theta
+        Passivated fraction of surface AX sites (0..1) of the ligand shell.
+    removal_ref_ev
+        ``(dE_rm_ref(Pb), dE_rm_ref(Cd))`` in eV (:func:`removal_reference_ev`).
+    """
+    if not 0.0 <= theta <= 1.0:
+        raise ValueError(f"theta must be in [0, 1], got {theta}")
+    kp = np.zeros(_k.N_KP, dtype=np.float64)
+    kp[_k.KP_BETA] = beta_per_ev(temperature_k)
+    kp[_k.KP_NU] = params.attempt_frequency_per_s
+    kp[_k.KP_EKRA + species.PB] = params.e_kra_pb_ev
+    kp[_k.KP_EKRA + species.CD] = params.e_kra_cd_ev
+    kp[_k.KP_EEXP + species.PB] = params.e_exp_pb_ev
+    kp[_k.KP_EEXP + species.CD] = params.e_exp_cd_ev
+    kp[_k.KP_ALPHA] = params.bep_alpha
+    kp[_k.KP_REF + species.PB] = removal_ref_ev[0]
+    kp[_k.KP_REF + species.CD] = removal_ref_ev[1]
+    kp[_k.KP_EREC] = params.e_rec_ev
+    kp[_k.KP_THETA] = theta
+    kp[_k.KP_HOP_ON] = float(params.hop)
+    kp[_k.KP_EXPEL_ON] = float(params.expulsion)
+    kp[_k.KP_RECEDE_ON] = float(params.recession)
+    return kp
+
+
+def update_radius(tables: Any) -> int:
+    """Return the rate-dependency radius ``reach + 1`` (sites, Chebyshev) of a model."""
+    return int(tables.reach) + 1
