@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-KERNEL_TESTS = ["tests/unit/test_energy_kernel.py", "tests/unit/test_metropolis.py"]
+KERNEL_TESTS = [
+    "tests/unit/test_energy_kernel.py",
+    "tests/unit/test_metropolis.py",
+    "tests/unit/test_kmc.py",
+]
 
 
 def _run_nojit(*extra):
@@ -31,7 +35,11 @@ def _run_nojit(*extra):
 
 
 def test_fast_kernel_tests_pass_without_jit():
-    _run_nojit("-k", "not boltzmann and not drift and not flat")
+    _run_nojit(
+        "-k",
+        "not boltzmann and not drift and not flat and not canonical_distribution"
+        " and not diffusion and not conservation",
+    )
 
 
 @pytest.mark.slow

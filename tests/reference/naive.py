@@ -193,6 +193,24 @@ class NaiveCE:
         return de
 
 
+    def flip_delta_local(
+        self, occupations: np.ndarray, shape: tuple[int, int, int], site: int, new_code: int
+    ) -> float:
+        """Return the energy change of setting ``site`` to ``new_code``, summed locally.
+
+        Every cluster instance that contains ``site`` is evaluated before and after.
+        """
+        flat = np.asarray(occupations).reshape(-1)
+        changed = flat.copy()
+        changed[site] = new_code
+        before, after = flat.reshape(shape), changed.reshape(shape)
+        de = 0.0
+        for oi, ci, origin in self._instances_touching(shape, [site]):
+            de += self.cluster_energy(after, oi, ci, origin)
+            de -= self.cluster_energy(before, oi, ci, origin)
+        return de
+
+
 def naive_mc_chain(
     occupations: np.ndarray,
     pb_sites: np.ndarray,
@@ -259,3 +277,100 @@ def naive_mc_chain(
         "de_trials": np.array(de_trials),
         "n_near_ties": int(np.sum(np.abs(np.array(de_trials)) < tie_tol)),
     }
+
+
+# ----------------------------------------------------------------------------- KMC
+#: Event slots of a site (the layout of segsim.kernels.kmc): 0-5 hop into nn[site, slot],
+#: 6 expulsion, 7 recession, 8 RP (always 0 here).
+N_SLOTS, SLOT_EXPEL, SLOT_RECEDE = 9, 6, 7
+
+
+def naive_event_rates(
+    occupations: np.ndarray,
+    nn: np.ndarray,
+    flip_delta: Callable[[np.ndarray, int, int], float],
+    swap_delta: Callable[[np.ndarray, int, int], float],
+    p: dict[str, float],
+) -> list[tuple[int, int, float]]:
+    """Return every non-zero event ``(site, slot, rate in 1/s)`` in site-major order.
+
+    Written straight from MODEL.md section 3.  ``p`` holds ``beta`` (1/eV), ``nu`` (1/s),
+    ``e_kra`` / ``e_exp`` / ``ref`` (dicts species code -> eV), ``alpha``, ``e_rec`` (eV),
+    ``theta`` and the switches ``hop``, ``expulsion``, ``recession`` (bools).
+    """
+    out = []
+    for site in range(occupations.shape[0]):
+        sp = int(occupations[site])
+        k = sum(1 for d in range(6) if occupations[nn[site, d]] == OUT)
+        if sp in (PB, CD):
+            for d in range(6):
+                j = int(nn[site, d])
+                if p["hop"] and occupations[j] == VAC:
+                    de = swap_delta(occupations, site, j)
+                    ea = max(p["e_kra"][sp] + de / 2, de, 0.0)
+                    out.append((site, d, p["nu"] * math.exp(-p["beta"] * ea)))
+            if p["expulsion"] and k > 0 and 1.0 - p["theta"] ** k > 0.0:
+                de_rm = flip_delta(occupations, site, VAC)
+                ea = max(0.0, p["e_exp"][sp] + p["alpha"] * (de_rm - p["ref"][sp]))
+                rate = p["nu"] * math.exp(-p["beta"] * ea) * (1.0 - p["theta"] ** k)
+                out.append((site, SLOT_EXPEL, rate))
+        elif sp == VAC and p["recession"] and k > 0:
+            out.append((site, SLOT_RECEDE, p["nu"] * math.exp(-p["beta"] * p["e_rec"])))
+    return out
+
+
+def naive_kmc(
+    occupations: np.ndarray,
+    nn: np.ndarray,
+    flip_delta: Callable[[np.ndarray, int, int], float],
+    swap_delta: Callable[[np.ndarray, int, int], float],
+    p: dict[str, float],
+    rng: np.random.Generator,
+    *,
+    t_start: float,
+    t_stop: float,
+    max_events: int,
+) -> dict[str, Any]:
+    """Plain-Python rejection-free KMC: full rate recompute and a linear scan every event.
+
+    Draws random numbers as ``_run_kmc_chunk``: ``u1`` for ``dt = -ln(1 - u1) / R``; if the
+    clock would pass ``t_stop`` it stops there without an event; otherwise ``u2 * R`` is
+    located in the cumulative rates (site-major, slot order).  Returns the final
+    ``occupations`` (a copy), ``time``, the event log ``events`` [(site, slot, time)] and
+    ``de_sum`` (eV).
+    """
+    occ = np.array(occupations, copy=True)
+    t = t_start
+    events = []
+    de_sum = 0.0
+    while len(events) < max_events:
+        rates = naive_event_rates(occ, nn, flip_delta, swap_delta, p)
+        total = sum(r for _, _, r in rates)
+        if total <= 0.0:
+            t = t_stop
+            break
+        dt = -math.log(1.0 - rng.random()) / total
+        if t + dt > t_stop:
+            t = t_stop
+            break
+        t += dt
+        target = rng.random() * total
+        acc = 0.0
+        chosen = rates[-1]
+        for ev in rates:
+            acc += ev[2]
+            if target < acc:
+                chosen = ev
+                break
+        site, slot, _ = chosen
+        if slot < 6:
+            j = int(nn[site, slot])
+            de_sum += swap_delta(occ, site, j)
+            occ[j], occ[site] = occ[site], VAC
+        elif slot == SLOT_EXPEL:
+            de_sum += flip_delta(occ, site, VAC)
+            occ[site] = VAC
+        else:
+            occ[site] = OUT
+        events.append((site, slot, t))
+    return {"occupations": occ, "time": t, "events": events, "de_sum": de_sum}

@@ -1,0 +1,351 @@
+"""Lattice KMC: sum tree, kernel == naive twin, detailed balance, conservation, diffusion."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from segsim import kinetics, species
+from segsim.engine import KMCEngine, KMCState
+from segsim.kernels import kmc as K
+from segsim.kernels.select import _tree_build, _tree_sample, _tree_update
+from segsim.lattice import NN_DISPLACEMENTS, build_periodic
+from segsim.models.cluster_expansion import ClusterExpansionModel
+from segsim.units import beta_per_ev
+from tests.reference import naive
+
+PARAMS = kinetics.KineticsParams(
+    attempt_frequency_per_s=1e13,
+    e_kra_pb_ev=0.30,
+    e_kra_cd_ev=0.25,
+    e_exp_pb_ev=0.45,
+    e_exp_cd_ev=0.35,
+    bep_alpha=0.5,
+    e_rec_ev=0.32,
+)
+
+
+def _naive_params(params, temperature_k, theta, ref):
+    return {
+        "beta": beta_per_ev(temperature_k),
+        "nu": params.attempt_frequency_per_s,
+        "e_kra": {species.PB: params.e_kra_pb_ev, species.CD: params.e_kra_cd_ev},
+        "e_exp": {species.PB: params.e_exp_pb_ev, species.CD: params.e_exp_cd_ev},
+        "ref": {species.PB: ref[0], species.CD: ref[1]},
+        "alpha": params.bep_alpha,
+        "e_rec": params.e_rec_ev,
+        "theta": theta,
+        "hop": params.hop,
+        "expulsion": params.expulsion,
+        "recession": params.recession,
+    }
+
+
+def _start(lattice, rng, x_cd, n_vac):
+    occ = lattice.empty_occupations()
+    nc = np.flatnonzero(lattice.in_nc)
+    chosen = rng.choice(nc, size=round(x_cd * nc.size) + n_vac, replace=False)
+    occ[chosen[n_vac:]] = species.CD
+    occ[chosen[:n_vac]] = species.VAC
+    return occ
+
+
+def _engine(tables, lattice, occ, params, temperature_k, theta, seed):
+    ref = kinetics.removal_reference_ev(tables, lattice) if lattice.pad else (0.0, 0.0)
+    kp = kinetics.parameter_vector(params, temperature_k=temperature_k, theta=theta,
+                                   removal_ref_ev=ref)  # fmt: skip
+    state = KMCState.initial(occ, tables)
+    return KMCEngine(tables, lattice, state, np.random.default_rng(seed), kp), ref
+
+
+# ------------------------------------------------------------------------------ sum tree
+def test_sum_tree_matches_linear_scan_and_rebuild():
+    rng = np.random.default_rng(3)
+    n = 37
+    leaves = rng.random(n) * (rng.random(n) < 0.6)
+    tree = np.zeros(128)
+    _tree_build(tree, leaves)
+    for _ in range(200):  # random updates, some to zero
+        k = int(rng.integers(n))
+        leaves[k] = 0.0 if rng.random() < 0.3 else rng.random()
+        _tree_update(tree, k, leaves[k])
+    assert tree[1] == pytest.approx(leaves.sum(), rel=1e-14)
+    rebuilt = np.zeros(128)
+    _tree_build(rebuilt, leaves)
+    np.testing.assert_array_equal(tree[1:], rebuilt[1:])  # bitwise: no drift
+    cum = np.cumsum(leaves)
+    for u in rng.random(2000):
+        target = u * tree[1]
+        leaf, rem = _tree_sample(tree, target)
+        expected = int(np.searchsorted(cum, target, side="right"))
+        if min(abs(cum - target)) > 1e-12:  # not at a boundary
+            assert leaf == expected
+        assert leaves[leaf] > 0.0
+        assert -1e-12 <= rem < leaves[leaf] + 1e-12
+
+
+def test_sum_tree_sampling_frequencies():
+    leaves = np.array([0.0, 1.0, 0.0, 3.0, 0.5, 0.0, 0.0])
+    tree = np.zeros(16)
+    _tree_build(tree, leaves)
+    rng = np.random.default_rng(4)
+    counts = np.zeros(leaves.size)
+    for u in rng.random(40000):
+        counts[_tree_sample(tree, u * tree[1])[0]] += 1
+    expected = 40000 * leaves / leaves.sum()
+    assert counts[leaves == 0].sum() == 0
+    nz = leaves > 0
+    assert np.all(np.abs(counts[nz] - expected[nz]) < 5 * np.sqrt(expected[nz]))
+
+
+# ---------------------------------------------------------------- kernel == naive twin
+@pytest.fixture(scope="module")
+def small_system(make_ce, make_cube):
+    ce = make_ce([8.4, 6.0], np.random.default_rng(11), scale=0.04)
+    model = ClusterExpansionModel(ce)
+    lattice = make_cube(4, model.reach + 1)
+    tables = model.compile(lattice)
+    return ce, model, lattice, tables
+
+
+def _naive_deltas(ce, shape):
+    nce = naive.NaiveCE(ce)
+
+    def flip(o, s, c):
+        return nce.flip_delta_local(o, shape, s, c)
+
+    def swap(o, i, j):
+        return nce.swap_delta_local(o, shape, i, j)
+
+    return flip, swap
+
+
+@pytest.mark.parametrize("theta", [0.0, 0.6])
+def test_rates_equal_naive_rate_law(small_system, theta):
+    ce, _, lattice, tables = small_system
+    occ = _start(lattice, np.random.default_rng(5), 0.3, 8)
+    occ[lattice.site_index(np.array([2]), np.array([2]), np.array([2]))] = species.OUT  # a pit
+    eng, ref = _engine(tables, lattice, occ, PARAMS, 500.0, theta, 0)
+    flip, swap = _naive_deltas(ce, lattice.shape)
+    expected = np.zeros_like(eng.rates)
+    for site, slot, rate in naive.naive_event_rates(
+        occ, lattice.nn, flip, swap, _naive_params(PARAMS, 500.0, theta, ref)
+    ):
+        expected[site, slot] = rate
+    np.testing.assert_allclose(eng.rates, expected, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(eng.site_total, expected.sum(axis=1), rtol=1e-9, atol=0)
+    assert eng.total_rate_per_s == pytest.approx(expected.sum(), rel=1e-12)
+    # Every kind of event is present in this configuration.
+    for present in ((expected[:, :6] > 0).any(), (expected[:, 6] > 0).any(),
+                    (expected[:, 7] > 0).any(), not (expected[:, 8] > 0).any()):  # fmt: skip
+        assert present
+
+
+def test_kernel_trajectory_equals_naive_twin(small_system):
+    """Same seed, same events, same times, same final state; all three event types occur."""
+    ce, _, lattice, tables = small_system
+    occ = _start(lattice, np.random.default_rng(6), 0.3, 6)
+    theta, temp = 0.4, 600.0
+    eng, ref = _engine(tables, lattice, occ, PARAMS, temp, theta, 123)
+    n_events = 150
+    n, log = eng.advance(1e3, max_events=n_events, log_events=n_events)
+    flip, swap = _naive_deltas(ce, lattice.shape)
+    got = naive.naive_kmc(occ, lattice.nn, flip, swap, _naive_params(PARAMS, temp, theta, ref),
+                          np.random.default_rng(123), t_start=0.0, t_stop=1e3,
+                          max_events=n_events)  # fmt: skip
+    assert n == n_events == len(got["events"])
+    assert [(int(s), int(k)) for s, k in zip(log.site, log.slot, strict=True)] == [
+        (s, k) for s, k, _ in got["events"]
+    ]
+    np.testing.assert_allclose(log.time_s, [t for _, _, t in got["events"]], rtol=1e-10)
+    np.testing.assert_array_equal(eng.state.occupations, got["occupations"])
+    assert eng.state.energy_ev - eng.energy_drift_ev() == pytest.approx(
+        eng.state.energy_ev, abs=1e-9
+    )
+    kinds = {int(k) for k in log.slot}
+    assert kinds & set(range(6))
+    assert K.SLOT_EXPEL in kinds
+    assert K.SLOT_RECEDE in kinds
+    # The incrementally maintained rates equal a rebuild from scratch.
+    rates, tree = eng.rates.copy(), eng.tree.copy()
+    eng.rebuild_rates()
+    np.testing.assert_array_equal(eng.rates, rates)
+    np.testing.assert_array_equal(eng.tree[1:], tree[1:])
+
+
+def test_kernel_stops_at_t_stop_like_naive(small_system):
+    ce, _, lattice, tables = small_system
+    occ = _start(lattice, np.random.default_rng(7), 0.3, 4)
+    eng, ref = _engine(tables, lattice, occ, PARAMS, 600.0, 0.4, 9)
+    t_stop = 20.0 / eng.total_rate_per_s  # about 20 events
+    n, _ = eng.advance(t_stop, log_events=1000)
+    flip, swap = _naive_deltas(ce, lattice.shape)
+    got = naive.naive_kmc(occ, lattice.nn, flip, swap, _naive_params(PARAMS, 600.0, 0.4, ref),
+                          np.random.default_rng(9), t_start=0.0, t_stop=t_stop,
+                          max_events=1000)  # fmt: skip
+    assert 5 < n == len(got["events"])
+    assert eng.state.time_s == t_stop == got["time"]
+    np.testing.assert_array_equal(eng.state.occupations, got["occupations"])
+
+
+# ------------------------------------------------------------------ restart / chunking
+def test_chunking_and_restart_do_not_change_the_trajectory(small_system):
+    _, _, lattice, tables = small_system
+    occ = _start(lattice, np.random.default_rng(8), 0.3, 6)
+    ref_eng, _ = _engine(tables, lattice, occ, PARAMS, 600.0, 0.4, 77)
+    t1, t2 = 2e-10, 5e-10
+    ref_eng.advance(t1)
+    ref_eng.advance(t2)
+    # Same two output times, but the first interval split by event-count chunks, then a
+    # "restart": a fresh engine from the saved state and generator state.
+    eng, _ = _engine(tables, lattice, occ, PARAMS, 600.0, 0.4, 77)
+    while eng.state.time_s < t1:
+        eng.advance(t1, max_events=7)
+    saved = (eng.state.occupations.copy(), eng.state.time_s, eng.state.n_events,
+             eng.state.counts.copy(), eng.state.energy_ev, eng.rng.bit_generator.state)  # fmt: skip
+    state = KMCState(saved[0], saved[1], saved[2], saved[3], saved[4])
+    rng = np.random.default_rng()
+    rng.bit_generator.state = saved[5]
+    eng2 = KMCEngine(tables, lattice, state, rng, eng.kp)
+    eng2.advance(t2)
+    assert ref_eng.state.n_events > 50
+    np.testing.assert_array_equal(eng2.state.occupations, ref_eng.state.occupations)
+    np.testing.assert_array_equal(eng2.state.counts, ref_eng.state.counts)
+    assert eng2.state.n_events == ref_eng.state.n_events
+    assert eng2.state.time_s == ref_eng.state.time_s
+
+
+# ------------------------------------------------------------- conservation and drift
+def test_conservation_outside_sites_never_refilled_and_energy_drift(small_system):
+    _, _, lattice, tables = small_system
+    occ = _start(lattice, np.random.default_rng(10), 0.3, 3)
+    eng, _ = _engine(tables, lattice, occ, PARAMS, 600.0, 0.2, 5)
+    n_pb0 = int((occ == species.PB).sum())
+    n_cd0 = int((occ == species.CD).sum())
+    prev_out = occ == species.OUT
+    total = 0
+    while total < 100_000 and eng.total_rate_per_s > 0:
+        n, _ = eng.advance(np.inf, max_events=2_000)
+        total += n
+        o = eng.state.occupations
+        c = eng.state.counts_by_name()
+        assert int((o == species.PB).sum()) + c["expel_pb"] == n_pb0
+        assert int((o == species.CD).sum()) + c["expel_cd"] == n_cd0
+        out = o == species.OUT
+        assert np.all(out[prev_out])  # O is absorbing
+        assert int(out.sum()) - int((occ == species.OUT).sum()) == c["recede"]
+        prev_out = out
+    c = eng.state.counts_by_name()
+    assert min(c["expel_cd"], c["expel_pb"], c["recede"], c["hop_cd"]) > 0
+    assert sum(c.values()) == eng.state.n_events
+    assert abs(eng.energy_drift_ev()) < 1e-9
+
+
+def test_energy_drift_after_1e5_hops(small_system):
+    _, _, lattice, tables = small_system
+    occ = _start(lattice, np.random.default_rng(12), 0.3, 6)
+    closed = PARAMS.replace(expulsion=False, recession=False)
+    eng, _ = _engine(tables, lattice, occ, closed, 500.0, 0.0, 6)
+    n, _ = eng.advance(np.inf, max_events=100_000)
+    assert n == 100_000
+    assert abs(eng.energy_drift_ev()) < 1e-9
+
+
+# ------------------------------------------------------------------ detailed balance
+def _time_weighted_classes(eng, n_events, classify, n_classes, n_blocks):
+    """Replay the event log; return the time fraction of each class in consecutive blocks."""
+    occ = eng.state.occupations.copy()
+    t_prev = eng.state.time_s
+    _, log = eng.advance(np.inf, max_events=n_events, log_events=n_events)
+    resid = np.zeros((n_events, n_classes))
+    nn = eng.lattice.nn
+    for e, (site, slot, t) in enumerate(zip(log.site, log.slot, log.time_s, strict=True)):
+        resid[e, classify(occ)] = t - t_prev  # time spent in the state before event e
+        t_prev = t
+        j = nn[site, slot]
+        occ[j], occ[site] = occ[site], species.VAC
+    blocks = resid.reshape(n_blocks, -1, n_classes).sum(axis=1)
+    return blocks / blocks.sum(axis=1, keepdims=True)
+
+
+def test_closed_system_kmc_samples_the_canonical_distribution(make_ce, make_cube):
+    """KMC with hops only -> time averages equal the exact Boltzmann averages (enumerated)."""
+    ce = make_ce([6.0], np.random.default_rng(21), scale=0.05)
+    model = ClusterExpansionModel(ce)
+    lattice = make_cube(3, model.reach + 1)
+    tables = model.compile(lattice)
+    nc = np.flatnonzero(lattice.in_nc)
+    kind = lattice.n_outside_nn  # 0 centre, 1 face, 2 edge, 3 corner
+    temp = 700.0
+
+    def classify(o):  # (Cd site kind, vacancy site kind) -> 16 classes
+        cd = np.flatnonzero(o == species.CD)[0]
+        v = np.flatnonzero(o == species.VAC)[0]
+        return int(kind[cd]) * 4 + int(kind[v])
+
+    exact = np.zeros(16)
+    energies, classes = [], []
+    for cd, v in itertools.permutations(nc, 2):
+        o = lattice.empty_occupations()
+        o[cd], o[v] = species.CD, species.VAC
+        energies.append(tables.total_energy(o))
+        classes.append(classify(o))
+    energies = np.array(energies)
+    w = np.exp(-beta_per_ev(temp) * (energies - energies.min()))
+    np.add.at(exact, classes, w)
+    exact /= exact.sum()
+
+    occ = lattice.empty_occupations()
+    occ[nc[0]], occ[nc[13]] = species.CD, species.VAC
+    closed = PARAMS.replace(expulsion=False, recession=False, e_kra_pb_ev=0.1, e_kra_cd_ev=0.15)
+    eng, _ = _engine(tables, lattice, occ, closed, temp, 0.0, 31)
+    eng.advance(np.inf, max_events=2_000)  # burn-in
+    frac = _time_weighted_classes(eng, 200_000, classify, 16, 20)
+    mean = frac.mean(axis=0)
+    err = frac.std(axis=0, ddof=1) / np.sqrt(frac.shape[0])
+    mask = exact > 1e-3
+    z = (mean[mask] - exact[mask]) / np.maximum(err[mask], 1e-4)
+    assert np.all(np.abs(z) < 5), (mean, exact, z)
+    # Power: the same statistic rejects the distribution of a 30% higher temperature.
+    w_hot = np.exp(-beta_per_ev(1.3 * temp) * (energies - energies.min()))
+    hot = np.zeros(16)
+    np.add.at(hot, classes, w_hot)
+    hot /= hot.sum()
+    z_hot = (mean[mask] - hot[mask]) / np.maximum(err[mask], 1e-4)
+    assert np.max(np.abs(z_hot)) > 8
+
+
+# ------------------------------------------------------------------------- diffusion
+def test_single_vacancy_diffusion_coefficient_matches_random_walk(make_ce_with, n_params):
+    """Zero ECIs, periodic bulk: <r^2>(tau) = 6 D tau with D = w a^2, w = nu exp(-E_KRA/kT)."""
+    ce = make_ce_with([6.0], np.zeros(n_params([6.0])))
+    model = ClusterExpansionModel(ce)
+    lattice = build_periodic(8, 5.87)
+    tables = model.compile(lattice)
+    occ = np.zeros(lattice.n_sites, dtype=np.uint8)
+    occ[100] = species.VAC
+    temp = 300.0
+    params = PARAMS.replace(expulsion=False, recession=False, e_kra_pb_ev=0.5)
+    eng, _ = _engine(tables, lattice, occ, params, temp, 0.0, 41)
+    w = params.attempt_frequency_per_s * np.exp(-beta_per_ev(temp) * params.e_kra_pb_ev)
+    assert eng.total_rate_per_s == pytest.approx(6 * w, rel=1e-12)
+    n_ev = 200_000
+    _, log = eng.advance(np.inf, max_events=n_ev, log_events=n_ev)
+    # The vacancy moves opposite to the cation that jumps into it.
+    steps = -NN_DISPLACEMENTS[log.slot].astype(float) * lattice.a_angstrom
+    pos = np.cumsum(steps, axis=0)
+    times = log.time_s
+    tau = 10.0 / (6 * w)  # ~10 hops per window
+    edges = np.arange(0.0, times[-1], tau)
+    idx = np.searchsorted(times, edges, side="right") - 1  # last event before each edge
+    p = np.where(idx[:, None] >= 0, pos[np.maximum(idx, 0)], 0.0)
+    r2 = np.sum(np.diff(p, axis=0) ** 2, axis=1)
+    expected = 6 * w * lattice.a_angstrom**2 * tau
+    se = r2.std(ddof=1) / np.sqrt(r2.size)
+    assert abs(r2.mean() - expected) < 4 * se, (r2.mean(), expected, se)
+    assert se < 0.03 * expected
+    # Waiting times are exponential with mean 1 / (6 w).
+    dts = np.diff(times)
+    assert dts.mean() == pytest.approx(1 / (6 * w), rel=0.02)
