@@ -366,3 +366,136 @@ def format_bench(result: dict[str, Any]) -> str:
         + f"3 sigma = {three_sigma:.2e} -> agree: {agree}",
     ]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------- KMC
+#: NC edges (nm) of the KMC scaling benchmark.
+KMC_EDGES_NM: tuple[float, ...] = (6.0, 12.0, 18.0, 24.0, 30.0)
+
+
+def bench_kmc(
+    *,
+    model_path: str | Path,
+    edges_nm: tuple[float, ...] = KMC_EDGES_NM,
+    n_events: int = 400_000,
+    vacancy_fraction: float = 0.002,
+    temperature_k: float = 298.0,
+    theta: float = 0.5,
+    seed: int = 0,
+    with_clease: bool = True,
+) -> dict[str, Any]:
+    """Measure KMC events per second for cubic NCs of several edges.
+
+    Each NC (x = 0.25, random, with ``vacancy_fraction`` internal vacancies so that hops,
+    expulsion and recession all occur) runs ``n_events`` events with the default kinetics
+    (``potentials/kinetics.yaml``) after a burn-in of ``n_events // 10`` events that also
+    triggers compilation.  The cost per event should be nearly independent of the NC size
+    (O(log N) selection, local rate updates).  If CLEASE is installed
+    (``benchmarks/clease_kmc.py``), its single-vacancy KMC on a comparable model is timed
+    in the same process and the ratio is reported.
+    """
+    from segsim import kinetics
+    from segsim.driver import initial_kmc_occupations
+    from segsim.engine import KMCEngine, KMCState
+    from segsim.lattice import build_cube, n_edge_from_nm
+
+    model = ClusterExpansionModel.from_file(model_path)
+    params = kinetics.load_defaults()
+    rows = []
+    for edge in edges_nm:
+        n = n_edge_from_nm(edge, model.a_angstrom)
+        lattice = build_cube(n, model.a_angstrom, model.reach + 1)
+        tables = model.compile(lattice)
+        rng = np.random.default_rng(seed)
+        occ = initial_kmc_occupations(lattice, 0.25, vacancy_fraction, rng)
+        ref = kinetics.removal_reference_ev(tables, lattice)
+        kp = kinetics.parameter_vector(
+            params, temperature_k=temperature_k, theta=theta, removal_ref_ev=ref
+        )
+        t0 = time.perf_counter()
+        engine = KMCEngine(tables, lattice, KMCState.initial(occ, tables), rng, kp)
+        setup_s = time.perf_counter() - t0
+        engine.advance(np.inf, max_events=max(1, n_events // 10))
+        c0 = engine.state.counts.copy()
+        t0 = time.perf_counter()
+        done, _ = engine.advance(np.inf, max_events=n_events)
+        wall = time.perf_counter() - t0
+        mix = engine.state.counts - c0
+        rows.append(
+            {
+                "edge_nm": edge,
+                "n_edge": n,
+                "n_grid_sites": lattice.n_sites,
+                "n_events": int(done),
+                "wall_s": wall,
+                "events_per_s": done / wall if wall > 0 else float("nan"),
+                "setup_s": setup_s,
+                "event_mix": {k: int(v) for k, v in zip(_kmc_event_names(), mix, strict=True)},
+            }
+        )
+    result: dict[str, Any] = {
+        "benchmark": "kmc",
+        "segsim_version": segsim.__version__,
+        "model": str(model_path),
+        "temperature_k": temperature_k,
+        "theta": theta,
+        "vacancy_fraction": vacancy_fraction,
+        "sizes": rows,
+        "clease": None,
+    }
+    twelve = next((r for r in rows if abs(r["edge_nm"] - 12.0) < 1e-9), rows[0])
+    result["events_per_s_12nm"] = twelve["events_per_s"]
+    if with_clease:
+        result["clease"] = _bench_clease(twelve)
+    return result
+
+
+def _kmc_event_names() -> tuple[str, ...]:
+    from segsim.kernels.kmc import EVENT_TYPE_NAMES
+
+    return EVENT_TYPE_NAMES
+
+
+def _bench_clease(segsim_row: dict[str, Any]) -> dict[str, Any] | None:
+    """Time CLEASE's KMC (``benchmarks/clease_kmc.py``) if CLEASE is importable."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "clease_kmc.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("segsim_clease_kmc", path)
+    if spec is None or spec.loader is None:
+        return None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if not mod.clease_available():
+        return {"available": False}
+    out = dict(mod.bench_clease_kmc(n_edge=segsim_row["n_edge"]))
+    out["available"] = True
+    out["ratio_segsim_over_clease"] = segsim_row["events_per_s"] / out["events_per_s"]
+    return out
+
+
+def format_bench_kmc(result: dict[str, Any]) -> str:
+    """Return a human-readable table of :func:`bench_kmc` results."""
+    lines = [
+        f"segsim KMC, {result['model']}, {result['temperature_k']} K, theta {result['theta']}",
+        "  edge (nm)  n  grid sites   events/s   setup (s)",
+    ]
+    for r in result["sizes"]:
+        lines.append(
+            f"  {r['edge_nm']:9.1f} {r['n_edge']:3d} {r['n_grid_sites']:11d} "
+            f"{r['events_per_s']:10.3g} {r['setup_s']:10.2f}"
+        )
+    cl = result.get("clease")
+    if cl is None:
+        lines.append("  CLEASE: benchmarks/clease_kmc.py not found")
+    elif not cl.get("available"):
+        lines.append("  CLEASE: not installed (pip install clease) - no comparison")
+    else:
+        lines.append(
+            f"  CLEASE {cl.get('clease_version', '?')}: {cl['events_per_s']:.3g} events/s "
+            f"({cl.get('n_sites', '?')} sites) -> segsim/CLEASE = "
+            f"{cl['ratio_segsim_over_clease']:.0f}"
+        )
+    return "\n".join(lines)

@@ -59,6 +59,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not out.parent.exists():
             return _fail(f"output directory {out.parent} does not exist")
     progress = False if args.quiet else None
+    if cfg.run.kind == "kmc":
+        ks = driver.run_kmc(
+            cfg, out, resume=bool(args.resume), progress=progress, walltime_s=args.walltime
+        )
+        if not args.quiet:
+            c = ks.counts
+            print(
+                f"{ks.path}: {ks.time_s / 86400:.3f} days, {ks.n_events} events in "
+                f"{ks.wall_s:.1f} s ({ks.n_events / max(ks.wall_s, 1e-9):.3g} events/s)\n"
+                f"x {ks.x_cd_start:.4f} -> {ks.x_cd:.4f}, PL peak {ks.pl_peak_start_nm:.1f} -> "
+                f"{ks.pl_peak_nm:.1f} nm, edge {ks.edge_nm:.2f} nm; expelled Cd "
+                f"{c['expel_cd']}, Pb {c['expel_pb']}; hops Cd {c['hop_cd']}, Pb {c['hop_pb']}; "
+                f"receded sites {c['recede']}"
+            )
+        return EXIT_OK
     summary = driver.run_canonical(
         cfg, out, resume=bool(args.resume), progress=progress, walltime_s=args.walltime
     )
@@ -94,7 +109,17 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"  frames: {s['n_frames']}, snapshots: {s['n_snapshots']}, "
         f"checkpoint at step {s['checkpoint_step']} ({'complete' if s['complete'] else 'incomplete'})"
     )
-    if s["n_frames"]:
+    if s["n_frames"] and s["run_kind"] == "kmc":
+        for label in ("first", "last"):
+            fr = s[label]
+            prof = " ".join(f"{v:.3f}" for v in fr["cd_fraction_by_depth"])
+            print(
+                f"  {label:5s} t = {fr['time_s'] / 86400:.3f} d ({fr['step']} events): "
+                f"x = {fr['x_cd']:.4f}, PL {fr['pl_peak_nm']:.1f} nm, edge {fr['edge_nm']:.2f} nm, "
+                f"Cd out {fr['cd_expelled']}, Pb out {fr['pb_expelled']}"
+            )
+            print(f"        Cd fraction by depth (surface -> core): {prof}")
+    elif s["n_frames"]:
         for label in ("first", "last"):
             fr = s[label]
             prof = " ".join(f"{v:.3f}" for v in fr["cd_fraction_by_depth"])
@@ -114,9 +139,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _fail(f"--model: file not found: {args.model} (give a cluster-expansion .ce file)")
     if args.what == "mc":
         result = bench.bench_mc(model_path=args.model, quick=args.quick)
+        text = bench.format_bench
+    elif args.what == "kmc":
+        result = bench.bench_kmc(
+            model_path=args.model,
+            edges_nm=(6.0, 12.0) if args.quick else bench.KMC_EDGES_NM,
+            n_events=20_000 if args.quick else 400_000,
+            with_clease=not args.quick,
+        )
+        text = bench.format_bench_kmc
     else:  # pragma: no cover - argparse restricts choices
         return _fail(f"unknown benchmark {args.what!r}")
-    print(json.dumps(result) if args.json else bench.format_bench(result))
+    print(json.dumps(result) if args.json else text(result))
     return EXIT_OK
 
 
@@ -192,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("file", help="result file (.h5)")
             sp.add_argument("--json", action="store_true", help="machine-readable output")
         elif name == "bench":
-            sp.add_argument("what", choices=["mc"], help="which benchmark")
+            sp.add_argument("what", choices=["mc", "kmc"], help="which benchmark")
             sp.add_argument("--json", action="store_true", help="print one JSON object")
             sp.add_argument("--quick", action="store_true", help="short run (smoke test)")
             sp.add_argument(

@@ -27,6 +27,32 @@ Input layout (``segsim run``)::
       trace_interval_steps: 100000
       snapshot_interval_steps: 1000000   # 0 = no occupation snapshots
       checkpoint_interval_steps: 1000000
+
+Kinetic Monte Carlo (``run.kind: kmc``) replaces ``run`` and ``output`` and adds two
+optional sections::
+
+    system:
+      ...
+      vacancy_fraction: 0.0        # optional: initial internal B vacancies (fraction of NC sites)
+    run:
+      kind: kmc
+      temperature_k: 298.0
+      duration_days: 14.0          # simulated time; or duration_s
+      seed: 2021
+    kinetics:                      # optional: overrides of potentials/kinetics.yaml
+      defaults: ../potentials/kinetics.yaml   # optional; the shipped file by default
+      e_kra_cd_ev: 0.70            # any of segsim.config.KINETIC_PARAMETERS
+      expulsion: true              # event switches: hop, expulsion, recession
+    passivation:
+      ligand: ddabr                # a name in the ligand library, or a mapping
+                                   # {name, theta, ...} defining a ligand
+      library: ../potentials/ligands.yaml     # optional; the shipped library by default
+    output:
+      frame_interval_days: 0.1     # or frame_interval_s: simulated time between frames
+      snapshot_every_frames: 10    # occupation snapshot every N frames (0 = none)
+      checkpoint_every_frames: 1   # checkpoint every N frames (always at the end)
+
+Where a key exists in two units (``duration_days`` / ``duration_s``) give exactly one.
 """
 
 from __future__ import annotations
@@ -43,7 +69,27 @@ import yaml
 MODEL_KINDS: tuple[str, ...] = ("cluster_expansion",)
 
 #: Run kinds: what ``segsim run`` can do.
-RUN_KINDS: tuple[str, ...] = ("canonical_mc",)
+RUN_KINDS: tuple[str, ...] = ("canonical_mc", "kmc")
+
+#: Numeric KMC rate parameters (keys of ``potentials/kinetics.yaml`` and of ``kinetics:``).
+KINETIC_PARAMETERS: tuple[str, ...] = (
+    "attempt_frequency_per_s",
+    "e_kra_pb_ev",
+    "e_kra_cd_ev",
+    "e_exp_pb_ev",
+    "e_exp_cd_ev",
+    "bep_alpha",
+    "e_rec_ev",
+)
+#: KMC event switches (``kinetics:`` keys).
+KINETIC_SWITCHES: tuple[str, ...] = ("hop", "expulsion", "recession")
+
+#: The shipped data files (next to the sources in an editable install and a clone).
+POTENTIALS_DIR = Path(__file__).resolve().parent.parent / "potentials"
+DEFAULT_KINETICS = POTENTIALS_DIR / "kinetics.yaml"
+DEFAULT_LIGANDS = POTENTIALS_DIR / "ligands.yaml"
+
+SECONDS_PER_DAY = 86400.0
 
 
 class ConfigError(ValueError):
@@ -75,6 +121,7 @@ class SystemConfig:
     x_cd: float  # Cd fraction on B sites, in [0, 1]
     lattice_constant_angstrom: float | None = None  # None: the model's lattice constant
     pad_sites: int | None = None  # outside layers around the NC; None: model reach + 1
+    vacancy_fraction: float = 0.0  # initial internal B vacancies, fraction of NC sites
 
 
 @dataclass(frozen=True)
@@ -96,6 +143,54 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class KMCRunConfig:
+    """A kinetic Monte Carlo run."""
+
+    kind: str  # "kmc"
+    temperature_k: float  # K
+    duration_s: float  # simulated time, s
+    seed: int  # seed of numpy.random.SeedSequence
+
+
+@dataclass(frozen=True)
+class KineticsConfig:
+    """KMC rate parameters (eV, 1/s) after merging the defaults file and the overrides."""
+
+    defaults: Path  # the defaults file used
+    attempt_frequency_per_s: float
+    e_kra_pb_ev: float
+    e_kra_cd_ev: float
+    e_exp_pb_ev: float
+    e_exp_cd_ev: float
+    bep_alpha: float
+    e_rec_ev: float
+    hop: bool = True
+    expulsion: bool = True
+    recession: bool = True
+
+    def parameters(self) -> dict[str, Any]:
+        """Return the rate parameters and switches (without ``defaults``)."""
+        return {k: getattr(self, k) for k in (*KINETIC_PARAMETERS, *KINETIC_SWITCHES)}
+
+
+@dataclass(frozen=True)
+class PassivationConfig:
+    """The ligand shell: a resolved :class:`segsim.passivation.Ligand` and its library."""
+
+    ligand: Any  # segsim.passivation.Ligand
+    library: Path
+
+
+@dataclass(frozen=True)
+class KMCOutputConfig:
+    """What a KMC run writes and how often (in simulated time)."""
+
+    frame_interval_s: float
+    snapshot_every_frames: int = 0  # 0: no snapshots
+    checkpoint_every_frames: int = 1
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     """What to write and how often (in steps)."""
 
@@ -110,15 +205,20 @@ class SimulationConfig:
 
     system: SystemConfig
     model: ModelConfig
-    run: RunConfig
-    output: OutputConfig
+    run: RunConfig | KMCRunConfig
+    output: OutputConfig | KMCOutputConfig
+    kinetics: KineticsConfig | None = None  # KMC only
+    passivation: PassivationConfig | None = None  # KMC only
     source: str = "<dict>"  # the file it came from
 
     def to_dict(self) -> dict[str, Any]:
         """Return the resolved configuration as plain YAML-able data."""
         out: dict[str, Any] = {}
-        for f in ("system", "model", "run", "output"):
-            sec = dataclasses.asdict(getattr(self, f))
+        for f in ("system", "model", "run", "output", "kinetics", "passivation"):
+            obj = getattr(self, f)
+            if obj is None:
+                continue
+            sec = dataclasses.asdict(obj)
             out[f] = {k: (str(v) if isinstance(v, Path) else v) for k, v in sec.items()}
         return out
 
@@ -173,6 +273,7 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "x_cd": _Field(float, check=_unit_interval),
         "lattice_constant_angstrom": _Field(float, False, None, _positive, nullable=True),
         "pad_sites": _Field(int, False, None, _positive, nullable=True),
+        "vacancy_fraction": _Field(float, False, 0.0, _unit_interval),
     },
     "model": {
         "kind": _Field(str, check=_one_of(MODEL_KINDS)),
@@ -191,7 +292,49 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
     },
 }
 
-_TYPE_NAMES = {float: "a number", int: "an integer", str: "a string", dict: "a mapping"}
+_TYPE_NAMES = {
+    float: "a number",
+    int: "an integer",
+    str: "a string",
+    dict: "a mapping",
+    bool: "true or false",
+}
+
+#: Sections and keys of a KMC input that differ from the canonical-MC layout.
+_KMC_SCHEMA: dict[str, dict[str, _Field]] = {
+    "system": _SCHEMA["system"],
+    "model": _SCHEMA["model"],
+    "run": {
+        "kind": _Field(str, check=_one_of(RUN_KINDS)),
+        "temperature_k": _Field(float, check=_positive),
+        "duration_days": _Field(float, False, None, _positive, nullable=True),
+        "duration_s": _Field(float, False, None, _positive, nullable=True),
+        "seed": _Field(int, check=_non_negative),
+    },
+    "kinetics": {
+        "defaults": _Field(str, False, None, nullable=True),
+        "attempt_frequency_per_s": _Field(float, False, None, _positive, nullable=True),
+        "e_kra_pb_ev": _Field(float, False, None, _non_negative, nullable=True),
+        "e_kra_cd_ev": _Field(float, False, None, _non_negative, nullable=True),
+        "e_exp_pb_ev": _Field(float, False, None, _non_negative, nullable=True),
+        "e_exp_cd_ev": _Field(float, False, None, _non_negative, nullable=True),
+        "bep_alpha": _Field(float, False, None, _unit_interval, nullable=True),
+        "e_rec_ev": _Field(float, False, None, _non_negative, nullable=True),
+        "hop": _Field(bool, False, None, nullable=True),
+        "expulsion": _Field(bool, False, None, nullable=True),
+        "recession": _Field(bool, False, None, nullable=True),
+    },
+    "passivation": {
+        "ligand": _Field(object),
+        "library": _Field(str, False, None, nullable=True),
+    },
+    "output": {
+        "frame_interval_days": _Field(float, False, None, _positive, nullable=True),
+        "frame_interval_s": _Field(float, False, None, _positive, nullable=True),
+        "snapshot_every_frames": _Field(int, False, 0, _non_negative),
+        "checkpoint_every_frames": _Field(int, False, 1, _positive),
+    },
+}
 
 
 def _coerce(value: Any, ftype: type, source: str, key: str, item: Any = None) -> Any:
@@ -203,6 +346,12 @@ def _coerce(value: Any, ftype: type, source: str, key: str, item: Any = None) ->
                 _coerce(v, item.type, source, f"{key}[{i}]", item.item) for i, v in enumerate(value)
             )
         return tuple(_coerce(v, item, source, f"{key}[{i}]") for i, v in enumerate(value))
+    if ftype is object:
+        return value
+    if ftype is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(source, key, f"must be true or false (got {value!r})")
+        return value
     if ftype is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(source, key, f"must be a number (got {value!r})")
@@ -272,21 +421,19 @@ def from_dict(
     """
     if not isinstance(data, Mapping):
         raise ConfigError(source, "", f"must be a YAML mapping with sections {sorted(_SCHEMA)}")
+    run_raw = data.get("run")
+    if isinstance(run_raw, Mapping) and run_raw.get("kind") == "kmc":
+        return _kmc_from_dict(data, source, base_dir)
     unknown = sorted(set(data) - set(_SCHEMA))
     if unknown:
-        raise ConfigError(source, unknown[0], f"unknown section; allowed: {sorted(_SCHEMA)}")
+        hint = " (kinetics/passivation need run.kind: kmc)" if unknown[0] in _KMC_SCHEMA else ""
+        raise ConfigError(source, unknown[0], f"unknown section; allowed: {sorted(_SCHEMA)}{hint}")
     system = _section(data, "system", source)
     model = _section(data, "model", source)
     run = _section(data, "run", source)
     output = _section(data, "output", source)
 
-    base = base_dir if base_dir is not None else Path.cwd()
-    model_path = Path(model["path"]).expanduser()
-    if not model_path.is_absolute():
-        model_path = base / model_path
-    model_path = model_path.resolve()
-    if not model_path.is_file():
-        raise ConfigError(source, "model.path", f"file not found: {model_path}")
+    model_path = _model_path(model, source, base_dir)
     for key in ("snapshot_interval_steps", "checkpoint_interval_steps"):
         v = output[key]
         if v and v % output["trace_interval_steps"]:
@@ -301,6 +448,111 @@ def from_dict(
         model=ModelConfig(kind=model["kind"], path=model_path),
         run=RunConfig(**run),
         output=OutputConfig(**output),
+        source=source,
+    )
+
+
+def _resolve_path(p: str, base_dir: Path | None) -> Path:
+    q = Path(p).expanduser()
+    if not q.is_absolute():
+        q = (base_dir if base_dir is not None else Path.cwd()) / q
+    return q.resolve()
+
+
+def _model_path(model: Mapping[str, Any], source: str, base_dir: Path | None) -> Path:
+    path = _resolve_path(model["path"], base_dir)
+    if not path.is_file():
+        raise ConfigError(source, "model.path", f"file not found: {path}")
+    return path
+
+
+def _in_seconds(sec: Mapping[str, Any], name: str, stem: str, source: str) -> float:
+    """Return ``<stem>_s`` or ``<stem>_days`` (exactly one given) in seconds."""
+    days, secs = sec[f"{stem}_days"], sec[f"{stem}_s"]
+    if (days is None) == (secs is None):
+        raise ConfigError(
+            source, f"{name}.{stem}_days", f"give exactly one of {stem}_days and {stem}_s"
+        )
+    return float(secs) if secs is not None else float(days) * SECONDS_PER_DAY
+
+
+def load_kinetics_defaults(path: str | Path) -> dict[str, float]:
+    """Read a kinetics defaults file (``potentials/kinetics.yaml`` layout).
+
+    The file has a ``parameters`` mapping whose entries are numbers or mappings with a
+    ``value`` (and free-form ``source``/``note`` text).  Returns ``{name: value}`` for every
+    name in :data:`KINETIC_PARAMETERS`.
+    """
+    src = str(path)
+    data = _read_yaml(path)
+    params = data.get("parameters") if isinstance(data, Mapping) else None
+    if not isinstance(params, Mapping):
+        raise ConfigError(
+            src, "parameters", f"missing mapping with keys {list(KINETIC_PARAMETERS)}"
+        )
+    unknown = sorted(set(params) - set(KINETIC_PARAMETERS))
+    if unknown:
+        raise ConfigError(
+            src, f"parameters.{unknown[0]}", f"unknown key; allowed: {list(KINETIC_PARAMETERS)}"
+        )
+    out: dict[str, float] = {}
+    for key in KINETIC_PARAMETERS:
+        entry = params.get(key)
+        value = entry.get("value") if isinstance(entry, Mapping) else entry
+        dotted = f"parameters.{key}" + (".value" if isinstance(entry, Mapping) else "")
+        out[key] = _coerce(value, float, src, dotted)
+        check = _KMC_SCHEMA["kinetics"][key].check
+        problem = check(out[key]) if check else None
+        if problem:
+            raise ConfigError(src, dotted, problem)
+    return out
+
+
+def _kmc_from_dict(data: Mapping[str, Any], source: str, base_dir: Path | None) -> SimulationConfig:
+    required = ("system", "model", "run", "output")
+    unknown = sorted(set(data) - set(_KMC_SCHEMA))
+    if unknown:
+        raise ConfigError(source, unknown[0], f"unknown section; allowed: {sorted(_KMC_SCHEMA)}")
+    sec = {
+        name: _section(data, name, source, _KMC_SCHEMA)
+        for name in _KMC_SCHEMA
+        if name in required or data.get(name) is not None
+    }
+    run, out = sec["run"], sec["output"]
+    model_path = _model_path(sec["model"], source, base_dir)
+
+    kin = sec.get("kinetics") or dict.fromkeys(_KMC_SCHEMA["kinetics"])
+    defaults_path = (
+        _resolve_path(kin["defaults"], base_dir) if kin["defaults"] else DEFAULT_KINETICS
+    )
+    values: dict[str, Any] = dict(load_kinetics_defaults(defaults_path))
+    for key in (*KINETIC_PARAMETERS, *KINETIC_SWITCHES):
+        if kin[key] is not None:
+            values[key] = kin[key]
+
+    from segsim import passivation as _pas  # reads YAML through this module
+
+    pas = sec.get("passivation") or {"ligand": "pristine", "library": None}
+    library_path = _resolve_path(pas["library"], base_dir) if pas["library"] else DEFAULT_LIGANDS
+    library = _pas.load_library(library_path)
+    ligand = _pas.resolve_ligand(pas["ligand"], library, source=source, key="passivation.ligand")
+
+    return SimulationConfig(
+        system=SystemConfig(**sec["system"]),
+        model=ModelConfig(kind=sec["model"]["kind"], path=model_path),
+        run=KMCRunConfig(
+            kind="kmc",
+            temperature_k=run["temperature_k"],
+            duration_s=_in_seconds(run, "run", "duration", source),
+            seed=run["seed"],
+        ),
+        output=KMCOutputConfig(
+            frame_interval_s=_in_seconds(out, "output", "frame_interval", source),
+            snapshot_every_frames=out["snapshot_every_frames"],
+            checkpoint_every_frames=out["checkpoint_every_frames"],
+        ),
+        kinetics=KineticsConfig(defaults=defaults_path, **values),
+        passivation=PassivationConfig(ligand=ligand, library=library_path),
         source=source,
     )
 

@@ -15,9 +15,11 @@ from typing import Any, Self
 import numpy as np
 
 from segsim import lattice as lat
+from segsim import species
 from segsim.config import ConfigError, SimulationConfig, loads_resolved
-from segsim.engine import MCEngine, MCState
+from segsim.engine import KMCEngine, KMCState, MCEngine, MCState
 from segsim.io import hdf5
+from segsim.kernels.kmc import EV_EXPEL_CD, EVENT_TYPE_NAMES
 from segsim.models import load_model
 from segsim.observers import cd_fraction_by_depth
 from segsim.progress import Progress
@@ -88,6 +90,25 @@ class _StopFlag:
     def __exit__(self, *exc: object) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
+
+
+def _lattice_payload(lattice: lat.Lattice) -> dict[str, Any]:
+    """Return the ``/lattice`` group of a result file (arrays and attributes)."""
+    return {
+        "lattice_arrays": {
+            "coords": lattice.coords,
+            "in_nc": lattice.in_nc,
+            "depth": lattice.depth,
+            "n_outside_nn": lattice.n_outside_nn,
+        },
+        "lattice_attrs": {
+            "shape": np.asarray(lattice.shape),
+            "n_edge": lattice.n_edge,
+            "pad": lattice.pad,
+            "a_angstrom": lattice.a_angstrom,
+            "n_layers": lattice.n_layers,
+        },
+    }
 
 
 def _frame(engine: MCEngine, lattice: lat.Lattice, n_acc: int, n_steps: int) -> dict[str, Any]:
@@ -179,19 +200,7 @@ def run_canonical(
         sink.create(
             config_yaml=cfg.to_yaml(),
             run_kind=cfg.run.kind,
-            lattice_arrays={
-                "coords": lattice.coords,
-                "in_nc": lattice.in_nc,
-                "depth": lattice.depth,
-                "n_outside_nn": lattice.n_outside_nn,
-            },
-            lattice_attrs={
-                "shape": np.asarray(lattice.shape),
-                "n_edge": lattice.n_edge,
-                "pad": lattice.pad,
-                "a_angstrom": lattice.a_angstrom,
-                "n_layers": lattice.n_layers,
-            },
+            **_lattice_payload(lattice),
             trace_shapes={
                 "step": ((), "i8"),
                 "energy_ev": ((), "f8"),
@@ -267,3 +276,252 @@ def resume_config(out_path: str | Path) -> SimulationConfig:
     except hdf5.ResultFileError as exc:
         raise UserError(str(exc)) from None
     return loads_resolved(text, source=f"{out_path}:/metadata/config")
+
+
+# --------------------------------------------------------------------------- kinetic MC
+#: Events per compiled call between progress updates and stop-flag checks.  Chunk boundaries
+#: that are not output times do not change the trajectory (see KMCEngine.advance).
+KMC_CHUNK_EVENTS = 200_000
+
+
+def initial_kmc_occupations(
+    lattice: lat.Lattice, x_cd: float, vacancy_fraction: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Return random NC occupations with ``round(vacancy_fraction * n**3)`` vacancies.
+
+    Cd is placed first (``round(x_cd * n**3)`` sites, uniformly at random), then vacancies
+    replace randomly chosen Pb sites, so ``x`` of the cations is slightly above ``x_cd`` when
+    vacancies are present.
+    """
+    occ = lat.random_occupations(lattice, x_cd, rng)
+    n_vac = round(vacancy_fraction * lattice.n_nc_sites)
+    if n_vac:
+        pb = np.flatnonzero(occ == species.PB)
+        if n_vac > pb.size:
+            raise ValueError("vacancy_fraction leaves no room for the Pb sites")
+        occ[rng.choice(pb, size=n_vac, replace=False)] = species.VAC
+    return occ
+
+
+def _kmc_frame(engine: KMCEngine, lattice: lat.Lattice, a0: float) -> dict[str, Any]:
+    from segsim import optics
+
+    s = engine.state
+    occ = s.occupations
+    counts = s.counts_by_name()
+    depth = lat.depth_from_occupations(lattice, occ)
+    obs = optics.observables(occ, lattice.coords, a0_angstrom=a0)
+    return {
+        "step": s.n_events,
+        "time_s": s.time_s,
+        "energy_ev": engine.tables.total_energy(occ),
+        "n_pb": int(np.count_nonzero(occ == species.PB)),
+        "n_cd": int(np.count_nonzero(occ == species.CD)),
+        "n_vac": int(np.count_nonzero(occ == species.VAC)),
+        "cd_expelled": counts["expel_cd"],
+        "pb_expelled": counts["expel_pb"],
+        "event_counts": s.counts.copy(),
+        "total_rate_per_s": engine.total_rate_per_s,
+        "cd_fraction_by_depth": cd_fraction_by_depth(occ, depth, lattice.n_layers),
+        **{_obs_name(k): float(v) for k, v in obs.items()},
+    }
+
+
+def _kmc_checkpoint(engine: KMCEngine, frame: int, complete: bool) -> tuple[dict, dict]:
+    s = engine.state
+    arrays = {"occupations": s.occupations, "counts": s.counts}
+    attrs = {
+        "step": s.n_events,
+        "time_s": s.time_s,
+        "frame": frame,
+        "energy_ev": s.energy_ev,
+        "rng_state": hdf5.rng_state_to_json(engine.rng.bit_generator.state),
+        "complete": complete,
+    }
+    return arrays, attrs
+
+
+def run_kmc(
+    cfg: SimulationConfig,
+    out_path: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    walltime_s: float | None = None,
+    stop_at_time_s: float | None = None,
+) -> KMCSummary:
+    """Run (or resume) a lattice kinetic Monte Carlo simulation and write ``out_path``.
+
+    Frames are written every ``output.frame_interval_s`` of simulated time (and at the end);
+    a checkpoint is written every ``checkpoint_every_frames`` frames, at the end and when the
+    run is stopped (signal, ``walltime_s``).  A resumed run writes exactly what an
+    uninterrupted run writes.
+
+    Parameters
+    ----------
+    cfg
+        The validated configuration (``run.kind: kmc``).
+    out_path
+        Result file; created (overwritten) unless ``resume``.
+    resume
+        Continue from the checkpoint in ``out_path``.
+    progress
+        Show the progress line (None: only on a terminal).
+    walltime_s
+        Stop cleanly (checkpoint, :class:`Interrupted`) once this much wall time has passed.
+    stop_at_time_s
+        Stop cleanly at the first frame at or after this simulated time (testing resume).
+    """
+    import time
+
+    from segsim import kinetics
+    from segsim.progress import TimeProgress
+
+    t_start = time.perf_counter()
+    out_path = Path(out_path)
+    model, lattice, tables = build_system(cfg)
+    if lattice.n_edge < 3:
+        raise ConfigError(cfg.source, "system.edge_nm", "KMC needs at least 3 B sites per edge")
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(cfg.run.seed)))
+    sink = hdf5.H5Sink(out_path)
+    out = cfg.output
+    ligand = cfg.passivation.ligand
+    params = kinetics.from_config(cfg.kinetics)
+    ref = kinetics.removal_reference_ev(tables, lattice)
+    kp = kinetics.parameter_vector(
+        params, temperature_k=cfg.run.temperature_k, theta=ligand.theta, removal_ref_ev=ref
+    )
+    a0 = lattice.a_angstrom
+    frame = 0
+    if resume:
+        ck = hdf5.read_checkpoint(out_path)
+        if ck is None:
+            raise UserError(f"{out_path}: no checkpoint to resume from")
+        arrays, attrs = ck
+        if arrays["occupations"].shape != (lattice.n_sites,):
+            raise UserError(f"{out_path}: checkpoint does not match the configured lattice")
+        state = KMCState(
+            occupations=arrays["occupations"].astype(np.uint8),
+            time_s=float(attrs["time_s"]),
+            n_events=int(attrs["step"]),
+            counts=arrays["counts"].astype(np.int64),
+            energy_ev=float(attrs["energy_ev"]),
+        )
+        frame = int(attrs["frame"])
+        rng.bit_generator.state = hdf5.rng_state_from_json(attrs["rng_state"])
+        sink.truncate_to_step(state.n_events)
+    else:
+        occ = initial_kmc_occupations(lattice, cfg.system.x_cd, cfg.system.vacancy_fraction, rng)
+        state = KMCState.initial(occ, tables)
+    engine = KMCEngine(tables, lattice, state, rng, kp)
+    total_s = cfg.run.duration_s
+    n_frames = int(np.ceil(total_s / out.frame_interval_s - 1e-9))
+
+    if not resume:
+        sink.create(
+            config_yaml=cfg.to_yaml(),
+            run_kind=cfg.run.kind,
+            **_lattice_payload(lattice),
+            trace_shapes=_kmc_trace_shapes(lattice),
+            n_sites=lattice.n_sites,
+            model_source=str(cfg.model.path),
+            extra_metadata={
+                "model_label": str(model.metadata.get("segsim_label", "")),
+                "ligand": ligand.name,
+                "theta": ligand.theta,
+                "removal_reference_ev": np.asarray(ref),
+                "event_types": ",".join(EVENT_TYPE_NAMES),
+            },
+        )
+        sink.append(
+            _kmc_frame(engine, lattice, a0),
+            snapshot=(0, state.occupations) if out.snapshot_every_frames else None,
+            checkpoint=_kmc_checkpoint(engine, 0, total_s <= 0),
+        )
+
+    bar = TimeProgress(total_s, start_s=state.time_s, enabled=progress)
+    with _StopFlag() as flag:
+        while frame < n_frames:
+            t_next = min((frame + 1) * out.frame_interval_s, total_s)
+            while state.time_s < t_next and not flag.stop:
+                engine.advance(t_next, max_events=KMC_CHUNK_EVENTS)
+                x = state.counts[EV_EXPEL_CD]
+                bar.update_time(state.time_s, state.n_events, extra=f"Cd out {x}")
+                if walltime_s is not None and time.perf_counter() - t_start > walltime_s:
+                    flag.stop = True
+            if state.time_s < t_next:  # stopped inside a frame interval
+                sink.checkpoint(*_kmc_checkpoint(engine, frame, False))
+                bar.close()
+                raise Interrupted(
+                    f"stopped at t = {state.time_s / 86400:.4f} d; "
+                    f"resume with: segsim run --resume {out_path}"
+                )
+            frame += 1
+            done = frame >= n_frames
+            if stop_at_time_s is not None and state.time_s >= stop_at_time_s:
+                flag.stop = True
+            snap = out.snapshot_every_frames and (frame % out.snapshot_every_frames == 0 or done)
+            ckpt = done or flag.stop or frame % out.checkpoint_every_frames == 0
+            sink.append(
+                _kmc_frame(engine, lattice, a0),
+                snapshot=(state.n_events, state.occupations) if snap else None,
+                checkpoint=_kmc_checkpoint(engine, frame, done) if ckpt else None,
+            )
+            if flag.stop and not done:
+                bar.close()
+                raise Interrupted(
+                    f"stopped at t = {state.time_s / 86400:.4f} d; "
+                    f"resume with: segsim run --resume {out_path}"
+                )
+    bar.update_time(state.time_s, state.n_events, force=True)
+    bar.close()
+    drift = engine.energy_drift_ev()
+    if abs(drift) > 1e-6 * max(1.0, abs(state.energy_ev)):
+        raise RuntimeError(f"energy drift {drift:.3e} eV: kernel bookkeeping error")
+    last = hdf5.read_trace(out_path)
+    return KMCSummary(
+        path=out_path,
+        time_s=state.time_s,
+        n_events=state.n_events,
+        counts=state.counts_by_name(),
+        x_cd=float(last["x_cd"][-1]),
+        x_cd_start=float(last["x_cd"][0]),
+        pl_peak_nm=float(last["pl_peak_nm"][-1]),
+        pl_peak_start_nm=float(last["pl_peak_nm"][0]),
+        edge_nm=float(last["edge_nm"][-1]),
+        wall_s=time.perf_counter() - t_start,
+    )
+
+
+def _obs_name(key: str) -> str:
+    """Trace name of an optics observable (``x`` is stored as ``x_cd``)."""
+    return "x_cd" if key == "x" else key
+
+
+def _kmc_trace_shapes(lattice: lat.Lattice) -> dict[str, tuple[tuple[int, ...], str]]:
+    from segsim import optics
+
+    scalars_f = ("time_s", "energy_ev", "total_rate_per_s")
+    scalars_i = ("step", "n_pb", "n_cd", "n_vac", "cd_expelled", "pb_expelled")
+    shapes: dict[str, tuple[tuple[int, ...], str]] = dict.fromkeys(scalars_f, ((), "f8"))
+    shapes.update(dict.fromkeys(scalars_i, ((), "i8")))
+    shapes["event_counts"] = ((len(EVENT_TYPE_NAMES),), "i8")
+    shapes["cd_fraction_by_depth"] = ((lattice.n_layers,), "f8")
+    shapes.update({_obs_name(k): ((), "f8") for k in optics.OBSERVABLE_KEYS})
+    return shapes
+
+
+@dataclass
+class KMCSummary:
+    """What a finished KMC run reports (times in s, lengths in nm)."""
+
+    path: Path
+    time_s: float
+    n_events: int
+    counts: dict[str, int]
+    x_cd: float
+    x_cd_start: float
+    pl_peak_nm: float
+    pl_peak_start_nm: float
+    edge_nm: float
+    wall_s: float

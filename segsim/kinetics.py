@@ -24,7 +24,6 @@ be overridden per input file (``kinetics:`` section).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,9 +33,6 @@ import numpy as np
 from segsim import species
 from segsim.kernels import kmc as _k
 from segsim.units import beta_per_ev
-
-#: The shipped defaults.
-DEFAULT_KINETICS_PATH = Path(__file__).resolve().parents[1] / "potentials" / "kinetics.yaml"
 
 
 @dataclass(frozen=True)
@@ -80,19 +76,6 @@ class KineticsParams:
         return dataclasses.asdict(self)
 
 
-#: Names of the numeric parameters (the keys of ``potentials/kinetics.yaml``).
-PARAMETER_KEYS: tuple[str, ...] = (
-    "attempt_frequency_per_s",
-    "e_kra_pb_ev",
-    "e_kra_cd_ev",
-    "e_exp_pb_ev",
-    "e_exp_cd_ev",
-    "bep_alpha",
-    "e_rec_ev",
-)
-SWITCH_KEYS: tuple[str, ...] = ("hop", "expulsion", "recession")
-
-
 def load_defaults(path: str | Path | None = None) -> KineticsParams:
     """Read the default rate parameters (``potentials/kinetics.yaml`` unless ``path``).
 
@@ -101,27 +84,14 @@ def load_defaults(path: str | Path | None = None) -> KineticsParams:
     segsim.config.ConfigError
         One line naming the file and key if the file is unreadable or a value is invalid.
     """
-    from segsim.config import ConfigError, _read_yaml
+    from segsim.config import DEFAULT_KINETICS, load_kinetics_defaults
 
-    p = Path(path) if path is not None else DEFAULT_KINETICS_PATH
-    data = _read_yaml(p)
-    src = str(p)
-    if not isinstance(data, Mapping) or not isinstance(data.get("parameters"), Mapping):
-        raise ConfigError(src, "parameters", f"missing mapping with keys {list(PARAMETER_KEYS)}")
-    params = data["parameters"]
-    values: dict[str, Any] = {}
-    for key in PARAMETER_KEYS:
-        entry = params.get(key)
-        value = entry.get("value") if isinstance(entry, Mapping) else entry
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(src, f"parameters.{key}", f"must be a number (got {value!r})")
-        values[key] = float(value)
-    unknown = sorted(set(params) - set(PARAMETER_KEYS))
-    if unknown:
-        raise ConfigError(
-            src, f"parameters.{unknown[0]}", f"unknown key; allowed: {list(PARAMETER_KEYS)}"
-        )
-    return KineticsParams(**values)
+    return KineticsParams(**load_kinetics_defaults(path if path is not None else DEFAULT_KINETICS))
+
+
+def from_config(kinetics_cfg: Any) -> KineticsParams:
+    """Return the parameters of a :class:`segsim.config.KineticsConfig`."""
+    return KineticsParams(**kinetics_cfg.parameters())
 
 
 def removal_reference_ev(tables: Any, lattice: Any) -> tuple[float, float]:

@@ -84,3 +84,58 @@ class Progress:
         if self.enabled:
             self.stream.write("\n")
             self.stream.flush()
+
+
+class TimeProgress(Progress):
+    """Progress of a kinetic run in simulated time: days reached, events/s and ETA.
+
+    The ETA extrapolates the simulated-time rate (simulated s per wall s) of this session.
+
+    Parameters
+    ----------
+    total_s
+        Simulated time at the end of the run (s).
+    start_s
+        Simulated time already done (resume).
+    """
+
+    def __init__(
+        self,
+        total_s: float,
+        *,
+        start_s: float = 0.0,
+        stream: TextIO | None = None,
+        enabled: bool | None = None,
+        min_interval_s: float = 0.2,
+    ) -> None:
+        super().__init__(0, stream=stream, enabled=enabled, min_interval_s=min_interval_s)
+        self.total_s = float(total_s)
+        self.start_s = float(start_s)
+        self._events0: int | None = None
+
+    def update_time(
+        self, time_s: float, n_events: int, *, extra: str = "", force: bool = False
+    ) -> None:
+        """Redraw the line for simulated time ``time_s`` (s) after ``n_events`` events."""
+        if not self.enabled:
+            return
+        if self._events0 is None:
+            self._events0 = n_events
+        now = time.perf_counter()
+        if not force and now - self._last_draw < self.min_interval_s:
+            return
+        self._last_draw = now
+        elapsed = now - self.t0
+        ev_rate = (n_events - self._events0) / elapsed if elapsed > 0 else 0.0
+        sim_rate = (time_s - self.start_s) / elapsed if elapsed > 0 else 0.0
+        eta = (self.total_s - time_s) / sim_rate if sim_rate > 0 else float("inf")
+        pct = 100.0 * time_s / self.total_s if self.total_s else 100.0
+        line = (
+            f"  t {time_s / 86400.0:.3f}/{self.total_s / 86400.0:.3f} d ({pct:5.1f}%)  "
+            f"{_human(ev_rate)} ev/s"
+        )
+        if extra:
+            line += f"  {extra}"
+        line += f"  ETA {_duration(eta)}"
+        self.stream.write("\r" + line.ljust(78))
+        self.stream.flush()

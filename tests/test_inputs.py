@@ -18,7 +18,16 @@ def test_input_validates(path):
     cfg = load_any(path)
     if isinstance(cfg, SimulationConfig):
         assert cfg.model.path.is_file()
-        assert cfg.run.n_steps >= 0
+        if cfg.run.kind == "kmc":
+            assert cfg.run.duration_s > 0
+            assert cfg.kinetics is not None
+            assert 0.0 <= cfg.passivation.ligand.theta <= 1.0
+            # The resolved configuration stored in result files reads back identically.
+            from segsim.config import loads_resolved
+
+            assert loads_resolved(cfg.to_yaml(), source="x").to_dict() == cfg.to_dict()
+        else:
+            assert cfg.run.n_steps >= 0
     else:
         assert isinstance(cfg, TrainConfig)
         assert cfg.output_dir.name == "potentials"
