@@ -190,7 +190,14 @@ def _refresh_box(
     """Recompute the rates of the sites within ``radius`` of ``site`` (periodic box).
 
     The box is extended by ``lo_ext``/``hi_ext`` extra layers along axis ``lo_axis`` (used to
-    cover both sites of a hop with one box).  Tree leaves change only where a total changed.
+    cover both sites of a hop with one box: the partner is at -1 or +1 along that axis).
+    Tree leaves change only where a total changed.
+
+    Sites at Chebyshev distance ``radius = reach + 1`` from every changed site (the outer
+    shell) keep their expulsion and recession rates (those depend on occupations within
+    ``reach`` and on the nearest neighbours only); only their hop rates can change, through
+    the environment of a vacancy neighbour, so outer-shell sites are recomputed only when
+    they are cations next to a vacancy.
     """
     lx = shape[0]
     ly = shape[1]
@@ -213,6 +220,10 @@ def _refresh_box(
     elif lo_axis == 2:
         lo2 -= lo_ext
         hi2 += hi_ext
+    o0 = hi_ext - lo_ext if lo_axis == 0 else 0  # offset of the partner site
+    o1 = hi_ext - lo_ext if lo_axis == 1 else 0
+    o2 = hi_ext - lo_ext if lo_axis == 2 else 0
+    inner = max(radius - 1, 1)
     for dx in range(lo0, hi0 + 1):
         xx = _wrap(x + dx, lx)
         for dy in range(lo1, hi1 + 1):
@@ -220,9 +231,24 @@ def _refresh_box(
             for dz in range(lo2, hi2 + 1):
                 s = base + _wrap(z + dz, lz)
                 old = site_total[s]
-                if old == 0.0 and occ[s] == _OUT:
+                sp = occ[s]
+                if old == 0.0 and sp == _OUT:
                     continue
-                if old == 0.0 and occ[s] <= _CD:
+                dist = min(
+                    max(abs(dx), abs(dy), abs(dz)),
+                    max(abs(dx - o0), abs(dy - o1), abs(dz - o2)),
+                )
+                if dist > inner:
+                    if sp > _CD:
+                        continue
+                    near_vac = False
+                    for d in range(6):
+                        if occ[nn[s, d]] == _VAC:
+                            near_vac = True
+                            break
+                    if not near_vac:
+                        continue
+                if old == 0.0 and sp <= _CD:
                     # Fast path (no call): a cation without V/O neighbours has no events.
                     quiet = True
                     for d in range(6):
