@@ -1,0 +1,1 @@
+"""Benchmarks against reference codes (not part of the installed segsim package)."""
