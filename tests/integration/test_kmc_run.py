@@ -1,0 +1,157 @@
+"""KMC from the command line: schema, invariants, resume, interruption, bad input."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from segsim import driver, species
+from segsim.cli import main
+from segsim.config import load
+from segsim.io import hdf5
+from tests.helpers import write_random_ce, write_yaml
+
+FAST = {  # barriers low enough that a 3 nm NC sees every event type in a fraction of a second
+    "attempt_frequency_per_s": 1e13,
+    "e_kra_pb_ev": 0.55,
+    "e_kra_cd_ev": 0.50,
+    "e_exp_pb_ev": 0.90,
+    "e_exp_cd_ev": 0.62,
+    "e_rec_ev": 0.68,
+}
+
+
+@pytest.fixture(scope="module")
+def ce_file(tmp_path_factory):
+    return write_random_ce(tmp_path_factory.mktemp("ce") / "r.ce", cutoffs=[6.0], scale=0.02)
+
+
+def kmc_input(model_path, **overrides):
+    doc = {
+        "system": {"edge_nm": 3.0, "x_cd": 0.25, "vacancy_fraction": 0.02},
+        "model": {"kind": "cluster_expansion", "path": str(model_path)},
+        "run": {"kind": "kmc", "temperature_k": 298.0, "duration_s": 2.0, "seed": 5},
+        "kinetics": dict(FAST),
+        "passivation": {"ligand": "pristine"},
+        "output": {
+            "frame_interval_s": 0.1,
+            "snapshot_every_frames": 5,
+            "checkpoint_every_frames": 2,
+        },
+    }
+    for section, values in overrides.items():
+        doc[section] = {**doc.get(section, {}), **values}
+    return doc
+
+
+def test_kmc_run_schema_invariants_and_info(tmp_path, ce_file, capsys):
+    inp = write_yaml(tmp_path / "k.yaml", kmc_input(ce_file))
+    out = tmp_path / "k.h5"
+    assert main(["run", str(inp), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "days" in printed
+    assert "PL peak" in printed
+    tr = hdf5.read_trace(out)
+    np.testing.assert_allclose(tr["time_s"], np.arange(21) * 0.1, rtol=1e-12, atol=1e-15)
+    n_nc = 5**3
+    n_cd0 = round(0.25 * n_nc)
+    n_vac0 = round(0.02 * n_nc)
+    # Conservation: cations in the crystal + expelled = initial, for Pb and Cd.
+    np.testing.assert_array_equal(tr["n_cd"] + tr["cd_expelled"], n_cd0)
+    np.testing.assert_array_equal(tr["n_pb"] + tr["pb_expelled"], n_nc - n_cd0 - n_vac0)
+    assert tr["cd_expelled"][-1] > 0
+    assert np.all(np.diff(tr["step"]) >= 0)
+    np.testing.assert_allclose(tr["x_cd"], tr["n_cd"] / (tr["n_cd"] + tr["n_pb"]))
+    assert tr["event_counts"].shape == (21, 6)
+    np.testing.assert_array_equal(tr["event_counts"].sum(axis=1), tr["step"])
+    assert np.all((tr["pl_peak_nm"] > 470) & (tr["pl_peak_nm"] < 512))
+    # The frame energy is a full recompute; it equals the snapshot's energy.
+    _, _lattice, tables = driver.build_system(load(inp))
+    steps, occs = hdf5.read_snapshots(out)
+    assert len(steps) == 5  # frames 0, 5, 10, 15, 20
+    for st, occ in zip(steps, occs, strict=True):
+        k = int(np.searchsorted(tr["step"], st))
+        assert tr["energy_ev"][k] == pytest.approx(tables.total_energy(occ), abs=1e-9)
+    # O sites never become crystal sites again.
+    outside = [o == species.OUT for o in occs]
+    for a, b in itertools.pairwise(outside):
+        assert np.all(b[a])
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "PL" in text
+    assert "Cd out" in text
+
+
+def test_kmc_resume_is_identical_to_uninterrupted(tmp_path, ce_file):
+    cfg = load(write_yaml(tmp_path / "k.yaml", kmc_input(ce_file)))
+    ref = tmp_path / "ref.h5"
+    driver.run_kmc(cfg, ref, progress=False)
+    part = tmp_path / "part.h5"
+    with pytest.raises(driver.Interrupted):
+        driver.run_kmc(cfg, part, progress=False, stop_at_time_s=0.55)
+    tr_part = hdf5.read_trace(part)
+    assert tr_part["time_s"][-1] == pytest.approx(0.6)
+    assert main(["run", "-q", "--resume", str(part)]) == 0
+    a, b = hdf5.read_trace(ref), hdf5.read_trace(part)
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    ca, cb = hdf5.read_checkpoint(ref), hdf5.read_checkpoint(part)
+    np.testing.assert_array_equal(ca[0]["occupations"], cb[0]["occupations"])
+    assert ca[1]["rng_state"] == cb[1]["rng_state"]
+    assert cb[1]["complete"]
+
+
+def test_kmc_walltime_stop_inside_a_frame_resumes_identically(tmp_path, ce_file, monkeypatch):
+    cfg = load(write_yaml(tmp_path / "k.yaml", kmc_input(ce_file)))
+    ref = tmp_path / "ref.h5"
+    driver.run_kmc(cfg, ref, progress=False)
+    monkeypatch.setattr(driver, "KMC_CHUNK_EVENTS", 50)  # stop after the first chunk
+    part = tmp_path / "part.h5"
+    with pytest.raises(driver.Interrupted):
+        driver.run_kmc(cfg, part, progress=False, walltime_s=0.0)
+    ck = hdf5.read_checkpoint(part)
+    assert ck[1]["step"] > 0
+    assert ck[1]["time_s"] < 0.1
+    monkeypatch.setattr(driver, "KMC_CHUNK_EVENTS", 200_000)
+    driver.run_kmc(load(write_yaml(tmp_path / "k.yaml", kmc_input(ce_file))), part,
+                   resume=True, progress=False)  # fmt: skip
+    a, b = hdf5.read_trace(ref), hdf5.read_trace(part)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_passivation_keeps_cd(tmp_path, ce_file):
+    """Full coverage (theta = 1) closes every exit channel: nothing is expelled."""
+    doc = kmc_input(ce_file, passivation={"ligand": {"name": "perfect", "theta": 1.0}})
+    cfg = load(write_yaml(tmp_path / "k.yaml", doc))
+    s = driver.run_kmc(cfg, tmp_path / "p.h5", progress=False)
+    assert s.counts["expel_cd"] == 0
+    assert s.counts["expel_pb"] == 0
+    assert s.counts["hop_cd"] + s.counts["hop_pb"] > 0
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "needle"),
+    [
+        ("passivation", {"ligand": "nonsense"}, "passivation.ligand"),
+        ("kinetics", {"e_kra_cd_ev": -1.0}, "kinetics.e_kra_cd_ev"),
+        ("kinetics", {"hop": "yes"}, "kinetics.hop"),
+        ("kinetics", {"bogus": 1.0}, "kinetics.bogus"),
+        ("run", {"duration_days": 1.0}, "run.duration_days"),  # both units given
+        ("output", {"frame_interval_s": None}, "output.frame_interval_days"),
+    ],
+)
+def test_bad_kmc_input_one_line_exit_2(tmp_path, ce_file, capsys, section, values, needle):
+    doc = kmc_input(ce_file, **{section: values})
+    inp = write_yaml(tmp_path / "bad.yaml", doc)
+    out = tmp_path / "bad.h5"
+    assert main(["run", str(inp), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert needle in err
+    assert str(inp) in err
+    assert not out.exists()
+    assert not (tmp_path / "bad.h5.part").exists()
