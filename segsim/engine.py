@@ -185,8 +185,8 @@ class KMCEngine:
 
     Each :meth:`advance` is one call of the compiled
     :func:`segsim.kernels.kmc._run_kmc_chunk`, which selects events through a rate sum tree
-    in O(log N) and recomputes only the rates within :func:`segsim.kinetics.update_radius`
-    of the changed sites.
+    in O(log N) and recomputes only the rates near the changed sites
+    (:func:`segsim.kernels.kmc._refresh_box`).
 
     Parameters
     ----------
@@ -221,7 +221,7 @@ class KMCEngine:
         self.kp = kp
         self.nn = np.ascontiguousarray(lattice.nn, dtype=np.int32)
         self.shape = np.asarray(lattice.shape, dtype=np.int64)
-        self.radius = int(tables.reach) + 1
+        self.reach = int(tables.reach)
         n = tables.n_sites
         p = 1
         while p < n:
@@ -263,7 +263,7 @@ class KMCEngine:
         log_time = np.zeros(log_events, dtype=np.float64)
         t_now, n_ev, de_sum = _kmc._run_kmc_chunk(
             s.occupations, self.rates, self.site_total, self.tree, self.nn, t.nbr, t.ce_index,
-            t.weights, t.local_table, self.kp, self.shape, self.radius, float(s.time_s),
+            t.weights, t.local_table, self.kp, self.shape, self.reach, float(s.time_s),
             float(t_stop_s), int(max_events), self.rng, s.counts, log_site, log_slot, log_time,
         )  # fmt: skip
         s.time_s = float(t_now)

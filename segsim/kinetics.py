@@ -152,8 +152,3 @@ def parameter_vector(
     kp[_k.KP_EXPEL_ON] = float(params.expulsion)
     kp[_k.KP_RECEDE_ON] = float(params.recession)
     return kp
-
-
-def update_radius(tables: Any) -> int:
-    """Return the rate-dependency radius ``reach + 1`` (sites, Chebyshev) of a model."""
-    return int(tables.reach) + 1

@@ -11,10 +11,10 @@ Table layout (all ``int64`` rows, padded with the zero displacement and stride 0
 The energy of one cluster is ``weights[w_offset + sum_q ce_index[occ[site_q]] * s_q]``.
 """
 
-from segsim.kernels._jit import njit
+from segsim.kernels._jit import njit, njit_inline
 
 
-@njit
+@njit_inline
 def _flip_delta(occ, site, new_code, nbr, ce_index, weights, local_table):
     """Energy change (eV) when ``site`` changes from ``occ[site]`` to ``new_code``."""
     old_ce = ce_index[occ[site]]
@@ -34,7 +34,7 @@ def _flip_delta(occ, site, new_code, nbr, ce_index, weights, local_table):
     return de
 
 
-@njit
+@njit_inline
 def _swap_delta(occ, i, j, nbr, ce_index, weights, local_table):
     """Energy change (eV) of exchanging the species on sites ``i`` and ``j``.
 

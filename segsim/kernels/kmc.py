@@ -22,11 +22,12 @@ Rates (``beta = 1/kT`` in 1/eV, ``nu`` in 1/s, energies in eV, ``dE`` from the C
   of ``M -> X`` at this site;
 * recession: ``nu exp(-beta E_rec)``.
 
-Update radius: an event changes the occupation of its site(s); the rates of a site depend on
-occupations within ``R = reach + 1`` sites (Chebyshev) of it (``reach`` of the CE tables for
-the energy changes, +1 for the hop partner and the outside-neighbour count).  After an event
-the rates of every site within ``R`` of a changed site are recomputed and only the tree
-leaves whose site total changed are updated.
+Update rule (written out in :func:`_refresh_box`): an event changes the occupation of its
+site(s).  With ``reach`` the CE's largest displacement component, the rates of every site
+within Chebyshev distance ``max(reach, 1)`` of a changed site are recomputed, plus the hop
+rates of the cation neighbours of every vacancy in that box (their partner's environment
+changed).  Only tree leaves whose site total changed are updated.  The tests check after
+every trajectory that the maintained rates equal a rebuild from scratch.
 """
 
 import numpy as np
@@ -168,13 +169,36 @@ def _wrap(c, n):
     return c
 
 
+@njit_inline
+def _refresh_site(s, occ, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree):
+    """Recompute the rates of site ``s`` and update its tree leaf if the total changed."""
+    old = site_total[s]
+    sp = occ[s]
+    if old == 0.0:
+        if sp == _OUT:
+            return
+        if sp <= _CD:
+            # Fast path (no call): a cation without V/O neighbours has no events.
+            quiet = True
+            for d in range(6):
+                if occ[nn[s, d]] >= _VAC:
+                    quiet = False
+                    break
+            if quiet:
+                return
+    r = _site_rates(s, occ, nn, nbr, ce_index, weights, local_table, kp, rates, old)
+    if r != old:
+        site_total[s] = r
+        _tree_update(tree, s, r)
+
+
 @njit
 def _refresh_box(
     site,
-    lo_axis,
+    axis,
     lo_ext,
     hi_ext,
-    radius,
+    reach,
     occ,
     nn,
     nbr,
@@ -187,17 +211,20 @@ def _refresh_box(
     tree,
     shape,
 ):
-    """Recompute the rates of the sites within ``radius`` of ``site`` (periodic box).
+    """Recompute every rate that an event at ``site`` (and its hop partner) can change.
 
-    The box is extended by ``lo_ext``/``hi_ext`` extra layers along axis ``lo_axis`` (used to
-    cover both sites of a hop with one box: the partner is at -1 or +1 along that axis).
-    Tree leaves change only where a total changed.
+    The changed sites are ``site`` and, for a hop, its neighbour along ``axis`` (``hi_ext=1``:
+    at +1, ``lo_ext=1``: at -1).  Dependencies, with ``r = max(reach, 1)``:
 
-    Sites at Chebyshev distance ``radius = reach + 1`` from every changed site (the outer
-    shell) keep their expulsion and recession rates (those depend on occupations within
-    ``reach`` and on the nearest neighbours only); only their hop rates can change, through
-    the environment of a vacancy neighbour, so outer-shell sites are recomputed only when
-    they are cations next to a vacancy.
+    * every rate of a site within Chebyshev distance ``r`` of a changed site (expulsion and
+      recession depend on occupations within ``reach`` and on the nearest neighbours; hop
+      rates on the environments of both hop sites) -> the box of reach ``r`` around the
+      changed sites is recomputed;
+    * the hop rate of a cation farther away changes only if its vacancy partner ``v`` lies
+      within ``reach`` of a changed site -> the cation neighbours of every vacancy in that
+      box are recomputed as well.
+
+    Tree leaves change only where a site total changed.
     """
     lx = shape[0]
     ly = shape[1]
@@ -205,62 +232,56 @@ def _refresh_box(
     x = site // (ly * lz)
     y = (site // lz) % ly
     z = site % lz
-    lo0 = -radius
-    hi0 = radius
-    lo1 = -radius
-    hi1 = radius
-    lo2 = -radius
-    hi2 = radius
-    if lo_axis == 0:
+    r = max(reach, 1)
+    lo0 = -r
+    hi0 = r
+    lo1 = -r
+    hi1 = r
+    lo2 = -r
+    hi2 = r
+    if axis == 0:
         lo0 -= lo_ext
         hi0 += hi_ext
-    elif lo_axis == 1:
+    elif axis == 1:
         lo1 -= lo_ext
         hi1 += hi_ext
-    elif lo_axis == 2:
+    elif axis == 2:
         lo2 -= lo_ext
         hi2 += hi_ext
-    o0 = hi_ext - lo_ext if lo_axis == 0 else 0  # offset of the partner site
-    o1 = hi_ext - lo_ext if lo_axis == 1 else 0
-    o2 = hi_ext - lo_ext if lo_axis == 2 else 0
-    inner = max(radius - 1, 1)
+    # Pass 1: the box itself.
     for dx in range(lo0, hi0 + 1):
         xx = _wrap(x + dx, lx)
         for dy in range(lo1, hi1 + 1):
             base = (xx * ly + _wrap(y + dy, ly)) * lz
             for dz in range(lo2, hi2 + 1):
                 s = base + _wrap(z + dz, lz)
-                old = site_total[s]
-                sp = occ[s]
-                if old == 0.0 and sp == _OUT:
-                    continue
-                dist = min(
-                    max(abs(dx), abs(dy), abs(dz)),
-                    max(abs(dx - o0), abs(dy - o1), abs(dz - o2)),
+                _refresh_site(
+                    s, occ, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree
                 )
-                if dist > inner:
-                    if sp > _CD:
+    # Pass 2: cation neighbours (outside the box) of the vacancies within reach.
+    if reach < 1:
+        return
+    for dx in range(lo0, hi0 + 1):
+        xx = _wrap(x + dx, lx)
+        for dy in range(lo1, hi1 + 1):
+            base = (xx * ly + _wrap(y + dy, ly)) * lz
+            for dz in range(lo2, hi2 + 1):
+                v = base + _wrap(z + dz, lz)
+                if occ[v] != _VAC:
+                    continue
+                for d in range(6):
+                    # Neighbour offset relative to ``site``; skip it if it lies in the box.
+                    ex = dx + (1 if d == 0 else (-1 if d == 1 else 0))
+                    ey = dy + (1 if d == 2 else (-1 if d == 3 else 0))
+                    ez = dz + (1 if d == 4 else (-1 if d == 5 else 0))
+                    if lo0 <= ex <= hi0 and lo1 <= ey <= hi1 and lo2 <= ez <= hi2:
                         continue
-                    near_vac = False
-                    for d in range(6):
-                        if occ[nn[s, d]] == _VAC:
-                            near_vac = True
-                            break
-                    if not near_vac:
-                        continue
-                if old == 0.0 and sp <= _CD:
-                    # Fast path (no call): a cation without V/O neighbours has no events.
-                    quiet = True
-                    for d in range(6):
-                        if occ[nn[s, d]] >= _VAC:
-                            quiet = False
-                            break
-                    if quiet:
-                        continue
-                r = _site_rates(s, occ, nn, nbr, ce_index, weights, local_table, kp, rates, old)
-                if r != old:
-                    site_total[s] = r
-                    _tree_update(tree, s, r)
+                    c = nn[v, d]
+                    if occ[c] <= _CD:
+                        _refresh_site(
+                            c, occ, nn, nbr, ce_index, weights, local_table, kp, rates,
+                            site_total, tree,
+                        )  # fmt: skip
 
 
 @njit
@@ -276,7 +297,7 @@ def _run_kmc_chunk(
     local_table,
     kp,
     shape,
-    radius,
+    reach,
     t_now,
     t_stop,
     max_events,
@@ -293,7 +314,7 @@ def _run_kmc_chunk(
     chunk ends without an event (memoryless: the pending event is redrawn later).  Otherwise a
     second draw ``u2`` picks the event with probability proportional to its rate through the
     sum tree (site) and a scan of the site's slots, the event is applied and the rates within
-    ``radius`` of the changed sites are recomputed.  With ``R = 0`` the clock jumps to
+    ``reach`` of the changed sites are recomputed (see :func:`_refresh_box`).  With ``R = 0`` the clock jumps to
     ``t_stop``.
 
     ``occ``, ``rates``, ``site_total``, ``tree`` and ``counts`` are updated in place.  If the
@@ -345,7 +366,7 @@ def _run_kmc_chunk(
                     axis,
                     0,
                     1,
-                    radius,
+                    reach,
                     occ,
                     nn,
                     nbr,
@@ -364,7 +385,7 @@ def _run_kmc_chunk(
                     axis,
                     1,
                     0,
-                    radius,
+                    reach,
                     occ,
                     nn,
                     nbr,
@@ -386,7 +407,7 @@ def _run_kmc_chunk(
                 -1,
                 0,
                 0,
-                radius,
+                reach,
                 occ,
                 nn,
                 nbr,
@@ -408,7 +429,7 @@ def _run_kmc_chunk(
                 -1,
                 0,
                 0,
-                radius,
+                reach,
                 occ,
                 nn,
                 nbr,

@@ -13,7 +13,7 @@ The selector knows nothing about events: a leaf is whatever the caller sums into
 uses one leaf per lattice site, holding the sum of that site's event rates).
 """
 
-from segsim.kernels._jit import njit
+from segsim.kernels._jit import njit, njit_inline
 
 
 @njit
@@ -34,7 +34,7 @@ def _tree_build(tree, leaves):
     tree[0] = 0.0
 
 
-@njit
+@njit_inline
 def _tree_update(tree, leaf, value):
     """Set leaf ``leaf`` to ``value`` and recompute the sums on its path to the root."""
     i = tree.shape[0] // 2 + leaf
