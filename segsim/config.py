@@ -153,10 +153,26 @@ class KMCRunConfig:
 
 
 @dataclass(frozen=True)
-class KineticsConfig:
-    """KMC rate parameters (eV, 1/s) after merging the defaults file and the overrides."""
+class KineticsParams:
+    """Rate parameters (eV, 1/s) and event switches of the lattice KMC.
 
-    defaults: Path  # the defaults file used
+    Attributes
+    ----------
+    attempt_frequency_per_s
+        Attempt frequency ``nu`` of every event (1/s).
+    e_kra_pb_ev, e_kra_cd_ev
+        Kinetically resolved hop barriers of Pb and Cd into a neighbouring vacancy (eV).
+    e_exp_pb_ev, e_exp_cd_ev
+        Expulsion barriers of Pb and Cd from the reference surface site (eV).
+    bep_alpha
+        Bronsted-Evans-Polanyi share of the removal-energy difference in the expulsion
+        barrier (dimensionless, ~0.5).
+    e_rec_ev
+        Surface-recession barrier of a surface vacancy (eV).
+    hop, expulsion, recession
+        Event switches (switch expulsion and recession off for a closed system).
+    """
+
     attempt_frequency_per_s: float
     e_kra_pb_ev: float
     e_kra_cd_ev: float
@@ -168,9 +184,25 @@ class KineticsConfig:
     expulsion: bool = True
     recession: bool = True
 
-    def parameters(self) -> dict[str, Any]:
-        """Return the rate parameters and switches (without ``defaults``)."""
-        return {k: getattr(self, k) for k in (*KINETIC_PARAMETERS, *KINETIC_SWITCHES)}
+    def replace(self, **changes: Any) -> KineticsParams:
+        """Return a copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the parameters as plain data."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class KineticsConfig:
+    """KMC rate parameters after merging the defaults file and the input's overrides."""
+
+    defaults: Path  # the defaults file used
+    params: KineticsParams
+
+    def flat(self) -> dict[str, Any]:
+        """Return the ``kinetics:`` section as written in a resolved input."""
+        return {"defaults": str(self.defaults), **self.params.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -218,7 +250,7 @@ class SimulationConfig:
             obj = getattr(self, f)
             if obj is None:
                 continue
-            sec = dataclasses.asdict(obj)
+            sec = obj.flat() if isinstance(obj, KineticsConfig) else dataclasses.asdict(obj)
             out[f] = {k: (str(v) if isinstance(v, Path) else v) for k, v in sec.items()}
         return out
 
@@ -551,7 +583,7 @@ def _kmc_from_dict(data: Mapping[str, Any], source: str, base_dir: Path | None) 
             snapshot_every_frames=out["snapshot_every_frames"],
             checkpoint_every_frames=out["checkpoint_every_frames"],
         ),
-        kinetics=KineticsConfig(defaults=defaults_path, **values),
+        kinetics=KineticsConfig(defaults=defaults_path, params=KineticsParams(**values)),
         passivation=PassivationConfig(ligand=ligand, library=library_path),
         source=source,
     )

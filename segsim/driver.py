@@ -386,7 +386,7 @@ def run_kmc(
     sink = hdf5.H5Sink(out_path)
     out = cfg.output
     ligand = cfg.passivation.ligand
-    params = kinetics.from_config(cfg.kinetics)
+    params = cfg.kinetics.params
     ref = kinetics.removal_reference_ev(tables, lattice)
     kp = kinetics.parameter_vector(
         params, temperature_k=cfg.run.temperature_k, theta=ligand.theta, removal_ref_ev=ref

@@ -23,57 +23,22 @@ be overridden per input file (``kinetics:`` section).
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from segsim import species
+from segsim.config import KineticsParams
 from segsim.kernels import kmc as _k
 from segsim.units import beta_per_ev
 
-
-@dataclass(frozen=True)
-class KineticsParams:
-    """Rate parameters (eV, 1/s) and event switches of the lattice KMC.
-
-    Attributes
-    ----------
-    attempt_frequency_per_s
-        Attempt frequency ``nu`` of every event (1/s).
-    e_kra_pb_ev, e_kra_cd_ev
-        Kinetically resolved hop barriers of Pb and Cd into a neighbouring vacancy (eV).
-    e_exp_pb_ev, e_exp_cd_ev
-        Expulsion barriers of Pb and Cd from the reference surface site (eV).
-    bep_alpha
-        Bronsted-Evans-Polanyi share of the removal-energy difference in the expulsion
-        barrier (dimensionless, ~0.5).
-    e_rec_ev
-        Surface-recession barrier of a surface vacancy (eV).
-    hop, expulsion, recession
-        Event switches (switch expulsion and recession off for a closed system).
-    """
-
-    attempt_frequency_per_s: float
-    e_kra_pb_ev: float
-    e_kra_cd_ev: float
-    e_exp_pb_ev: float
-    e_exp_cd_ev: float
-    bep_alpha: float
-    e_rec_ev: float
-    hop: bool = True
-    expulsion: bool = True
-    recession: bool = True
-
-    def replace(self, **changes: Any) -> KineticsParams:
-        """Return a copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the parameters as plain data."""
-        return dataclasses.asdict(self)
+__all__ = [
+    "KineticsParams",
+    "load_defaults",
+    "parameter_vector",
+    "removal_reference_ev",
+]
 
 
 def load_defaults(path: str | Path | None = None) -> KineticsParams:
@@ -87,11 +52,6 @@ def load_defaults(path: str | Path | None = None) -> KineticsParams:
     from segsim.config import DEFAULT_KINETICS, load_kinetics_defaults
 
     return KineticsParams(**load_kinetics_defaults(path if path is not None else DEFAULT_KINETICS))
-
-
-def from_config(kinetics_cfg: Any) -> KineticsParams:
-    """Return the parameters of a :class:`segsim.config.KineticsConfig`."""
-    return KineticsParams(**kinetics_cfg.parameters())
 
 
 def removal_reference_ev(tables: Any, lattice: Any) -> tuple[float, float]:
