@@ -169,23 +169,30 @@ def _wrap(c, n):
     return c
 
 
+@njit
+def _is_quiet(s, occ, nn, site_total):
+    """True if site ``s`` has no events and cannot get any without a neighbour change.
+
+    That is an outside site, or a cation without vacancy/outside neighbours, whose stored
+    total is zero (so its rate row is all zero and stays valid).
+    """
+    if site_total[s] != 0.0:
+        return False
+    sp = occ[s]
+    if sp == _OUT:
+        return True
+    if sp > _CD:
+        return False
+    for d in range(6):
+        if occ[nn[s, d]] >= _VAC:
+            return False
+    return True
+
+
 @njit_inline
 def _refresh_site(s, occ, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree):
     """Recompute the rates of site ``s`` and update its tree leaf if the total changed."""
     old = site_total[s]
-    sp = occ[s]
-    if old == 0.0:
-        if sp == _OUT:
-            return
-        if sp <= _CD:
-            # Fast path (no call): a cation without V/O neighbours has no events.
-            quiet = True
-            for d in range(6):
-                if occ[nn[s, d]] >= _VAC:
-                    quiet = False
-                    break
-            if quiet:
-                return
     r = _site_rates(s, occ, nn, nbr, ce_index, weights, local_table, kp, rates, old)
     if r != old:
         site_total[s] = r
@@ -255,9 +262,11 @@ def _refresh_box(
             base = (xx * ly + _wrap(y + dy, ly)) * lz
             for dz in range(lo2, hi2 + 1):
                 s = base + _wrap(z + dz, lz)
-                _refresh_site(
-                    s, occ, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree
-                )
+                if not _is_quiet(s, occ, nn, site_total):
+                    _refresh_site(
+                        s, occ, nn, nbr, ce_index, weights, local_table, kp, rates,
+                        site_total, tree,
+                    )  # fmt: skip
     # Pass 2: cation neighbours (outside the box) of the vacancies within reach.
     if reach < 1:
         return
@@ -277,7 +286,7 @@ def _refresh_box(
                     if lo0 <= ex <= hi0 and lo1 <= ey <= hi1 and lo2 <= ez <= hi2:
                         continue
                     c = nn[v, d]
-                    if occ[c] <= _CD:
+                    if occ[c] <= _CD and not _is_quiet(c, occ, nn, site_total):
                         _refresh_site(
                             c, occ, nn, nbr, ce_index, weights, local_table, kp, rates,
                             site_total, tree,
