@@ -171,7 +171,7 @@ def _wrap(c, n):
 
 @njit
 def _is_quiet(s, occ, nn, site_total):
-    """True if site ``s`` has no events and cannot get any without a neighbour change.
+    """Return True if site ``s`` has no events and cannot get any without a neighbour change.
 
     That is an outside site, or a cation without vacancy/outside neighbours, whose stored
     total is zero (so its rate row is all zero and stays valid).
@@ -183,7 +183,7 @@ def _is_quiet(s, occ, nn, site_total):
         return True
     if sp > _CD:
         return False
-    for d in range(6):
+    for d in range(6):  # noqa: SIM110  (a plain loop: no generator objects in numba code)
         if occ[nn[s, d]] >= _VAC:
             return False
     return True
