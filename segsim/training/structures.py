@@ -231,7 +231,7 @@ def _nc_set(
         t = -1.0 + 2.0 * (j + 1) / (n_profiles + 1)
         f_seg = configurations.cd_fraction_by_depth(lattice, seg["surface" if t < 0 else "core"])
         weights = (1.0 - abs(t)) * x_act + abs(t) * np.nan_to_num(f_seg)
-        name = f"{base}_profile_{j}"
+        name = f"{base}_profile_t{t:+.2f}"
         occ = configurations.layer_profile_occupations(lattice, x0, weights, _rng(seed, name))
         out.append(
             _nc_structure(
@@ -781,7 +781,8 @@ def build_training_set(
 
     * at ``x = 0.25`` the three published configurations: ``n_random`` random alloys
       (``..._uniform_i``), ``..._surface`` and ``..._core``;
-    * ``n_profiles`` layer profiles ``..._profile_j`` between them: with
+    * ``n_profiles`` layer profiles ``..._profile_t<t>`` between them (named by ``t``, so
+      that names stay unique keys when ``n_profiles`` changes): with
       ``t_j = -1 + 2 (j + 1) / (n_profiles + 1)``, the Cd fraction of each depth layer is
       ``(1 - |t|) x + |t| f_seg``, ``f_seg`` the layer fractions of the surface (``t < 0``) or
       core (``t > 0``) configuration (tag ``profile_t``);

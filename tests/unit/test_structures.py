@@ -104,11 +104,11 @@ def test_published_configurations(by_name, n):
     lat = by_name[f"{base}_surface"].lattice
     f0 = [
         configurations.cd_fraction_by_depth(lat, by_name[f"{base}_{a}"].occupations)[0]
-        for a in ("surface", "profile_0", "profile_1", "core")
+        for a in ("surface", "profile_t-0.33", "profile_t+0.33", "core")
     ]
     assert f0[0] > f0[-1]
     assert all(f0[i] >= f0[i + 1] for i in range(3)), f0
-    ts = [by_name[f"{base}_profile_{j}"].tags["profile_t"] for j in range(2)]
+    ts = [by_name[f"{base}_profile_t{t}"].tags["profile_t"] for t in ("-0.33", "+0.33")]
     assert ts == pytest.approx([-1 / 3, 1 / 3])
 
 
