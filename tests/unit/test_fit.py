@@ -156,7 +156,13 @@ def test_fit_recovers_energies():
     assert len(res.candidates) == len(TEST_CANDIDATES) * len(TEST_METHODS)
     nn_only = [c for c in res.candidates if c.cutoffs == (7.0,)]
     assert min(c.cv_rmse_mev_per_site for c in nn_only) > 3 * res.cv_rmse_mev_per_site
-    assert res.cv_rmse_mev_per_site == min(c.cv_rmse_mev_per_site for c in res.candidates)
+    # Selection: lowest CV error of same-crystal energy differences.
+    chosen = next(
+        c for c in res.candidates if c.cutoffs == res.cutoffs and c.fit_method == res.fit_method
+    )
+    rel = [c.cv_relative_rmse_mev_per_nc for c in res.candidates]
+    assert np.all(np.isfinite(rel))
+    assert chosen.cv_relative_rmse_mev_per_nc == min(rel)
     # Predictions against the noise-free energies.
     exact = np.array([r["exact_ev"] for r in synthetic_records() if r["occupations"] is not None])
     err = (res.predicted_ev_per_site - exact / res.n_b_sites) * 1e3
@@ -351,3 +357,35 @@ def test_report_writes_markdown_and_figures(tmp_path: Path):
     # the report works without checks too
     md2 = write_report(res, None, tmp_path / "rep2")
     assert "Physics checks" in md2.read_text()
+
+
+def test_same_crystal_groups_and_relative_rmse():
+    from segsim.training.fit import TrainingRecord, relative_rmse, same_crystal_groups
+
+    def rec(name, occ, shape=(3, 3, 3)):
+        occ = np.asarray(occ, dtype=np.uint8)
+        return TrainingRecord(name=name, kind="nc", energy_ev=0.0, occupations=occ,
+                              shape=shape, x_cd=0.0, n_edge=1)  # fmt: skip
+
+    base = [3] * 27
+    a = list(base)
+    a[13] = 0
+    a[12] = 1  # Pb + Cd
+    b = list(base)
+    b[13] = 1
+    b[12] = 0  # same counts, swapped: same group
+    c = list(base)
+    c[13] = 0
+    c[12] = 0  # different composition: alone
+    d = list(base)
+    d[13] = 1
+    d[12] = 0
+    groups = same_crystal_groups([rec("a", a), rec("b", b), rec("c", c), rec("d", d, (3, 3, 3))])
+    assert groups[0] == groups[1] == groups[3] >= 0
+    assert groups[2] == -1
+    # A constant offset within a group is no error; a spread is.
+    assert relative_rmse(np.array([5.0, 5.0, 9.0, 5.0]), groups) == 0.0
+    assert relative_rmse(np.array([1.0, -1.0, 0.0, 0.0]), groups) == pytest.approx(
+        np.sqrt(np.mean(np.array([1.0, -1.0, 0.0]) ** 2))
+    )
+    assert np.isnan(relative_rmse(np.zeros(1), np.array([-1])))
