@@ -850,6 +850,7 @@ def _metadata(
         "segsim_fit_method": score.fit_method,
         "segsim_cv_rmse_mev_per_b_site": float(score.cv_rmse_mev_per_site),
         "segsim_cv_rmse_mev_per_nc": float(score.cv_rmse_mev_per_nc),
+        "segsim_cv_relative_rmse_mev_per_nc": float(score.cv_relative_rmse_mev_per_nc),
         "segsim_train_rmse_mev_per_b_site": float(score.train_rmse_mev_per_site),
         "segsim_n_training_structures": int(n_train),
         "segsim_fit_settings": dict(settings),

@@ -81,6 +81,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainSummary:
         progress=progress,
     )
     n_computed = sum(1 for r in records if not r.get("reused"))
+    reference.prune_database(cfg.database, records)
     f = cfg.fit
     result = fit.fit_cluster_expansion(
         _records_for_fit(records),

@@ -500,3 +500,30 @@ def load_references(
         raise FileNotFoundError(f"no reference database at {os.fspath(db_path)!r}")
     db = ase.db.connect(os.fspath(db_path), type="db")
     return list(_select(db, calculator_kind=calculator_kind, provenance_hash=provenance_hash))
+
+
+def prune_database(db_path: str | os.PathLike, keep: Iterable[Mapping[str, Any]]) -> int:
+    """Delete every row that is not one of the records ``keep`` (by name and provenance).
+
+    ``segsim train`` calls this after computing the current structure set, so that the shipped
+    database holds exactly the references the fit used (rows of an older provenance, e.g. a
+    looser relaxation, or of structures no longer generated are removed).  Returns the number
+    of rows deleted.
+    """
+    import sqlite3
+
+    wanted = {(str(r["name"]), str(r["provenance_hash"])) for r in keep}
+    db = ase.db.connect(os.fspath(db_path), type="db")
+    stale = [
+        row.id
+        for row in db.select()
+        if (str(row.get("name")), str(row.get("provenance_hash"))) not in wanted
+    ]
+    if stale:
+        db.delete(stale)
+        con = sqlite3.connect(os.fspath(db_path))
+        try:
+            con.execute("VACUUM")
+        finally:
+            con.close()
+    return len(stale)

@@ -500,3 +500,20 @@ def test_modules_do_not_import_torch():
         "assert 'torch' not in sys.modules and 'chgnet' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_prune_database_keeps_exactly_the_current_records(tmp_path, structures):
+    from segsim.training.reference import prune_database
+
+    db = tmp_path / "refs.db"
+    kw = {"calculator_kind": "standin", "calculator_settings": None, "db_path": db}
+    old = compute_references(structures, relax={"fmax_ev_per_angstrom": 0.2}, **kw)
+    new = compute_references(structures[:3], relax={"fmax_ev_per_angstrom": 0.1}, **kw)
+    assert old[0]["provenance_hash"] != new[0]["provenance_hash"]
+    assert len(load_references(db)) == len(structures) + 3
+    assert prune_database(db, new) == len(structures)
+    left = load_references(db)
+    assert sorted((r["name"], r["provenance_hash"]) for r in left) == sorted(
+        (r["name"], r["provenance_hash"]) for r in new
+    )
+    assert prune_database(db, new) == 0

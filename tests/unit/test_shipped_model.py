@@ -1,0 +1,55 @@
+"""The shipped fitted CE is exactly what `segsim train` fits to the shipped database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segsim.training import fit, reference
+
+POTENTIALS = Path(__file__).resolve().parents[2] / "potentials"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from icet import ClusterExpansion
+
+    ce = ClusterExpansion.read(str(POTENTIALS / "fitted.ce"))
+    records = reference.load_references(POTENTIALS / "training.db")
+    return ce, records
+
+
+def test_database_holds_one_provenance_and_unique_names(shipped):
+    _, records = shipped
+    assert len({r["provenance_hash"] for r in records}) == 1
+    names = [r["name"] for r in records]
+    assert len(names) == len(set(names))
+    prov = records[0]["provenance"]
+    assert prov["relax"]["fmax_ev_per_angstrom"] <= 0.01
+    assert all(r["converged"] for r in records)
+
+
+def test_shipped_ce_refits_from_shipped_database(shipped):
+    """Refit the selected candidate: same parameters, same CV RMSE as reported."""
+    ce, records = shipped
+    meta = ce.metadata
+    settings = meta["segsim_fit_settings"]
+    on_lattice = [r for r in records if r["occupations"] is not None and r["shape"] is not None]
+    res = fit.fit_cluster_expansion(
+        on_lattice,
+        cutoff_candidates=[meta["segsim_cutoffs_angstrom"]],
+        fit_methods=[meta["segsim_fit_method"]],
+        n_splits=settings["n_splits"],
+        seed=settings["seed"],
+        a_angstrom=settings["a_angstrom"],
+        vacuum_energy_ev_per_site=settings["vacuum_energy_ev_per_site"],
+        learning_fractions=[1.0],
+    )
+    assert res.n_structures == meta["segsim_n_training_structures"]
+    np.testing.assert_allclose(res.ce.parameters, ce.parameters, rtol=1e-8, atol=1e-10)
+    assert res.cv_rmse_mev_per_site == pytest.approx(
+        meta["segsim_cv_rmse_mev_per_b_site"], rel=1e-8
+    )
+    assert res.cv_rmse_mev_per_nc == pytest.approx(meta["segsim_cv_rmse_mev_per_nc"], rel=1e-8)
