@@ -279,6 +279,9 @@ def _vacancy_set(
 ) -> list[ReferenceStructure]:
     """NCs with one or two B vacancies (interior sites, or face sites of the surface shell).
 
+    Plus a depth series per edge: one vacancy in a pure CsPbBr3 NC at depth 0 (face centre),
+    1, ... up to the centre (``nc{n}_x0_vac1-depth{d}``, tag ``vacancy_series: depth``).
+
     Structure ``i`` has ``1 + i % 2`` V sites (capped by the number of candidate sites); the
     last ``n_surface`` of them put the V on face sites (where expulsion leaves them), the
     others on interior sites (depth >= 1).  The ``round(x_cd n^3)`` Cd go on random sites
@@ -315,6 +318,32 @@ def _vacancy_set(
                 vacancy_location=where,
                 vacancy_sites=[int(s) for s in v_sites],
                 vacancy_depths=[int(lattice.depth[s]) for s in v_sites],
+                charge_rule=VACANCY_RULE,
+            )
+        )
+    # Depth series: one V on the central axis of a pure CsPbBr3 NC, from the face centre
+    # (depth 0) to the centre.  Same species counts, so the fit sees the energy of moving a
+    # vacancy into the crystal (vacancy injection, which the KMC depends on) directly.
+    c = lattice.pad + n // 2
+    for depth in range((n + 1) // 2):
+        site = int(
+            lattice.site_index(np.array([c]), np.array([c]), np.array([lattice.pad + depth]))[0]
+        )
+        occ = lattice.empty_occupations()
+        occ[site] = species.VAC
+        out.append(
+            _nc_structure(
+                f"nc{n}_x0_vac1-depth{depth}",
+                lattice,
+                occ,
+                vacuum_angstrom,
+                kind="nc_vacancy",
+                arrangement="pure",
+                x_nominal=0.0,
+                vacancy_location="surface" if depth == 0 else "interior",
+                vacancy_sites=[site],
+                vacancy_depths=[int(lattice.depth[site])],
+                vacancy_series="depth",
                 charge_rule=VACANCY_RULE,
             )
         )

@@ -192,7 +192,6 @@ class NaiveCE:
             de -= self.cluster_energy(before, oi, ci, origin)
         return de
 
-
     def flip_delta_local(
         self, occupations: np.ndarray, shape: tuple[int, int, int], site: int, new_code: int
     ) -> float:

@@ -56,16 +56,21 @@ def test_total_energy_equals_icet_predict(make_ce, make_cube, nc_occupations, cu
 
 
 @pytest.mark.parametrize("cutoffs", list(CUTOFFS.values()), ids=list(CUTOFFS))
-def test_naive_twin_cluster_vector_and_total_equal_icet(make_ce, make_cube, nc_occupations,
-                                                        cutoffs):
+def test_naive_twin_cluster_vector_and_total_equal_icet(
+    make_ce, make_cube, nc_occupations, cutoffs
+):
     ce, model, lattice, tables, rng = _nc_model(make_ce, make_cube, cutoffs, 3, 10)
     twin = naive.NaiveCE(ce)
     cs = ce.get_cluster_space_copy()
     for _ in range(2):
         occ = nc_occupations(lattice, rng)
         atoms = model.to_icet_structure(lattice, occ)
-        np.testing.assert_allclose(twin.cluster_vector(occ, lattice.shape),
-                                   cs.get_cluster_vector(atoms), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            twin.cluster_vector(occ, lattice.shape),
+            cs.get_cluster_vector(atoms),
+            rtol=0,
+            atol=1e-12,
+        )
         e_naive = twin.total_energy(occ, lattice.shape)
         assert abs(e_naive - model.predict_total(lattice, occ)) < TOL_EV
         assert abs(e_naive - tables.total_energy(occ)) < TOL_EV
@@ -80,14 +85,19 @@ def test_periodic_bulk_grid_without_outside_sites_icet(make_ce, make_cube):
     model, tables = _model_and_tables(ce, lattice)
     twin = naive.NaiveCE(ce)
     for p in ([0.5, 0.4, 0.1], [0.2, 0.8, 0.0], [0.4, 0.3, 0.3]):
-        occ = rng.choice(np.array([species.PB, species.CD, species.VAC], dtype=np.uint8),
-                         size=lattice.n_sites, p=p)
+        occ = rng.choice(
+            np.array([species.PB, species.CD, species.VAC], dtype=np.uint8),
+            size=lattice.n_sites,
+            p=p,
+        )
         e_icet = model.predict_total(lattice, occ)
         assert abs(tables.total_energy(occ) - e_icet) < TOL_EV
         assert abs(twin.total_energy(occ, lattice.shape) - e_icet) < TOL_EV
         for _ in range(3):
-            i, j = rng.choice(np.flatnonzero(occ == species.PB), 1)[0], \
-                rng.choice(np.flatnonzero(occ != species.PB), 1)[0]
+            i, j = (
+                rng.choice(np.flatnonzero(occ == species.PB), 1)[0],
+                rng.choice(np.flatnonzero(occ != species.PB), 1)[0],
+            )
             after = occ.copy()
             after[[i, j]] = occ[[j, i]]
             de_icet = model.predict_total(lattice, after) - e_icet
@@ -162,8 +172,9 @@ def _swap_pairs(lattice, rng):
 
 @pytest.mark.parametrize("cutoffs", list(CUTOFFS.values()), ids=list(CUTOFFS))
 @pytest.mark.parametrize(("n", "seed"), [(3, 0), (4, 1), (5, 2)])
-def test_swap_energy_change_equals_icet_difference(make_ce, make_cube, nc_occupations,
-                                                   cutoffs, n, seed):
+def test_swap_energy_change_equals_icet_difference(
+    make_ce, make_cube, nc_occupations, cutoffs, n, seed
+):
     _, model, lattice, tables, rng = _nc_model(make_ce, make_cube, cutoffs, n, seed)
     occ = nc_occupations(lattice, rng, p_cd=0.4, p_vac=0.2)
     occ_ref = occ.copy()
@@ -200,8 +211,9 @@ def test_swap_energy_change_equals_naive_twin_icet(make_ce, make_cube, nc_occupa
 
 @pytest.mark.parametrize("cutoffs", list(CUTOFFS.values()), ids=list(CUTOFFS))
 @pytest.mark.parametrize(("n", "seed"), [(3, 3), (5, 4)])
-def test_flip_energy_change_equals_icet_difference(make_ce, make_cube, nc_occupations,
-                                                   cutoffs, n, seed):
+def test_flip_energy_change_equals_icet_difference(
+    make_ce, make_cube, nc_occupations, cutoffs, n, seed
+):
     ce, model, lattice, tables, rng = _nc_model(make_ce, make_cube, cutoffs, n, seed)
     twin = naive.NaiveCE(ce) if n == 3 else None
     occ = nc_occupations(lattice, rng)
@@ -209,8 +221,10 @@ def test_flip_energy_change_equals_icet_difference(make_ce, make_cube, nc_occupa
     e0 = model.predict_total(lattice, occ)
     pad = lattice.pad
     sites = [int(s) for s in rng.choice(np.flatnonzero(lattice.in_nc), size=4, replace=False)]
-    sites += [_site(lattice, [pad - 1, pad, pad + 1]),  # outside, next to the surface
-              _site(lattice, [pad, pad, pad])]  # a corner
+    sites += [
+        _site(lattice, [pad - 1, pad, pad + 1]),  # outside, next to the surface
+        _site(lattice, [pad, pad, pad]),
+    ]  # a corner
     for site in sites:
         for new in range(species.N_SPECIES):
             after = occ.copy()

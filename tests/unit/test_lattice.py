@@ -41,8 +41,9 @@ def test_n_edge_from_nm(edge_nm, a, expected):
     assert n_edge_from_nm(edge_nm, a) == expected
 
 
-@pytest.mark.parametrize(("edge_nm", "a"), [(0.0, 5.87), (-1.0, 5.87), (5.0, 0.0), (5.0, -2.0),
-                                             (float("nan"), 5.87)])
+@pytest.mark.parametrize(
+    ("edge_nm", "a"), [(0.0, 5.87), (-1.0, 5.87), (5.0, 0.0), (5.0, -2.0), (float("nan"), 5.87)]
+)
 def test_n_edge_from_nm_rejects_nonpositive(edge_nm, a):
     with pytest.raises(ValueError, match="positive"):
         n_edge_from_nm(edge_nm, a)
@@ -62,8 +63,9 @@ def test_build_cube_shape_and_nc_sites(n, pad):
     np.testing.assert_array_equal(lat.in_nc, inside)
     # C-order indexing: site = (ix * L + iy) * L + iz.
     c = lat.coords.astype(np.int64)
-    np.testing.assert_array_equal((c[:, 0] * size + c[:, 1]) * size + c[:, 2],
-                                  np.arange(lat.n_sites))
+    np.testing.assert_array_equal(
+        (c[:, 0] * size + c[:, 1]) * size + c[:, 2], np.arange(lat.n_sites)
+    )
     np.testing.assert_allclose(lat.positions_angstrom, c * A)
     np.testing.assert_allclose(lat.cell_angstrom, np.eye(3) * size * A)
 
@@ -72,8 +74,15 @@ def test_build_cube_shape_and_nc_sites(n, pad):
 def test_build_cube_surface_classes(n):
     lat = build_cube(n, A, 2)
     cls = lat.n_outside_nn
-    counts = {name: int(np.sum(cls == code)) for name, code in
-              [("interior", INTERIOR), ("face", FACE), ("edge", EDGE), ("corner", CORNER)]}
+    counts = {
+        name: int(np.sum(cls == code))
+        for name, code in [
+            ("interior", INTERIOR),
+            ("face", FACE),
+            ("edge", EDGE),
+            ("corner", CORNER),
+        ]
+    }
     assert counts == {
         "corner": 8,
         "edge": 12 * (n - 2),
@@ -124,9 +133,7 @@ def test_neighbor_table_symmetry_and_wrapping(n, pad):
     sites = np.arange(lat.n_sites)
     for d, opposite in [(0, 1), (1, 0), (2, 3), (3, 2), (4, 5), (5, 4)]:
         np.testing.assert_array_equal(nn[nn[:, d], opposite], sites)
-        np.testing.assert_array_equal(
-            NN_DISPLACEMENTS[d], -NN_DISPLACEMENTS[opposite]
-        )
+        np.testing.assert_array_equal(NN_DISPLACEMENTS[d], -NN_DISPLACEMENTS[opposite])
         # The neighbour's coordinates are the displaced (wrapped) coordinates.
         expected = np.mod(lat.coords + NN_DISPLACEMENTS[d], size)
         np.testing.assert_array_equal(lat.coords[nn[:, d]], expected)
@@ -143,8 +150,9 @@ def test_neighbor_table_general_displacements():
     assert table.shape == (lat.n_sites, 4)
     np.testing.assert_array_equal(table[:, 0], np.arange(lat.n_sites))
     for d in range(4):
-        np.testing.assert_array_equal(lat.coords[table[:, d]],
-                                      np.mod(lat.coords + disp[d], lat.shape[0]))
+        np.testing.assert_array_equal(
+            lat.coords[table[:, d]], np.mod(lat.coords + disp[d], lat.shape[0])
+        )
 
 
 def test_build_cube_arrays_are_read_only():

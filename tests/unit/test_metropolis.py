@@ -51,10 +51,26 @@ def _chain_setup(make_ce, make_cube, ce_seed=18):
 def _kernel_chain(tables, occ0, pb0, cd0, n_steps, beta, seed):
     occ, pb, cd = occ0.copy(), pb0.copy(), cd0.copy()
     rng = np.random.default_rng(seed)
-    n_acc, de_sum = _run_mc_chunk(occ, pb, cd, n_steps, beta, tables.nbr, tables.ce_index,
-                                  tables.weights, tables.local_table, rng)
-    return {"occupations": occ, "pb_sites": pb, "cd_sites": cd, "n_accepted": n_acc,
-            "de_sum": de_sum, "rng": rng}
+    n_acc, de_sum = _run_mc_chunk(
+        occ,
+        pb,
+        cd,
+        n_steps,
+        beta,
+        tables.nbr,
+        tables.ce_index,
+        tables.weights,
+        tables.local_table,
+        rng,
+    )
+    return {
+        "occupations": occ,
+        "pb_sites": pb,
+        "cd_sites": cd,
+        "n_accepted": n_acc,
+        "de_sum": de_sum,
+        "rng": rng,
+    }
 
 
 def _assert_same_chain(got, ref, rng_ref):
@@ -76,8 +92,13 @@ def test_kernel_chain_equals_naive_chain(make_ce, make_cube, temperature_k):
     n_steps = 400
     rng_naive = np.random.default_rng(99)
     ref = naive.naive_mc_chain(
-        occ0, pb0, cd0, n_steps, beta,
-        lambda occ, i, j: twin.swap_delta_local(occ, lattice.shape, i, j), rng_naive,
+        occ0,
+        pb0,
+        cd0,
+        n_steps,
+        beta,
+        lambda occ, i, j: twin.swap_delta_local(occ, lattice.shape, i, j),
+        rng_naive,
     )
     # With a trial at dE = 0 up to round-off the two chains may legitimately differ in
     # whether they draw a third number (see naive_mc_chain); this setup has none.
@@ -105,8 +126,7 @@ def test_kernel_chain_equals_naive_chain_with_table_energies(make_ce, make_cube,
     beta = beta_per_ev(temperature_k)
     n_steps = 5000
     rng_naive = np.random.default_rng(123)
-    ref = naive.naive_mc_chain(occ0, pb0, cd0, n_steps, beta, tables.swap_energy_change,
-                               rng_naive)
+    ref = naive.naive_mc_chain(occ0, pb0, cd0, n_steps, beta, tables.swap_energy_change, rng_naive)
     got = _kernel_chain(tables, occ0, pb0, cd0, n_steps, beta, 123)
     _assert_same_chain(got, ref, rng_naive)
     assert 0 < got["n_accepted"] < n_steps
@@ -128,8 +148,13 @@ def test_kernel_chain_with_zero_energies_equals_naive_chain(make_ce_with, make_c
     n_steps = 300
     rng_naive = np.random.default_rng(5)
     ref = naive.naive_mc_chain(
-        occ0, pb0, cd0, n_steps, beta_per_ev(300.0),
-        lambda occ, i, j: twin.swap_delta_local(occ, lattice.shape, i, j), rng_naive,
+        occ0,
+        pb0,
+        cd0,
+        n_steps,
+        beta_per_ev(300.0),
+        lambda occ, i, j: twin.swap_delta_local(occ, lattice.shape, i, j),
+        rng_naive,
     )
     assert np.all(ref["de_trials"] == 0.0)
     got = _kernel_chain(tables, occ0, pb0, cd0, n_steps, beta_per_ev(300.0), 5)
@@ -146,10 +171,12 @@ def test_engine_chunking_does_not_change_the_chain(make_ce, make_cube):
     lattice = make_cube(5, model.reach + 1)
     tables = model.compile(lattice)
     occ0 = _start(lattice, np.random.default_rng(5), 0.25, n_vac=3)
-    one = MCEngine(tables, MCState.initial(occ0, tables), np.random.default_rng(6),
-                   temperature_k=600.0)
-    many = MCEngine(tables, MCState.initial(occ0, tables), np.random.default_rng(6),
-                    temperature_k=600.0)
+    one = MCEngine(
+        tables, MCState.initial(occ0, tables), np.random.default_rng(6), temperature_k=600.0
+    )
+    many = MCEngine(
+        tables, MCState.initial(occ0, tables), np.random.default_rng(6), temperature_k=600.0
+    )
     one.advance(3000)
     for n in (1, 0, 999, 1000, 500, 500):
         many.advance(n)
@@ -168,8 +195,9 @@ def test_chain_without_pb_or_cd_does_nothing(make_ce, make_cube):
     lattice = make_cube(3, model.reach + 1)
     tables = model.compile(lattice)
     occ = lattice.empty_occupations()  # all Pb, no Cd
-    engine = MCEngine(tables, MCState.initial(occ, tables), np.random.default_rng(0),
-                      temperature_k=300.0)
+    engine = MCEngine(
+        tables, MCState.initial(occ, tables), np.random.default_rng(0), temperature_k=300.0
+    )
     state_before = engine.rng.bit_generator.state
     assert engine.advance(100) == 0
     np.testing.assert_array_equal(engine.state.occupations, occ)
@@ -227,8 +255,12 @@ def test_metropolis_samples_exact_boltzmann_distribution(make_ce_with, make_cube
         return w / w.sum()
 
     index = {c: k for k, c in enumerate(configs)}
-    engine = MCEngine(tables, MCState.initial(occupations(configs[0]), tables),
-                      np.random.default_rng(7), temperature_k=temperature_k)
+    engine = MCEngine(
+        tables,
+        MCState.initial(occupations(configs[0]), tables),
+        np.random.default_rng(7),
+        temperature_k=temperature_k,
+    )
     engine.advance(2000)
     n_samples, thin = 60_000, 25
     counts = np.zeros(len(configs))
@@ -257,8 +289,9 @@ def _layer_profile_z(make_ce_with, make_cube, n_params, cutoffs, params, seed):
     lattice = make_cube(8, model.reach + 1)
     tables = model.compile(lattice)
     occ0 = _start(lattice, np.random.default_rng(seed), x)
-    engine = MCEngine(tables, MCState.initial(occ0, tables), np.random.default_rng(seed + 1),
-                      temperature_k=300.0)
+    engine = MCEngine(
+        tables, MCState.initial(occ0, tables), np.random.default_rng(seed + 1), temperature_k=300.0
+    )
     layers = [lattice.depth == d for d in range(lattice.n_layers)]
     sizes = np.array([m.sum() for m in layers])
     assert sizes.tolist() == [296, 152, 56, 8]
@@ -286,8 +319,9 @@ def _layer_profile_z(make_ce_with, make_cube, n_params, cutoffs, params, seed):
 
 def test_zero_eci_gives_flat_cd_profile(make_ce_with, make_cube, n_params):
     cutoffs = [8.4]
-    z, se_ratio = _layer_profile_z(make_ce_with, make_cube, n_params, cutoffs,
-                                   np.zeros(n_params(cutoffs)), seed=30)
+    z, se_ratio = _layer_profile_z(
+        make_ce_with, make_cube, n_params, cutoffs, np.zeros(n_params(cutoffs)), seed=30
+    )
     assert np.all(np.abs(z) < 4.0), z
     # The samples are decorrelated: block errors match those of independent draws.
     assert np.all((se_ratio > 0.5) & (se_ratio < 2.0)), se_ratio
@@ -309,8 +343,9 @@ def test_running_energy_has_no_drift(make_ce, make_cube):
     lattice = make_cube(5, model.reach + 1)
     tables = model.compile(lattice)
     occ0 = _start(lattice, np.random.default_rng(13), 0.3, n_vac=5)
-    engine = MCEngine(tables, MCState.initial(occ0, tables), np.random.default_rng(14),
-                      temperature_k=800.0)
+    engine = MCEngine(
+        tables, MCState.initial(occ0, tables), np.random.default_rng(14), temperature_k=800.0
+    )
     e0 = engine.state.energy_ev
     for _ in range(200):
         engine.advance(1000)

@@ -38,7 +38,7 @@ def _same(s1, s2):
 
 def test_default_set_composition(default_set):
     kinds = Counter(s.kind for s in default_set)
-    assert kinds == {"nc": 37, "nc_vacancy": 12, "bulk": 9, "nc_rp": 6, "ref_csbr": 2}
+    assert kinds == {"nc": 37, "nc_vacancy": 12 + 2 + 2 + 3, "bulk": 9, "nc_rp": 6, "ref_csbr": 2}
     names = [s.name for s in default_set]
     assert len(set(names)) == len(names)
     assert max(len(s.atoms) for s in default_set) <= 800
@@ -121,6 +121,10 @@ def test_vacancies(default_set):
         assert v.tolist() == s.tags["vacancy_sites"]
         assert 1 <= v.size <= 2
         assert np.all(lat.in_nc[v])
+        if s.tags.get("vacancy_series") == "depth":
+            assert v.size == 1
+            assert s.name.endswith(f"depth{lat.depth[v[0]]}")
+            assert not np.any(occ == species.CD)
         if s.tags["vacancy_location"] == "interior":
             assert np.all(lat.depth[v] >= 1)
         else:
