@@ -592,39 +592,85 @@ class _CVOutcome:
     final_reduced: np.ndarray
 
 
-def _cross_validate(
-    design: np.ndarray, target: np.ndarray, method: str, n_splits: int, seed: int
-) -> _CVOutcome:
-    """Run trainstation k-fold CV and the final fit; return held-out predictions too."""
-    from sklearn.model_selection import KFold
-    from trainstation import CrossValidationEstimator
+def difference_rows(
+    design: np.ndarray, target: np.ndarray, groups: np.ndarray, members: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the same-crystal difference rows of the structures ``members``.
 
-    kwargs = dict(_METHOD_KWARGS.get(method, {}))
+    For every group (:func:`same_crystal_groups`) with two or more of ``members``, each
+    member contributes ``row - mean(rows of the group's members)`` and the same for the
+    target.  The rows are per B site like the structure rows (all members of a group have the
+    same number of B sites), so they enter the fit with weight 1: an error of 1 meV per B site
+    in an energy *difference* counts as much as one in an energy.
+    """
+    rows: list[np.ndarray] = []
+    ys: list[float] = []
+    members = np.asarray(members)
+    g = groups[members]
+    for gid in np.unique(g[g >= 0]):
+        idx = members[g == gid]
+        if idx.size < 2:
+            continue
+        d_mean = design[idx].mean(axis=0)
+        y_mean = target[idx].mean()
+        for i in idx:
+            rows.append(design[i] - d_mean)
+            ys.append(float(target[i] - y_mean))
+    if not rows:
+        return np.zeros((0, design.shape[1])), np.zeros(0)
+    return np.array(rows), np.array(ys)
+
+
+def _fit_rows(
+    design: np.ndarray,
+    target: np.ndarray,
+    groups: np.ndarray,
+    members: np.ndarray,
+    method: str,
+    use_differences: bool,
+) -> np.ndarray:
+    """Fit (trainstation) to the structure rows of ``members`` plus their difference rows."""
+    from trainstation import fit as ts_fit
+
+    a, b = design[members], target[members]
+    if use_differences:
+        da, db = difference_rows(design, target, groups, members)
+        a, b = np.vstack([a, da]), np.concatenate([b, db])
     with _quiet_fit():
-        cve = CrossValidationEstimator(
-            (design, target),
-            fit_method=method,
-            validation_method="k-fold",
-            n_splits=n_splits,
-            seed=seed,
-            **kwargs,
-        )
-        cve.validate()
-        cve.train()
-    # trainstation's splitter is KFold(n_splits, shuffle=True, random_state=seed); rebuild the
-    # folds to attribute every held-out prediction to its structure.
+        out = ts_fit(a, b, fit_method=method, **dict(_METHOD_KWARGS.get(method, {})))
+    return np.asarray(out["parameters"], dtype=np.float64)
+
+
+def _cross_validate(
+    design: np.ndarray,
+    target: np.ndarray,
+    method: str,
+    n_splits: int,
+    seed: int,
+    groups: np.ndarray | None = None,
+    use_differences: bool = False,
+) -> _CVOutcome:
+    """k-fold CV over structures and the final fit; return held-out predictions too.
+
+    Folds are ``KFold(n_splits, shuffle=True, random_state=seed)`` over the structures (as in
+    trainstation).  With ``use_differences`` every fit also gets the same-crystal difference
+    rows (:func:`difference_rows`) of its training structures only, so nothing of a held-out
+    structure leaks into its prediction.
+    """
+    from sklearn.model_selection import KFold
+
+    n = target.size
+    groups = np.full(n, -1) if groups is None else groups
     splitter = KFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    cv_pred = np.full(target.size, np.nan)
+    cv_pred = np.full(n, np.nan)
     fold_rmse = []
-    for (_, test), params in zip(splitter.split(design), cve.parameters_splits, strict=True):
+    for train, test in splitter.split(design):
+        params = _fit_rows(design, target, groups, train, method, use_differences)
         cv_pred[test] = design[test] @ params
         fold_rmse.append(float(np.sqrt(np.mean((cv_pred[test] - target[test]) ** 2))))
-    if not np.allclose(fold_rmse, cve.rmse_validation_splits, rtol=1e-6, atol=1e-12):
-        raise RuntimeError("could not reproduce trainstation's k-fold split")  # pragma: no cover
+    final = _fit_rows(design, target, groups, np.arange(n), method, use_differences)
     return _CVOutcome(
-        cv_pred=cv_pred,
-        fold_mean_rmse=float(cve.rmse_validation),
-        final_reduced=np.asarray(cve.parameters, dtype=np.float64),
+        cv_pred=cv_pred, fold_mean_rmse=float(np.mean(fold_rmse)), final_reduced=final
     )
 
 
@@ -633,13 +679,20 @@ def _rmse(residual: np.ndarray) -> float:
 
 
 def _score_candidate(
-    problem: _Problem, cutoffs: tuple[float, ...], method: str, n_splits: int, seed: int
+    problem: _Problem,
+    cutoffs: tuple[float, ...],
+    method: str,
+    n_splits: int,
+    seed: int,
+    use_differences: bool = False,
 ) -> tuple[CandidateScore, _CVOutcome | None]:
     design, target = problem.design, problem.target
     n_params = problem.a_full.shape[1]
     rank = int(np.linalg.matrix_rank(design))
     try:
-        out = _cross_validate(design, target, method, n_splits, seed)
+        out = _cross_validate(
+            design, target, method, n_splits, seed, problem.groups, use_differences
+        )
     except (ValueError, np.linalg.LinAlgError) as exc:  # a method failing is a result
         nan = float("nan")
         score = CandidateScore(
@@ -672,6 +725,7 @@ def _learning_curve(
     n_splits: int,
     seed: int,
     fractions: Sequence[float],
+    use_differences: bool = False,
 ) -> list[LearningCurvePoint]:
     """CV RMSE on nested random subsets (one fixed permutation) of the training set."""
     design, target = problem.design, problem.target
@@ -683,7 +737,9 @@ def _learning_curve(
         rows = np.sort(order[:size])
         k = min(n_splits, size // 2)  # at least two structures per held-out fold
         try:
-            out = _cross_validate(design[rows], target[rows], method, k, seed)
+            out = _cross_validate(
+                design[rows], target[rows], method, k, seed, problem.groups[rows], use_differences
+            )
         except (ValueError, np.linalg.LinAlgError):
             continue
         res = out.cv_pred - target[rows]
@@ -724,6 +780,7 @@ def fit_cluster_expansion(
     vacuum_energy_ev_per_site: float | None = 0.0,
     learning_fractions: Sequence[float] = DEFAULT_LEARNING_FRACTIONS,
     description: str | None = None,
+    use_differences: bool = True,
 ) -> FitResult:
     """Select, fit and cross-validate a CE for the reference records.
 
@@ -750,6 +807,12 @@ def fit_cluster_expansion(
         Fractions of the training set for the learning curve (nested subsets).
     description
         Text for the CE metadata (a default one is written otherwise).
+    use_differences
+        Add the same-crystal difference rows (:func:`difference_rows`) to every fit.  The
+        structure rows alone are dominated by composition, vacancy and size variations (eV
+        per NC) and leave the Cd-arrangement terms, which decide segregation, nearly
+        undetermined; the difference rows make the fit see the energy differences that Monte
+        Carlo swaps and KMC hops use.
 
     Returns
     -------
@@ -779,7 +842,7 @@ def fit_cluster_expansion(
         sc = build_structure_container(cs, kept, a_angstrom)
         problem = _make_problem(cs, sc, kept, a_angstrom, vacuum_energy_ev_per_site)
         for method in methods:
-            score, out = _score_candidate(problem, cutoffs, method, k, seed)
+            score, out = _score_candidate(problem, cutoffs, method, k, seed, use_differences)
             scores.append(score)
             if out is None or not math.isfinite(score.cv_rmse_mev_per_site):
                 continue
@@ -791,7 +854,7 @@ def fit_cluster_expansion(
     _, score, out, problem, sc = best
 
     params = problem.full_parameters(out.final_reduced)
-    curve = _learning_curve(problem, score.fit_method, k, seed, learning_fractions)
+    curve = _learning_curve(problem, score.fit_method, k, seed, learning_fractions, use_differences)
     settings = {
         "seed": int(seed),
         "n_splits": int(k),
@@ -799,6 +862,7 @@ def fit_cluster_expansion(
         "vacuum_energy_ev_per_site": vacuum_energy_ev_per_site,
         "cutoff_candidates": [list(c) for c in candidates],
         "fit_methods": methods,
+        "use_differences": bool(use_differences),
     }
     metadata = _metadata(score, len(kept), settings, description)
     from icet import ClusterExpansion

@@ -389,3 +389,19 @@ def test_same_crystal_groups_and_relative_rmse():
         np.sqrt(np.mean(np.array([1.0, -1.0, 0.0]) ** 2))
     )
     assert np.isnan(relative_rmse(np.zeros(1), np.array([-1])))
+
+
+def test_difference_rows_are_within_group_deviations():
+    from segsim.training.fit import difference_rows
+
+    design = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 0.0], [7.0, 7.0]])
+    target = np.array([1.0, 3.0, 10.0, 4.0])
+    groups = np.array([0, 0, -1, 0])
+    rows, ys = difference_rows(design, target, groups, np.arange(4))
+    mean = design[[0, 1, 3]].mean(axis=0)
+    np.testing.assert_allclose(rows, design[[0, 1, 3]] - mean)
+    np.testing.assert_allclose(ys, target[[0, 1, 3]] - target[[0, 1, 3]].mean())
+    # Only training members count: with one member left, a group gives no rows.
+    rows, ys = difference_rows(design, target, groups, np.array([0, 2]))
+    assert rows.shape == (0, 2)
+    assert ys.shape == (0,)

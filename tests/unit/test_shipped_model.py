@@ -46,6 +46,7 @@ def test_shipped_ce_refits_from_shipped_database(shipped):
         a_angstrom=settings["a_angstrom"],
         vacuum_energy_ev_per_site=settings["vacuum_energy_ev_per_site"],
         learning_fractions=[1.0],
+        use_differences=settings["use_differences"],
     )
     assert res.n_structures == meta["segsim_n_training_structures"]
     np.testing.assert_allclose(res.ce.parameters, ce.parameters, rtol=1e-8, atol=1e-10)
