@@ -633,7 +633,7 @@ class FitConfig:
     fit_methods: tuple[str, ...]
     n_splits: int  # k-fold cross-validation
     seed: int
-    difference_rows: bool = True  # fit same-crystal energy differences too
+    difference_weight: float = 0.0  # weight of same-crystal difference rows (0 = off)
 
 
 @dataclass(frozen=True)
@@ -687,7 +687,7 @@ _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
         ),
         "n_splits": _Field(int, False, 10, lambda v: None if v >= 2 else "must be >= 2"),
         "seed": _Field(int, False, 2021, _non_negative),
-        "difference_rows": _Field(bool, False, True),
+        "difference_weight": _Field(float, False, 0.0, _non_negative),
     },
     "paths": {
         "database": _Field(str),

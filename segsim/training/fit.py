@@ -627,15 +627,16 @@ def _fit_rows(
     groups: np.ndarray,
     members: np.ndarray,
     method: str,
-    use_differences: bool,
+    difference_weight: float,
 ) -> np.ndarray:
-    """Fit (trainstation) to the structure rows of ``members`` plus their difference rows."""
+    """Fit (trainstation) to the structure rows of ``members`` plus weighted difference rows."""
     from trainstation import fit as ts_fit
 
     a, b = design[members], target[members]
-    if use_differences:
+    if difference_weight > 0.0:
         da, db = difference_rows(design, target, groups, members)
-        a, b = np.vstack([a, da]), np.concatenate([b, db])
+        a = np.vstack([a, difference_weight * da])
+        b = np.concatenate([b, difference_weight * db])
     with _quiet_fit():
         out = ts_fit(a, b, fit_method=method, **dict(_METHOD_KWARGS.get(method, {})))
     return np.asarray(out["parameters"], dtype=np.float64)
@@ -648,14 +649,14 @@ def _cross_validate(
     n_splits: int,
     seed: int,
     groups: np.ndarray | None = None,
-    use_differences: bool = False,
+    difference_weight: float = 0.0,
 ) -> _CVOutcome:
     """k-fold CV over structures and the final fit; return held-out predictions too.
 
     Folds are ``KFold(n_splits, shuffle=True, random_state=seed)`` over the structures (as in
-    trainstation).  With ``use_differences`` every fit also gets the same-crystal difference
-    rows (:func:`difference_rows`) of its training structures only, so nothing of a held-out
-    structure leaks into its prediction.
+    trainstation).  With ``difference_weight`` every fit also gets the same-crystal difference
+    rows (:func:`difference_rows`, times ``difference_weight``) of its training structures
+    only, so nothing of a held-out structure leaks into its prediction.
     """
     from sklearn.model_selection import KFold
 
@@ -665,10 +666,10 @@ def _cross_validate(
     cv_pred = np.full(n, np.nan)
     fold_rmse = []
     for train, test in splitter.split(design):
-        params = _fit_rows(design, target, groups, train, method, use_differences)
+        params = _fit_rows(design, target, groups, train, method, difference_weight)
         cv_pred[test] = design[test] @ params
         fold_rmse.append(float(np.sqrt(np.mean((cv_pred[test] - target[test]) ** 2))))
-    final = _fit_rows(design, target, groups, np.arange(n), method, use_differences)
+    final = _fit_rows(design, target, groups, np.arange(n), method, difference_weight)
     return _CVOutcome(
         cv_pred=cv_pred, fold_mean_rmse=float(np.mean(fold_rmse)), final_reduced=final
     )
@@ -684,14 +685,14 @@ def _score_candidate(
     method: str,
     n_splits: int,
     seed: int,
-    use_differences: bool = False,
+    difference_weight: float = 0.0,
 ) -> tuple[CandidateScore, _CVOutcome | None]:
     design, target = problem.design, problem.target
     n_params = problem.a_full.shape[1]
     rank = int(np.linalg.matrix_rank(design))
     try:
         out = _cross_validate(
-            design, target, method, n_splits, seed, problem.groups, use_differences
+            design, target, method, n_splits, seed, problem.groups, difference_weight
         )
     except (ValueError, np.linalg.LinAlgError) as exc:  # a method failing is a result
         nan = float("nan")
@@ -725,7 +726,7 @@ def _learning_curve(
     n_splits: int,
     seed: int,
     fractions: Sequence[float],
-    use_differences: bool = False,
+    difference_weight: float = 0.0,
 ) -> list[LearningCurvePoint]:
     """CV RMSE on nested random subsets (one fixed permutation) of the training set."""
     design, target = problem.design, problem.target
@@ -738,7 +739,7 @@ def _learning_curve(
         k = min(n_splits, size // 2)  # at least two structures per held-out fold
         try:
             out = _cross_validate(
-                design[rows], target[rows], method, k, seed, problem.groups[rows], use_differences
+                design[rows], target[rows], method, k, seed, problem.groups[rows], difference_weight
             )
         except (ValueError, np.linalg.LinAlgError):
             continue
@@ -780,7 +781,7 @@ def fit_cluster_expansion(
     vacuum_energy_ev_per_site: float | None = 0.0,
     learning_fractions: Sequence[float] = DEFAULT_LEARNING_FRACTIONS,
     description: str | None = None,
-    use_differences: bool = True,
+    difference_weight: float = 0.0,
 ) -> FitResult:
     """Select, fit and cross-validate a CE for the reference records.
 
@@ -807,8 +808,9 @@ def fit_cluster_expansion(
         Fractions of the training set for the learning curve (nested subsets).
     description
         Text for the CE metadata (a default one is written otherwise).
-    use_differences
-        Add the same-crystal difference rows (:func:`difference_rows`) to every fit.  The
+    difference_weight
+        Weight of the same-crystal difference rows (:func:`difference_rows`, per B site)
+        added to every fit; 0 (default) switches them off.  Experimental: the
         structure rows alone are dominated by composition, vacancy and size variations (eV
         per NC) and leave the Cd-arrangement terms, which decide segregation, nearly
         undetermined; the difference rows make the fit see the energy differences that Monte
@@ -842,7 +844,7 @@ def fit_cluster_expansion(
         sc = build_structure_container(cs, kept, a_angstrom)
         problem = _make_problem(cs, sc, kept, a_angstrom, vacuum_energy_ev_per_site)
         for method in methods:
-            score, out = _score_candidate(problem, cutoffs, method, k, seed, use_differences)
+            score, out = _score_candidate(problem, cutoffs, method, k, seed, difference_weight)
             scores.append(score)
             if out is None or not math.isfinite(score.cv_rmse_mev_per_site):
                 continue
@@ -854,7 +856,9 @@ def fit_cluster_expansion(
     _, score, out, problem, sc = best
 
     params = problem.full_parameters(out.final_reduced)
-    curve = _learning_curve(problem, score.fit_method, k, seed, learning_fractions, use_differences)
+    curve = _learning_curve(
+        problem, score.fit_method, k, seed, learning_fractions, difference_weight
+    )
     settings = {
         "seed": int(seed),
         "n_splits": int(k),
@@ -862,7 +866,7 @@ def fit_cluster_expansion(
         "vacuum_energy_ev_per_site": vacuum_energy_ev_per_site,
         "cutoff_candidates": [list(c) for c in candidates],
         "fit_methods": methods,
-        "use_differences": bool(use_differences),
+        "difference_weight": float(difference_weight),
     }
     metadata = _metadata(score, len(kept), settings, description)
     from icet import ClusterExpansion

@@ -89,7 +89,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainSummary:
         fit_methods=f.fit_methods,
         n_splits=f.n_splits,
         seed=f.seed,
-        use_differences=f.difference_rows,
+        difference_weight=f.difference_weight,
         a_angstrom=s.a_angstrom,
         description=(
             f"fitted by segsim train to {c.kind} reference energies ({cfg.source}); "

@@ -46,11 +46,12 @@ def test_shipped_ce_refits_from_shipped_database(shipped):
         a_angstrom=settings["a_angstrom"],
         vacuum_energy_ev_per_site=settings["vacuum_energy_ev_per_site"],
         learning_fractions=[1.0],
-        use_differences=settings["use_differences"],
+        difference_weight=settings["difference_weight"],
     )
     assert res.n_structures == meta["segsim_n_training_structures"]
-    np.testing.assert_allclose(res.ce.parameters, ce.parameters, rtol=1e-8, atol=1e-10)
+    # ARDR is iterative: agreement to ~1e-7 relative (measured), far below any physics.
+    np.testing.assert_allclose(res.ce.parameters, ce.parameters, rtol=1e-6, atol=1e-9)
     assert res.cv_rmse_mev_per_site == pytest.approx(
         meta["segsim_cv_rmse_mev_per_b_site"], rel=1e-8
     )
-    assert res.cv_rmse_mev_per_nc == pytest.approx(meta["segsim_cv_rmse_mev_per_nc"], rel=1e-8)
+    assert res.cv_rmse_mev_per_nc == pytest.approx(meta["segsim_cv_rmse_mev_per_nc"], rel=1e-6)
