@@ -827,6 +827,9 @@ def fit_cluster_expansion(
         With fewer than 4 structures, no candidate, or if every candidate failed.
     """
     kept, skipped = records_from_mappings(records)
+    # Folds and subsets depend on the row order: fix it (by name) so that the result does not
+    # depend on where the records came from (the database or a fresh computation).
+    kept = sorted(kept, key=lambda r: r.name)
     if len(kept) < 4:
         raise ValueError(f"need at least 4 structures on the CE lattice, got {len(kept)}")
     candidates = [tuple(float(c) for c in cut) for cut in cutoff_candidates]

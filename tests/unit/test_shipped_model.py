@@ -52,6 +52,6 @@ def test_shipped_ce_refits_from_shipped_database(shipped):
     # ARDR is iterative: agreement to ~1e-7 relative (measured), far below any physics.
     np.testing.assert_allclose(res.ce.parameters, ce.parameters, rtol=1e-6, atol=1e-9)
     assert res.cv_rmse_mev_per_site == pytest.approx(
-        meta["segsim_cv_rmse_mev_per_b_site"], rel=1e-8
+        meta["segsim_cv_rmse_mev_per_b_site"], rel=1e-6
     )
     assert res.cv_rmse_mev_per_nc == pytest.approx(meta["segsim_cv_rmse_mev_per_nc"], rel=1e-6)
