@@ -623,6 +623,8 @@ class CalculatorConfig:
     optimizer: str  # one of OPTIMIZERS
     fmax_ev_per_angstrom: float  # converged when every force is below this
     max_steps: int  # optimizer steps per structure
+    rattle_angstrom: float = 0.0  # random displacement before relaxing (0: ideal start)
+    n_starts: int = 1  # rattled starts per structure; the lowest energy is kept
 
 
 @dataclass(frozen=True)
@@ -671,6 +673,8 @@ _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
         "optimizer": _Field(str, False, "FIRE", _one_of(OPTIMIZERS)),
         "fmax_ev_per_angstrom": _Field(float, False, 0.01, _positive),
         "max_steps": _Field(int, False, 1000, _non_negative),
+        "rattle_angstrom": _Field(float, False, 0.0, _non_negative),
+        "n_starts": _Field(int, False, 1, _positive),
     },
     "fit": {
         "cutoff_candidates": _list_of(_list_of(float)),

@@ -76,6 +76,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainSummary:
             "fmax_ev_per_angstrom": c.fmax_ev_per_angstrom,
             "max_steps": c.max_steps,
             "relax_cell": True,
+            "rattle_angstrom": c.rattle_angstrom,
+            "n_starts": c.n_starts,
         },
         db_path=cfg.database,
         progress=progress,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import subprocess
 import sys
 import warnings
@@ -517,3 +519,38 @@ def test_prune_database_keeps_exactly_the_current_records(tmp_path, structures):
         (r["name"], r["provenance_hash"]) for r in new
     )
     assert prune_database(db, new) == 0
+
+
+def test_start_options_keep_old_hashes_and_change_new_ones():
+    from segsim.training.reference import RelaxSettings, provenance_hash
+
+    calc = {"kind": "standin", "settings": {"cutoff_angstrom": 5.6}}
+    default = RelaxSettings()
+    legacy = json.dumps(
+        {"calculator": calc, "relax": {"optimizer": "FIRE", "fmax_ev_per_angstrom": 0.01,
+                                       "max_steps": 1000, "relax_cell": False,
+                                       "cell_filter": "frechet"}},
+        sort_keys=True, separators=(",", ":"), default=str,
+    )  # fmt: skip
+    assert provenance_hash(calc, default) == hashlib.sha256(legacy.encode()).hexdigest()[:16]
+    rattled = RelaxSettings(rattle_angstrom=0.03, n_starts=2)
+    assert provenance_hash(calc, rattled) != provenance_hash(calc, default)
+    with pytest.raises(ValueError, match="n_starts > 1 needs rattle"):
+        RelaxSettings(n_starts=2)
+    with pytest.raises(ValueError, match="rattle_angstrom"):
+        RelaxSettings(rattle_angstrom=-0.1)
+
+
+def test_multi_start_relaxation_keeps_the_lowest_energy(tmp_path, structures):
+    kw = {"calculator_kind": "standin", "calculator_settings": None}
+    relax = {"rattle_angstrom": 0.05, "max_steps": 200}
+    one = compute_references(structures[:1], relax={**relax, "n_starts": 1},
+                             db_path=tmp_path / "one.db", **kw)[0]  # fmt: skip
+    three = compute_references(structures[:1], relax={**relax, "n_starts": 3},
+                               db_path=tmp_path / "three.db", **kw)[0]  # fmt: skip
+    # Start 0 of both runs is the same (seed 1000): three starts can only go lower.
+    assert three["energy_ev"] <= one["energy_ev"]
+    assert three["n_steps"] > one["n_steps"]
+    assert three["atoms"].get_potential_energy() == pytest.approx(three["energy_ev"])
+    # Rattled starts move the atoms off the ideal positions before relaxing.
+    assert one["energy_unrelaxed_ev"] == pytest.approx(three["energy_unrelaxed_ev"])
