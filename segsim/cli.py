@@ -31,11 +31,14 @@ def _fail(message: str) -> int:
 # --------------------------------------------------------------------------- commands
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate input files without running them."""
-    from segsim.config import load
+    from segsim.config import TrainConfig, load_any
 
     for path in args.inputs:
-        cfg = load(path)
-        print(f"{path}: ok ({cfg.run.kind}, {cfg.system.edge_nm} nm, x = {cfg.system.x_cd})")
+        cfg = load_any(path)
+        if isinstance(cfg, TrainConfig):
+            print(f"{path}: ok (train, {cfg.calculator.kind}, database {cfg.database.name})")
+        else:
+            print(f"{path}: ok ({cfg.run.kind}, {cfg.system.edge_nm} nm, x = {cfg.system.x_cd})")
     return EXIT_OK
 
 

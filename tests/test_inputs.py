@@ -32,3 +32,12 @@ def test_input_validates(path):
         assert isinstance(cfg, TrainConfig)
         assert cfg.output_dir.name == "potentials"
         assert cfg.fit.cutoff_candidates
+
+
+def test_cli_validate_accepts_every_shipped_input(capsys):
+    from segsim.cli import main
+
+    assert main(["validate", *map(str, INPUTS)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(INPUTS)
+    assert all(": ok (" in line for line in out)
