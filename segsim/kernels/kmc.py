@@ -362,6 +362,9 @@ def _run_kmc_chunk(
         if slot < 0:  # round-off past the last non-zero slot
             slot = last
         sp = occ[leaf]
+        axis = -1  # the refresh box: around ``leaf``, extended to the hop partner if any
+        lo_ext = 0
+        hi_ext = 0
         if slot < 6:
             j = nn[leaf, slot]
             de = _swap_delta(occ, leaf, j, nbr, ce_index, weights, local_table)
@@ -369,88 +372,22 @@ def _run_kmc_chunk(
             occ[leaf] = _VAC
             counts[EV_HOP_PB + sp] += 1
             axis = slot // 2
-            if slot % 2 == 0:  # +axis neighbour
-                _refresh_box(
-                    leaf,
-                    axis,
-                    0,
-                    1,
-                    reach,
-                    occ,
-                    nn,
-                    nbr,
-                    ce_index,
-                    weights,
-                    local_table,
-                    kp,
-                    rates,
-                    site_total,
-                    tree,
-                    shape,
-                )
+            if slot % 2 == 0:  # partner at +1 along the axis
+                hi_ext = 1
             else:
-                _refresh_box(
-                    leaf,
-                    axis,
-                    1,
-                    0,
-                    reach,
-                    occ,
-                    nn,
-                    nbr,
-                    ce_index,
-                    weights,
-                    local_table,
-                    kp,
-                    rates,
-                    site_total,
-                    tree,
-                    shape,
-                )
+                lo_ext = 1
         elif slot == SLOT_EXPEL:
             de = _flip_delta(occ, leaf, _VAC, nbr, ce_index, weights, local_table)
             occ[leaf] = _VAC
             counts[EV_EXPEL_PB + sp] += 1
-            _refresh_box(
-                leaf,
-                -1,
-                0,
-                0,
-                reach,
-                occ,
-                nn,
-                nbr,
-                ce_index,
-                weights,
-                local_table,
-                kp,
-                rates,
-                site_total,
-                tree,
-                shape,
-            )
         else:  # SLOT_RECEDE (SLOT_RP has rate 0 until the RP phase lands)
             de = _flip_delta(occ, leaf, _OUT, nbr, ce_index, weights, local_table)
             occ[leaf] = _OUT
             counts[EV_RECEDE] += 1
-            _refresh_box(
-                leaf,
-                -1,
-                0,
-                0,
-                reach,
-                occ,
-                nn,
-                nbr,
-                ce_index,
-                weights,
-                local_table,
-                kp,
-                rates,
-                site_total,
-                tree,
-                shape,
-            )
+        _refresh_box(
+            leaf, axis, lo_ext, hi_ext, reach, occ, nn, nbr, ce_index, weights, local_table, kp,
+            rates, site_total, tree, shape,
+        )  # fmt: skip
         de_sum += de
         if n_ev < n_log:
             log_site[n_ev] = leaf
