@@ -137,6 +137,27 @@ def _checkpoint(engine: MCEngine, complete: bool) -> tuple[dict[str, Any], dict[
     return arrays, attrs
 
 
+def _resume_checkpoint(
+    out_path: Path, lattice: lat.Lattice, rng: np.random.Generator
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read the checkpoint to resume from, check it fits ``lattice`` and restore ``rng``."""
+    ck = hdf5.read_checkpoint(out_path)
+    if ck is None:
+        raise UserError(f"{out_path}: no checkpoint to resume from")
+    arrays, attrs = ck
+    if arrays["occupations"].shape != (lattice.n_sites,):
+        raise UserError(f"{out_path}: checkpoint does not match the configured lattice")
+    rng.bit_generator.state = hdf5.rng_state_from_json(attrs["rng_state"])
+    return arrays, attrs
+
+
+def _check_drift(engine: MCEngine | KMCEngine) -> None:
+    """Raise if the running energy left the full recompute (a kernel bookkeeping error)."""
+    drift = engine.energy_drift_ev()
+    if abs(drift) > 1e-6 * max(1.0, abs(engine.state.energy_ev)):
+        raise RuntimeError(f"energy drift {drift:.3e} eV: kernel bookkeeping error")
+
+
 def run_canonical(
     cfg: SimulationConfig,
     out_path: str | Path,
@@ -175,12 +196,7 @@ def run_canonical(
     out = cfg.output
 
     if resume:
-        ck = hdf5.read_checkpoint(out_path)
-        if ck is None:
-            raise UserError(f"{out_path}: no checkpoint to resume from")
-        arrays, attrs = ck
-        if arrays["occupations"].shape != (lattice.n_sites,):
-            raise UserError(f"{out_path}: checkpoint does not match the configured lattice")
+        arrays, attrs = _resume_checkpoint(out_path, lattice, rng)
         state = MCState(
             occupations=arrays["occupations"].astype(np.uint8),
             pb_sites=arrays["pb_sites"].astype(np.int64),
@@ -189,7 +205,6 @@ def run_canonical(
             energy_ev=float(attrs["energy_ev"]),
             n_accepted=int(attrs["n_accepted"]),
         )
-        rng.bit_generator.state = hdf5.rng_state_from_json(attrs["rng_state"])
         sink.truncate_to_step(state.step)
     else:
         occ = lat.random_occupations(lattice, cfg.system.x_cd, rng)
@@ -256,9 +271,7 @@ def run_canonical(
                     f"stopped at step {state.step}; resume with: segsim run --resume {out_path}"
                 )
     bar.close()
-    drift = engine.energy_drift_ev()
-    if abs(drift) > 1e-6 * max(1.0, abs(state.energy_ev)):
-        raise RuntimeError(f"energy drift {drift:.3e} eV: kernel bookkeeping error")
+    _check_drift(engine)
     return RunSummary(
         path=out_path,
         step=state.step,
@@ -341,6 +354,12 @@ def _kmc_checkpoint(engine: KMCEngine, frame: int, complete: bool) -> tuple[dict
     return arrays, attrs
 
 
+def _kmc_interrupted(state: KMCState, out_path: Path) -> Interrupted:
+    return Interrupted(
+        f"stopped at t = {state.time_s / 86400:.4f} d; resume with: segsim run --resume {out_path}"
+    )
+
+
 def run_kmc(
     cfg: SimulationConfig,
     out_path: str | Path,
@@ -394,12 +413,7 @@ def run_kmc(
     a0 = lattice.a_angstrom
     frame = 0
     if resume:
-        ck = hdf5.read_checkpoint(out_path)
-        if ck is None:
-            raise UserError(f"{out_path}: no checkpoint to resume from")
-        arrays, attrs = ck
-        if arrays["occupations"].shape != (lattice.n_sites,):
-            raise UserError(f"{out_path}: checkpoint does not match the configured lattice")
+        arrays, attrs = _resume_checkpoint(out_path, lattice, rng)
         state = KMCState(
             occupations=arrays["occupations"].astype(np.uint8),
             time_s=float(attrs["time_s"]),
@@ -408,7 +422,6 @@ def run_kmc(
             energy_ev=float(attrs["energy_ev"]),
         )
         frame = int(attrs["frame"])
-        rng.bit_generator.state = hdf5.rng_state_from_json(attrs["rng_state"])
         sink.truncate_to_step(state.n_events)
     else:
         occ = initial_kmc_occupations(lattice, cfg.system.x_cd, cfg.system.vacancy_fraction, rng)
@@ -452,10 +465,7 @@ def run_kmc(
             if state.time_s < t_next:  # stopped inside a frame interval
                 sink.checkpoint(*_kmc_checkpoint(engine, frame, False))
                 bar.close()
-                raise Interrupted(
-                    f"stopped at t = {state.time_s / 86400:.4f} d; "
-                    f"resume with: segsim run --resume {out_path}"
-                )
+                raise _kmc_interrupted(state, out_path)
             frame += 1
             done = frame >= n_frames
             if stop_at_time_s is not None and state.time_s >= stop_at_time_s:
@@ -469,15 +479,10 @@ def run_kmc(
             )
             if flag.stop and not done:
                 bar.close()
-                raise Interrupted(
-                    f"stopped at t = {state.time_s / 86400:.4f} d; "
-                    f"resume with: segsim run --resume {out_path}"
-                )
+                raise _kmc_interrupted(state, out_path)
     bar.update_time(state.time_s, state.n_events, force=True)
     bar.close()
-    drift = engine.energy_drift_ev()
-    if abs(drift) > 1e-6 * max(1.0, abs(state.energy_ev)):
-        raise RuntimeError(f"energy drift {drift:.3e} eV: kernel bookkeeping error")
+    _check_drift(engine)
     last = hdf5.read_trace(out_path)
     return KMCSummary(
         path=out_path,
