@@ -908,8 +908,8 @@ def build_training_set(
     if pad < 1:
         raise ValueError(f"pad must be >= 1, got {pad}")
     out: list[ReferenceStructure] = []
-    for n in nc_edges:
-        lattice = build_cube(int(n), a_angstrom, pad)
+    lattices = [build_cube(int(n), a_angstrom, pad) for n in nc_edges]
+    for lattice in lattices:
         out += _nc_set(
             lattice,
             compositions=compositions,
@@ -920,9 +920,9 @@ def build_training_set(
             seed=seed,
             vacuum_angstrom=vacuum_angstrom,
         )
-    for n in nc_edges:
+    for lattice in lattices:
         out += _vacancy_set(
-            build_cube(int(n), a_angstrom, pad),
+            lattice,
             n_structures=vacancy_structures,
             n_surface=vacancy_surface,
             x_cd=PUBLISHED_X_CD,
