@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from segsim import __version__
+from segsim.units import SECONDS_PER_DAY
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -69,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.quiet:
             c = ks.counts
             print(
-                f"{ks.path}: {ks.time_s / 86400:.3f} days, {ks.n_events} events in "
+                f"{ks.path}: {ks.time_s / SECONDS_PER_DAY:.3f} days, {ks.n_events} events in "
                 f"{ks.wall_s:.1f} s ({ks.n_events / max(ks.wall_s, 1e-9):.3g} events/s)\n"
                 f"x {ks.x_cd_start:.4f} -> {ks.x_cd:.4f}, PL peak {ks.pl_peak_start_nm:.1f} -> "
                 f"{ks.pl_peak_nm:.1f} nm, edge {ks.edge_nm:.2f} nm; expelled Cd "
@@ -117,7 +118,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             fr = s[label]
             prof = " ".join(f"{v:.3f}" for v in fr["cd_fraction_by_depth"])
             print(
-                f"  {label:5s} t = {fr['time_s'] / 86400:.3f} d ({fr['step']} events): "
+                f"  {label:5s} t = {fr['time_s'] / SECONDS_PER_DAY:.3f} d ({fr['step']} events): "
                 f"x = {fr['x_cd']:.4f}, PL {fr['pl_peak_nm']:.1f} nm, edge {fr['edge_nm']:.2f} nm, "
                 f"Cd out {fr['cd_expelled']}, Pb out {fr['pb_expelled']}"
             )
@@ -187,7 +188,9 @@ def cmd_warmup(args: argparse.Namespace) -> int:
 
 def default_model_path() -> Path:
     """Return the shipped default energy model (``potentials/`` next to the sources)."""
-    return Path(__file__).resolve().parent.parent / "potentials" / "provisional.ce"
+    from segsim.config import POTENTIALS_DIR
+
+    return POTENTIALS_DIR / "provisional.ce"
 
 
 #: Subcommand table: name -> (handler, one-line help).

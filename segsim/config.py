@@ -65,6 +65,8 @@ from typing import Any
 
 import yaml
 
+from segsim.units import SECONDS_PER_DAY
+
 #: Model kinds known to :func:`segsim.models.load_model` (kept here as names only).
 MODEL_KINDS: tuple[str, ...] = ("cluster_expansion",)
 
@@ -88,8 +90,6 @@ KINETIC_SWITCHES: tuple[str, ...] = ("hop", "expulsion", "recession")
 POTENTIALS_DIR = Path(__file__).resolve().parent.parent / "potentials"
 DEFAULT_KINETICS = POTENTIALS_DIR / "kinetics.yaml"
 DEFAULT_LIGANDS = POTENTIALS_DIR / "ligands.yaml"
-
-SECONDS_PER_DAY = 86400.0
 
 
 class ConfigError(ValueError):

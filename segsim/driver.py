@@ -23,6 +23,7 @@ from segsim.kernels.kmc import EV_EXPEL_CD, EVENT_TYPE_NAMES
 from segsim.models import load_model
 from segsim.observers import cd_fraction_by_depth
 from segsim.progress import Progress
+from segsim.units import SECONDS_PER_DAY
 
 
 class UserError(Exception):
@@ -356,7 +357,8 @@ def _kmc_checkpoint(engine: KMCEngine, frame: int, complete: bool) -> tuple[dict
 
 def _kmc_interrupted(state: KMCState, out_path: Path) -> Interrupted:
     return Interrupted(
-        f"stopped at t = {state.time_s / 86400:.4f} d; resume with: segsim run --resume {out_path}"
+        f"stopped at t = {state.time_s / SECONDS_PER_DAY:.4f} d; "
+        f"resume with: segsim run --resume {out_path}"
     )
 
 

@@ -33,18 +33,18 @@ from typing import Any
 import numpy as np
 
 from segsim import species
+from segsim.config import POTENTIALS_DIR
 from segsim.units import ANGSTROM_PER_NM
 
 #: h c in eV nm (CODATA 2018): photon energy in eV = HC_EV_NM / wavelength in nm.
 HC_EV_NM: float = 1239.84198
 
-_POTENTIALS = Path(__file__).resolve().parents[1] / "potentials"
 
 #: The shipped composition/PL table, radii, a0 and phase threshold.
-DEFAULT_OPTICS_PATH: Path = _POTENTIALS / "optics.yaml"
+DEFAULT_OPTICS_PATH: Path = POTENTIALS_DIR / "optics.yaml"
 
 #: Parameters derived from the reference calculations (Vegard slope), written by ``segsim train``.
-DEFAULT_DERIVED_PATH: Path = _POTENTIALS / "derived_parameters.yaml"
+DEFAULT_DERIVED_PATH: Path = POTENTIALS_DIR / "derived_parameters.yaml"
 
 #: Keys of the dictionary returned by :func:`observables`, in a fixed order.
 OBSERVABLE_KEYS: tuple[str, ...] = (

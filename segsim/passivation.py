@@ -26,8 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from segsim.config import DEFAULT_LIGANDS
+
 #: The shipped ligand library.
-DEFAULT_LIBRARY_PATH: Path = Path(__file__).resolve().parents[1] / "potentials" / "ligands.yaml"
+DEFAULT_LIBRARY_PATH: Path = DEFAULT_LIGANDS
 
 #: Fields of a ligand entry in ``potentials/ligands.yaml``.
 LIGAND_KEYS: tuple[str, ...] = (

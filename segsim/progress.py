@@ -7,6 +7,8 @@ import sys
 import time
 from typing import TextIO
 
+from segsim.units import SECONDS_PER_DAY
+
 
 def _human(v: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -131,7 +133,8 @@ class TimeProgress(Progress):
         eta = (self.total_s - time_s) / sim_rate if sim_rate > 0 else float("inf")
         pct = 100.0 * time_s / self.total_s if self.total_s else 100.0
         line = (
-            f"  t {time_s / 86400.0:.3f}/{self.total_s / 86400.0:.3f} d ({pct:5.1f}%)  "
+            f"  t {time_s / SECONDS_PER_DAY:.3f}/{self.total_s / SECONDS_PER_DAY:.3f} d "
+            f"({pct:5.1f}%)  "
             f"{_human(ev_rate)} ev/s"
         )
         if extra:
