@@ -444,6 +444,18 @@ def test_chgnet_relaxes_small_nc(tmp_path):
     assert prov["device"] == "cpu"
 
 
+def _cp2k_single_point(atoms, tmp_path):
+    """Energy, forces and provenance of a cheap CP2K single point (closes the shell)."""
+    calc, prov = make_calculator(
+        "cp2k", {"cutoff_ry": 150, "rel_cutoff_ry": 30, "directory": tmp_path}
+    )
+    try:
+        atoms.calc = calc
+        return atoms.get_potential_energy(), atoms.get_forces(), prov
+    finally:
+        calc.close()
+
+
 @pytest.mark.slow
 def test_cp2k_single_point_smoke(tmp_path):
     """A CsBr (CsCl structure) cell with a low cutoff: the CP2K setup runs end to end."""
@@ -456,15 +468,7 @@ def test_cp2k_single_point_smoke(tmp_path):
     atoms = Atoms(
         "CsBr", scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5]], cell=np.eye(3) * 4.3, pbc=True
     )
-    calc, prov = make_calculator(
-        "cp2k", {"cutoff_ry": 150, "rel_cutoff_ry": 30, "directory": tmp_path}
-    )
-    try:
-        atoms.calc = calc
-        energy = atoms.get_potential_energy()
-        forces = atoms.get_forces()
-    finally:
-        calc.close()
+    energy, forces, prov = _cp2k_single_point(atoms, tmp_path)
     assert np.isfinite(energy)
     assert np.abs(forces).max() < 0.05  # forces vanish by symmetry
     assert prov["cp2k_version"].startswith("CP2K version")
@@ -482,15 +486,7 @@ def test_cp2k_cluster_single_point_smoke(tmp_path):
         pytest.skip("cp2k_shell not installed")
     atoms = Atoms("CsBr", positions=[[0, 0, 0], [3.1, 0, 0]], pbc=False)
     atoms.center(vacuum=5.0)
-    calc, _ = make_calculator(
-        "cp2k", {"cutoff_ry": 150, "rel_cutoff_ry": 30, "directory": tmp_path}
-    )
-    try:
-        atoms.calc = calc
-        energy = atoms.get_potential_energy()
-        forces = atoms.get_forces()
-    finally:
-        calc.close()
+    energy, forces, _ = _cp2k_single_point(atoms, tmp_path)
     assert np.isfinite(energy)
     assert forces[0, 0] == pytest.approx(-forces[1, 0], abs=0.1)
     assert "PSOLVER  MT" in (tmp_path / "cp2k.inp").read_text()
