@@ -16,6 +16,7 @@ from segsim import species
 from segsim.kernels import kmc as _kmc
 from segsim.kernels.metropolis import _run_mc_chunk
 from segsim.models.base import ModelTables
+from segsim.rp import RPEnergetics, rp_energy_ev
 from segsim.units import beta_per_ev
 
 
@@ -36,6 +37,8 @@ class MCState:
         Total CE energy of the grid in eV, kept up to date from the accepted energy changes.
     n_accepted
         Accepted trial swaps so far.
+    phase
+        RP phase code per site (:mod:`segsim.rp`); fixed during canonical MC.
     """
 
     occupations: np.ndarray
@@ -44,11 +47,18 @@ class MCState:
     step: int
     energy_ev: float
     n_accepted: int
+    phase: np.ndarray | None = None
 
     @classmethod
-    def initial(cls, occupations: np.ndarray, tables: ModelTables) -> MCState:
-        """Return the state at step 0 for ``occupations`` (copied)."""
+    def initial(
+        cls, occupations: np.ndarray, tables: ModelTables, phase: np.ndarray | None = None
+    ) -> MCState:
+        """Return the state at step 0 for ``occupations`` (copied).
+
+        ``energy_ev`` is the CE energy; :class:`MCEngine` adds the RP term when it has one.
+        """
         occ = np.array(occupations, dtype=species.OCC_DTYPE, copy=True)
+        ph = np.zeros_like(occ) if phase is None else np.array(phase, dtype=np.uint8, copy=True)
         return cls(
             occupations=occ,
             pb_sites=np.flatnonzero(occ == species.PB).astype(np.int64),
@@ -56,6 +66,7 @@ class MCState:
             step=0,
             energy_ev=tables.total_energy(occ),
             n_accepted=0,
+            phase=ph,
         )
 
     def arrays(self) -> dict[str, Any]:
@@ -67,6 +78,7 @@ class MCState:
             "step": self.step,
             "energy_ev": self.energy_ev,
             "n_accepted": self.n_accepted,
+            "phase": self.phase,
         }
 
 
@@ -83,6 +95,9 @@ class MCEngine:
         The run's generator; passed into the compiled kernel, which advances it.
     temperature_k
         Temperature in K.
+    rp
+        RP energetics (:class:`segsim.rp.RPEnergetics`) if the state's phase field carries
+        RP domains; only ``eta`` changes in a Pb/Cd swap.
     """
 
     def __init__(
@@ -92,12 +107,23 @@ class MCEngine:
         rng: np.random.Generator,
         *,
         temperature_k: float,
+        rp: Any = None,
+        lattice: Any = None,
     ) -> None:
         self.tables = tables
         self.state = state
         self.rng = rng
         self.temperature_k = float(temperature_k)
         self.beta = beta_per_ev(temperature_k)
+        if state.phase is None:
+            state.phase = np.zeros_like(state.occupations)
+        self.rp = rp
+        self.eta_rp = float(rp.eta_ev) if rp is not None else 0.0
+        self._nn = None if lattice is None else lattice.nn
+        if rp is not None and lattice is None:
+            raise ValueError("an RP term needs the lattice (neighbour table)")
+        if state.step == 0 and rp is not None:
+            state.energy_ev = self.total_energy_ev()  # at step 0: the full energy, CE + RP
 
     def advance(self, n_steps: int) -> int:
         """Run ``n_steps`` trial swaps in one compiled call; return the number accepted."""
@@ -107,10 +133,12 @@ class MCEngine:
         s = self.state
         n_acc, de_sum = _run_mc_chunk(
             s.occupations,
+            s.phase,
             s.pb_sites,
             s.cd_sites,
             int(n_steps),
             self.beta,
+            self.eta_rp,
             t.nbr,
             t.ce_index,
             t.weights,
@@ -122,9 +150,16 @@ class MCEngine:
         s.energy_ev += float(de_sum)
         return int(n_acc)
 
+    def total_energy_ev(self) -> float:
+        """Return the full recompute of the energy (CE + RP) in eV."""
+        e = self.tables.total_energy(self.state.occupations)
+        if self.rp is not None:
+            e += rp_energy_ev(self.state.occupations, self.state.phase, self._nn, self.rp)
+        return e
+
     def energy_drift_ev(self) -> float:
         """Return running energy minus a full recompute (eV); should be ~1e-10 or less."""
-        return self.state.energy_ev - self.tables.total_energy(self.state.occupations)
+        return self.state.energy_ev - self.total_energy_ev()
 
 
 @dataclass
@@ -145,7 +180,10 @@ class KMCState:
     counts
         Events by type (``int64``, order :data:`segsim.kernels.kmc.EVENT_TYPE_NAMES`).
     energy_ev
-        Total CE energy of the grid in eV, kept up to date from the events' energy changes.
+        Total energy of the grid (CE, plus RP when the engine has the RP term) in eV, kept up
+        to date from the events' energy changes.
+    phase
+        RP phase code per site (:mod:`segsim.rp`; all perovskite without RP domains).
     """
 
     occupations: np.ndarray
@@ -153,17 +191,25 @@ class KMCState:
     n_events: int
     counts: np.ndarray
     energy_ev: float
+    phase: np.ndarray | None = None
 
     @classmethod
-    def initial(cls, occupations: np.ndarray, tables: ModelTables) -> KMCState:
-        """Return the state at time 0 for ``occupations`` (copied)."""
+    def initial(
+        cls, occupations: np.ndarray, tables: ModelTables, phase: np.ndarray | None = None
+    ) -> KMCState:
+        """Return the state at time 0 for ``occupations`` and ``phase`` (copied).
+
+        ``energy_ev`` is the CE energy; :class:`KMCEngine` adds the RP term when it is on.
+        """
         occ = np.array(occupations, dtype=species.OCC_DTYPE, copy=True)
+        ph = np.zeros_like(occ) if phase is None else np.array(phase, dtype=np.uint8, copy=True)
         return cls(
             occupations=occ,
             time_s=0.0,
             n_events=0,
             counts=np.zeros(_kmc.N_EVENT_TYPES, dtype=np.int64),
             energy_ev=tables.total_energy(occ),
+            phase=ph,
         )
 
     def counts_by_name(self) -> dict[str, int]:
@@ -219,6 +265,8 @@ class KMCEngine:
         self.state = state
         self.rng = rng
         self.kp = kp
+        if state.phase is None:
+            state.phase = np.zeros_like(state.occupations)
         self.nn = np.ascontiguousarray(lattice.nn, dtype=np.int32)
         self.shape = np.asarray(lattice.shape, dtype=np.int64)
         self.reach = int(tables.reach)
@@ -230,12 +278,14 @@ class KMCEngine:
         self.site_total = np.zeros(n, dtype=np.float64)
         self.tree = np.zeros(2 * p, dtype=np.float64)
         self.rebuild_rates()
+        if state.n_events == 0 and state.time_s == 0.0:
+            state.energy_ev = self.total_energy_ev()  # at time 0: the full energy, CE + RP
 
     def rebuild_rates(self) -> None:
         """Recompute every rate and the sum tree from the occupations."""
         t = self.tables
         _kmc._init_rates(
-            self.state.occupations, self.nn, t.nbr, t.ce_index, t.weights, t.local_table,
+            self.state.occupations, self.state.phase, self.nn, t.nbr, t.ce_index, t.weights, t.local_table,
             self.kp, self.rates, self.site_total, self.tree,
         )  # fmt: skip
 
@@ -262,7 +312,7 @@ class KMCEngine:
         log_slot = np.zeros(log_events, dtype=np.int64)
         log_time = np.zeros(log_events, dtype=np.float64)
         t_now, n_ev, de_sum = _kmc._run_kmc_chunk(
-            s.occupations, self.rates, self.site_total, self.tree, self.nn, t.nbr, t.ce_index,
+            s.occupations, s.phase, self.rates, self.site_total, self.tree, self.nn, t.nbr, t.ce_index,
             t.weights, t.local_table, self.kp, self.shape, self.reach, float(s.time_s),
             float(t_stop_s), int(max_events), self.rng, s.counts, log_site, log_slot, log_time,
         )  # fmt: skip
@@ -275,6 +325,34 @@ class KMCEngine:
             log = EventLog(log_site[:m], log_slot[:m], log_time[:m])
         return int(n_ev), log
 
+    @property
+    def rp_energetics(self) -> RPEnergetics | None:
+        """The RP energetics in ``kp`` (None when the RP term is off)."""
+        kp = self.kp
+        if kp[_kmc.KP_RP_ON] <= 0.0:
+            return None
+        return RPEnergetics(
+            eps_rp_ev=float(kp[_kmc.KP_EPS_RP]),
+            eta_ev=float(kp[_kmc.KP_ETA_RP]),
+            j_rp_ev=float(kp[_kmc.KP_J_RP]),
+            e_rp_a_ev=float(kp[_kmc.KP_ERPA]),
+        )
+
+    def total_energy_ev(self) -> float:
+        """Return the full recompute of the energy (CE + RP when on) in eV."""
+        e = self.tables.total_energy(self.state.occupations)
+        rp = self.rp_energetics
+        if rp is not None:
+            e += rp_energy_ev(self.state.occupations, self.state.phase, self.lattice.nn, rp)
+        return e
+
+    def set_parameters(self, kp: np.ndarray) -> None:
+        """Switch to another parameter vector (e.g. at the end of a treatment); rebuilds rates."""
+        if kp.shape != (_kmc.N_KP,) or kp.dtype != np.float64:
+            raise ValueError(f"kp must be float64 of shape ({_kmc.N_KP},)")
+        self.kp = kp
+        self.rebuild_rates()
+
     def energy_drift_ev(self) -> float:
         """Return running energy minus a full recompute (eV); should be ~1e-10 or less."""
-        return self.state.energy_ev - self.tables.total_energy(self.state.occupations)
+        return self.state.energy_ev - self.total_energy_ev()

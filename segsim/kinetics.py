@@ -12,6 +12,10 @@ Events (MODEL.md section 3; the per-site slot layout is in :mod:`segsim.kernels.
    centre of a face of a pure CsPbBr3 NC (:func:`removal_reference_ev`).  Irreversible.
 3. **Surface recession**: a V with an outside neighbour becomes outside (O); ``dE = 0``
    because V and O are both X for the CE; rate ``nu exp(-E_rec/kT)``.
+4. **RP relaxation** (and its reverse): a cation site of an RP zone that is on the surface or
+   has a non-RP crystal neighbour switches RP <-> perovskite, ``Ea = E_RP_a - shift + dE/2``
+   clipped to ``Ea >= max(0, dE)``, ``shift`` > 0 only on surface-adjacent sites during a
+   ligand-exchange treatment (:mod:`segsim.rp`, :mod:`segsim.kernels.rp`).
 
 Passivation enters only through the quasi-equilibrium coverage ``theta`` of the ligand
 (:mod:`segsim.passivation`): ligand adsorption/desorption is much faster than any cation
@@ -31,6 +35,7 @@ import numpy as np
 from segsim import species
 from segsim.config import KineticsParams
 from segsim.kernels import kmc as _k
+from segsim.rp import RPEnergetics
 from segsim.units import beta_per_ev
 
 __all__ = [
@@ -80,6 +85,8 @@ def parameter_vector(
     temperature_k: float,
     theta: float,
     removal_ref_ev: tuple[float, float] = (0.0, 0.0),
+    rp: RPEnergetics | None = None,
+    rp_shift_ev: float = 0.0,
 ) -> np.ndarray:
     """Pack the parameters into the ``float64`` vector ``kp`` the compiled kernels read.
 
@@ -93,6 +100,12 @@ def parameter_vector(
         Passivated fraction of surface AX sites (0..1) of the ligand shell.
     removal_ref_ev
         ``(dE_rm_ref(Pb), dE_rm_ref(Cd))`` in eV (:func:`removal_reference_ev`).
+    rp
+        RP energetics and switching barrier; ``None`` switches the RP term and the RP
+        events off.
+    rp_shift_ev
+        Lowering of the RP switching barrier of surface-adjacent sites (eV) while a
+        ligand-exchange treatment acts; 0 otherwise.
     """
     if not 0.0 <= theta <= 1.0:
         raise ValueError(f"theta must be in [0, 1], got {theta}")
@@ -111,4 +124,13 @@ def parameter_vector(
     kp[_k.KP_HOP_ON] = float(params.hop)
     kp[_k.KP_EXPEL_ON] = float(params.expulsion)
     kp[_k.KP_RECEDE_ON] = float(params.recession)
+    if rp is not None:
+        kp[_k.KP_RP_ON] = 1.0
+        kp[_k.KP_EPS_RP] = rp.eps_rp_ev
+        kp[_k.KP_ETA_RP] = rp.eta_ev
+        kp[_k.KP_J_RP] = rp.j_rp_ev
+        kp[_k.KP_ERPA] = rp.e_rp_a_ev
+        kp[_k.KP_ERPA_SHIFT] = rp_shift_ev
+    elif rp_shift_ev:
+        raise ValueError("rp_shift_ev needs the RP term (rp)")
     return kp

@@ -11,7 +11,8 @@ slot    event            applies when
 6       expulsion        the site holds Pb/Cd and has k >= 1 outside (O) neighbours:
                          the cation leaves into solution, the site becomes V
 7       recession        the site is V with an O neighbour: it becomes O
-8       RP relaxation    reserved for the RP phase (issue 5); rate 0 here
+8       RP relaxation    the site holds Pb/Cd inside an RP zone and is on the surface or
+                         has a perovskite neighbour: its phase switches RP <-> perovskite
 ======  ===============  ==========================================================
 
 Rates (``beta = 1/kT`` in 1/eV, ``nu`` in 1/s, energies in eV, ``dE`` from the CE kernels):
@@ -20,7 +21,16 @@ Rates (``beta = 1/kT`` in 1/eV, ``nu`` in 1/s, energies in eV, ``dE`` from the C
 * expulsion: ``nu exp(-beta Ea) (1 - theta**k)``,
   ``Ea = max(0, E_exp(M) + alpha (dE_rm - dE_rm_ref(M)))`` with ``dE_rm`` the energy change
   of ``M -> X`` at this site;
-* recession: ``nu exp(-beta E_rec)``.
+* recession: ``nu exp(-beta E_rec)``;
+* RP relaxation: ``nu exp(-beta Ea)``, ``Ea = max(E_RP_a - shift [adj] + dE/2, dE, 0)``
+  with ``dE`` the change of ``E_RP`` (:mod:`segsim.kernels.rp`) and ``shift`` the barrier
+  lowering of a ligand-exchange treatment (0 outside a treatment) on surface-adjacent sites
+  (``adj``: the site or one of its crystal neighbours has an outside neighbour).  The
+  condition depends only on the neighbours and on ``k``, never on the site's own phase, so
+  the reverse of every allowed switch is allowed: detailed balance holds.
+
+``dE`` of hops (and the energy bookkeeping of expulsions) is the CE change plus the RP change;
+the expulsion barrier uses the CE removal energy only (MODEL.md section 3).
 
 Update rule (written out in :func:`_refresh_box`): an event changes the occupation of its
 site(s).  With ``reach`` the CE's largest displacement component, the rates of every site
@@ -34,6 +44,14 @@ import numpy as np
 
 from segsim.kernels._jit import njit, njit_inline
 from segsim.kernels.energy import _flip_delta, _swap_delta
+from segsim.kernels.rp import (
+    PH_PV,
+    PH_RP,
+    PH_ZONE,
+    _rp_flip_delta,
+    _rp_hop_delta,
+    _rp_remove_delta,
+)
 from segsim.kernels.select import _tree_build, _tree_sample, _tree_update
 
 # Species codes (segsim.species), repeated here as compile-time constants.
@@ -70,7 +88,13 @@ KP_THETA = 10  # passivated fraction of surface AX sites
 KP_HOP_ON = 11  # 1.0 / 0.0 switches
 KP_EXPEL_ON = 12
 KP_RECEDE_ON = 13
-N_KP = 14
+KP_RP_ON = 14  # 1.0: the RP phase field and its relaxation events are active
+KP_EPS_RP = 15  # eps_RP (eV per RP cation site)
+KP_ETA_RP = 16  # eta (eV): Cd preference for RP sites
+KP_J_RP = 17  # J_RP (eV per RP/perovskite cation pair)
+KP_ERPA = 18  # E_RP_a, RP <-> perovskite switching barrier (eV)
+KP_ERPA_SHIFT = 19  # barrier lowering on surface sites during a ligand exchange (eV)
+N_KP = 20
 
 
 @njit
@@ -80,7 +104,7 @@ def _clear_row(rates, site):
 
 
 @njit_inline
-def _site_rates(site, occ, nn, nbr, ce_index, weights, local_table, kp, rates, old_total):
+def _site_rates(site, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, old_total):
     """Write the event rates (1/s) of ``site`` into ``rates[site]``; return their sum.
 
     ``old_total`` is the site's previous sum: a row that was all zero and stays so is not
@@ -111,7 +135,9 @@ def _site_rates(site, occ, nn, nbr, ce_index, weights, local_table, kp, rates, o
             k += 1
         elif oj == _VAC:
             n_vac += 1
-    if n_vac == 0 and k == 0:
+    rp_on = kp[KP_RP_ON] > 0.0
+    in_zone = rp_on and phase[site] != PH_PV
+    if n_vac == 0 and k == 0 and not in_zone:
         if old_total != 0.0:
             _clear_row(rates, site)
         return 0.0
@@ -125,6 +151,10 @@ def _site_rates(site, occ, nn, nbr, ce_index, weights, local_table, kp, rates, o
         j = nn[site, d]
         if hop_on and occ[j] == _VAC:
             de = _swap_delta(occ, site, j, nbr, ce_index, weights, local_table)
+            if rp_on:
+                de += _rp_hop_delta(
+                    occ, phase, nn, site, j, kp[KP_EPS_RP], kp[KP_ETA_RP], kp[KP_J_RP]
+                )
             ea = max(kp[KP_EKRA + ispec] + 0.5 * de, de, 0.0)
             r = nu * np.exp(-beta * ea)
             total += r
@@ -139,19 +169,52 @@ def _site_rates(site, occ, nn, nbr, ce_index, weights, local_table, kp, rates, o
             total += r
     rates[site, SLOT_EXPEL] = r
     rates[site, SLOT_RECEDE] = 0.0
-    rates[site, SLOT_RP] = 0.0
+    r = 0.0
+    if in_zone:
+        # Surface site, or a crystal neighbour that is not RP (independent of own phase).
+        active = k > 0
+        if not active:
+            for d in range(6):
+                j = nn[site, d]
+                if occ[j] <= _VAC and phase[j] != PH_RP:
+                    active = True
+                    break
+        if active:
+            de = _rp_flip_delta(occ, phase, nn, site, kp[KP_EPS_RP], kp[KP_ETA_RP], kp[KP_J_RP])
+            ea0 = kp[KP_ERPA]
+            if kp[KP_ERPA_SHIFT] != 0.0 and _surface_adjacent(site, k, occ, nn):
+                ea0 -= kp[KP_ERPA_SHIFT]
+            ea = max(ea0 + 0.5 * de, de, 0.0)
+            r = nu * np.exp(-beta * ea)
+            total += r
+    rates[site, SLOT_RP] = r
     return total
 
 
+@njit_inline
+def _surface_adjacent(site, k, occ, nn):
+    """Return True if ``site`` (``k`` outside neighbours) or a crystal neighbour is on the surface."""
+    if k > 0:
+        return True
+    for d in range(6):
+        j = nn[site, d]
+        if occ[j] <= _VAC:
+            for d2 in range(6):
+                if occ[nn[j, d2]] == _OUT:
+                    return True
+    return False
+
+
 @njit
-def _init_rates(occ, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree):
+def _init_rates(occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree):
     """Compute every site's rates, their sums and the sum tree from scratch."""
     rates[:, :] = 0.0
     site_total[:] = 0.0
     for site in range(occ.shape[0]):
         site_total[site] = _site_rates(
-            site, occ, nn, nbr, ce_index, weights, local_table, kp, rates, site_total[site]
-        )
+            site, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates,
+            site_total[site],
+        )  # fmt: skip
     _tree_build(tree, site_total)
 
 
@@ -170,18 +233,19 @@ def _wrap(c, n):
 
 
 @njit
-def _is_quiet(s, occ, nn, site_total):
+def _is_quiet(s, occ, phase, nn, site_total, rp_on):
     """Return True if site ``s`` has no events and cannot get any without a neighbour change.
 
-    That is an outside site, or a cation without vacancy/outside neighbours, whose stored
-    total is zero (so its rate row is all zero and stays valid).
+    That is an outside site, or a cation outside any RP zone (when the RP phase is on)
+    without vacancy/outside neighbours, whose stored total is zero (so its rate row is all
+    zero and stays valid).
     """
     if site_total[s] != 0.0:
         return False
     sp = occ[s]
     if sp == _OUT:
         return True
-    if sp > _CD:
+    if sp > _CD or (rp_on and phase[s] != PH_PV):
         return False
     for d in range(6):  # noqa: SIM110  (a plain loop: no generator objects in numba code)
         if occ[nn[s, d]] >= _VAC:
@@ -190,10 +254,12 @@ def _is_quiet(s, occ, nn, site_total):
 
 
 @njit_inline
-def _refresh_site(s, occ, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree):
+def _refresh_site(
+    s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree
+):
     """Recompute the rates of site ``s`` and update its tree leaf if the total changed."""
     old = site_total[s]
-    r = _site_rates(s, occ, nn, nbr, ce_index, weights, local_table, kp, rates, old)
+    r = _site_rates(s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, old)
     if r != old:
         site_total[s] = r
         _tree_update(tree, s, r)
@@ -207,6 +273,7 @@ def _refresh_box(
     hi_ext,
     reach,
     occ,
+    phase,
     nn,
     nbr,
     ce_index,
@@ -231,8 +298,12 @@ def _refresh_box(
       within ``reach`` of a changed site -> the cation neighbours of every vacancy in that
       box are recomputed as well.
 
+    An RP switch at ``site`` changes only the RP terms of ``site`` and of its cation
+    neighbours, so the same box (``r >= 1``) and the vacancy pass cover it.
+
     Tree leaves change only where a site total changed.
     """
+    rp_on = kp[KP_RP_ON] > 0.0
     lx = shape[0]
     ly = shape[1]
     lz = shape[2]
@@ -240,6 +311,8 @@ def _refresh_box(
     y = (site // lz) % ly
     z = site % lz
     r = max(reach, 1)
+    if rp_on and kp[KP_ERPA_SHIFT] != 0.0:
+        r = max(r, 2)  # surface adjacency of RP sites looks two neighbours out
     lo0 = -r
     hi0 = r
     lo1 = -r
@@ -262,9 +335,9 @@ def _refresh_box(
             base = (xx * ly + _wrap(y + dy, ly)) * lz
             for dz in range(lo2, hi2 + 1):
                 s = base + _wrap(z + dz, lz)
-                if not _is_quiet(s, occ, nn, site_total):
+                if not _is_quiet(s, occ, phase, nn, site_total, rp_on):
                     _refresh_site(
-                        s, occ, nn, nbr, ce_index, weights, local_table, kp, rates,
+                        s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates,
                         site_total, tree,
                     )  # fmt: skip
     # Pass 2: cation neighbours (outside the box) of the vacancies within reach.
@@ -286,9 +359,9 @@ def _refresh_box(
                     if lo0 <= ex <= hi0 and lo1 <= ey <= hi1 and lo2 <= ez <= hi2:
                         continue
                     c = nn[v, d]
-                    if occ[c] <= _CD and not _is_quiet(c, occ, nn, site_total):
+                    if occ[c] <= _CD and not _is_quiet(c, occ, phase, nn, site_total, rp_on):
                         _refresh_site(
-                            c, occ, nn, nbr, ce_index, weights, local_table, kp, rates,
+                            c, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates,
                             site_total, tree,
                         )  # fmt: skip
 
@@ -296,6 +369,7 @@ def _refresh_box(
 @njit
 def _run_kmc_chunk(
     occ,
+    phase,
     rates,
     site_total,
     tree,
@@ -332,8 +406,12 @@ def _run_kmc_chunk(
 
     Returns
     -------
-    (t_now, n_events, sum of the events' CE energy changes in eV)
+    (t_now, n_events, sum of the events' energy changes (CE + RP) in eV)
     """
+    rp_on = kp[KP_RP_ON] > 0.0
+    eps = kp[KP_EPS_RP]
+    eta = kp[KP_ETA_RP]
+    j_rp = kp[KP_J_RP]
     n_ev = 0
     de_sum = 0.0
     n_log = log_site.shape[0]
@@ -368,6 +446,8 @@ def _run_kmc_chunk(
         if slot < 6:
             j = nn[leaf, slot]
             de = _swap_delta(occ, leaf, j, nbr, ce_index, weights, local_table)
+            if rp_on:
+                de += _rp_hop_delta(occ, phase, nn, leaf, j, eps, eta, j_rp)
             occ[j] = sp
             occ[leaf] = _VAC
             counts[EV_HOP_PB + sp] += 1
@@ -378,14 +458,20 @@ def _run_kmc_chunk(
                 lo_ext = 1
         elif slot == SLOT_EXPEL:
             de = _flip_delta(occ, leaf, _VAC, nbr, ce_index, weights, local_table)
+            if rp_on:
+                de += _rp_remove_delta(occ, phase, nn, leaf, eps, eta, j_rp)
             occ[leaf] = _VAC
             counts[EV_EXPEL_PB + sp] += 1
-        else:  # SLOT_RECEDE (SLOT_RP has rate 0 until the RP phase lands)
+        elif slot == SLOT_RP:
+            de = _rp_flip_delta(occ, phase, nn, leaf, eps, eta, j_rp)
+            phase[leaf] = PH_ZONE if phase[leaf] == PH_RP else PH_RP
+            counts[EV_RP] += 1
+        else:  # SLOT_RECEDE
             de = _flip_delta(occ, leaf, _OUT, nbr, ce_index, weights, local_table)
             occ[leaf] = _OUT
             counts[EV_RECEDE] += 1
         _refresh_box(
-            leaf, axis, lo_ext, hi_ext, reach, occ, nn, nbr, ce_index, weights, local_table, kp,
+            leaf, axis, lo_ext, hi_ext, reach, occ, phase, nn, nbr, ce_index, weights, local_table, kp,
             rates, site_total, tree, shape,
         )  # fmt: skip
         de_sum += de

@@ -23,4 +23,17 @@ def warm_up() -> None:
     _total_energy(occ, nbr, ce_index, weights, anchor, 0.0)
     pb = np.array([0], dtype=np.int64)
     cd = np.array([1], dtype=np.int64)
-    _run_mc_chunk(occ, pb, cd, 1, 1.0, nbr, ce_index, weights, local, np.random.default_rng(0))
+    _run_mc_chunk(
+        occ,
+        np.zeros(2, np.uint8),
+        pb,
+        cd,
+        1,
+        1.0,
+        0.0,
+        nbr,
+        ce_index,
+        weights,
+        local,
+        np.random.default_rng(0),
+    )

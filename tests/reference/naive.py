@@ -280,8 +280,28 @@ def naive_mc_chain(
 
 # ----------------------------------------------------------------------------- KMC
 #: Event slots of a site (the layout of segsim.kernels.kmc): 0-5 hop into nn[site, slot],
-#: 6 expulsion, 7 recession, 8 RP (always 0 here).
-N_SLOTS, SLOT_EXPEL, SLOT_RECEDE = 9, 6, 7
+#: 6 expulsion, 7 recession, 8 RP switch.
+N_SLOTS, SLOT_EXPEL, SLOT_RECEDE, SLOT_RP = 9, 6, 7, 8
+#: RP phase codes (segsim.rp): perovskite, RP, relaxed perovskite inside an RP zone.
+PH_PV, PH_RP, PH_ZONE = 0, 1, 2
+
+
+def naive_rp_energy(occupations: np.ndarray, phase: np.ndarray, nn: np.ndarray, rp: dict) -> float:
+    """``E_RP`` (eV) by its definition, every nearest-neighbour pair visited once (i < j).
+
+    ``rp`` holds ``eps``, ``eta``, ``j`` (eV).  Only cation (Pb/Cd) sites count.
+    """
+    e = 0.0
+    for i in range(occupations.shape[0]):
+        if occupations[i] > CD:
+            continue
+        if phase[i] == PH_RP:
+            e += rp["eps"] - (rp["eta"] if occupations[i] == CD else 0.0)
+        for d in range(6):
+            j = int(nn[i, d])
+            if j > i and occupations[j] <= CD and (phase[i] == PH_RP) != (phase[j] == PH_RP):
+                e += rp["j"]
+    return e
 
 
 def naive_event_rates(
@@ -295,9 +315,22 @@ def naive_event_rates(
 
     Written straight from MODEL.md section 3.  ``p`` holds ``beta`` (1/eV), ``nu`` (1/s),
     ``e_kra`` / ``e_exp`` / ``ref`` (dicts species code -> eV), ``alpha``, ``e_rec`` (eV),
-    ``theta`` and the switches ``hop``, ``expulsion``, ``recession`` (bools).
+    ``theta`` and the switches ``hop``, ``expulsion``, ``recession`` (bools); optionally
+    ``rp`` (dict: ``eps``, ``eta``, ``j``, ``e_rpa``, ``shift`` in eV) and then ``phase``
+    (the RP phase codes, read and not modified).  RP energy changes are differences of
+    :func:`naive_rp_energy`.
     """
     out = []
+    rp = p.get("rp")
+    phase = p.get("phase")
+
+    def rp_change(new_occ, new_phase):
+        if rp is None:
+            return 0.0
+        return naive_rp_energy(new_occ, new_phase, nn, rp) - naive_rp_energy(
+            occupations, phase, nn, rp
+        )
+
     for site in range(occupations.shape[0]):
         sp = int(occupations[site])
         k = sum(1 for d in range(6) if occupations[nn[site, d]] == OUT)
@@ -306,6 +339,9 @@ def naive_event_rates(
                 j = int(nn[site, d])
                 if p["hop"] and occupations[j] == VAC:
                     de = swap_delta(occupations, site, j)
+                    after = occupations.copy()
+                    after[j], after[site] = sp, VAC
+                    de += rp_change(after, phase)
                     ea = max(p["e_kra"][sp] + de / 2, de, 0.0)
                     out.append((site, d, p["nu"] * math.exp(-p["beta"] * ea)))
             if p["expulsion"] and k > 0 and 1.0 - p["theta"] ** k > 0.0:
@@ -313,6 +349,18 @@ def naive_event_rates(
                 ea = max(0.0, p["e_exp"][sp] + p["alpha"] * (de_rm - p["ref"][sp]))
                 rate = p["nu"] * math.exp(-p["beta"] * ea) * (1.0 - p["theta"] ** k)
                 out.append((site, SLOT_EXPEL, rate))
+            if rp is not None and phase[site] in (PH_RP, PH_ZONE):
+                crystal = [int(j) for j in nn[site] if occupations[j] != OUT]
+                if k > 0 or any(phase[j] != PH_RP for j in crystal):
+                    flipped = phase.copy()
+                    flipped[site] = PH_ZONE if phase[site] == PH_RP else PH_RP
+                    de = rp_change(occupations, flipped)
+                    adj = k > 0 or any(
+                        occupations[nn[j, d]] == OUT for j in crystal for d in range(6)
+                    )
+                    ea0 = rp["e_rpa"] - (rp["shift"] if adj else 0.0)
+                    ea = max(ea0 + de / 2, de, 0.0)
+                    out.append((site, SLOT_RP, p["nu"] * math.exp(-p["beta"] * ea)))
         elif sp == VAC and p["recession"] and k > 0:
             out.append((site, SLOT_RECEDE, p["nu"] * math.exp(-p["beta"] * p["e_rec"])))
     return out
@@ -335,10 +383,19 @@ def naive_kmc(
     Draws random numbers as ``_run_kmc_chunk``: ``u1`` for ``dt = -ln(1 - u1) / R``; if the
     clock would pass ``t_stop`` it stops there without an event; otherwise ``u2 * R`` is
     located in the cumulative rates (site-major, slot order).  Returns the final
-    ``occupations`` (a copy), ``time``, the event log ``events`` [(site, slot, time)] and
-    ``de_sum`` (eV).
+    ``occupations`` (a copy), ``phase`` (a copy, if ``p`` has ``rp``), ``time``, the event
+    log ``events`` [(site, slot, time)] and ``de_sum`` (eV, CE + RP).
     """
     occ = np.array(occupations, copy=True)
+    rp = p.get("rp")
+    p = dict(p)
+    if rp is not None:
+        p["phase"] = np.array(p["phase"], copy=True)
+    phase = p.get("phase")
+
+    def e_rp():
+        return 0.0 if rp is None else naive_rp_energy(occ, phase, nn, rp)
+
     t = t_start
     events = []
     de_sum = 0.0
@@ -362,6 +419,7 @@ def naive_kmc(
                 chosen = ev
                 break
         site, slot, _ = chosen
+        e_before = e_rp()
         if slot < 6:
             j = int(nn[site, slot])
             de_sum += swap_delta(occ, site, j)
@@ -369,7 +427,13 @@ def naive_kmc(
         elif slot == SLOT_EXPEL:
             de_sum += flip_delta(occ, site, VAC)
             occ[site] = VAC
+        elif slot == SLOT_RP:
+            phase[site] = PH_ZONE if phase[site] == PH_RP else PH_RP
         else:
             occ[site] = OUT
+        de_sum += e_rp() - e_before
         events.append((site, slot, t))
-    return {"occupations": occ, "time": t, "events": events, "de_sum": de_sum}
+    out = {"occupations": occ, "time": t, "events": events, "de_sum": de_sum}
+    if rp is not None:
+        out["phase"] = phase
+    return out

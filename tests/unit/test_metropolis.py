@@ -53,10 +53,12 @@ def _kernel_chain(tables, occ0, pb0, cd0, n_steps, beta, seed):
     rng = np.random.default_rng(seed)
     n_acc, de_sum = _run_mc_chunk(
         occ,
+        np.zeros_like(occ),
         pb,
         cd,
         n_steps,
         beta,
+        0.0,
         tables.nbr,
         tables.ce_index,
         tables.weights,

@@ -1,0 +1,219 @@
+"""Ruddlesden-Popper (RP) domains: phase field, energy, seeding and observables.
+
+Model (MODEL.md sections 2-3), with the choices segsim makes where MODEL.md is silent:
+
+* **Phase field.** One ``uint8`` code per grid site (:data:`PH_PV`, :data:`PH_RP`,
+  :data:`PH_ZONE`).  The phase belongs to the site (the lattice region), not to the cation: a
+  cation that hops takes the phase of the site it lands on, a vacancy keeps the phase of its
+  site.
+* **Energy.** ``E_RP = sum over cation sites in RP of (eps_RP - eta [Cd]) + J_RP * (number of
+  RP/perovskite nearest-neighbour pairs of cation sites)``.  Only sites holding Pb or Cd count,
+  so V -> O (surface recession) leaves ``E_RP`` unchanged, as MODEL.md requires.
+* **Zones.** An RP fault is an extra CsBr rock-salt layer with the perovskite blocks shifted by
+  (a/2, a/2, 0).  The lattice model cannot create that layer, so RP exists only inside the
+  zone where a fault was seeded at synthesis: a slab of ``thickness_layers`` B layers under one
+  face, covering a centred square of ``width_fraction`` of the face's edge.  Inside the zone a
+  site switches RP <-> perovskite (:data:`PH_ZONE`: relaxed perovskite in a zone); outside it
+  is always perovskite.  A switch is allowed for a cation site on the surface or with a crystal
+  neighbour that is not RP (MODEL.md: relaxation proceeds from the surface and from RP/
+  perovskite boundaries), in both directions, so detailed balance holds.
+* **Seeding at synthesis** (issue 5): with probability ``probability`` an NC gets one zone
+  (all RP), on a face drawn at random; the Cd arrangement is then equilibrated by canonical
+  MC at the synthesis temperature with the RP term present (``-eta`` per Cd on an RP site:
+  Cd enrichment of the RP domain), then quenched.
+
+Parameters and their provenance live in ``potentials/rp.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segsim import species
+from segsim.kernels.rp import PH_PV, PH_RP, PH_ZONE
+
+__all__ = [
+    "PH_PV",
+    "PH_RP",
+    "PH_ZONE",
+    "RPEnergetics",
+    "RPSeeding",
+    "load_rp_defaults",
+    "rp_energy_ev",
+    "rp_observables",
+    "seed_zone",
+]
+
+
+@dataclass(frozen=True)
+class RPEnergetics:
+    """Parameters of the RP energy term and switching barrier (eV).
+
+    Attributes
+    ----------
+    eps_rp_ev
+        Energy of a cation site in RP relative to perovskite (eV, > 0: RP metastable).
+    eta_ev
+        Extra stabilisation of Cd on an RP site (eV, > 0: Cd prefers RP).
+    j_rp_ev
+        Cost of one RP/perovskite nearest-neighbour pair of cation sites (eV).
+    e_rp_a_ev
+        Barrier of the RP <-> perovskite switch of one site (eV), before ``dE/2``.
+    """
+
+    eps_rp_ev: float
+    eta_ev: float
+    j_rp_ev: float
+    e_rp_a_ev: float
+
+
+@dataclass(frozen=True)
+class RPSeeding:
+    """How RP zones are seeded at synthesis.
+
+    Attributes
+    ----------
+    probability
+        Probability that an NC contains an RP domain (0..1).
+    thickness_layers
+        B layers of the zone below the face (>= 1).
+    width_fraction
+        Side of the zone's square footprint as a fraction of the NC edge (0..1].
+    """
+
+    probability: float
+    thickness_layers: int
+    width_fraction: float
+
+
+def _value(doc: dict[str, Any], section: str, key: str, path: Path) -> Any:
+    from segsim.config import ConfigError
+
+    try:
+        entry = doc[section][key]
+    except (KeyError, TypeError):
+        raise ConfigError(str(path), f"{section}.{key}", "missing") from None
+    return entry["value"] if isinstance(entry, dict) else entry
+
+
+def load_rp_defaults(path: str | Path | None = None) -> tuple[RPEnergetics, RPSeeding, dict]:
+    """Read ``potentials/rp.yaml`` (or ``path``): energetics, seeding, synthesis protocol.
+
+    Returns
+    -------
+    (energetics, seeding, synthesis)
+        ``synthesis`` holds ``temperature_k`` and ``mc_sweeps`` of the equilibration.
+    """
+    import yaml
+
+    from segsim.config import POTENTIALS_DIR, ConfigError
+
+    p = Path(path) if path is not None else POTENTIALS_DIR / "rp.yaml"
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(str(p), "", f"cannot read RP parameters ({exc})") from None
+    en = RPEnergetics(
+        **{k: float(_value(doc, "energetics", k, p)) for k in RPEnergetics.__dataclass_fields__}
+    )
+    sd = RPSeeding(
+        probability=float(_value(doc, "seeding", "probability", p)),
+        thickness_layers=int(_value(doc, "seeding", "thickness_layers", p)),
+        width_fraction=float(_value(doc, "seeding", "width_fraction", p)),
+    )
+    syn = {
+        "temperature_k": float(_value(doc, "synthesis", "temperature_k", p)),
+        "mc_sweeps": int(_value(doc, "synthesis", "mc_sweeps", p)),
+    }
+    return en, sd, syn
+
+
+def empty_phase(n_sites: int) -> np.ndarray:
+    """Return an all-perovskite phase field."""
+    return np.zeros(n_sites, dtype=np.uint8)
+
+
+def seed_zone(
+    lattice: Any,
+    seeding: RPSeeding,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Return a phase field with (with probability ``seeding.probability``) one RP zone.
+
+    Two draws from ``rng`` always happen (whether there is a zone, and its face), so the
+    stream consumed does not depend on the outcome.  The zone is a slab of
+    ``thickness_layers`` B layers under the chosen face of the as-built cube, over a centred
+    square of side ``round(width_fraction * n)`` sites; all of it starts as RP.
+    """
+    phase = empty_phase(lattice.n_sites)
+    has = rng.random() < seeding.probability
+    face = int(rng.integers(6))
+    if not has:
+        return phase
+    n = lattice.n_edge
+    lo, hi = lattice.pad, lattice.pad + n - 1
+    w = max(1, min(n, round(seeding.width_fraction * n)))
+    t = max(1, min(n, seeding.thickness_layers))
+    start = lattice.pad + (n - w) // 2
+    axis, side = divmod(face, 2)
+    c = lattice.coords
+    mask = lattice.in_nc.copy()
+    for ax in range(3):
+        if ax == axis:
+            mask &= (c[:, ax] <= lo + t - 1) if side == 0 else (c[:, ax] >= hi - t + 1)
+        else:
+            mask &= (c[:, ax] >= start) & (c[:, ax] < start + w)
+    phase[mask] = PH_RP
+    return phase
+
+
+def rp_energy_ev(
+    occupations: np.ndarray, phase: np.ndarray, nn: np.ndarray, energetics: RPEnergetics
+) -> float:
+    """Return ``E_RP`` in eV (full sum; the compiled kernels use local changes of it)."""
+    cat = occupations <= species.CD
+    rp = (phase == PH_RP) & cat
+    e = (
+        energetics.eps_rp_ev * rp.sum()
+        - energetics.eta_ev * (rp & (occupations == species.CD)).sum()
+    )
+    # Each RP/perovskite pair of cation sites once: count from the RP end only.
+    nbr_cat = cat[nn]
+    nbr_rp = phase[nn] == PH_RP
+    pairs = (rp[:, None] & nbr_cat & ~nbr_rp).sum()
+    return float(e + energetics.j_rp_ev * pairs)
+
+
+def rp_observables(occupations: np.ndarray, phase: np.ndarray, a_of_x: Any) -> dict[str, float]:
+    """Return the RP observables of one state.
+
+    Keys: ``rp_fraction`` (RP share of cation sites), ``has_rp`` (1.0 if any cation site is
+    RP), ``x_rp`` / ``x_pv`` (Cd fraction inside / outside RP, NaN if empty), ``a_rp_angstrom``
+    / ``a_pv_angstrom`` (Vegard lattice parameter of each region, NaN if empty).
+    """
+    cat = occupations <= species.CD
+    cd = occupations == species.CD
+    rp = (phase == PH_RP) & cat
+    pv = cat & ~rp
+    n_cat = int(cat.sum())
+    n_rp = int(rp.sum())
+    n_pv = int(pv.sum())
+    x_rp = float((cd & rp).sum() / n_rp) if n_rp else float("nan")
+    x_pv = float((cd & pv).sum() / n_pv) if n_pv else float("nan")
+    return {
+        "rp_fraction": n_rp / n_cat if n_cat else 0.0,
+        "has_rp": 1.0 if n_rp else 0.0,
+        "x_rp": x_rp,
+        "x_pv": x_pv,
+        "a_rp_angstrom": float(a_of_x(x_rp)) if n_rp else float("nan"),
+        "a_pv_angstrom": float(a_of_x(x_pv)) if n_pv else float("nan"),
+    }
+
+
+def zone_mask(phase: np.ndarray) -> np.ndarray:
+    """Return the sites of any RP zone (RP or relaxed)."""
+    return (phase == PH_RP) | (phase == PH_ZONE)
