@@ -232,6 +232,22 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class SynthesisConfig:
+    """How the NC is made before the KMC starts (issue 5 protocol, :mod:`segsim.rp`).
+
+    Random Cd, then (with probability ``rp_probability``) one RP zone under a random face,
+    then canonical MC of the Cd arrangement at ``temperature_k`` for ``mc_sweeps`` trial
+    swaps per cation site with the RP term present, then a quench to the run temperature.
+    """
+
+    rp_probability: float
+    rp_thickness_layers: int
+    rp_width_fraction: float
+    temperature_k: float
+    mc_sweeps: int
+
+
+@dataclass(frozen=True)
 class SimulationConfig:
     """A whole validated input file."""
 
@@ -242,11 +258,13 @@ class SimulationConfig:
     kinetics: KineticsConfig | None = None  # KMC only
     passivation: PassivationConfig | None = None  # KMC only
     source: str = "<dict>"  # the file it came from
+    rp: Any = None  # KMC only: segsim.rp.RPEnergetics
+    synthesis: SynthesisConfig | None = None  # KMC only: None = random Cd, no RP domains
 
     def to_dict(self) -> dict[str, Any]:
         """Return the resolved configuration as plain YAML-able data."""
         out: dict[str, Any] = {}
-        for f in ("system", "model", "run", "output", "kinetics", "passivation"):
+        for f in ("system", "model", "run", "output", "kinetics", "passivation", "rp", "synthesis"):
             obj = getattr(self, f)
             if obj is None:
                 continue
@@ -359,6 +377,26 @@ _KMC_SCHEMA: dict[str, dict[str, _Field]] = {
     "passivation": {
         "ligand": _Field(object),
         "library": _Field(str, False, None, nullable=True),
+    },
+    "rp": {
+        "defaults": _Field(str, False, None, nullable=True),
+        "eps_rp_ev": _Field(float, False, None, nullable=True),
+        "eta_ev": _Field(float, False, None, nullable=True),
+        "j_rp_ev": _Field(float, False, None, nullable=True),
+        "e_rp_a_ev": _Field(float, False, None, _non_negative, nullable=True),
+    },
+    "synthesis": {
+        "rp_probability": _Field(float, False, None, _unit_interval, nullable=True),
+        "rp_thickness_layers": _Field(int, False, None, _positive, nullable=True),
+        "rp_width_fraction": _Field(
+            float,
+            False,
+            None,
+            lambda v: None if 0 < v <= 1 else f"must be in (0, 1] (got {v})",
+            nullable=True,
+        ),
+        "temperature_k": _Field(float, False, None, _positive, nullable=True),
+        "mc_sweeps": _Field(int, False, None, _non_negative, nullable=True),
     },
     "output": {
         "frame_interval_days": _Field(float, False, None, _positive, nullable=True),
@@ -568,6 +606,7 @@ def _kmc_from_dict(data: Mapping[str, Any], source: str, base_dir: Path | None) 
     library_path = _resolve_path(pas["library"], base_dir) if pas["library"] else DEFAULT_LIGANDS
     library = _pas.load_library(library_path)
     ligand = _pas.resolve_ligand(pas["ligand"], library, source=source, key="passivation.ligand")
+    rp, synthesis = _rp_and_synthesis(sec.get("rp"), sec.get("synthesis"), base_dir)
 
     return SimulationConfig(
         system=SystemConfig(**sec["system"]),
@@ -586,6 +625,35 @@ def _kmc_from_dict(data: Mapping[str, Any], source: str, base_dir: Path | None) 
         kinetics=KineticsConfig(defaults=defaults_path, params=KineticsParams(**values)),
         passivation=PassivationConfig(ligand=ligand, library=library_path),
         source=source,
+        rp=rp,
+        synthesis=synthesis,
+    )
+
+
+def _rp_and_synthesis(
+    rp_sec: Mapping[str, Any] | None, syn_sec: Mapping[str, Any] | None, base_dir: Path | None
+) -> tuple[Any, SynthesisConfig | None]:
+    """Merge ``potentials/rp.yaml`` (or ``rp.defaults``) with the input's overrides."""
+    from segsim.rp import RPEnergetics, load_rp_defaults
+
+    rp_sec = rp_sec or {}
+    path = _resolve_path(rp_sec["defaults"], base_dir) if rp_sec.get("defaults") else None
+    energetics, seeding, syn = load_rp_defaults(path)
+    fields = {k: getattr(energetics, k) for k in RPEnergetics.__dataclass_fields__}
+    fields.update({k: rp_sec[k] for k in fields if rp_sec.get(k) is not None})
+    rp = RPEnergetics(**fields)
+    if syn_sec is None:
+        return rp, None
+
+    def pick(key: str, default: Any) -> Any:
+        return syn_sec[key] if syn_sec.get(key) is not None else default
+
+    return rp, SynthesisConfig(
+        rp_probability=pick("rp_probability", seeding.probability),
+        rp_thickness_layers=pick("rp_thickness_layers", seeding.thickness_layers),
+        rp_width_fraction=pick("rp_width_fraction", seeding.width_fraction),
+        temperature_k=pick("temperature_k", syn["temperature_k"]),
+        mc_sweeps=pick("mc_sweeps", syn["mc_sweeps"]),
     )
 
 

@@ -19,7 +19,7 @@ from segsim import species
 from segsim.config import ConfigError, SimulationConfig, loads_resolved
 from segsim.engine import KMCEngine, KMCState, MCEngine, MCState
 from segsim.io import hdf5
-from segsim.kernels.kmc import EV_EXPEL_CD, EVENT_TYPE_NAMES
+from segsim.kernels.kmc import EV_EXPEL_CD, EVENT_TYPE_NAMES, KP_REF
 from segsim.models import load_model
 from segsim.observers import cd_fraction_by_depth
 from segsim.progress import Progress
@@ -317,18 +317,84 @@ def initial_kmc_occupations(
     return occ
 
 
+def synthesise(
+    cfg: SimulationConfig, lattice: lat.Lattice, tables: Any, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the occupations and RP phase field of a freshly made NC.
+
+    Random Cd (and ``system.vacancy_fraction`` vacancies); without a ``synthesis`` section
+    that is all (no RP).  With it: one RP zone with probability ``rp_probability``
+    (:func:`segsim.rp.seed_zone`), then canonical MC of the Pb/Cd arrangement at the
+    synthesis temperature with the RP term (``mc_sweeps`` trial swaps per cation site), then
+    the quench (the arrangement is kept as is).  Every draw comes from ``rng``.
+    """
+    from segsim import rp as _rp
+
+    occ = initial_kmc_occupations(lattice, cfg.system.x_cd, cfg.system.vacancy_fraction, rng)
+    syn = cfg.synthesis
+    if syn is None:
+        return occ, _rp.empty_phase(lattice.n_sites)
+    seeding = _rp.RPSeeding(syn.rp_probability, syn.rp_thickness_layers, syn.rp_width_fraction)
+    phase = _rp.seed_zone(lattice, seeding, rng)
+    n_cat = int(np.count_nonzero(occ <= species.CD))
+    if syn.mc_sweeps and n_cat:
+        state = MCState.initial(occ, tables, phase)
+        mc = MCEngine(
+            tables, state, rng, temperature_k=syn.temperature_k, rp=cfg.rp, lattice=lattice
+        )
+        mc.advance(syn.mc_sweeps * n_cat)
+        occ = state.occupations
+    return occ, phase
+
+
+def kmc_parameter_vectors(
+    cfg: SimulationConfig, tables: Any, lattice: lat.Lattice, phase: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Return ``(kp during the treatment, kp of the aging, end of the treatment in s)``.
+
+    The RP term is on only if the NC has an RP zone.  The ligand-exchange treatment lowers
+    the RP switching barrier of surface-adjacent sites by ``rp_barrier_shift_ev`` for the
+    first ``treatment_duration_s`` of the run; without a treatment both vectors are equal
+    and the treatment ends at 0.
+    """
+    from segsim import kinetics
+    from segsim.rp import zone_mask
+
+    ligand = cfg.passivation.ligand
+    ref = kinetics.removal_reference_ev(tables, lattice)
+    rp = cfg.rp if zone_mask(phase).any() else None
+    common = {
+        "temperature_k": cfg.run.temperature_k,
+        "theta": ligand.theta,
+        "removal_ref_ev": ref,
+        "rp": rp,
+    }
+    kp = kinetics.parameter_vector(cfg.kinetics.params, **common)
+    shift = float(ligand.rp_barrier_shift_ev) if rp is not None else 0.0
+    t_treat = float(ligand.treatment_duration_s) if shift > 0 else 0.0
+    kp_treat = (
+        kinetics.parameter_vector(cfg.kinetics.params, **common, rp_shift_ev=shift)
+        if t_treat > 0
+        else kp
+    )
+    return kp_treat, kp, t_treat
+
+
 def _kmc_frame(engine: KMCEngine, lattice: lat.Lattice, a0: float) -> dict[str, Any]:
     from segsim import optics
+    from segsim.rp import rp_observables
 
     s = engine.state
     occ = s.occupations
     counts = s.counts_by_name()
     depth = lat.depth_from_occupations(lattice, occ)
     obs = optics.observables(occ, lattice.coords, a0_angstrom=a0)
+    rp_obs = rp_observables(occ, s.phase, lambda x: optics.vegard_a_angstrom(x, a0_angstrom=a0))
     return {
+        **rp_obs,
         "step": s.n_events,
         "time_s": s.time_s,
-        "energy_ev": engine.tables.total_energy(occ),
+        "energy_ev": engine.total_energy_ev(),
         "n_pb": int(np.count_nonzero(occ == species.PB)),
         "n_cd": int(np.count_nonzero(occ == species.CD)),
         "n_vac": int(np.count_nonzero(occ == species.VAC)),
@@ -343,7 +409,7 @@ def _kmc_frame(engine: KMCEngine, lattice: lat.Lattice, a0: float) -> dict[str, 
 
 def _kmc_checkpoint(engine: KMCEngine, frame: int, complete: bool) -> tuple[dict, dict]:
     s = engine.state
-    arrays = {"occupations": s.occupations, "counts": s.counts}
+    arrays = {"occupations": s.occupations, "counts": s.counts, "phase": s.phase}
     attrs = {
         "step": s.n_events,
         "time_s": s.time_s,
@@ -395,7 +461,6 @@ def run_kmc(
     """
     import time
 
-    from segsim import kinetics
     from segsim.progress import TimeProgress
 
     t_start = time.perf_counter()
@@ -407,11 +472,6 @@ def run_kmc(
     sink = hdf5.H5Sink(out_path)
     out = cfg.output
     ligand = cfg.passivation.ligand
-    params = cfg.kinetics.params
-    ref = kinetics.removal_reference_ev(tables, lattice)
-    kp = kinetics.parameter_vector(
-        params, temperature_k=cfg.run.temperature_k, theta=ligand.theta, removal_ref_ev=ref
-    )
     a0 = lattice.a_angstrom
     frame = 0
     if resume:
@@ -422,13 +482,16 @@ def run_kmc(
             n_events=int(attrs["step"]),
             counts=arrays["counts"].astype(np.int64),
             energy_ev=float(attrs["energy_ev"]),
+            phase=arrays["phase"].astype(np.uint8),
         )
         frame = int(attrs["frame"])
         sink.truncate_to_step(state.n_events)
     else:
-        occ = initial_kmc_occupations(lattice, cfg.system.x_cd, cfg.system.vacancy_fraction, rng)
-        state = KMCState.initial(occ, tables)
-    engine = KMCEngine(tables, lattice, state, rng, kp)
+        occ, phase = synthesise(cfg, lattice, tables, rng)
+        state = KMCState.initial(occ, tables, phase)
+    kp_treat, kp_age, t_treat = kmc_parameter_vectors(cfg, tables, lattice, state.phase)
+    ref = (float(kp_age[KP_REF]), float(kp_age[KP_REF + 1]))
+    engine = KMCEngine(tables, lattice, state, rng, kp_treat if state.time_s < t_treat else kp_age)
     total_s = cfg.run.duration_s
     n_frames = int(np.ceil(total_s / out.frame_interval_s - 1e-9))
 
@@ -444,13 +507,14 @@ def run_kmc(
                 "model_label": str(model.metadata.get("segsim_label", "")),
                 "ligand": ligand.name,
                 "theta": ligand.theta,
+                "treatment_end_s": t_treat,
                 "removal_reference_ev": np.asarray(ref),
                 "event_types": ",".join(EVENT_TYPE_NAMES),
             },
         )
         sink.append(
             _kmc_frame(engine, lattice, a0),
-            snapshot=(0, state.occupations) if out.snapshot_every_frames else None,
+            snapshot=(0, state.occupations, state.phase) if out.snapshot_every_frames else None,
             checkpoint=_kmc_checkpoint(engine, 0, total_s <= 0),
         )
 
@@ -459,6 +523,11 @@ def run_kmc(
         while frame < n_frames:
             t_next = min((frame + 1) * out.frame_interval_s, total_s)
             while state.time_s < t_next and not flag.stop:
+                if state.time_s < t_treat:  # the ligand exchange ends inside this frame
+                    engine.advance(min(t_next, t_treat), max_events=KMC_CHUNK_EVENTS)
+                    if state.time_s >= t_treat:
+                        engine.set_parameters(kp_age)
+                    continue
                 engine.advance(t_next, max_events=KMC_CHUNK_EVENTS)
                 x = state.counts[EV_EXPEL_CD]
                 bar.update_time(state.time_s, state.n_events, extra=f"Cd out {x}")
@@ -476,7 +545,7 @@ def run_kmc(
             ckpt = done or flag.stop or frame % out.checkpoint_every_frames == 0
             sink.append(
                 _kmc_frame(engine, lattice, a0),
-                snapshot=(state.n_events, state.occupations) if snap else None,
+                snapshot=(state.n_events, state.occupations, state.phase) if snap else None,
                 checkpoint=_kmc_checkpoint(engine, frame, done) if ckpt else None,
             )
             if flag.stop and not done:
@@ -505,6 +574,10 @@ def _obs_name(key: str) -> str:
     return "x_cd" if key == "x" else key
 
 
+#: RP observables written per frame (:func:`segsim.rp.rp_observables`).
+RP_OBSERVABLE_KEYS = ("rp_fraction", "has_rp", "x_rp", "x_pv", "a_rp_angstrom", "a_pv_angstrom")
+
+
 def _kmc_trace_shapes(lattice: lat.Lattice) -> dict[str, tuple[tuple[int, ...], str]]:
     from segsim import optics
 
@@ -515,6 +588,7 @@ def _kmc_trace_shapes(lattice: lat.Lattice) -> dict[str, tuple[tuple[int, ...], 
     shapes["event_counts"] = ((len(EVENT_TYPE_NAMES),), "i8")
     shapes["cd_fraction_by_depth"] = ((lattice.n_layers,), "f8")
     shapes.update({_obs_name(k): ((), "f8") for k in optics.OBSERVABLE_KEYS})
+    shapes.update(dict.fromkeys(RP_OBSERVABLE_KEYS, ((), "f8")))
     return shapes
 
 

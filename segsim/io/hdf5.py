@@ -11,6 +11,7 @@ Layout (``SCHEMA_VERSION`` 1)::
                               acceptance, n_accepted, cd_fraction_by_depth, ...
     /snapshots/step           steps of the occupation snapshots
     /snapshots/occupations    ``(n_snapshots, n_sites)`` uint8, gzip-compressed
+    /snapshots/phase          (KMC) the same shape, 1 = RP site, 0 = perovskite
     /checkpoint               latest state: datasets (occupations, ...) and attrs step,
                               rng_state (JSON of ``bit_generator.state``), complete (bool)
 
@@ -163,7 +164,8 @@ class H5Sink:
         frame
             ``name -> value`` for every trace dataset.
         snapshot
-            ``(step, occupations)`` to append to ``/snapshots``.
+            ``(step, occupations)`` or ``(step, occupations, phase)`` to append to
+            ``/snapshots`` (the phase as ``/snapshots/phase``, 1 = RP, 0 = perovskite).
         checkpoint
             ``(arrays, attrs)`` replacing ``/checkpoint``; ``attrs`` must contain ``step``.
         """
@@ -179,13 +181,22 @@ class H5Sink:
                 ds.resize(n + 1, axis=0)
                 ds[n] = value
             if snapshot is not None:
-                step, occ = snapshot
+                step, occ = snapshot[:2]
                 s, o = f["snapshots/step"], f["snapshots/occupations"]
                 n = s.shape[0]
                 s.resize(n + 1, axis=0)
                 o.resize(n + 1, axis=0)
                 s[n] = step
                 o[n] = occ
+                if len(snapshot) > 2:  # RP phase: stored as 1 = RP, 0 = perovskite
+                    if "phase" not in f["snapshots"]:
+                        f["snapshots"].create_dataset(
+                            "phase", shape=(0, o.shape[1]), maxshape=(None, o.shape[1]),
+                            dtype="u1", chunks=(1, o.shape[1]), compression="gzip",
+                        )  # fmt: skip
+                    ph = f["snapshots/phase"]
+                    ph.resize(n + 1, axis=0)
+                    ph[n] = np.asarray(snapshot[2]) == 1
             if checkpoint is not None:
                 _write_checkpoint(f, *checkpoint)
 
@@ -205,6 +216,8 @@ class H5Sink:
             keep_s = int(np.searchsorted(s, step, side="right"))
             f["snapshots/step"].resize(keep_s, axis=0)
             f["snapshots/occupations"].resize(keep_s, axis=0)
+            if "phase" in f["snapshots"]:
+                f["snapshots/phase"].resize(keep_s, axis=0)
 
 
 def _write_checkpoint(f: h5py.File, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:

@@ -133,9 +133,72 @@ def test_passivation_keeps_cd(tmp_path, ce_file):
     assert s.counts["hop_cd"] + s.counts["hop_pb"] > 0
 
 
+def _rp_input(ce_file):
+    """6 B sites per edge, an RP zone for sure, a treatment (DDABr) ending at 120 s."""
+    return kmc_input(
+        ce_file,
+        system={"edge_nm": 3.6, "vacancy_fraction": 0.01},
+        run={"duration_s": 400.0, "temperature_k": 298.0},
+        kinetics={
+            "e_kra_pb_ev": 0.75,
+            "e_kra_cd_ev": 0.70,
+            "e_exp_cd_ev": 0.80,
+            "e_exp_pb_ev": 1.0,
+            "e_rec_ev": 0.80,
+        },
+        rp={"e_rp_a_ev": 0.88, "eps_rp_ev": 0.08, "eta_ev": 0.05},
+        synthesis={"rp_probability": 1.0, "mc_sweeps": 50, "rp_width_fraction": 1.0},
+        passivation={"ligand": "ddabr"},
+        output={"frame_interval_s": 40.0, "snapshot_every_frames": 1},
+    )
+
+
+def test_kmc_with_rp_synthesis_treatment_and_resume(tmp_path, ce_file):
+    cfg = load(write_yaml(tmp_path / "rp.yaml", _rp_input(ce_file)))
+    assert cfg.synthesis.temperature_k == 343.0  # default from potentials/rp.yaml
+    ref = tmp_path / "ref.h5"
+    driver.run_kmc(cfg, ref, progress=False)
+    tr = hdf5.read_trace(ref)
+    import h5py
+
+    with h5py.File(ref) as f:
+        assert f["metadata"].attrs["treatment_end_s"] == pytest.approx(120.0)
+        phase = f["snapshots/phase"][:]
+        occs = f["snapshots/occupations"][:]
+    assert tr["has_rp"][0] == 1.0
+    assert tr["rp_fraction"][0] > 0.2  # two layers under a whole face of a 6^3 NC
+    assert tr["rp_fraction"][-1] < tr["rp_fraction"][0]  # RP relaxes, fastest in treatment
+    assert tr["event_counts"][-1][5] > 0
+    assert np.all(phase[:, occs[0] == species.OUT] == 0)
+    # Frame energies include E_RP: equal to a full recompute of each snapshot.
+    from segsim.rp import rp_energy_ev
+
+    _, lattice, tables = driver.build_system(cfg)
+    ck = hdf5.read_checkpoint(ref)
+    e_last = tables.total_energy(ck[0]["occupations"]) + rp_energy_ev(
+        ck[0]["occupations"], ck[0]["phase"], lattice.nn, cfg.rp
+    )
+    assert tr["energy_ev"][-1] == pytest.approx(e_last, abs=1e-9)
+    # Stop during the treatment (at 80 s) and resume: identical to the uninterrupted run.
+    part = tmp_path / "part.h5"
+    with pytest.raises(driver.Interrupted):
+        driver.run_kmc(cfg, part, progress=False, stop_at_time_s=70.0)
+    assert main(["run", "-q", "--resume", str(part)]) == 0
+    a, b = hdf5.read_trace(ref), hdf5.read_trace(part)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    with h5py.File(ref) as fa, h5py.File(part) as fb:
+        np.testing.assert_array_equal(fa["snapshots/phase"][:], fb["snapshots/phase"][:])
+        np.testing.assert_array_equal(fa["checkpoint/phase"][:], fb["checkpoint/phase"][:])
+
+
 @pytest.mark.parametrize(
     ("section", "values", "needle"),
     [
+        ("synthesis", {"rp_probability": 1.5}, "synthesis.rp_probability"),
+        ("synthesis", {"rp_width_fraction": 0.0}, "synthesis.rp_width_fraction"),
+        ("rp", {"e_rp_a_ev": -0.1}, "rp.e_rp_a_ev"),
+        ("rp", {"zeta": 1.0}, "rp.zeta"),
         ("passivation", {"ligand": "nonsense"}, "passivation.ligand"),
         ("kinetics", {"e_kra_cd_ev": -1.0}, "kinetics.e_kra_cd_ev"),
         ("kinetics", {"hop": "yes"}, "kinetics.hop"),
