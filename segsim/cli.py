@@ -91,6 +91,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Run the published six-treatment aging experiment on an NC ensemble."""
+    from segsim.reproduce import TREATMENTS, ReproduceError, ReproduceOptions, reproduce
+
+    treatments = (
+        tuple(t for t in args.treatments.split(",") if t) if args.treatments else TREATMENTS
+    )
+    opts = ReproduceOptions(
+        n_ncs=args.n_ncs,
+        seed=args.seed,
+        duration_days=args.days,
+        frame_interval_days=args.frame_days,
+        treatments=treatments,
+        model=str(Path(args.model).resolve()),
+        params=str(Path(args.params).resolve()) if args.params else None,
+        edge_mean_nm=args.edge_mean_nm,
+        edge_std_nm=args.edge_std_nm,
+    )
+    try:
+        reproduce(opts, args.output, force=args.force, quiet=args.quiet)
+    except ReproduceError as exc:
+        return _fail(str(exc))
+    return EXIT_OK
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Summarise a result file."""
     from segsim.io.hdf5 import summarize
@@ -196,6 +221,7 @@ def default_model_path() -> Path:
 #: Subcommand table: name -> (handler, one-line help).
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "run": (cmd_run, "run a simulation from a YAML input (or --resume a result file)"),
+    "reproduce": (cmd_reproduce, "the published 14-day aging of six treatments, on an NC ensemble"),
     "validate": (cmd_validate, "check YAML inputs without running them"),
     "info": (cmd_info, "summarise a result file"),
     "bench": (cmd_bench, "benchmarks (speed ratios against reference codes)"),
@@ -223,6 +249,31 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="SECONDS",
                 help="stop cleanly with a checkpoint after this much wall time",
             )
+        elif name == "reproduce":
+            sp.add_argument("-n", "--n-ncs", type=int, default=2, help="NCs per treatment (2)")
+            sp.add_argument("--seed", type=int, default=2021, help="ensemble seed (2021)")
+            sp.add_argument("-o", "--output", default="reproduce", help="output folder")
+            sp.add_argument("--days", type=float, default=14.0, help="aging time (14 days)")
+            sp.add_argument(
+                "--frame-days", type=float, default=0.25, help="frame interval (0.25 days)"
+            )
+            sp.add_argument(
+                "--treatments", help="comma-separated subset (default: all six treatments)"
+            )
+            sp.add_argument(
+                "--model",
+                default=str(default_model_path()),
+                help="cluster-expansion file (default: the shipped model)",
+            )
+            sp.add_argument("--params", help="parameter file written by `segsim calibrate`")
+            sp.add_argument(
+                "--edge-mean-nm", type=float, default=12.1, help="mean NC edge (12.1 nm, TEM)"
+            )
+            sp.add_argument(
+                "--edge-std-nm", type=float, default=1.4, help="edge standard deviation (1.4 nm)"
+            )
+            sp.add_argument("--force", action="store_true", help="start over in the folder")
+            sp.add_argument("-q", "--quiet", action="store_true", help="only errors")
         elif name == "train":
             sp.add_argument("input", help="training YAML (e.g. inputs/train.yaml)")
             sp.add_argument("-q", "--quiet", action="store_true", help="no per-structure lines")

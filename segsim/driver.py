@@ -380,6 +380,19 @@ def kmc_parameter_vectors(
     return kp_treat, kp, t_treat
 
 
+def kmc_frame_times(total_s: float, interval_s: float, t_treat_s: float = 0.0) -> np.ndarray:
+    """Return the frame times (s) of a KMC run: 0, every ``interval_s``, the end.
+
+    The end of a ligand-exchange treatment (``t_treat_s`` > 0) is a frame time as well: it is
+    the "fresh" state measured after the exchange, and the rates switch there.
+    """
+    n = int(np.ceil(total_s / interval_s - 1e-9))
+    grid = [min(k * interval_s, total_s) for k in range(n + 1)]
+    if 0.0 < t_treat_s < total_s:
+        grid.append(t_treat_s)
+    return np.unique(np.asarray(grid, dtype=np.float64))
+
+
 def _kmc_frame(engine: KMCEngine, lattice: lat.Lattice, a0: float) -> dict[str, Any]:
     from segsim import optics
     from segsim.rp import rp_observables
@@ -493,7 +506,8 @@ def run_kmc(
     ref = (float(kp_age[KP_REF]), float(kp_age[KP_REF + 1]))
     engine = KMCEngine(tables, lattice, state, rng, kp_treat if state.time_s < t_treat else kp_age)
     total_s = cfg.run.duration_s
-    n_frames = int(np.ceil(total_s / out.frame_interval_s - 1e-9))
+    times = kmc_frame_times(total_s, out.frame_interval_s, t_treat)
+    n_frames = len(times) - 1
 
     if not resume:
         sink.create(
@@ -521,13 +535,8 @@ def run_kmc(
     bar = TimeProgress(total_s, start_s=state.time_s, enabled=progress)
     with _StopFlag() as flag:
         while frame < n_frames:
-            t_next = min((frame + 1) * out.frame_interval_s, total_s)
+            t_next = times[frame + 1]
             while state.time_s < t_next and not flag.stop:
-                if state.time_s < t_treat:  # the ligand exchange ends inside this frame
-                    engine.advance(min(t_next, t_treat), max_events=KMC_CHUNK_EVENTS)
-                    if state.time_s >= t_treat:
-                        engine.set_parameters(kp_age)
-                    continue
                 engine.advance(t_next, max_events=KMC_CHUNK_EVENTS)
                 x = state.counts[EV_EXPEL_CD]
                 bar.update_time(state.time_s, state.n_events, extra=f"Cd out {x}")
@@ -539,6 +548,8 @@ def run_kmc(
                 raise _kmc_interrupted(state, out_path)
             frame += 1
             done = frame >= n_frames
+            if state.time_s >= t_treat and engine.kp is kp_treat and kp_treat is not kp_age:
+                engine.set_parameters(kp_age)  # the ligand exchange is over (a frame time)
             if stop_at_time_s is not None and state.time_s >= stop_at_time_s:
                 flag.stop = True
             snap = out.snapshot_every_frames and (frame % out.snapshot_every_frames == 0 or done)

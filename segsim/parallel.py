@@ -1,0 +1,112 @@
+"""Task parallelism over MPI ranks: the only module of segsim that imports mpi4py.
+
+segsim's parallel work is embarrassingly parallel (independent NCs, treatments, sweep
+points), so the model is a static task list that every rank builds identically; rank ``r`` of
+``n`` runs tasks ``r, r + n, r + 2n, ...`` and writes only its own files, never a shared one
+(parallel HDF5 is not available from wheels).  Rank 0 joins the results after a barrier.
+
+Without mpi4py, or when started without ``mpiexec`` (a world of one rank), everything runs
+serially through the same code path.  Random streams never depend on the rank: each task
+carries its own seed, spawned from the user's seed with ``numpy.random.SeedSequence.spawn``,
+so per-task results do not depend on the number of ranks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class World:
+    """The ranks of this job (``size == 1`` and ``comm is None`` when serial)."""
+
+    rank: int
+    size: int
+    comm: Any = None
+
+    @property
+    def is_root(self) -> bool:
+        """True on rank 0 (the rank that joins results and prints tables)."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        """Wait for every rank (no-op when serial)."""
+        if self.comm is not None:
+            self.comm.Barrier()
+
+    def gather(self, obj: Any) -> list[Any] | None:
+        """Gather one picklable object per rank on rank 0 (``[obj]`` when serial)."""
+        if self.comm is None:
+            return [obj]
+        return self.comm.gather(obj, root=0)
+
+    def bcast(self, obj: Any) -> Any:
+        """Broadcast rank 0's ``obj`` to every rank."""
+        if self.comm is None:
+            return obj
+        return self.comm.bcast(obj, root=0)
+
+    def my_tasks(self, tasks: Sequence[T]) -> list[T]:
+        """Return this rank's share of ``tasks`` (round-robin, the same list on every rank)."""
+        return list(tasks[self.rank :: self.size])
+
+
+def _launched_by_mpi() -> bool:
+    """Return True if an MPI launcher started this process (else MPI is not imported)."""
+    keys = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
+    return any(k in os.environ for k in keys)
+
+
+def world(*, force_serial: bool = False) -> World:
+    """Return the job's :class:`World`.
+
+    mpi4py is imported only when an MPI launcher (``mpiexec``/``srun``) started the process
+    and ``force_serial`` is false; otherwise, and if mpi4py is not installed, the world is a
+    single serial rank.  ``pip install -e ".[mpi]"`` brings mpi4py and MPICH.
+    """
+    if force_serial or not _launched_by_mpi():
+        return World(0, 1)
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return World(0, 1)
+    comm = MPI.COMM_WORLD
+    if comm.Get_size() == 1:
+        return World(0, 1)
+    return World(comm.Get_rank(), comm.Get_size(), comm)
+
+
+def run_tasks(w: World, tasks: Sequence[T], fn: Callable[[T], R]) -> list[R] | None:
+    """Run ``fn`` on this rank's tasks; return all results in task order on rank 0.
+
+    Other ranks return ``None``.  An exception in any task is re-raised on its rank after the
+    others finish their share, so that no rank waits forever at the gather.
+    """
+    mine: list[tuple[int, Any]] = []
+    error: BaseException | None = None
+    for k in range(w.rank, len(tasks), w.size):
+        try:
+            mine.append((k, fn(tasks[k])))
+        except Exception as exc:  # noqa: BLE001  (re-raised after the gather: no hang)
+            error = exc
+            break
+    gathered = w.gather((mine, repr(error) if error else None))
+    if error is not None:
+        raise error
+    if not w.is_root:
+        return None
+    assert gathered is not None
+    failed = [e for _, e in gathered if e]
+    if failed:
+        raise RuntimeError(f"a task failed on another rank: {failed[0]}")
+    out: list[Any] = [None] * len(tasks)
+    for part, _ in gathered:
+        for k, r in part:
+            out[k] = r
+    return out
