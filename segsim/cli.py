@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from segsim import __version__
 from segsim.units import SECONDS_PER_DAY
@@ -93,26 +94,56 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Run the published six-treatment aging experiment on an NC ensemble."""
-    from segsim.reproduce import TREATMENTS, ReproduceError, ReproduceOptions, reproduce
+    from segsim.reproduce import TREATMENTS, ReproduceError, reproduce
 
     treatments = (
         tuple(t for t in args.treatments.split(",") if t) if args.treatments else TREATMENTS
     )
-    opts = ReproduceOptions(
+    try:
+        opts = _ensemble_options(args, treatments)
+        reproduce(opts, args.output, force=args.force, quiet=args.quiet)
+    except ReproduceError as exc:
+        return _fail(str(exc))
+    return EXIT_OK
+
+
+def _ensemble_options(args: argparse.Namespace, treatments: tuple[str, ...]) -> Any:
+    """Return the ensemble options shared by ``reproduce`` and ``calibrate``."""
+    from segsim.reproduce import ReproduceOptions
+
+    return ReproduceOptions(
         n_ncs=args.n_ncs,
         seed=args.seed,
         duration_days=args.days,
         frame_interval_days=args.frame_days,
         treatments=treatments,
         model=str(Path(args.model).resolve()),
-        params=str(Path(args.params).resolve()) if args.params else None,
+        params=str(Path(args.params).resolve()) if getattr(args, "params", None) else None,
         edge_mean_nm=args.edge_mean_nm,
         edge_std_nm=args.edge_std_nm,
     )
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Fit kinetic defaults and ligand coverages to the published aging targets."""
+    from segsim.calibrate import CalibrateError, CalibrateOptions, calibrate
+    from segsim.reproduce import TREATMENTS, ReproduceError
+
+    treatments = (
+        tuple(t for t in args.treatments.split(",") if t) if args.treatments else TREATMENTS
+    )
     try:
-        reproduce(opts, args.output, force=args.force, quiet=args.quiet)
-    except ReproduceError as exc:
+        opts = CalibrateOptions(
+            ensemble=_ensemble_options(args, treatments),
+            n_iter=args.iterations,
+            targets=args.targets,
+        )
+        doc = calibrate(opts, args.output, quiet=args.quiet)
+    except (CalibrateError, ReproduceError) as exc:
         return _fail(str(exc))
+    if not args.quiet:
+        print(f"wrote {args.output} ({doc['calibration']['wall_s']} s); use it with "
+              f"`segsim reproduce --params {args.output}`")  # fmt: skip
     return EXIT_OK
 
 
@@ -222,6 +253,7 @@ def default_model_path() -> Path:
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "run": (cmd_run, "run a simulation from a YAML input (or --resume a result file)"),
     "reproduce": (cmd_reproduce, "the published 14-day aging of six treatments, on an NC ensemble"),
+    "calibrate": (cmd_calibrate, "fit kinetic defaults and ligand coverages to the aging targets"),
     "validate": (cmd_validate, "check YAML inputs without running them"),
     "info": (cmd_info, "summarise a result file"),
     "bench": (cmd_bench, "benchmarks (speed ratios against reference codes)"),
@@ -249,10 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="SECONDS",
                 help="stop cleanly with a checkpoint after this much wall time",
             )
-        elif name == "reproduce":
+        elif name in ("reproduce", "calibrate"):
             sp.add_argument("-n", "--n-ncs", type=int, default=2, help="NCs per treatment (2)")
             sp.add_argument("--seed", type=int, default=2021, help="ensemble seed (2021)")
-            sp.add_argument("-o", "--output", default="reproduce", help="output folder")
             sp.add_argument("--days", type=float, default=14.0, help="aging time (14 days)")
             sp.add_argument(
                 "--frame-days", type=float, default=0.25, help="frame interval (0.25 days)"
@@ -265,15 +296,25 @@ def build_parser() -> argparse.ArgumentParser:
                 default=str(default_model_path()),
                 help="cluster-expansion file (default: the shipped model)",
             )
-            sp.add_argument("--params", help="parameter file written by `segsim calibrate`")
             sp.add_argument(
                 "--edge-mean-nm", type=float, default=12.1, help="mean NC edge (12.1 nm, TEM)"
             )
             sp.add_argument(
                 "--edge-std-nm", type=float, default=1.4, help="edge standard deviation (1.4 nm)"
             )
-            sp.add_argument("--force", action="store_true", help="start over in the folder")
             sp.add_argument("-q", "--quiet", action="store_true", help="only errors")
+            if name == "reproduce":
+                sp.add_argument("-o", "--output", default="reproduce", help="output folder")
+                sp.add_argument("--params", help="parameter file written by `segsim calibrate`")
+                sp.add_argument("--force", action="store_true", help="start over in the folder")
+            else:
+                sp.add_argument(
+                    "-o", "--output", default="calibrated.yaml", help="parameter file to write"
+                )
+                sp.add_argument(
+                    "--iterations", type=int, default=8, help="evaluations per 1-D search (8)"
+                )
+                sp.add_argument("--targets", help="targets file (potentials/aging_targets.yaml)")
         elif name == "train":
             sp.add_argument("input", help="training YAML (e.g. inputs/train.yaml)")
             sp.add_argument("-q", "--quiet", action="store_true", help="no per-structure lines")

@@ -1,0 +1,264 @@
+"""``segsim calibrate``: fit kinetic defaults and ligand coverages to the aging targets.
+
+What is fitted, to what, and why in this order (each target constrains its own parameter,
+so the fit is a sequence of one-dimensional bounded searches, not one joint optimisation):
+
+1. ``rp.e_rp_a_ev`` (RP switching barrier, bounds 0.9-1.4 eV) <- "RP domains in pristine NCs
+   are gone after 6 days": the largest barrier for which no pristine NC of the calibration
+   ensemble has an RP domain left at day 6 (bisection).  A larger barrier keeps RP longer.
+2. ``kinetics.e_exp_cd_ev`` (Cd expulsion barrier, bounds 0.85-1.20 eV) <- the pristine PL
+   peak at day 14 (~510 nm), with theta(pristine) held at its library value: pristine's
+   14-day PL constrains only the product (1 - theta) exp(-E_exp(Cd)/kT), so one of the two
+   must be fixed; the barrier is the global one (shared by all ligands).
+3. ``ligands.<name>.theta`` for each exchange treatment (bounds 0-0.9999) <- that treatment's
+   PL at day 14.  Given the global barriers, a ligand's theta is the only parameter its PL
+   trace depends on.
+
+Objective of the searches 2-3: the squared miss of the 14-day PL *shift*,
+``((PL14 - PL0)_model - (PL14 - PL_fresh)_published)^2`` in nm^2 for the treatment concerned,
+the model values being ensemble PL peaks (mean in eV) of ``n_ncs`` NCs.  The shift, not the
+absolute peak, is fitted because the fresh peak (476-485 nm measured, 476 nm in the model at
+x = 0.25) is set by the composition and the optics table, not by any kinetic parameter.  Every
+evaluation uses the same NCs (common random numbers: seeds from ``SeedSequence(seed)``), so the
+objective is a deterministic function of the parameters and the fit is reproducible with the
+seed.  Golden-section search on ``log10(1 - theta)`` resp. the barrier, ``n_iter`` steps; when
+the target lies outside what the model can reach, the search ends at a bound and the report
+says so (the fitted value is then the closest the model gets, not a match).
+
+Physically plausible ranges: barriers as above (computed halide-perovskite migration and
+dissolution barriers, MODEL.md), nu stays at its default (1e12-1e13 1/s, not fitted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segsim.reproduce import (
+    HC_EV_NM,
+    ReproduceOptions,
+    load_targets,
+    make_tasks,
+    run_task,
+)
+
+GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+class CalibrateError(ValueError):
+    """Bad options (one line)."""
+
+
+@dataclass(frozen=True)
+class CalibrateOptions:
+    """Options of ``segsim calibrate`` (see :class:`segsim.reproduce.ReproduceOptions`)."""
+
+    ensemble: ReproduceOptions
+    n_iter: int = 8
+    targets: str | None = None  # default potentials/aging_targets.yaml
+    fit_rp: bool = True
+    fit_e_exp: bool = True
+
+
+def _pl14(opts: ReproduceOptions, params: dict[str, Any], treatment: str, workdir: Path) -> dict:
+    """Run the ensemble of one treatment with ``params``; return PL and RP at the report days."""
+    from segsim import parallel
+
+    o = replace(opts, treatments=(treatment,), params=None)
+    days = [0.0, 6.0, opts.duration_days] if opts.duration_days > 6 else [0.0, opts.duration_days]
+    tag = hashlib.sha1(repr(sorted(_flat(params).items())).encode()).hexdigest()[:12]
+    tasks = make_tasks(o, workdir / f"eval_{tag}")
+    (workdir / f"eval_{tag}" / "ncs").mkdir(parents=True, exist_ok=True)
+    w = parallel.world()
+    res = parallel.run_tasks(w, tasks, lambda t: run_task(t, o, params, days, None))
+    res = w.bcast(res)
+    pl = HC_EV_NM / np.mean([HC_EV_NM / r.pl_nm[-1] for r in res])
+    return {
+        "pl14_nm": float(pl),
+        "pl0_nm": float(HC_EV_NM / np.mean([HC_EV_NM / r.pl_nm[0] for r in res])),
+        "rp_day6": float(np.mean([r.has_rp[1] for r in res])) if len(days) == 3 else math.nan,
+        "rp_day0": float(np.mean([r.has_rp[0] for r in res])),
+        "x14": float(np.mean([r.x_cd[-1] for r in res])),
+    }
+
+
+def _flat(params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for sec, d in params.items():
+        for k, v in (d or {}).items():
+            if isinstance(v, dict):
+                for kk, vv in v.items():
+                    out[f"{sec}.{k}.{kk}"] = vv
+            else:
+                out[f"{sec}.{k}"] = v
+    return out
+
+
+def golden_section(f: Any, lo: float, hi: float, n_iter: int) -> tuple[float, float, list]:
+    """Minimise ``f`` on ``[lo, hi]`` by golden-section search; return (x, f(x), history).
+
+    The bounds themselves are evaluated too, so a monotonic objective ends at a bound.
+    """
+    hist: list[tuple[float, float]] = []
+
+    def ev(x: float) -> float:
+        y = float(f(x))
+        hist.append((x, y))
+        return y
+
+    a, b = lo, hi
+    c = b - GOLDEN * (b - a)
+    d = a + GOLDEN * (b - a)
+    fc, fd = ev(c), ev(d)
+    for _ in range(max(0, n_iter - 2)):
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - GOLDEN * (b - a)
+            fc = ev(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + GOLDEN * (b - a)
+            fd = ev(d)
+    for x in (lo, hi):
+        ev(x)
+    x, y = min(hist, key=lambda p: p[1])
+    return x, y, hist
+
+
+def calibrate(
+    opts: CalibrateOptions, out_path: str | Path, *, quiet: bool = False
+) -> dict[str, Any]:
+    """Run the calibration; write the parameter file ``out_path`` (YAML) and return it."""
+    import yaml
+
+    from segsim.passivation import load_library
+
+    ens = opts.ensemble
+    ens.check()
+    if opts.n_iter < 2:
+        raise CalibrateError(f"--iterations must be >= 2 (got {opts.n_iter})")
+    targets = load_targets(opts.targets)
+    pub = targets["treatments"]
+    library = load_library()
+    t_start = time.perf_counter()
+    params: dict[str, Any] = {"kinetics": {}, "rp": {}, "ligands": {}}
+    report: dict[str, Any] = {}
+
+    def say(msg: str) -> None:
+        if not quiet:
+            print(msg, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="segsim-calibrate-") as tmp:
+        work = Path(tmp)
+        if opts.fit_rp and "pristine" in ens.treatments and ens.duration_days > 6:
+            from segsim.rp import load_rp_defaults
+
+            e_lo, e_hi = 0.9, 1.4
+            any_rp = False
+            for _ in range(opts.n_iter):
+                mid = 0.5 * (e_lo + e_hi)
+                r = _pl14(ens, {**params, "rp": {"e_rp_a_ev": mid}}, "pristine", work)
+                any_rp = any_rp or r["rp_day0"] > 0
+                if r["rp_day6"] > 0:
+                    e_hi = mid
+                else:
+                    e_lo = mid
+            default = load_rp_defaults()[0].e_rp_a_ev
+            if any_rp:
+                params["rp"] = {"e_rp_a_ev": round(e_lo, 4)}
+            report["rp.e_rp_a_ev"] = {
+                "target": "no RP domain left in pristine NCs at day 6",
+                "value": params["rp"]["e_rp_a_ev"] if any_rp else default,
+                "constrained": any_rp,
+                "default": default,
+            }
+            if any_rp:
+                say(f"rp.e_rp_a_ev = {e_lo:.3f} eV (the largest barrier with RP gone by day 6)")
+            else:
+                say("rp.e_rp_a_ev: not constrained (no NC of the ensemble has an RP domain)")
+        if opts.fit_e_exp and "pristine" in ens.treatments:
+            target = _shift(pub["pristine"])
+
+            def f_exp(e: float) -> float:
+                p = {**params, "kinetics": {**params["kinetics"], "e_exp_cd_ev": e}}
+                r = _pl14(ens, p, "pristine", work)
+                return (r["pl14_nm"] - r["pl0_nm"] - target) ** 2
+
+            x, y, _ = golden_section(f_exp, 0.85, 1.20, opts.n_iter)
+            params["kinetics"]["e_exp_cd_ev"] = round(x, 4)
+            report["kinetics.e_exp_cd_ev"] = _entry(
+                "pristine PL shift over 14 days", target, x, y, (0.85, 1.20)
+            )
+            say(f"kinetics.e_exp_cd_ev = {x:.3f} eV, pristine PL-shift miss {math.sqrt(y):.1f} nm")
+        for t in ens.treatments:
+            if t == "pristine":
+                continue
+            target = _shift(pub[t])
+
+            def f_theta(lg: float, t: str = t, target: float = target) -> float:
+                p = {**params, "ligands": {**params["ligands"], t: {"theta": 1.0 - 10.0**lg}}}
+                r = _pl14(ens, p, t, work)
+                return (r["pl14_nm"] - r["pl0_nm"] - target) ** 2
+
+            lg, y, _ = golden_section(f_theta, -4.0, 0.0, opts.n_iter)
+            theta = round(1.0 - 10.0**lg, 6)
+            params["ligands"][t] = {"theta": theta}
+            report[f"ligands.{t}.theta"] = _entry(
+                f"{t} PL shift over 14 days", target, theta, y, (0.0, 0.9999),
+                prior=library[t].theta,
+            )  # fmt: skip
+            say(f"ligands.{t}.theta = {theta:.4f}, PL-shift miss {math.sqrt(y):.1f} nm")
+    doc = {
+        "calibration": {
+            "targets": str(opts.targets or "potentials/aging_targets.yaml"),
+            "ensemble": asdict(ens),
+            "objective": "((PL14 - PL0)_model - (PL14 - PL_fresh)_published)^2 per treatment, nm^2",
+            "iterations": opts.n_iter,
+            "wall_s": round(time.perf_counter() - t_start, 1),
+            "fits": report,
+        },
+        **{k: v for k, v in params.items() if v},
+    }
+    from segsim import parallel
+
+    if parallel.world().is_root:
+        out_path = Path(out_path)
+        tmp_out = out_path.with_name(out_path.name + ".part")
+        tmp_out.write_text(yaml.safe_dump(doc, sort_keys=False))
+        tmp_out.replace(out_path)
+    return doc
+
+
+def _shift(pub: dict[str, Any]) -> float:
+    """Return the published PL shift over 14 days (nm)."""
+    return float(pub["pl_day14_nm"]) - float(pub["pl_fresh_nm"])
+
+
+def _entry(
+    target_name: str,
+    target: float,
+    value: float,
+    sq_miss: float,
+    bounds: tuple[float, float],
+    prior: float | None = None,
+) -> dict[str, Any]:
+    miss = math.sqrt(sq_miss)
+    at_bound = min(abs(value - bounds[0]), abs(value - bounds[1])) < 1e-3 * (bounds[1] - bounds[0])
+    out = {
+        "target": f"{target_name} = {target:g} nm",
+        "value": float(value),
+        "miss_nm": round(miss, 2),
+        "bounds": list(bounds),
+        "reached": bool(miss < 2.0),
+        "at_bound": bool(at_bound),
+    }
+    if prior is not None:
+        out["library_value"] = prior
+    return out
