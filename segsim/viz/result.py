@@ -116,8 +116,12 @@ class Result:
         return int(np.argmin(np.abs(self.snapshot_axis() - t)))
 
     def time_text(self, value: float) -> str:
-        """Format a value of the time axis (``"3.50 d"`` or ``"step 20000"``)."""
-        return f"{value:.2f} d" if self.is_kmc else f"step {round(value)}"
+        """Format a value of the time axis (``"3.50 d"``, ``"1.5 s"`` or ``"step 20000"``)."""
+        if not self.is_kmc:
+            return f"step {round(value)}"
+        if value == 0 or abs(value) >= 0.01:
+            return f"{value:.2f} d"
+        return f"{value * SECONDS_PER_DAY:.3g} s"
 
     # ------------------------------------------------------------------ snapshots
     def require_snapshots(self) -> None:
