@@ -30,9 +30,14 @@ metadata", "Simulation box")::
           |    \-- value: Integer[variable][N]    hard link to /snapshots/occupations
           \-- (rp)                        the same for /snapshots/phase (1 = RP), if present
 
+Files whose ``/lattice`` lacks ``coords``, ``a_angstrom`` or ``shape`` (bare test files) get a
+box with boundary ``none`` and no edges, and no ``position``, which the specification allows.
+``step`` is the MC step or the KMC event count; a KMC snapshot taken after a frame without
+events repeats the previous count (non-decreasing, as "monotonically increasing" allows),
+while its ``time`` still increases.
+
 Species codes are those of :mod:`segsim.species` (0 Pb, 1 Cd, 2 V, 3 O); the ``species``
-group carries them as the non-specified attribute ``codes``.  ``step`` is the MC step or the
-number of KMC events.  ``time`` is written only for KMC runs: H5MD 1.1 makes ``time``
+group carries them as the non-specified attribute ``codes``.  ``time`` is written only for KMC runs: H5MD 1.1 makes ``time``
 optional (proposal 100, "Storage of time information", accepted in 1.1) precisely so that
 Monte Carlo trajectories need not invent one.  All strings are fixed-length, as the
 specification asks for ``name``, ``version`` and ``boundary``.
@@ -89,15 +94,16 @@ def _create(f: h5py.File) -> None:
     creator.attrs["version"] = _fixed(__version__)
 
     lat = f["lattice"]
-    a = float(lat.attrs["a_angstrom"])
-    shape = np.asarray(lat.attrs["shape"], dtype=np.float64)
     grp = f.create_group(PARTICLES_GROUP)
     box = grp.create_group("box")
     box.attrs["dimension"] = np.int32(3)
-    box.attrs["boundary"] = np.array([b"periodic"] * 3, dtype="S8")
-    box.create_dataset("edges", data=shape * a)
-    grp.create_dataset("position", data=lat["coords"][()].astype(np.float64) * a)
-
+    if {"a_angstrom", "shape"} <= set(lat.attrs) and "coords" in lat:
+        a = float(lat.attrs["a_angstrom"])
+        box.attrs["boundary"] = np.array([b"periodic"] * 3, dtype="S8")
+        box.create_dataset("edges", data=np.asarray(lat.attrs["shape"], dtype=np.float64) * a)
+        grp.create_dataset("position", data=lat["coords"][()].astype(np.float64) * a)
+    else:  # no geometry stored (bare test files): an open box without edges, no positions
+        box.attrs["boundary"] = np.array([b"none"] * 3, dtype="S8")
     elem = grp.create_group("species")
     elem.attrs["codes"] = _fixed(", ".join(f"{n}={i}" for i, n in enumerate(species.NAMES)))
     elem["step"] = f["snapshots/step"]
