@@ -40,14 +40,30 @@ DPI: int = 120
 SPECIES_COLORS: tuple[str, ...] = ("#8c8c8c", "#1f77b4", "#000000", "#f4f1e8")
 
 
-def new_figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] = (6.0, 4.0)) -> Any:
-    """Return ``(figure, axes)`` on a non-interactive Agg canvas (no pyplot, no display)."""
+def new_figure(
+    nrows: int = 1,
+    ncols: int = 1,
+    *,
+    size: tuple[float, float] = (6.0, 4.0),
+    width_ratios: Sequence[float] | None = None,
+) -> Any:
+    """Return ``(figure, axes)`` on a non-interactive Agg canvas (no pyplot, no display).
+
+    Parameters
+    ----------
+    nrows, ncols
+        Grid of axes (a single axes is returned unwrapped, as ``Figure.subplots`` does).
+    size
+        Size of one panel in inches (the figure is ``ncols`` by ``nrows`` panels).
+    width_ratios
+        Relative panel widths, as in ``Figure.subplots``.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols)
+    axes = fig.subplots(nrows, ncols, width_ratios=width_ratios)
     return fig, axes
 
 
@@ -169,6 +185,7 @@ def plot_slice(results: Sequence[Result], times: Sequence[float] | None = None) 
     """Mid-plane species map and RP map at the chosen times (one row per file and time)."""
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     rows = []
     for r, label in zip(results, labels(results), strict=True):
@@ -190,6 +207,8 @@ def plot_slice(results: Sequence[Result], times: Sequence[float] | None = None) 
         )
         ax_rp.set_title(f"RP phase ({int(rp.sum())} sites in this plane)", fontsize=8)
         for ax in (ax_s, ax_rp):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("x (sites)")
             ax.set_ylabel("y (sites)")
     handles = [Patch(color=c, label=n) for c, n in zip(SPECIES_COLORS, species.NAMES, strict=True)]

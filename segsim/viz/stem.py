@@ -202,7 +202,7 @@ def region_table(columns: ColumnMap, a0_angstrom: float) -> list[dict[str, float
 
 def _distance_text(row: dict[str, float | int | str]) -> str:
     d = float(row["column_distance_angstrom"])
-    return "no columns" if math.isnan(d) else f"mean column distance {d:.3f} Å"
+    return "" if math.isnan(d) else f", mean column distance {d:.3f} Å"
 
 
 def write_stem(
@@ -249,7 +249,7 @@ def write_stem(
     columns = column_regions(result, i, beam, cd_rich_x=cd_rich_x)
     rows = region_table(columns, result.lattice.a_angstrom)
 
-    fig, (ax_img, ax_map) = new_figure(1, 2, size=(4.6, 4.4))
+    fig, (ax_img, ax_map) = new_figure(1, 2, size=(4.2, 5.0), width_ratios=(1.6, 1.0))
     ax_img.imshow(image, origin="lower", extent=extent, cmap="gray", interpolation="nearest")
     ax_img.set_title(
         f"HAADF-STEM model [{axis}], {result.label}\nsnapshot {i} ({result.snapshot_time_text(i)}), "
@@ -280,12 +280,11 @@ def write_stem(
     ax_map.set_aspect("equal")
     ax_map.set_title(f"B columns: RP, Cd-rich (x_col ≥ {cd_rich_x:g}), rest", fontsize=8)
     handles = [
-        Patch(color=c, label=f"{r['region']}: {r['n_columns']} columns, {_distance_text(r)}")
+        Patch(color=c, label=f"{r['region']}: {r['n_columns']} columns{_distance_text(r)}")
         for c, r in zip(colors, rows, strict=True)
     ]
-    ax_map.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12))
-    ax_map.set_xlabel("Å")
-    ax_map.set_ylabel("Å")
+    ax_map.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.03))
+    ax_map.set_axis_off()
     out = Path(output) if output is not None else Path(f"{result.path.stem}_stem_{axis}.png")
     csv_path = out.with_suffix(".csv")
     save_figure(fig, out)
