@@ -1,7 +1,7 @@
 """Pair-distance histograms for the Debye scattering equation (``segsim xrd``).
 
 The public wrapper is :func:`segsim.viz.xrd.distance_histograms`; the slow twin is the direct
-double sum in ``tests/unit/test_xrd.py``.
+double sum ``naive_debye_intensity`` in ``tests/reference/naive.py``.
 """
 
 import numpy as np

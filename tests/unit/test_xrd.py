@@ -10,27 +10,10 @@ from segsim.lattice import build_cube, random_occupations
 from segsim.training.structures import RP_GAP_ANGSTROM
 from segsim.viz import xrd
 from segsim.viz.atoms import frame_atoms
+from tests.reference.naive import naive_debye_intensity
 
 A = 5.87
 LAMBDA = xrd.CU_KALPHA1_ANGSTROM
-
-
-def direct_debye(atoms, two_theta_deg, wavelength=LAMBDA):
-    """Slow twin: P(2theta) sum_i sum_j f_i f_j sin(q r_ij) / (q r_ij), every pair explicitly."""
-    tt = np.asarray(two_theta_deg, dtype=np.float64)
-    q = 4 * np.pi * np.sin(np.radians(tt) / 2) / wavelength
-    symbols = atoms.get_chemical_symbols()
-    pos = atoms.positions
-    out = np.zeros_like(q)
-    for k, qk in enumerate(q):
-        f = np.array([xrd.form_factor(s, qk / (4 * np.pi)) for s in symbols])
-        total = 0.0
-        for i in range(len(atoms)):
-            for j in range(len(atoms)):
-                r = np.linalg.norm(pos[i] - pos[j])
-                total += f[i] * f[j] * (1.0 if r == 0 else math.sin(qk * r) / (qk * r))
-        out[k] = total
-    return 0.5 * (1 + np.cos(np.radians(tt)) ** 2) * out
 
 
 def _tiny_cluster():
@@ -46,7 +29,7 @@ def test_debye_equals_direct_double_sum():
     atoms = _tiny_cluster()
     assert set(atoms.get_chemical_symbols()) == {"Cs", "Pb", "Cd", "Br"}
     tt = np.linspace(7, 50, 9)
-    ref = direct_debye(atoms, tt)
+    ref = naive_debye_intensity(atoms, tt)
     fine = xrd.debye_intensity(xrd.distance_histograms(atoms, 1e-5), tt)
     np.testing.assert_allclose(fine, ref, rtol=1e-4)
     # The default bin width is a documented approximation: within 1 % of the strongest point.
