@@ -333,10 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _export_arguments(sp: argparse.ArgumentParser) -> None:
-    from segsim.viz.export import FORMATS
+    from segsim.viz import EXPORT_FORMATS
 
     sp.add_argument("file", help="result file (.h5)")
-    sp.add_argument("--format", required=True, choices=sorted(FORMATS), help="output format")
+    sp.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS), help="output format")
     sp.add_argument(
         "--frames",
         type=_frames,
@@ -347,10 +347,10 @@ def _export_arguments(sp: argparse.ArgumentParser) -> None:
 
 
 def _plot_arguments(sp: argparse.ArgumentParser) -> None:
-    from segsim.viz.plot import PLOTS
+    from segsim.viz import PLOT_KINDS
 
     sp.add_argument("files", nargs="+", help="result files (.h5), overlaid")
-    sp.add_argument("--what", required=True, choices=list(PLOTS), help="what to plot")
+    sp.add_argument("--what", required=True, choices=PLOT_KINDS, help="what to plot")
     sp.add_argument(
         "--times",
         type=_times,
@@ -366,7 +366,7 @@ def _snapshot_arguments(sp: argparse.ArgumentParser, *, with_axis: bool) -> None
         "--frame", type=int, default=-1, help="snapshot index (0-based; default -1, the last)"
     )
     if with_axis:
-        from segsim.viz.stem import BEAM_AXES
+        from segsim.viz import BEAM_AXES
 
         sp.add_argument("--axis", default="001", choices=list(BEAM_AXES), help="beam direction")
         sp.add_argument(

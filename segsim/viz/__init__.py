@@ -8,7 +8,8 @@
 * :mod:`segsim.viz.xrd`: powder X-ray patterns from the Debye scattering equation.
 
 Every writer goes through :func:`atomic_output`, so a failed command never leaves a
-half-written file behind.
+half-written file behind.  The option tables below are plain data so that the command-line
+parser can offer them without importing numpy, h5py or matplotlib.
 """
 
 from __future__ import annotations
@@ -17,6 +18,18 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+#: ``segsim export --format`` -> (ASE format name, default file suffix).
+EXPORT_FORMATS: dict[str, tuple[str, str]] = {
+    "extxyz": ("extxyz", ".extxyz"),
+    "traj": ("traj", ".traj"),
+}
+
+#: ``segsim plot --what`` values, in the order of :data:`segsim.viz.plot.PLOTS`.
+PLOT_KINDS: tuple[str, ...] = ("xt", "pl", "depth", "slice", "histogram")
+
+#: ``segsim stem --axis`` -> beam direction (grid axis).
+BEAM_AXES: dict[str, int] = {"100": 0, "010": 1, "001": 2}
 
 
 @contextlib.contextmanager

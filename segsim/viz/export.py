@@ -5,7 +5,7 @@ Each snapshot becomes one frame: the atomistic view of :meth:`segsim.viz.result.
 :mod:`segsim.atomistic`; RP faults as in :mod:`segsim.viz.atoms`) at the snapshot's Vegard
 lattice constant, positions in Angstrom, in the cell of the padded grid with ``pbc`` False.
 
-Formats (:data:`FORMATS`):
+Formats (:data:`segsim.viz.EXPORT_FORMATS`):
 
 * ``extxyz``: extended XYZ, one file with every frame (the atom count may change from frame
   to frame).  Per-atom columns ``rp`` (0 perovskite, 1 RP site, 2 inserted fault layer),
@@ -21,14 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from segsim.io.hdf5 import ResultFileError
-from segsim.viz import atomic_output
+from segsim.viz import EXPORT_FORMATS, atomic_output
 from segsim.viz.result import Result, load_result
-
-#: ``--format`` name -> (ASE format name, default file suffix).
-FORMATS: dict[str, tuple[str, str]] = {
-    "extxyz": ("extxyz", ".extxyz"),
-    "traj": ("traj", ".traj"),
-}
 
 
 def frame_selection(text: str) -> slice | list[int]:
@@ -82,7 +76,7 @@ def export_frames(
     path
         The result file.
     fmt
-        A key of :data:`FORMATS`.
+        A key of :data:`segsim.viz.EXPORT_FORMATS`.
     frames
         Snapshots to write (:func:`frame_selection`); default all.
     output
@@ -93,14 +87,14 @@ def export_frames(
     tuple
         The written file and the number of frames in it.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose from {sorted(FORMATS)}")
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {sorted(EXPORT_FORMATS)}")
     from ase.io import write
 
     result = load_result(path)
     result.require_snapshots()
     picked = select_frames(result, slice(None) if frames is None else frames)
-    ase_format, suffix = FORMATS[fmt]
+    ase_format, suffix = EXPORT_FORMATS[fmt]
     out = Path(output) if output is not None else result.path.with_suffix(suffix)
     images = [result.atoms(i) for i in picked]
     with atomic_output(out) as tmp:

@@ -30,7 +30,7 @@ import numpy as np
 
 from segsim import optics, species
 from segsim.io.hdf5 import ResultFileError
-from segsim.viz import atomic_output
+from segsim.viz import PLOT_KINDS, atomic_output
 from segsim.viz.result import Result, load_result
 
 #: Resolution of written PNGs, dots per inch.
@@ -241,13 +241,9 @@ def plot_histogram(results: Sequence[Result], times: Sequence[float] | None = No
 
 
 #: ``--what`` -> plot function ``(results, times) -> figure``.
-PLOTS: dict[str, Callable[[Sequence[Result], Sequence[float] | None], Any]] = {
-    "xt": plot_xt,
-    "pl": plot_pl,
-    "depth": plot_depth,
-    "slice": plot_slice,
-    "histogram": plot_histogram,
-}
+PLOTS: dict[str, Callable[[Sequence[Result], Sequence[float] | None], Any]] = dict(
+    zip(PLOT_KINDS, (plot_xt, plot_pl, plot_depth, plot_slice, plot_histogram), strict=True)
+)
 
 
 def plot_files(

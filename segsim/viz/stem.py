@@ -43,11 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from segsim import optics, species
-from segsim.viz import atomic_output
+from segsim.viz import BEAM_AXES, atomic_output
 from segsim.viz.result import Result, load_result
-
-#: ``--axis`` -> beam direction (grid axis).
-BEAM_AXES: dict[str, int] = {"100": 0, "010": 1, "001": 2}
 
 #: Exponent of the HAADF column intensity ``sum Z^n``.
 Z_EXPONENT: float = 1.7
