@@ -242,6 +242,89 @@ def cmd_warmup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _missing_output_dir(output: str | None) -> str | None:
+    """Return an error message if ``output`` lies in a directory that does not exist."""
+    if output is not None and not Path(output).parent.is_dir():
+        return f"-o: output directory {Path(output).parent} does not exist"
+    return None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the atomistic frames of a result file (extxyz or ASE trajectory)."""
+    from segsim.viz.export import export_frames
+
+    if msg := _missing_output_dir(args.output):
+        return _fail(msg)
+
+    out, n = export_frames(args.file, fmt=args.format, frames=args.frames, output=args.output)
+    print(f"wrote {n} frames to {out}")
+    return EXIT_OK
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Plot one or several result files to a PNG."""
+    from segsim.viz.plot import plot_files
+
+    if msg := _missing_output_dir(args.output):
+        return _fail(msg)
+
+    out = plot_files(args.files, args.what, times=args.times, output=args.output)
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+def cmd_stem(args: argparse.Namespace) -> int:
+    """Write a HAADF-STEM-like image of a snapshot and the column spacing per region."""
+    from segsim.viz.stem import write_stem
+
+    if msg := _missing_output_dir(args.output):
+        return _fail(msg)
+
+    png, csv, rows = write_stem(args.file, args.frame, args.axis, args.output)
+    for r in rows:
+        print(
+            f"{r['region']:8s} {r['n_columns']:6d} columns, x = {r['x_cd']:.4f}, "
+            f"mean column distance {r['column_distance_angstrom']:.4f} A"
+        )
+    print(f"wrote {png} and {csv}")
+    return EXIT_OK
+
+
+def cmd_xrd(args: argparse.Namespace) -> int:
+    """Write the powder X-ray pattern (Debye equation) of a snapshot."""
+    from segsim.viz.xrd import snapshot_pattern, write_xrd
+
+    if msg := _missing_output_dir(args.output):
+        return _fail(msg)
+
+    pattern = snapshot_pattern(args.file, args.frame)
+    out = Path(args.output) if args.output else Path(f"{Path(args.file).stem}_xrd.png")
+    png, csv = write_xrd(pattern, out, csv=args.csv)
+    print(f"wrote {png}" + (f" and {csv}" if csv else ""))
+    return EXIT_OK
+
+
+def _times(text: str) -> list[float]:
+    """Parse ``--times``: comma-separated numbers (days for KMC files, steps for MC files)."""
+    try:
+        return [float(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers (days for KMC, steps for MC), got {text!r}"
+        ) from None
+
+
+def _frames(text: str) -> slice | list[int]:
+    from segsim.viz.export import frame_selection
+
+    try:
+        return frame_selection(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected all, N, A:B[:C] or N,M,... (snapshot indices), got {text!r}"
+        ) from None
+
+
 def default_model_path() -> Path:
     """Return the shipped default energy model (``potentials/`` next to the sources)."""
     from segsim.config import POTENTIALS_DIR
@@ -259,6 +342,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "bench": (cmd_bench, "benchmarks (speed ratios against reference codes)"),
     "train": (cmd_train, "fit the cluster expansion to reference energies (potentials/)"),
     "warmup": (cmd_warmup, "compile and cache the numba kernels (before parallel jobs)"),
+    "export": (cmd_export, "write atomistic frames of a result file for OVITO / ase gui"),
+    "plot": (cmd_plot, "plot result files: x(t), PL, depth profiles, slices, histograms"),
+    "stem": (cmd_stem, "HAADF-STEM-like image of a snapshot and column spacing per region"),
+    "xrd": (cmd_xrd, "powder X-ray pattern (Debye equation, Cu K-alpha1) of a snapshot"),
 }
 
 
@@ -332,7 +419,63 @@ def build_parser() -> argparse.ArgumentParser:
                 default=str(default_model_path()),
                 help="cluster-expansion file (default: the shipped model)",
             )
+        elif name in _VIZ_ARGUMENTS:
+            _VIZ_ARGUMENTS[name](sp)
     return p
+
+
+def _export_arguments(sp: argparse.ArgumentParser) -> None:
+    from segsim.viz import EXPORT_FORMATS
+
+    sp.add_argument("file", help="result file (.h5)")
+    sp.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS), help="output format")
+    sp.add_argument(
+        "--frames",
+        type=_frames,
+        default="all",
+        help="snapshots: all (default), N, A:B[:C] or N,M,... (0-based, negative from the end)",
+    )
+    sp.add_argument("-o", "--output", help="output file (default: <file stem>.<format>)")
+
+
+def _plot_arguments(sp: argparse.ArgumentParser) -> None:
+    from segsim.viz import PLOT_KINDS
+
+    sp.add_argument("files", nargs="+", help="result files (.h5), overlaid")
+    sp.add_argument("--what", required=True, choices=PLOT_KINDS, help="what to plot")
+    sp.add_argument(
+        "--times",
+        type=_times,
+        help="comma-separated times: days for KMC files, MC steps for MC files "
+        "(depth, slice, histogram; default first and last, or last)",
+    )
+    sp.add_argument("-o", "--output", help="PNG file (default: <first file stem>_<what>.png)")
+
+
+def _snapshot_arguments(sp: argparse.ArgumentParser, *, with_axis: bool) -> None:
+    sp.add_argument("file", help="result file (.h5)")
+    sp.add_argument(
+        "--frame", type=int, default=-1, help="snapshot index (0-based; default -1, the last)"
+    )
+    if with_axis:
+        from segsim.viz import BEAM_AXES
+
+        sp.add_argument("--axis", default="001", choices=list(BEAM_AXES), help="beam direction")
+        sp.add_argument(
+            "-o", "--output", help="PNG file (default: <file stem>_stem_<axis>.png; CSV beside it)"
+        )
+    else:
+        sp.add_argument("-o", "--output", help="PNG file (default: <file stem>_xrd.png)")
+        sp.add_argument("--csv", action="store_true", help="also write 2theta, intensity as CSV")
+
+
+#: Argument builders of the picture subcommands.
+_VIZ_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "export": _export_arguments,
+    "plot": _plot_arguments,
+    "stem": lambda sp: _snapshot_arguments(sp, with_axis=True),
+    "xrd": lambda sp: _snapshot_arguments(sp, with_axis=False),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,7 @@ KERNEL_TESTS = [
     "tests/unit/test_energy_kernel.py",
     "tests/unit/test_metropolis.py",
     "tests/unit/test_kmc.py",
+    "tests/unit/test_xrd.py",
 ]
 
 
@@ -38,7 +39,7 @@ def test_fast_kernel_tests_pass_without_jit():
     _run_nojit(
         "-k",
         "not boltzmann and not drift and not flat and not canonical_distribution"
-        " and not diffusion and not conservation",
+        " and not diffusion and not conservation and not peak",
     )
 
 

@@ -14,6 +14,8 @@ Layout (``SCHEMA_VERSION`` 1)::
     /snapshots/phase          (KMC) the same shape, 1 = RP site, 0 = perovskite
     /checkpoint               latest state: datasets (occupations, ...) and attrs step,
                               rng_state (JSON of ``bit_generator.state``), complete (bool)
+    /h5md, /particles         the H5MD 1.1 view of the snapshots (:mod:`segsim.io.h5md`),
+                              written with the first snapshot
 
 The file is opened, appended to and closed for every frame, so a run that is killed between
 frames (nearly all of its time) leaves a readable file with every completed frame.  On resume
@@ -33,6 +35,7 @@ import h5py
 import numpy as np
 
 from segsim import __version__
+from segsim.io import h5md
 from segsim.units import UNITS
 
 SCHEMA_VERSION = 1
@@ -197,6 +200,7 @@ class H5Sink:
                     ph = f["snapshots/phase"]
                     ph.resize(n + 1, axis=0)
                     ph[n] = np.asarray(snapshot[2]) == 1
+                h5md.append_snapshot(f, frame)
             if checkpoint is not None:
                 _write_checkpoint(f, *checkpoint)
 
@@ -282,6 +286,33 @@ def read_snapshots(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(steps, occupations)`` of the stored snapshots."""
     with _open(path) as f:
         return f["snapshots/step"][()], f["snapshots/occupations"][()]
+
+
+def read_result(path: str | Path) -> dict[str, Any]:
+    """Return everything a picture needs from a result file, in one read.
+
+    Returns
+    -------
+    dict
+        ``metadata`` (attrs of ``/metadata``), ``lattice_arrays`` and ``lattice_attrs``,
+        ``trace`` (every ``/trace`` dataset), ``snapshot_step``, ``occupations``,
+        ``phase`` (``/snapshots/phase``, 1 = RP; None if the file has none) and
+        ``snapshot_time_s`` (the H5MD time of each snapshot in s; None if not stored),
+        ``config_yaml`` (the resolved input).
+    """
+    with _open(path) as f:
+        snaps = f["snapshots"]
+        return {
+            "metadata": {k: _plain(v) for k, v in f["metadata"].attrs.items()},
+            "lattice_arrays": {k: v[()] for k, v in f["lattice"].items()},
+            "lattice_attrs": {k: _plain(v) for k, v in f["lattice"].attrs.items()},
+            "trace": {k: v[()] for k, v in f["trace"].items()},
+            "snapshot_step": snaps["step"][()],
+            "occupations": snaps["occupations"][()],
+            "phase": snaps["phase"][()] if "phase" in snaps else None,
+            "snapshot_time_s": h5md.read_snapshot_times(f),
+            "config_yaml": f["metadata/config"].asstr()[()],
+        }
 
 
 def read_lattice(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

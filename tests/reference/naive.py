@@ -437,3 +437,31 @@ def naive_kmc(
     if rp is not None:
         out["phase"] = phase
     return out
+
+
+def naive_debye_intensity(
+    atoms: Any, two_theta_deg: np.ndarray, wavelength: float = 1.5406
+) -> np.ndarray:
+    """Twin of the Debye pattern (:func:`segsim.viz.xrd.debye_intensity`, kernel
+    :func:`segsim.kernels.debye._pair_histograms`): no histogram, every ordered pair of atoms.
+
+    ``I = P(2theta) sum_i sum_j f_i f_j sin(q r_ij) / (q r_ij)`` (the i = j terms are
+    ``f_i^2``), ``q = 4 pi sin(theta) / lambda``, ``P = (1 + cos^2 2theta) / 2``; the form
+    factors are segsim's (tabulated data, not code under test).
+    """
+    from segsim.viz.xrd import form_factor
+
+    tt = np.asarray(two_theta_deg, dtype=np.float64)
+    q = 4 * np.pi * np.sin(np.radians(tt) / 2) / wavelength
+    symbols = atoms.get_chemical_symbols()
+    pos = atoms.positions
+    out = np.zeros_like(q)
+    for k, qk in enumerate(q):
+        f = np.array([form_factor(s, qk / (4 * np.pi)) for s in symbols])
+        total = 0.0
+        for i in range(len(atoms)):
+            for j in range(len(atoms)):
+                r = np.linalg.norm(pos[i] - pos[j])
+                total += f[i] * f[j] * (1.0 if r == 0 else math.sin(qk * r) / (qk * r))
+        out[k] = total
+    return 0.5 * (1 + np.cos(np.radians(tt)) ** 2) * out
