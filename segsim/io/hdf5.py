@@ -210,14 +210,22 @@ class H5Sink:
             _write_checkpoint(f, arrays, attrs)
 
     def truncate_to_step(self, step: int) -> None:
-        """Drop trace frames and snapshots after ``step`` (used when resuming)."""
+        """Drop trace frames and snapshots written after the checkpoint at ``step`` (resume).
+
+        The checkpoint records how many trace and snapshot rows existed when it was written
+        (``n_trace_rows``, ``n_snapshot_rows``), which is exact even when the step does not
+        advance between frames (a KMC run in which nothing happens); files without these
+        attributes are cut by step.
+        """
         with _open_writable(self.path) as f:
-            steps = f["trace/step"][:]
-            keep = int(np.searchsorted(steps, step, side="right"))
+            ck = f["checkpoint"].attrs if "checkpoint" in f else {}
+            if "n_trace_rows" in ck and int(ck["step"]) == int(step):
+                keep, keep_s = int(ck["n_trace_rows"]), int(ck["n_snapshot_rows"])
+            else:
+                keep = int(np.searchsorted(f["trace/step"][:], step, side="right"))
+                keep_s = int(np.searchsorted(f["snapshots/step"][:], step, side="right"))
             for ds in f["trace"].values():
                 ds.resize(keep, axis=0)
-            s = f["snapshots/step"][:]
-            keep_s = int(np.searchsorted(s, step, side="right"))
             f["snapshots/step"].resize(keep_s, axis=0)
             f["snapshots/occupations"].resize(keep_s, axis=0)
             if "phase" in f["snapshots"]:
@@ -234,6 +242,9 @@ def _write_checkpoint(f: h5py.File, arrays: Mapping[str, Any], attrs: Mapping[st
         grp.create_dataset(k, data=v, compression="gzip" if np.size(v) > 1024 else None)
     for k, v in attrs.items():
         grp.attrs[k] = v
+    # Rows written so far: what a resume from this checkpoint keeps (truncate_to_step).
+    grp.attrs["n_trace_rows"] = f["trace/step"].shape[0] if "trace/step" in f else 0
+    grp.attrs["n_snapshot_rows"] = f["snapshots/step"].shape[0] if "snapshots/step" in f else 0
 
 
 # --------------------------------------------------------------------------- reading

@@ -123,6 +123,38 @@ def test_kmc_walltime_stop_inside_a_frame_resumes_identically(tmp_path, ce_file,
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+def test_resume_when_no_event_happens_between_frames(tmp_path, ce_file):
+    """Frames with the same event count (a frozen NC) are cut back by row, not by step."""
+    doc = kmc_input(
+        ce_file,
+        system={"vacancy_fraction": 0.0},
+        passivation={"ligand": {"name": "sealed", "theta": 1.0}},
+    )
+    cfg = load(write_yaml(tmp_path / "k.yaml", doc))
+    ref = tmp_path / "ref.h5"
+    driver.run_kmc(cfg, ref, progress=False)
+    assert np.all(hdf5.read_trace(ref)["step"] == 0)  # nothing can happen
+    part = tmp_path / "part.h5"
+    with pytest.raises(driver.Interrupted):
+        driver.run_kmc(cfg, part, progress=False, stop_at_time_s=0.75)
+    # A job killed after writing frames beyond its last checkpoint: the finished file with
+    # the checkpoint of frame 8 put back.
+    import shutil
+
+    import h5py
+
+    crashed = tmp_path / "crashed.h5"
+    shutil.copy(ref, crashed)
+    with h5py.File(crashed, "a") as fc, h5py.File(part, "r") as fp:
+        del fc["checkpoint"]
+        fp.copy(fp["checkpoint"], fc, "checkpoint")
+    driver.run_kmc(cfg, crashed, resume=True, progress=False)
+    a, b = hdf5.read_trace(ref), hdf5.read_trace(crashed)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert hdf5.read_snapshots(crashed)[0].shape == hdf5.read_snapshots(ref)[0].shape
+
+
 def test_passivation_keeps_cd(tmp_path, ce_file):
     """Full coverage (theta = 1) closes every exit channel: nothing is expelled."""
     doc = kmc_input(ce_file, passivation={"ligand": {"name": "perfect", "theta": 1.0}})
