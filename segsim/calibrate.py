@@ -44,6 +44,7 @@ import numpy as np
 from segsim.reproduce import (
     HC_EV_NM,
     ReproduceOptions,
+    load_params,
     load_targets,
     make_tasks,
     run_task,
@@ -72,6 +73,7 @@ def _pl14(opts: ReproduceOptions, params: dict[str, Any], treatment: str, workdi
     from segsim import parallel
 
     o = replace(opts, treatments=(treatment,), params=None)
+    params = _merged(load_params(opts.params), params)
     days = [0.0, 6.0, opts.duration_days] if opts.duration_days > 6 else [0.0, opts.duration_days]
     tag = hashlib.sha1(repr(sorted(_flat(params).items())).encode()).hexdigest()[:12]
     tasks = make_tasks(o, workdir / f"eval_{tag}")
@@ -87,6 +89,20 @@ def _pl14(opts: ReproduceOptions, params: dict[str, Any], treatment: str, workdi
         "rp_day0": float(np.mean([r.has_rp[0] for r in res])),
         "x14": float(np.mean([r.x_cd[-1] for r in res])),
     }
+
+
+def _merged(base: dict[str, Any], fitted: dict[str, Any]) -> dict[str, Any]:
+    """Return the parameter file ``base`` (``--params``) with the fitted values on top."""
+    out = {k: dict(v or {}) for k, v in base.items() if k != "calibration"}
+    for sec, d in fitted.items():
+        if sec == "ligands":
+            lig = dict(out.get("ligands") or {})
+            for name, over in (d or {}).items():
+                lig[name] = {**(lig.get(name) or {}), **over}
+            out["ligands"] = lig
+        else:
+            out[sec] = {**(out.get(sec) or {}), **(d or {})}
+    return out
 
 
 def _flat(params: dict[str, Any]) -> dict[str, Any]:
@@ -224,7 +240,7 @@ def calibrate(
             "wall_s": round(time.perf_counter() - t_start, 1),
             "fits": report,
         },
-        **{k: v for k, v in params.items() if v},
+        **{k: v for k, v in _merged(load_params(ens.params), params).items() if v},
     }
     from segsim import parallel
 

@@ -49,6 +49,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     from segsim import driver
     from segsim.config import load
 
+    if len(args.input) > 1:  # a sweep: spread over the MPI ranks, restartable
+        from segsim.sweep import SweepError, run_many
+
+        if args.resume:
+            return _fail("--resume takes no input files (re-run a sweep to continue it)")
+        try:
+            res = run_many(args.input, args.output or ".", force=args.force, quiet=args.quiet,
+                           walltime_s=args.walltime)  # fmt: skip
+        except SweepError as exc:
+            return _fail(str(exc))
+        unfinished = [r for r in res or [] if r["status"].startswith(("stopped", "not started"))]
+        return EXIT_INTERRUPTED if unfinished else EXIT_OK
+    args.input = args.input[0] if args.input else None
     if args.resume:
         if args.input is not None:
             return _fail("give either an input file or --resume FILE, not both")
@@ -94,16 +107,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Run the published six-treatment aging experiment on an NC ensemble."""
-    from segsim.reproduce import TREATMENTS, ReproduceError, reproduce
+    from segsim.reproduce import TREATMENTS, ReproduceError, Unfinished, reproduce
 
     treatments = (
         tuple(t for t in args.treatments.split(",") if t) if args.treatments else TREATMENTS
     )
     try:
         opts = _ensemble_options(args, treatments)
-        reproduce(opts, args.output, force=args.force, quiet=args.quiet)
+        reproduce(opts, args.output, force=args.force, quiet=args.quiet, walltime_s=args.walltime)
     except ReproduceError as exc:
         return _fail(str(exc))
+    except Unfinished as exc:
+        sys.stderr.write(f"segsim: {exc}\n")
+        return EXIT_INTERRUPTED
     return EXIT_OK
 
 
@@ -144,6 +160,31 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {args.output} ({doc['calibration']['wall_s']} s); use it with "
               f"`segsim reproduce --params {args.output}`")  # fmt: skip
+    return EXIT_OK
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Write a grid of KMC inputs (ligand x temperature x composition) from a base input."""
+    from segsim.sweep import SweepError, write_grid
+
+    def floats(text: str | None, opt: str) -> list[float]:
+        try:
+            return [float(v) for v in text.split(",") if v] if text else []
+        except ValueError:
+            raise SweepError(f"{opt}: comma-separated numbers expected (got {text!r})") from None
+
+    try:
+        paths = write_grid(
+            args.base,
+            args.output,
+            ligands=[v for v in (args.ligands or "").split(",") if v],
+            temperatures_k=floats(args.temperatures, "--temperatures"),
+            x_cds=floats(args.x_cd, "--x-cd"),
+        )
+    except SweepError as exc:
+        return _fail(str(exc))
+    print(f"wrote {len(paths)} inputs to {args.output}; run them with\n"
+          f"  mpiexec -n <ranks> segsim run {args.output}/*.yaml -o {args.output}")  # fmt: skip
     return EXIT_OK
 
 
@@ -234,10 +275,11 @@ def cmd_warmup(args: argparse.Namespace) -> int:
     """Compile and cache every kernel (run once before parallel jobs)."""
     import time
 
-    from segsim.kernels.warmup import warm_up
+    from segsim.kernels.warmup import warm_up, warm_up_kmc
 
     t0 = time.perf_counter()
     warm_up()
+    warm_up_kmc()
     print(f"kernels compiled and cached in {time.perf_counter() - t0:.1f} s")
     return EXIT_OK
 
@@ -336,6 +378,7 @@ def default_model_path() -> Path:
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "run": (cmd_run, "run a simulation from a YAML input (or --resume a result file)"),
     "reproduce": (cmd_reproduce, "the published 14-day aging of six treatments, on an NC ensemble"),
+    "sweep": (cmd_sweep, "write a grid of inputs: ligand x temperature x composition"),
     "calibrate": (cmd_calibrate, "fit kinetic defaults and ligand coverages to the aging targets"),
     "validate": (cmd_validate, "check YAML inputs without running them"),
     "info": (cmd_info, "summarise a result file"),
@@ -357,8 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
         if name == "run":
-            sp.add_argument("input", nargs="?", help="YAML input file")
-            sp.add_argument("-o", "--output", help="result file (default: <input stem>.h5)")
+            sp.add_argument(
+                "input", nargs="*", help="YAML input file(s); several = a sweep over MPI ranks"
+            )
+            sp.add_argument(
+                "-o",
+                "--output",
+                help="result file (default: <input stem>.h5); with several inputs a folder",
+            )
             sp.add_argument("--resume", metavar="FILE", help="continue a stopped run")
             sp.add_argument("--force", action="store_true", help="overwrite an existing output")
             sp.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
@@ -368,6 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="SECONDS",
                 help="stop cleanly with a checkpoint after this much wall time",
             )
+        elif name == "sweep":
+            sp.add_argument("base", help="base KMC input (YAML)")
+            sp.add_argument("-o", "--output", required=True, help="folder for the inputs")
+            sp.add_argument("--ligands", help="comma-separated ligand names")
+            sp.add_argument("--temperatures", help="comma-separated temperatures (K)")
+            sp.add_argument("--x-cd", help="comma-separated Cd fractions")
         elif name in ("reproduce", "calibrate"):
             sp.add_argument("-n", "--n-ncs", type=int, default=2, help="NCs per treatment (2)")
             sp.add_argument("--seed", type=int, default=2021, help="ensemble seed (2021)")
@@ -394,6 +449,12 @@ def build_parser() -> argparse.ArgumentParser:
                 sp.add_argument("-o", "--output", default="reproduce", help="output folder")
                 sp.add_argument("--params", help="parameter file written by `segsim calibrate`")
                 sp.add_argument("--force", action="store_true", help="start over in the folder")
+                sp.add_argument(
+                    "--walltime",
+                    type=float,
+                    metavar="SECONDS",
+                    help="stop cleanly with checkpoints after this much wall time",
+                )
             else:
                 sp.add_argument(
                     "-o", "--output", default="calibrated.yaml", help="parameter file to write"

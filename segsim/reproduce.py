@@ -71,6 +71,10 @@ class ReproduceError(ValueError):
     """Bad options or an output folder made with other options (one line)."""
 
 
+class Unfinished(RuntimeError):
+    """The walltime ran out before every NC run finished (all have checkpoints)."""
+
+
 @dataclass(frozen=True)
 class ReproduceOptions:
     """Options of one ``segsim reproduce`` (units in the names)."""
@@ -214,9 +218,18 @@ def _report_days(opts: ReproduceOptions, targets: dict[str, Any]) -> list[float]
 
 
 def run_task(
-    task: Task, opts: ReproduceOptions, params: dict[str, Any], days: list[float], log: Any
-) -> NCResult:
-    """Run (or resume, or just read) one NC; return its values at the report days."""
+    task: Task,
+    opts: ReproduceOptions,
+    params: dict[str, Any],
+    days: list[float],
+    log: Any,
+    walltime_s: float | None = None,
+) -> NCResult | None:
+    """Run (or resume, or just read) one NC; return its values at the report days.
+
+    Returns None if ``walltime_s`` (s, counted by the caller) ran out before or during the
+    run; the NC then has a checkpoint (or nothing yet) and the next ``reproduce`` continues.
+    """
     from segsim import config, driver
     from segsim.io import hdf5
 
@@ -226,10 +239,17 @@ def run_task(
     if ck is not None and bool(ck[1].get("complete")):
         status = "read"
     else:
+        if walltime_s is not None and walltime_s <= 0:
+            return None
         cfg = config.from_dict(
             task_input(task, opts, params), source=f"{task.treatment}/nc{task.nc}"
         )
-        driver.run_kmc(cfg, path, resume=ck is not None, progress=False)
+        try:
+            driver.run_kmc(cfg, path, resume=ck is not None, progress=False, walltime_s=walltime_s)
+        except driver.Interrupted:
+            if log is not None:
+                log(f"{task.treatment:>9} nc{task.nc}: stopped with a checkpoint (walltime)")
+            return None
         status = "resumed" if ck is not None else "ran"
     res = summarise(path, task, days)
     res.wall_s = time.perf_counter() - t0
@@ -441,11 +461,18 @@ def write_master(
 
 # ------------------------------------------------------------------------------ driver
 def reproduce(
-    opts: ReproduceOptions, out_dir: str | Path, *, force: bool = False, quiet: bool = False
+    opts: ReproduceOptions,
+    out_dir: str | Path,
+    *,
+    force: bool = False,
+    quiet: bool = False,
+    walltime_s: float | None = None,
 ) -> list[dict[str, Any]] | None:
     """Run the whole protocol (over MPI ranks if launched with mpiexec).
 
-    Returns the table rows on rank 0 and ``None`` on the other ranks.
+    Returns the table rows on rank 0 and ``None`` on the other ranks.  With ``walltime_s``
+    (s) every rank stops cleanly (checkpoints) when its time is up; :class:`Unfinished` is
+    then raised on rank 0, and the same command continues the ensemble.
     """
     from segsim import parallel
 
@@ -486,10 +513,22 @@ def reproduce(
             f"{len(tasks)} KMC runs of {opts.duration_days:g} days on {w.size} rank(s) -> {out_dir}",
             flush=True,
         )
-    results = parallel.run_tasks(w, tasks, lambda task: run_task(task, opts, params, days, log))
+    t_start = time.perf_counter()
+
+    def one(task: Task) -> NCResult | None:
+        left = None if walltime_s is None else walltime_s - (time.perf_counter() - t_start)
+        return run_task(task, opts, params, days, log, left)
+
+    results = parallel.run_tasks(w, tasks, one)
     if not w.is_root:
         return None
     assert results is not None
+    missing = sum(r is None for r in results)
+    if missing:
+        raise Unfinished(
+            f"walltime reached with {missing} of {len(tasks)} NC runs unfinished; run the same "
+            f"command again to continue"
+        )
     rows = ensemble_table(results, targets, opts.treatments)
     write_csv(rows, out_dir / "table.csv")
     write_figure(rows, targets, out_dir / "pl_vs_days.png")

@@ -37,3 +37,34 @@ def warm_up() -> None:
         local,
         np.random.default_rng(0),
     )
+
+
+def warm_up_kmc() -> None:
+    """Compile the KMC kernels (rates, refresh, event loop, RP terms) on a 4^3 NC.
+
+    Uses the shipped provisional model and a real lattice, because the KMC kernels take the
+    neighbour tables of a padded grid; a few events with the RP term on reach every kernel.
+    """
+    from segsim import kinetics
+    from segsim.config import POTENTIALS_DIR
+    from segsim.engine import KMCEngine, KMCState
+    from segsim.lattice import build_cube
+    from segsim.models import load_model
+    from segsim.rp import PH_RP, RPEnergetics
+
+    model = load_model("cluster_expansion", POTENTIALS_DIR / "provisional.ce")
+    lattice = build_cube(4, 5.87, model.reach + 1)
+    tables = model.compile(lattice)
+    occ = lattice.empty_occupations()
+    nc = np.flatnonzero(lattice.in_nc)
+    occ[nc[::4]] = 1
+    occ[nc[5]] = 2
+    phase = np.zeros_like(occ)
+    phase[nc[:16]] = PH_RP
+    params = kinetics.load_defaults()
+    rp = RPEnergetics(eps_rp_ev=0.1, eta_ev=0.05, j_rp_ev=0.01, e_rp_a_ev=0.5)
+    kp = kinetics.parameter_vector(params, temperature_k=600.0, theta=0.5, rp=rp,
+                                   rp_shift_ev=0.1)  # fmt: skip
+    eng = KMCEngine(tables, lattice, KMCState.initial(occ, tables, phase),
+                    np.random.default_rng(0), kp)  # fmt: skip
+    eng.advance(1e9, max_events=50)

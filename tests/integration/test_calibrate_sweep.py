@@ -1,0 +1,116 @@
+"""segsim calibrate (recovers a known coverage, reproducible) and sweeps (grid, run over ranks)."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from segsim.calibrate import CalibrateOptions, _pl14, calibrate, golden_section
+from segsim.cli import main
+from segsim.io import hdf5
+from segsim.reproduce import ReproduceOptions
+from tests.helpers import write_random_ce, write_yaml
+from tests.integration.test_kmc_run import kmc_input
+from tests.integration.test_reproduce import FAST
+
+
+def test_golden_section_finds_a_minimum_and_ends_at_a_bound_when_monotonic():
+    x, y, hist = golden_section(lambda v: (v - 0.3) ** 2, 0.0, 1.0, 20)
+    assert x == pytest.approx(0.3, abs=1e-3)
+    assert y < 1e-6
+    assert len(hist) == 22  # n_iter evaluations plus the two bounds
+    x, _, _ = golden_section(lambda v: -v, 0.0, 1.0, 6)
+    assert x == 1.0
+
+
+@pytest.fixture(scope="module")
+def ensemble(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cal")
+    ce = write_random_ce(d / "r.ce", cutoffs=[6.0], scale=0.02)
+    slow_exit = {**FAST, "kinetics": {**FAST["kinetics"], "e_exp_cd_ev": 1.0}}
+    params = write_yaml(d / "params.yaml", slow_exit)
+    return d, ReproduceOptions(
+        n_ncs=2, seed=3, duration_days=1.0, frame_interval_days=0.5,
+        treatments=("olabr",), model=str(ce), params=str(params),
+        edge_mean_nm=3.0, edge_std_nm=0.3,
+    )  # fmt: skip
+
+
+def test_calibrate_recovers_the_shift_of_a_known_coverage_and_is_reproducible(ensemble):
+    d, opts = ensemble
+    # Synthetic target: the model's own 1-day PL shift of OlABr at theta = 0.9.
+    truth = _pl14(opts, {"ligands": {"olabr": {"theta": 0.9}}}, "olabr", d / "truth")
+    shift = truth["pl14_nm"] - truth["pl0_nm"]
+    assert shift > 0.5  # the NCs lose Cd: the target is informative
+    wide = _pl14(opts, {"ligands": {"olabr": {"theta": 0.0}}}, "olabr", d / "wide")
+    assert wide["pl14_nm"] - wide["pl0_nm"] > shift + 0.5  # and theta matters
+    targets = write_yaml(d / "targets.yaml", {
+        "report_days": [0, 1],
+        "treatments": {"olabr": {"pl_fresh_nm": 477.0, "pl_day14_nm": 477.0 + shift}},
+    })  # fmt: skip
+    copt = CalibrateOptions(ensemble=opts, n_iter=7, targets=str(targets), fit_rp=False,
+                            fit_e_exp=False)  # fmt: skip
+    doc = calibrate(copt, d / "cal.yaml", quiet=True)
+    fit = doc["calibration"]["fits"]["ligands.olabr.theta"]
+    assert fit["miss_nm"] < 0.25 * shift
+    assert not fit["at_bound"]
+    theta = doc["ligands"]["olabr"]["theta"]
+    assert 0.5 < theta < 0.99
+    assert doc["kinetics"]["e_exp_cd_ev"] == 1.0  # the base parameter file is carried over
+    again = calibrate(copt, d / "cal2.yaml", quiet=True)
+    assert again["ligands"] == doc["ligands"]  # same seed, same fit
+    # reproduce takes the file.
+    assert yaml.safe_load((d / "cal.yaml").read_text())["ligands"]["olabr"]["theta"] == theta
+
+
+def test_sweep_grid_and_run_over_two_ranks_equals_serial(tmp_path):
+    ce = write_random_ce(tmp_path / "r.ce", cutoffs=[6.0], scale=0.02)
+    base = write_yaml(tmp_path / "base.yaml", kmc_input(ce))
+    assert main(["sweep", str(base), "-o", str(tmp_path / "grid"), "--ligands",
+                 "pristine,ddabr", "--temperatures", "298,320"]) == 0  # fmt: skip
+    inputs = sorted((tmp_path / "grid").glob("*.yaml"))
+    assert len(inputs) == 4
+    temps = {yaml.safe_load(p.read_text())["run"]["temperature_k"] for p in inputs}
+    assert temps == {298.0, 320.0}
+    (tmp_path / "serial").mkdir()
+    assert main(["run", *map(str, inputs), "-o", str(tmp_path / "serial"), "-q"]) == 0
+    mpiexec = Path(sys.executable).with_name("mpiexec")
+    (tmp_path / "mpi").mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[2]))
+    proc = subprocess.run(
+        [str(mpiexec), "-n", "2", sys.executable, "-m", "segsim", "run", *map(str, inputs),
+         "-o", str(tmp_path / "mpi")],
+        check=False, capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "[rank 1/2]" in proc.stdout
+    for p in inputs:
+        a = hdf5.read_trace(tmp_path / "serial" / f"{p.stem}.h5")
+        b = hdf5.read_trace(tmp_path / "mpi" / f"{p.stem}.h5")
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    # Re-running a finished sweep reads the files instead of running again.
+    before = [(tmp_path / "serial" / f"{p.stem}.h5").stat().st_mtime_ns for p in inputs]
+    assert main(["run", *map(str, inputs), "-o", str(tmp_path / "serial"), "-q"]) == 0
+    after = [(tmp_path / "serial" / f"{p.stem}.h5").stat().st_mtime_ns for p in inputs]
+    assert before == after
+    hot = [p for p in inputs if "T320" in p.stem]
+    assert all(not math.isnan(hdf5.read_trace(tmp_path / "serial" / f"{p.stem}.h5")["x_cd"][-1])
+               for p in hot)  # fmt: skip
+
+
+def test_bad_sweep_and_calibrate_options_one_line(tmp_path, capsys):
+    assert main(["sweep", str(tmp_path / "missing.yaml"), "-o", str(tmp_path / "g")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert main(["calibrate", "-o", str(tmp_path / "c.yaml"), "--iterations", "1", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "--iterations" in err
+    assert not (tmp_path / "c.yaml").exists()
