@@ -424,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--temperatures", help="comma-separated temperatures (K)")
             sp.add_argument("--x-cd", help="comma-separated Cd fractions")
         elif name in ("reproduce", "calibrate"):
-            sp.add_argument("-n", "--n-ncs", type=int, default=2, help="NCs per treatment (2)")
+            sp.add_argument("-n", "--n-ncs", type=int, default=16, help="NCs per treatment (16)")
             sp.add_argument("--seed", type=int, default=2021, help="ensemble seed (2021)")
             sp.add_argument("--days", type=float, default=14.0, help="aging time (14 days)")
             sp.add_argument(

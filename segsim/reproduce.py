@@ -79,7 +79,7 @@ class Unfinished(RuntimeError):
 class ReproduceOptions:
     """Options of one ``segsim reproduce`` (units in the names)."""
 
-    n_ncs: int = 2
+    n_ncs: int = 16
     seed: int = 2021
     duration_days: float = 14.0
     frame_interval_days: float = 0.25
