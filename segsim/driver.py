@@ -402,7 +402,9 @@ def _kmc_frame(engine: KMCEngine, lattice: lat.Lattice, a0: float) -> dict[str, 
     counts = s.counts_by_name()
     depth = lat.depth_from_occupations(lattice, occ)
     obs = optics.observables(occ, lattice.coords, a0_angstrom=a0)
-    rp_obs = rp_observables(occ, s.phase, lambda x: optics.vegard_a_angstrom(x, a0_angstrom=a0))
+    rp_obs = rp_observables(
+        occ, s.phase, lambda x: optics.vegard_a_angstrom(x, a0_angstrom=a0), lattice.nn
+    )
     return {
         **rp_obs,
         "step": s.n_events,

@@ -188,12 +188,19 @@ def rp_energy_ev(
     return float(e + energetics.j_rp_ev * pairs)
 
 
-def rp_observables(occupations: np.ndarray, phase: np.ndarray, a_of_x: Any) -> dict[str, float]:
+def rp_observables(
+    occupations: np.ndarray, phase: np.ndarray, a_of_x: Any, nn: np.ndarray | None = None
+) -> dict[str, float]:
     """Return the RP observables of one state.
 
-    Keys: ``rp_fraction`` (RP share of cation sites), ``has_rp`` (1.0 if any cation site is
-    RP), ``x_rp`` / ``x_pv`` (Cd fraction inside / outside RP, NaN if empty), ``a_rp_angstrom``
-    / ``a_pv_angstrom`` (Vegard lattice parameter of each region, NaN if empty).
+    Keys: ``rp_fraction`` (RP share of cation sites), ``has_rp`` (1.0 if the NC has an RP
+    *domain*: at least two neighbouring RP cation sites; with ``nn`` None, any RP cation site),
+    ``x_rp`` / ``x_pv`` (Cd fraction inside / outside RP, NaN if empty), ``a_rp_angstrom`` /
+    ``a_pv_angstrom`` (Vegard lattice parameter of each region, NaN if empty).
+
+    Why a domain needs two sites: the RP switch is reversible (detailed balance), so inside a
+    relaxed zone single sites flicker back to RP with probability ~exp(-dE/kT) at any time.
+    Such an isolated site is not a domain that TEM or XRD would see.
     """
     cat = occupations <= species.CD
     cd = occupations == species.CD
@@ -202,11 +209,12 @@ def rp_observables(occupations: np.ndarray, phase: np.ndarray, a_of_x: Any) -> d
     n_cat = int(cat.sum())
     n_rp = int(rp.sum())
     n_pv = int(pv.sum())
+    has = n_rp > 0 if nn is None else bool(np.any(rp & rp[nn].any(axis=1)))
     x_rp = float((cd & rp).sum() / n_rp) if n_rp else float("nan")
     x_pv = float((cd & pv).sum() / n_pv) if n_pv else float("nan")
     return {
         "rp_fraction": n_rp / n_cat if n_cat else 0.0,
-        "has_rp": 1.0 if n_rp else 0.0,
+        "has_rp": 1.0 if has else 0.0,
         "x_rp": x_rp,
         "x_pv": x_pv,
         "a_rp_angstrom": float(a_of_x(x_rp)) if n_rp else float("nan"),

@@ -280,8 +280,17 @@ def test_mc_with_rp_equals_naive_chain_and_enriches_rp_in_cd(rp_system):
     assert eng.state.n_accepted == got["n_accepted"] > 10
     assert abs(eng.energy_drift_ev()) < 1e-9
     eng.advance(60_000)
-    obs = rp_observables(eng.state.occupations, phase, lambda x: 5.87 - 0.4 * x)
+    obs = rp_observables(eng.state.occupations, phase, lambda x: 5.87 - 0.4 * x, lattice.nn)
     assert obs["has_rp"] == 1.0
+    # One isolated RP site is not a domain; two neighbouring ones are.
+    lone = np.zeros_like(phase)
+    site = int(np.flatnonzero(eng.state.occupations <= species.CD)[0])
+    lone[site] = PH_RP
+    assert rp_observables(eng.state.occupations, lone, float, lattice.nn)["has_rp"] == 0.0
+    assert rp_observables(eng.state.occupations, lone, float)["has_rp"] == 1.0
+    nbr = int(lattice.nn[site][eng.state.occupations[lattice.nn[site]] <= species.CD][0])
+    lone[nbr] = PH_RP
+    assert rp_observables(eng.state.occupations, lone, float, lattice.nn)["has_rp"] == 1.0
     assert obs["x_rp"] > 1.5 * obs["x_pv"]  # Cd enrichment of the RP domain
     assert obs["a_rp_angstrom"] < obs["a_pv_angstrom"]
 
