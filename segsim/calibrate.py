@@ -238,6 +238,7 @@ def calibrate(
             "objective": "((PL14 - PL0)_model - (PL14 - PL_fresh)_published)^2 per treatment, nm^2",
             "iterations": opts.n_iter,
             "wall_s": round(time.perf_counter() - t_start, 1),
+            "status": _status(report),
             "fits": report,
         },
         **{k: v for k, v in _merged(load_params(ens.params), params).items() if v},
@@ -250,6 +251,19 @@ def calibrate(
         tmp_out.write_text(yaml.safe_dump(doc, sort_keys=False))
         tmp_out.replace(out_path)
     return doc
+
+
+def _status(report: dict[str, Any]) -> str:
+    """One line: were the targets reached, and what that means for the values."""
+    fits = [v for v in report.values() if "reached" in v]
+    missed = [k for k, v in report.items() if "reached" in v and not v["reached"]]
+    if not missed:
+        return f"all {len(fits)} PL-shift targets reached within 2 nm"
+    return (
+        f"{len(missed)} of {len(fits)} PL-shift targets not reached ({', '.join(missed)}): the "
+        "model cannot produce these shifts, so those values are the closest it gets, not "
+        "physical estimates; do not use them as defaults"
+    )
 
 
 def _shift(pub: dict[str, Any]) -> float:

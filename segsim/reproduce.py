@@ -335,7 +335,8 @@ def ensemble_table(
                     "x_cd": float(np.mean([r.x_cd[k] for r in mine])),
                     "edge_nm": float(np.mean([r.edge_nm[k] for r in mine])),
                     "rp_nc_fraction": float(np.mean([r.has_rp[k] for r in mine])),
-                    "a_rp_angstrom": _nanmean([r.a_rp[k] for r in mine]),
+                    # only NCs with an RP domain (isolated flickers are not a region)
+                    "a_rp_angstrom": _nanmean([r.a_rp[k] for r in mine if r.has_rp[k]]),
                     "a_pv_angstrom": _nanmean([r.a_pv[k] for r in mine]),
                     "cubic_fraction": float(np.mean([r.cubic[k] for r in mine])),
                     "n_ncs": len(mine),
