@@ -598,7 +598,7 @@ def _kmc_from_dict(data: Mapping[str, Any], source: str, base_dir: Path | None) 
 CALCULATOR_KINDS: tuple[str, ...] = ("chgnet", "cp2k", "standin")
 OPTIMIZERS: tuple[str, ...] = ("FIRE", "BFGS")
 #: Start geometries of the reference relaxation (segsim.training.reference.STARTS).
-RELAX_STARTS: tuple[str, ...] = ("ideal", "tilted")
+RELAX_STARTS: tuple[str, ...] = ("ideal", "tilted", "tilted_anneal")
 FIT_METHODS: tuple[str, ...] = ("least-squares", "ardr", "lasso", "bayesian-ridge", "rfe")
 
 
@@ -636,6 +636,9 @@ class CalculatorConfig:
     # angles of segsim.training.tilt.CHGNET_BULK_TILT_DEGREES
     tilt_antiphase_degrees: float | None = None
     tilt_inphase_degrees: float | None = None
+    # MD anneal before the optimizer (start: tilted_anneal); None: the RelaxSettings defaults
+    anneal_kelvin: float | None = None
+    anneal_femtoseconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -689,6 +692,8 @@ _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
         "start": _Field(str, False, "ideal", _one_of(RELAX_STARTS)),
         "tilt_antiphase_degrees": _Field(float, False, None, _tilt_angle, nullable=True),
         "tilt_inphase_degrees": _Field(float, False, None, _tilt_angle, nullable=True),
+        "anneal_kelvin": _Field(float, False, None, _non_negative, nullable=True),
+        "anneal_femtoseconds": _Field(float, False, None, _non_negative, nullable=True),
     },
     "fit": {
         "cutoff_candidates": _list_of(_list_of(float)),

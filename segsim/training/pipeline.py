@@ -44,8 +44,9 @@ class TrainSummary:
 def relax_fields(calculator: CalculatorConfig) -> dict[str, Any]:
     """Return the relaxation settings of ``segsim train`` (a mapping for ``RelaxSettings``).
 
-    Cell relaxation is on (it acts only on periodic cells tagged ``vegard``); tilt angles left
-    out of the input keep the defaults of :class:`segsim.training.reference.RelaxSettings`.
+    Cell relaxation is on (it acts only on periodic cells tagged ``vegard``); tilt angles and
+    anneal settings left out of the input keep the defaults of
+    :class:`segsim.training.reference.RelaxSettings`.
     """
     c = calculator
     return {
@@ -58,7 +59,12 @@ def relax_fields(calculator: CalculatorConfig) -> dict[str, Any]:
         "start": c.start,
         **{
             key: value
-            for key in ("tilt_antiphase_degrees", "tilt_inphase_degrees")
+            for key in (
+                "tilt_antiphase_degrees",
+                "tilt_inphase_degrees",
+                "anneal_kelvin",
+                "anneal_femtoseconds",
+            )
             if (value := getattr(c, key)) is not None
         },
     }

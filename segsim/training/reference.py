@@ -96,7 +96,7 @@ OPTIMIZERS: tuple[str, ...] = ("FIRE", "BFGS", "LBFGS")
 CELL_FILTERS: tuple[str, ...] = ("frechet", "unit")
 
 #: Start geometries of a relaxation (see :class:`RelaxSettings`).
-STARTS: tuple[str, ...] = ("ideal", "tilted")
+STARTS: tuple[str, ...] = ("ideal", "tilted", "tilted_anneal")
 
 
 @dataclass(frozen=True)
@@ -131,13 +131,21 @@ class RelaxSettings:
         ``"tilted"``: first impose the a-a-c+ Glazer tilt of orthorhombic CsPbBr3 on every
         structure (:func:`segsim.training.tilt.apply_glazer_tilt`: each Br moves
         perpendicular to its B-Br-B axis, B and Cs stay), so that all structures start in the
-        same tilt basin; rattles, if any, come on top of the tilt.
+        same tilt basin; rattles, if any, come on top of the tilt; ``"tilted_anneal"``: the
+        tilted (and rattled) start is annealed by molecular dynamics before the optimizer
+        (``anneal_kelvin``, ``anneal_femtoseconds``).
     tilt_antiphase_degrees
         With ``start="tilted"``: tilt about x and y (antiphase along every axis), degrees.
     tilt_inphase_degrees
         With ``start="tilted"``: tilt about z (in phase along z), degrees.  The defaults are
         the angles of a CHGNet-relaxed CsPbBr3 cell
         (:data:`segsim.training.tilt.CHGNET_BULK_TILT_DEGREES`).
+    anneal_kelvin, anneal_femtoseconds
+        With ``start="tilted_anneal"``: after the tilt (and rattle), a Langevin molecular
+        dynamics anneal at this temperature (K) for this long (fs; time step
+        :data:`ANNEAL_TIMESTEP_FS`, friction :data:`ANNEAL_FRICTION_PER_FS`, velocities and
+        noise from seed ``1000 + k``) before the optimizer, to let each structure settle
+        into a nearby lower minimum.
     """
 
     optimizer: str = "FIRE"
@@ -150,6 +158,8 @@ class RelaxSettings:
     start: str = "ideal"
     tilt_antiphase_degrees: float = tilt.CHGNET_BULK_TILT_DEGREES[0]
     tilt_inphase_degrees: float = tilt.CHGNET_BULK_TILT_DEGREES[1]
+    anneal_kelvin: float = 100.0
+    anneal_femtoseconds: float = 300.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -171,6 +181,8 @@ class RelaxSettings:
         for name in ("tilt_antiphase_degrees", "tilt_inphase_degrees"):
             if not 0.0 <= getattr(self, name) < 30.0:
                 raise ValueError(f"{name} must be in [0, 30) degrees")
+        if self.anneal_kelvin < 0 or self.anneal_femtoseconds < 0:
+            raise ValueError("anneal_kelvin and anneal_femtoseconds must be >= 0")
 
     @classmethod
     def from_any(cls, relax: RelaxSettings | Mapping[str, Any] | None) -> RelaxSettings:
@@ -220,6 +232,9 @@ def provenance_hash(calculator_provenance: Mapping[str, Any], relax: RelaxSettin
     if relax.start == "ideal":
         for key in ("start", "tilt_antiphase_degrees", "tilt_inphase_degrees"):
             del settings[key]
+    if relax.start != "tilted_anneal":
+        for key in ("anneal_kelvin", "anneal_femtoseconds"):
+            del settings[key]
     payload = _canonical_json({"calculator": dict(calculator_provenance), "relax": settings})
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -247,7 +262,7 @@ def _max_force(forces: np.ndarray) -> float:
 def start_atoms(atoms: Atoms, relax: RelaxSettings, k: int = 0) -> Atoms:
     """Return start ``k`` of a relaxation: a copy of ``atoms`` as the settings prepare it.
 
-    With ``relax.start == "tilted"`` the a-a-c+ Glazer tilt is imposed
+    With ``relax.start`` ``"tilted"`` or ``"tilted_anneal"`` the a-a-c+ Glazer tilt is imposed
     (:func:`segsim.training.tilt.apply_glazer_tilt`); with ``relax.rattle_angstrom > 0`` the
     positions are then rattled (``Atoms.rattle``, seed ``1000 + k``).  Otherwise the copy has
     the positions of ``atoms``.
@@ -262,7 +277,7 @@ def start_atoms(atoms: Atoms, relax: RelaxSettings, k: int = 0) -> Atoms:
         Index of the start (``0 .. relax.n_starts - 1``).
     """
     trial = atoms.copy()
-    if relax.start == "tilted":
+    if relax.start in ("tilted", "tilted_anneal"):
         tilt.apply_glazer_tilt(trial, relax.tilt_antiphase_degrees, relax.tilt_inphase_degrees)
     if relax.rattle_angstrom > 0.0:
         trial.rattle(stdev=relax.rattle_angstrom, seed=1000 + k)
@@ -274,11 +289,53 @@ def relax_start(
 ) -> tuple[dict[str, Any], Atoms]:
     """Relax start ``k`` (:func:`start_atoms`) of ``atoms``; return the result and the atoms.
 
+    With ``relax.start == "tilted_anneal"`` the start is first annealed (Langevin dynamics,
+    seed ``1000 + k``).
+
     The result holds ``energy_ev`` (eV), ``forces``, ``stress``, ``converged``, ``n_steps``
     and ``fmax_final_ev_per_angstrom``; the returned atoms are in the relaxed state.
     """
     trial = start_atoms(atoms, relax, k)
+    if relax.start == "tilted_anneal":
+        _anneal(trial, calc, relax, seed=1000 + k)
     return _relax_once(trial, calc, relax, relax_cell), trial
+
+
+#: Time step of the anneal of ``start="tilted_anneal"``, fs.
+ANNEAL_TIMESTEP_FS: float = 2.0
+
+#: Langevin friction of that anneal, 1/fs (a 50 fs relaxation time).
+ANNEAL_FRICTION_PER_FS: float = 0.02
+
+
+def _anneal(atoms: Atoms, calc: Calculator, relax: RelaxSettings, seed: int) -> None:
+    """Langevin dynamics of ``atoms`` (in place) at ``relax.anneal_kelvin``; velocities reset."""
+    from ase import units
+    from ase.md import velocitydistribution
+    from ase.md.langevin import Langevin
+
+    n_steps = round(relax.anneal_femtoseconds / ANNEAL_TIMESTEP_FS)
+    if n_steps == 0:
+        return
+    atoms.calc = calc
+    rng = np.random.default_rng(seed)
+    # ASE 3.29 renamed MaxwellBoltzmannDistribution (now deprecated) to thermalize_momenta.
+    thermalize = getattr(
+        velocitydistribution,
+        "thermalize_momenta",
+        velocitydistribution.MaxwellBoltzmannDistribution,
+    )
+    thermalize(atoms, temperature_K=relax.anneal_kelvin, rng=rng)
+    md = Langevin(
+        atoms,
+        timestep=ANNEAL_TIMESTEP_FS * units.fs,
+        temperature_K=relax.anneal_kelvin,
+        friction=ANNEAL_FRICTION_PER_FS / units.fs,
+        fixcm=False,
+        rng=rng,
+    )
+    md.run(n_steps)
+    atoms.set_momenta(np.zeros((len(atoms), 3)))
 
 
 def _relax(

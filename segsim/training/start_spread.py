@@ -84,9 +84,17 @@ def _structures(cfg: Any, names: Sequence[str]) -> dict[str, Any]:
 
 
 def _job(
-    cfg_path: str, name: str, relax_fields: dict[str, Any], k: int, calc_threads: int
+    cfg_path: str,
+    name: str,
+    relax_fields: dict[str, Any],
+    k: int,
+    calc_threads: int,
+    save_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Relax start ``k`` of structure ``name`` (runs in a worker process)."""
+    """Relax start ``k`` of structure ``name`` (runs in a worker process).
+
+    With ``save_dir`` the relaxed structure is also written there (extended XYZ).
+    """
     import torch
 
     from segsim.config import load_train
@@ -101,6 +109,12 @@ def _job(
     out, atoms = reference.relax_start(structure.atoms, calc, relax, k)
     seconds = time.perf_counter() - t0
     angles = tilt.measure_tilt_degrees(atoms, structure.atoms)
+    if save_dir is not None:
+        from ase.io import write
+
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        label = f"{relax.start}_r{relax.rattle_angstrom:g}_s{1000 + k}"
+        write(Path(save_dir) / f"{name}_{label}.extxyz", atoms)
     return {
         "name": name,
         "start_kind": relax.start,
@@ -108,7 +122,12 @@ def _job(
         "seed": 1000 + k if relax.rattle_angstrom > 0 else None,
         "tilt_degrees": (
             [relax.tilt_antiphase_degrees, relax.tilt_inphase_degrees]
-            if relax.start == "tilted"
+            if relax.start != "ideal"
+            else None
+        ),
+        "anneal": (
+            [relax.anneal_kelvin, relax.anneal_femtoseconds]
+            if relax.start == "tilted_anneal"
             else None
         ),
         "key": _key(name, relax_fields, k),
@@ -119,6 +138,7 @@ def _job(
         "seconds": seconds,
         "final_antiphase_degrees": angles["antiphase_degrees"],
         "final_inphase_degrees": angles["inphase_degrees"],
+        "final_modes_degrees": tilt.glazer_fingerprint(atoms, structure.atoms),
         "n_atoms": len(atoms),
     }
 
@@ -143,6 +163,7 @@ def run_starts(
     jobs: int = 1,
     on_result: Any = None,
     command: str = "",
+    save_dir: str | None = None,
 ) -> list[dict[str, Any]]:
     """Relax starts ``0 .. n_starts - 1`` of each structure; return all cached records.
 
@@ -160,7 +181,9 @@ def run_starts(
     ]
     cache.parent.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(_job, cfg_path, name, relax_fields, k, 1) for name, k in todo]
+        futures = [
+            pool.submit(_job, cfg_path, name, relax_fields, k, 1, save_dir) for name, k in todo
+        ]
         for fut in as_completed(futures):
             rec = {**fut.result(), "command": command}
             with cache.open("a") as fh:
@@ -248,14 +271,26 @@ def _ideal_reference(cfg: Any, names: Sequence[str]) -> dict[str, float]:
 
 
 def _setting_label(rec: dict[str, Any]) -> str:
-    if rec["start_kind"] == "tilted":
+    if rec["start_kind"] == "ideal":
+        label = "ideal"
+    else:
         a, c = rec["tilt_degrees"]
         label = f"tilted {a:g}/{c:g} deg"
-    else:
-        label = rec["start_kind"]
+    if rec.get("anneal"):
+        kelvin, fs = rec["anneal"]
+        label += f" + MD {kelvin:g} K {fs:g} fs"
     if rec["rattle_angstrom"]:
         label += f" + rattle {rec['rattle_angstrom']:g} A"
     return label
+
+
+def _modes(rec: dict[str, Any], threshold_degrees: float = 1.0) -> str:
+    """Return the tilt modes of a record above ``threshold_degrees`` (``x- 5.1, z+ 4.4``)."""
+    modes = rec.get("final_modes_degrees")
+    if modes is None:
+        return "-"
+    big = [f"{m} {v:+.1f}" for m, v in modes.items() if abs(v) >= threshold_degrees]
+    return ", ".join(big) if big else "none"
 
 
 def markdown(
@@ -286,14 +321,17 @@ def markdown(
             "rattled with the seed shown.  Final tilt: the mean a-a-c+ angles (antiphase / "
             "in-phase, degrees) of the relaxed structure, signed by the imposed pattern "
             "(`tilt.measure_tilt_degrees`; near 0 where the structure left the pattern or never "
-            "had it).  Energies are total energies in eV."
+            "had it).  Final tilt modes: the rotations about x, y, z projected on the antiphase "
+            "(-) and in-phase (+) patterns, those of at least 1 degree "
+            "(`tilt.glazer_fingerprint`; a-a-c+ is x-, y-, z+).  Energies are total energies in "
+            "eV."
         ),
         "",
         (
             "| structure | start | seed | E (eV) | FIRE steps | final fmax (eV/A) | converged "
-            "| final tilt (deg) | time (s) |"
+            "| final tilt (deg) | final tilt modes (deg) | time (s) |"
         ),
-        "|---|---|---:|---:|---:|---:|---|---|---:|",
+        "|---|---|---:|---:|---:|---:|---|---|---|---:|",
     ]
     order = {n: i for i, n in enumerate(names)}
     recs = sorted(
@@ -305,7 +343,7 @@ def markdown(
             f"| {r['name']} | {_setting_label(r)} | {r['seed']} | {r['energy_ev']:.4f} "
             f"| {r['n_steps']} | {r['fmax_final_ev_per_angstrom']:.4f} | {r['converged']} "
             f"| {r['final_antiphase_degrees']:.1f} / {r['final_inphase_degrees']:.1f} "
-            f"| {r['seconds']:.0f} |"
+            f"| {_modes(r)} | {r['seconds']:.0f} |"
         )
     lines += [
         "",
@@ -371,12 +409,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tilt", nargs=2, type=float, default=tilt.CHGNET_BULK_TILT_DEGREES,
                    metavar=("ANTIPHASE", "INPHASE"), help="tilt angles, degrees")  # fmt: skip
     p.add_argument("--rattle", type=float, default=0.02, help="rattle stdev, Angstrom")
+    p.add_argument("--anneal", nargs=2, type=float, default=(100.0, 300.0),
+                   metavar=("KELVIN", "FS"), help="MD anneal of --start tilted_anneal")  # fmt: skip
     p.add_argument("--starts", type=int, default=3, help="starts per structure (seeds 1000+k)")
     p.add_argument("--jobs", type=int, default=1, help="parallel relaxations")
     p.add_argument("--bulk", action="store_true", help="also the 2x2x2 bulk tilt calibration")
     p.add_argument("--out", default="potentials/start_spread.md")
     p.add_argument("--cache", default=None, help="JSON lines (default: --out with .jsonl)")
     p.add_argument("--note", action="append", default=[], help="a line for the Notes section")
+    p.add_argument("--save-dir", default=None, help="write the relaxed structures here")
     args = p.parse_args(argv)
 
     cfg = load_train(args.config)
@@ -388,8 +429,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         start=args.start,
         tilt_antiphase_degrees=args.tilt[0],
         tilt_inphase_degrees=args.tilt[1],
+        anneal_kelvin=args.anneal[0],
+        anneal_femtoseconds=args.anneal[1],
     )
-    fields = {k: v for k, v in asdict(relax).items() if k != "n_starts"}
+    # The cache key: the settings without n_starts (and the anneal only where it is used,
+    # which keeps the keys of the runs made before it existed).
+    skip = {"n_starts"} | (
+        {"anneal_kelvin", "anneal_femtoseconds"} if relax.start != "tilted_anneal" else set()
+    )
+    fields = {k: v for k, v in asdict(relax).items() if k not in skip}
     out = Path(args.out)
     cache = Path(args.cache) if args.cache else out.with_suffix(".jsonl")
     bulk_path = cache.with_name(cache.stem + "_bulk.json")
@@ -416,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bulk_path.write_text(json.dumps(bulk_tilt(args.config, (10.0, 10.0)), indent=1) + "\n")
     records = run_starts(
         os.fspath(args.config), args.names, fields, args.starts, cache, jobs=args.jobs,
-        on_result=write, command=command,
+        on_result=write, command=command, save_dir=args.save_dir,
     )  # fmt: skip
     write(records)
     return 0

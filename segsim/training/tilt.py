@@ -72,6 +72,7 @@ __all__ = [
     "X_SYMBOL",
     "OctahedralNetwork",
     "apply_glazer_tilt",
+    "glazer_fingerprint",
     "glazer_tilt_displacements",
     "measure_tilt_degrees",
     "octahedral_network",
@@ -367,3 +368,59 @@ def measure_tilt_degrees(atoms: Atoms, reference: Atoms) -> dict[str, float]:
         "inphase_std_degrees": float(np.std(inph)) if inph else 0.0,
         "n_bridges": int(net.n_bridges),
     }
+
+
+def glazer_fingerprint(atoms: Atoms, reference: Atoms) -> dict[str, float]:
+    """Return the amplitudes (degrees) of the six tilt modes of a (relaxed) structure.
+
+    Each octahedron's rotation ``t`` (``tan`` of the angle per axis) is estimated from its
+    Br: a Br at unit vector ``u`` from its B (``reference``, untilted), displaced by ``d``
+    relative to the B, gives the components of ``t`` perpendicular to ``u`` as
+    ``(u x d) / r``; the estimates of all Br of the octahedron are averaged per component.
+    The rotation about axis ``c`` is then projected on its two corner-sharing-compatible
+    sign patterns over the B sites: antiphase, ``(-1)^(i + j + k)`` (Glazer ``-``), and in
+    phase along ``c``, ``(-1)^(sum of the other two indices)`` (Glazer ``+``).
+
+    Parameters
+    ----------
+    atoms
+        The structure to analyse.
+    reference
+        Its untilted twin (same atoms, same order).
+
+    Returns
+    -------
+    dict
+        Keys ``x-``, ``x+``, ``y-``, ``y+``, ``z-``, ``z+``: the mean projected rotation,
+        degrees (signed; the pattern imposed by :func:`apply_glazer_tilt` gives ``x-`` =
+        ``y-`` = ``phi_a``, ``z+`` = ``phi_c`` and zero for the others).
+    """
+    net = octahedral_network(reference)
+    b_of, x_of, vec = _bonds(reference)
+    pos_in_b = np.full(len(reference), -1, dtype=np.int64)
+    pos_in_b[net.b_atoms] = np.arange(net.b_atoms.size)
+    sums = np.zeros((net.b_atoms.size, 3))
+    counts = np.zeros((net.b_atoms.size, 3))
+    for b, x, v in zip(b_of.tolist(), x_of.tolist(), vec, strict=True):
+        r = float(np.linalg.norm(v))
+        u = v / r
+        d = atoms.get_distance(b, x, mic=True, vector=True) - v
+        t_perp = np.cross(u, d) / r
+        axis = int(np.abs(u).argmax())
+        i = pos_in_b[b]
+        for comp in range(3):
+            if comp != axis:
+                sums[i, comp] += t_perp[comp]
+                counts[i, comp] += 1
+    has = counts > 0
+    t = np.where(has, sums / np.maximum(counts, 1), 0.0)
+    p = net.parity
+    anti = 1 - 2 * (p.sum(axis=1) % 2)
+    out: dict[str, float] = {}
+    for comp, name in enumerate("xyz"):
+        inph = 1 - 2 * ((p.sum(axis=1) - p[:, comp]) % 2)
+        sel = has[:, comp]
+        for label, pattern in (("-", anti), ("+", inph)):
+            mean = float(np.mean(t[sel, comp] * pattern[sel])) if sel.any() else 0.0
+            out[f"{name}{label}"] = float(np.degrees(np.arctan(mean)))
+    return out

@@ -591,3 +591,26 @@ def test_tilted_start_relaxes_from_the_glazer_pattern(tmp_path, structures):
         # The unrelaxed energy is that of the structure as given (ideal positions).
         assert rec["energy_unrelaxed_ev"] == pytest.approx(ref["energy_unrelaxed_ev"])
         assert rec["converged"]
+
+
+def test_annealed_tilted_start_is_reproducible_per_seed(structures):
+    from segsim.training.reference import provenance_hash, relax_start
+
+    calc_prov = {"kind": "standin", "settings": {"cutoff_angstrom": 5.6}}
+    tilted = RelaxSettings(start="tilted", anneal_kelvin=300.0)  # anneal unused: not hashed
+    assert provenance_hash(calc_prov, tilted) == provenance_hash(
+        calc_prov, RelaxSettings(start="tilted")
+    )
+    annealed = RelaxSettings(start="tilted_anneal", anneal_femtoseconds=20.0, max_steps=300)
+    assert provenance_hash(calc_prov, annealed) != provenance_hash(calc_prov, tilted)
+    calc, _ = make_calculator("standin")
+    nc = structures[0].atoms
+    one, a1 = relax_start(nc, calc, annealed, 0)
+    again, a2 = relax_start(nc, calc, annealed, 0)
+    _, a3 = relax_start(nc, calc, annealed, 1)
+    np.testing.assert_array_equal(a1.positions, a2.positions)
+    assert one["energy_ev"] == again["energy_ev"]
+    assert not np.allclose(a1.positions, a3.positions)  # another seed, another trajectory
+    assert one["converged"]
+    with pytest.raises(ValueError, match="anneal"):
+        RelaxSettings(start="tilted_anneal", anneal_kelvin=-1.0)
