@@ -21,6 +21,9 @@ ideal and from the tilted positions and reports the a-a-c+ tilt angles it relaxe
 (:func:`segsim.training.tilt.measure_tilt_degrees`): the origin of
 :data:`segsim.training.tilt.CHGNET_BULK_TILT_DEGREES`.
 
+``--notes FILE`` appends a Markdown file (e.g. the conclusions drawn from the table) to the
+report; ``--save-dir DIR`` keeps the relaxed structures (extended XYZ).
+
 Run it with one thread per process (``OMP_NUM_THREADS=1``); ``--jobs`` relaxations run in
 parallel processes.
 """
@@ -297,10 +300,9 @@ def markdown(
     records: Sequence[dict[str, Any]],
     names: Sequence[str],
     *,
-    command: str,
     reference_ev: dict[str, float],
     bulk: Sequence[dict[str, Any]] | None = None,
-    notes: Sequence[str] = (),
+    notes: str = "",
 ) -> str:
     """Return the Markdown report of the cached relaxations."""
     lines = [
@@ -312,7 +314,7 @@ def markdown(
         ),
         "",
         "```",
-        *dict.fromkeys([*(r.get("command", "") for r in records), command]),
+        *dict.fromkeys(r["command"] for r in records if r.get("command")),
         "```",
         "",
         (
@@ -392,8 +394,8 @@ def markdown(
                 f"| {b['antiphase_degrees']:.2f} +- {b['antiphase_std_degrees']:.2f} "
                 f"| {b['inphase_degrees']:.2f} +- {b['inphase_std_degrees']:.2f} |"
             )
-    if notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    if notes.strip():
+        lines += ["", notes.strip()]
     return "\n".join(lines) + "\n"
 
 
@@ -416,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bulk", action="store_true", help="also the 2x2x2 bulk tilt calibration")
     p.add_argument("--out", default="potentials/start_spread.md")
     p.add_argument("--cache", default=None, help="JSON lines (default: --out with .jsonl)")
-    p.add_argument("--note", action="append", default=[], help="a line for the Notes section")
+    p.add_argument("--notes", default=None, help="Markdown file appended to the report")
     p.add_argument("--save-dir", default=None, help="write the relaxed structures here")
     args = p.parse_args(argv)
 
@@ -452,10 +454,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = markdown(
             records,
             args.names,
-            command=command,
             reference_ev=reference_ev,
             bulk=bulk,
-            notes=args.note,
+            notes=Path(args.notes).read_text() if args.notes else "",
         )
         out.write_text(text)
 

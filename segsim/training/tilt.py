@@ -51,11 +51,16 @@ bridge would join two sites of equal parity): :func:`glazer_tilt_displacements` 
 
 Choice of the angles
 --------------------
-The default angles are those CHGNet itself gives for bulk CsPbBr3: a periodic 2 x 2 x 2
-cell (40 atoms, a = 5.87 Angstrom) started from this pattern at 10 degrees and relaxed
-(positions and cell, FIRE, 0.01 eV/Angstrom) keeps the a-a-c+ pattern with the angles
-:data:`CHGNET_BULK_TILT_DEGREES` (measured by :func:`measure_tilt_degrees`; see
-``potentials/start_spread.md``).
+A literature search (the search tool of this project, for "CsPbBr3 Pnma octahedral tilt
+angle" and similar) found the Pnma structure assignment (Stoumpos et al., above) but no
+quotable tilt angles, so the defaults are those CHGNet itself gives for bulk CsPbBr3: a
+periodic 2 x 2 x 2 cell (40 atoms, a = 5.87 Angstrom) relaxed with positions and cell
+(FIRE, 0.01 eV/Angstrom) from this pattern at 10/10 degrees keeps a-a-c+ with
+9.1 +- 1.7 degrees (antiphase) and 9.7 degrees (in phase); from rattled ideal positions it
+relaxes to the same pattern, 8.7 +- 1.5 and 10.6 degrees, 0.78 eV (0.098 eV per formula
+unit) below the cubic saddle (measured by :func:`measure_tilt_degrees`;
+``python -m segsim.training.start_spread --bulk``, table in ``potentials/start_spread.md``).
+:data:`CHGNET_BULK_TILT_DEGREES` rounds the first to half degrees.
 """
 
 from __future__ import annotations
