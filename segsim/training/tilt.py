@@ -6,7 +6,14 @@ The ideal cubic positions of :mod:`segsim.atomistic` are a saddle of the octahed
 With CHGNet, a 4^3 NC (416 atoms, x = 0.25) relaxed from them (FIRE, 0.01 eV/Angstrom) ends
 0.09-0.29 eV apart from rattled starts, in different tilt minima, which is more than the
 spread between Cd arrangements.  Imposing one fixed tilt pattern on every structure before
-relaxing puts all of them in the same tilt basin.
+relaxing is meant to put all of them in the same tilt basin.
+
+Measured with CHGNet (``potentials/start_spread.md``, four 4^3 NCs at x = 0.25, three
+rattled starts each): from this pattern the relaxations stay in it and the start-to-start
+spread drops from 0.02-0.09 eV (rattled ideal starts) to 0.01-0.05 eV, but the a-a-c+ basin
+of the NC lies 0.13-0.22 eV above the lowest rattled-ideal minima (which are dominated by
+in-phase tilts about x and y), and a 100 K anneal or a smaller tilt scatter more.  It is
+therefore an option, not the default.
 
 The pattern
 -----------
