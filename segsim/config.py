@@ -289,6 +289,10 @@ def _non_negative(v: Any) -> str | None:
     return None if v >= 0 else f"must be >= 0 (got {v})"
 
 
+def _tilt_angle(v: Any) -> str | None:
+    return None if 0.0 <= v < 30.0 else f"must be in [0, 30) degrees (got {v})"
+
+
 def _unit_interval(v: Any) -> str | None:
     return None if 0.0 <= v <= 1.0 else f"must be in [0, 1] (got {v})"
 
@@ -661,6 +665,8 @@ def _rp_and_synthesis(
 #: Reference calculators known to :mod:`segsim.training.calculators` (names only).
 CALCULATOR_KINDS: tuple[str, ...] = ("chgnet", "cp2k", "standin")
 OPTIMIZERS: tuple[str, ...] = ("FIRE", "BFGS")
+#: Start geometries of the reference relaxation (segsim.training.reference.STARTS).
+RELAX_STARTS: tuple[str, ...] = ("ideal", "tilted", "tilted_anneal")
 FIT_METHODS: tuple[str, ...] = ("least-squares", "ardr", "lasso", "bayesian-ridge", "rfe")
 
 
@@ -693,6 +699,14 @@ class CalculatorConfig:
     max_steps: int  # optimizer steps per structure
     rattle_angstrom: float = 0.0  # random displacement before relaxing (0: ideal start)
     n_starts: int = 1  # rattled starts per structure; the lowest energy is kept
+    start: str = "ideal"  # one of RELAX_STARTS: ideal positions, or the a-a-c+ tilt first
+    # a-a-c+ tilt angles about x and y / about z (start: tilted); None: the CHGNet bulk
+    # angles of segsim.training.tilt.CHGNET_BULK_TILT_DEGREES
+    tilt_antiphase_degrees: float | None = None
+    tilt_inphase_degrees: float | None = None
+    # MD anneal before the optimizer (start: tilted_anneal); None: the RelaxSettings defaults
+    anneal_kelvin: float | None = None
+    anneal_femtoseconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -743,6 +757,11 @@ _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
         "max_steps": _Field(int, False, 1000, _non_negative),
         "rattle_angstrom": _Field(float, False, 0.0, _non_negative),
         "n_starts": _Field(int, False, 1, _positive),
+        "start": _Field(str, False, "ideal", _one_of(RELAX_STARTS)),
+        "tilt_antiphase_degrees": _Field(float, False, None, _tilt_angle, nullable=True),
+        "tilt_inphase_degrees": _Field(float, False, None, _tilt_angle, nullable=True),
+        "anneal_kelvin": _Field(float, False, None, _non_negative, nullable=True),
+        "anneal_femtoseconds": _Field(float, False, None, _non_negative, nullable=True),
     },
     "fit": {
         "cutoff_candidates": _list_of(_list_of(float)),

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from segsim.config import TrainConfig
+from segsim.config import CalculatorConfig, TrainConfig
 from segsim.lattice import build_cube, n_cd_for
 
 
@@ -39,6 +39,35 @@ class TrainSummary:
     n_computed: int
     cv_rmse_mev_per_site: float
     checks_text: str
+
+
+def relax_fields(calculator: CalculatorConfig) -> dict[str, Any]:
+    """Return the relaxation settings of ``segsim train`` (a mapping for ``RelaxSettings``).
+
+    Cell relaxation is on (it acts only on periodic cells tagged ``vegard``); tilt angles and
+    anneal settings left out of the input keep the defaults of
+    :class:`segsim.training.reference.RelaxSettings`.
+    """
+    c = calculator
+    return {
+        "optimizer": c.optimizer,
+        "fmax_ev_per_angstrom": c.fmax_ev_per_angstrom,
+        "max_steps": c.max_steps,
+        "relax_cell": True,
+        "rattle_angstrom": c.rattle_angstrom,
+        "n_starts": c.n_starts,
+        "start": c.start,
+        **{
+            key: value
+            for key in (
+                "tilt_antiphase_degrees",
+                "tilt_inphase_degrees",
+                "anneal_kelvin",
+                "anneal_femtoseconds",
+            )
+            if (value := getattr(c, key)) is not None
+        },
+    }
 
 
 def _records_for_fit(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -71,14 +100,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainSummary:
         structs,
         calculator_kind=c.kind,
         calculator_settings=c.settings,
-        relax={
-            "optimizer": c.optimizer,
-            "fmax_ev_per_angstrom": c.fmax_ev_per_angstrom,
-            "max_steps": c.max_steps,
-            "relax_cell": True,
-            "rattle_angstrom": c.rattle_angstrom,
-            "n_starts": c.n_starts,
-        },
+        relax=relax_fields(c),
         db_path=cfg.database,
         progress=progress,
     )

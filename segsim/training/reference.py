@@ -26,6 +26,15 @@ convergence criterion then applies to the filter's generalised forces (stress ti
 included).  ``max_steps=0`` gives single points.  A structure that does not converge within
 ``max_steps`` is stored all the same (``converged`` False) and counts as done.
 
+Start geometry: by default every structure is relaxed from its ideal cubic positions.  These
+are a saddle of the octahedral tilts, and CHGNet relaxations from them end in different tilt
+minima depending on tiny differences in the start (0.09-0.29 eV for one 4^3 NC, more than the
+spread between Cd arrangements).  ``start="tilted"`` imposes one common tilt pattern, the
+a-a-c+ Glazer tilt of orthorhombic CsPbBr3 (:mod:`segsim.training.tilt`), on every structure
+first; ``rattle_angstrom`` / ``n_starts`` add random displacements on top (several starts, the
+lowest energy kept).  ``python -m segsim.training.start_spread`` measures how far final
+energies of one structure scatter between starts (``potentials/start_spread.md``).
+
 Provenance and resuming
 -----------------------
 Each row carries ``data["provenance"]``: the calculator's provenance (kind, complete settings,
@@ -64,16 +73,19 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError
 from ase.calculators.singlepoint import SinglePointCalculator
 
 import segsim
-from segsim.training import calculators
+from segsim.training import calculators, tilt
 from segsim.training.structures import ReferenceStructure
 
 __all__ = [
     "OPTIMIZERS",
+    "STARTS",
     "RelaxSettings",
     "compute_references",
     "format_progress",
     "load_references",
     "provenance_hash",
+    "relax_start",
+    "start_atoms",
     "structure_hash",
 ]
 
@@ -82,6 +94,9 @@ OPTIMIZERS: tuple[str, ...] = ("FIRE", "BFGS", "LBFGS")
 
 #: Cell filters that can be chosen by name.
 CELL_FILTERS: tuple[str, ...] = ("frechet", "unit")
+
+#: Start geometries of a relaxation (see :class:`RelaxSettings`).
+STARTS: tuple[str, ...] = ("ideal", "tilted", "tilted_anneal")
 
 
 @dataclass(frozen=True)
@@ -111,6 +126,26 @@ class RelaxSettings:
         structure find its tilted minimum.  0 (default) relaxes the ideal positions.
     n_starts
         Independent rattled starts per structure; the lowest final energy is kept.
+    start
+        ``"ideal"`` (default): relax from the structure's own (ideal cubic) positions;
+        ``"tilted"``: first impose the a-a-c+ Glazer tilt of orthorhombic CsPbBr3 on every
+        structure (:func:`segsim.training.tilt.apply_glazer_tilt`: each Br moves
+        perpendicular to its B-Br-B axis, B and Cs stay), so that all structures start in the
+        same tilt basin; rattles, if any, come on top of the tilt; ``"tilted_anneal"``: the
+        tilted (and rattled) start is annealed by molecular dynamics before the optimizer
+        (``anneal_kelvin``, ``anneal_femtoseconds``).
+    tilt_antiphase_degrees
+        With ``start="tilted"``: tilt about x and y (antiphase along every axis), degrees.
+    tilt_inphase_degrees
+        With ``start="tilted"``: tilt about z (in phase along z), degrees.  The defaults are
+        the angles of a CHGNet-relaxed CsPbBr3 cell
+        (:data:`segsim.training.tilt.CHGNET_BULK_TILT_DEGREES`).
+    anneal_kelvin, anneal_femtoseconds
+        With ``start="tilted_anneal"``: after the tilt (and rattle), a Langevin molecular
+        dynamics anneal at this temperature (K) for this long (fs; time step
+        :data:`ANNEAL_TIMESTEP_FS`, friction :data:`ANNEAL_FRICTION_PER_FS`, velocities and
+        noise from seed ``1000 + k``) before the optimizer, to let each structure settle
+        into a nearby lower minimum.
     """
 
     optimizer: str = "FIRE"
@@ -120,6 +155,11 @@ class RelaxSettings:
     cell_filter: str = "frechet"
     rattle_angstrom: float = 0.0
     n_starts: int = 1
+    start: str = "ideal"
+    tilt_antiphase_degrees: float = tilt.CHGNET_BULK_TILT_DEGREES[0]
+    tilt_inphase_degrees: float = tilt.CHGNET_BULK_TILT_DEGREES[1]
+    anneal_kelvin: float = 100.0
+    anneal_femtoseconds: float = 300.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -136,6 +176,13 @@ class RelaxSettings:
             raise ValueError(f"n_starts must be a positive integer, got {self.n_starts}")
         if self.n_starts > 1 and self.rattle_angstrom == 0:
             raise ValueError("n_starts > 1 needs rattle_angstrom > 0 (the starts would be equal)")
+        if self.start not in STARTS:
+            raise ValueError(f"unknown start {self.start!r}; allowed: {STARTS}")
+        for name in ("tilt_antiphase_degrees", "tilt_inphase_degrees"):
+            if not 0.0 <= getattr(self, name) < 30.0:
+                raise ValueError(f"{name} must be in [0, 30) degrees")
+        if self.anneal_kelvin < 0 or self.anneal_femtoseconds < 0:
+            raise ValueError("anneal_kelvin and anneal_femtoseconds must be >= 0")
 
     @classmethod
     def from_any(cls, relax: RelaxSettings | Mapping[str, Any] | None) -> RelaxSettings:
@@ -178,9 +225,15 @@ def provenance_hash(calculator_provenance: Mapping[str, Any], relax: RelaxSettin
     """
     settings = asdict(relax)
     # The start options joined later: left out at their defaults so that existing
-    # databases keep their keys.
+    # databases keep their keys (the tilt angles only count for a tilted start).
     for key, default in (("rattle_angstrom", 0.0), ("n_starts", 1)):
         if settings[key] == default:
+            del settings[key]
+    if relax.start == "ideal":
+        for key in ("start", "tilt_antiphase_degrees", "tilt_inphase_degrees"):
+            del settings[key]
+    if relax.start != "tilted_anneal":
+        for key in ("anneal_kelvin", "anneal_femtoseconds"):
             del settings[key]
     payload = _canonical_json({"calculator": dict(calculator_provenance), "relax": settings})
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -206,25 +259,101 @@ def _max_force(forces: np.ndarray) -> float:
     return float(np.sqrt((np.asarray(forces) ** 2).sum(axis=1)).max()) if len(forces) else 0.0
 
 
+def start_atoms(atoms: Atoms, relax: RelaxSettings, k: int = 0) -> Atoms:
+    """Return start ``k`` of a relaxation: a copy of ``atoms`` as the settings prepare it.
+
+    With ``relax.start`` ``"tilted"`` or ``"tilted_anneal"`` the a-a-c+ Glazer tilt is imposed
+    (:func:`segsim.training.tilt.apply_glazer_tilt`); with ``relax.rattle_angstrom > 0`` the
+    positions are then rattled (``Atoms.rattle``, seed ``1000 + k``).  Otherwise the copy has
+    the positions of ``atoms``.
+
+    Parameters
+    ----------
+    atoms
+        The unrelaxed (ideal) structure; not modified.
+    relax
+        The relaxation settings.
+    k
+        Index of the start (``0 .. relax.n_starts - 1``).
+    """
+    trial = atoms.copy()
+    if relax.start in ("tilted", "tilted_anneal"):
+        tilt.apply_glazer_tilt(trial, relax.tilt_antiphase_degrees, relax.tilt_inphase_degrees)
+    if relax.rattle_angstrom > 0.0:
+        trial.rattle(stdev=relax.rattle_angstrom, seed=1000 + k)
+    return trial
+
+
+def relax_start(
+    atoms: Atoms, calc: Calculator, relax: RelaxSettings, k: int = 0, relax_cell: bool = False
+) -> tuple[dict[str, Any], Atoms]:
+    """Relax start ``k`` (:func:`start_atoms`) of ``atoms``; return the result and the atoms.
+
+    With ``relax.start == "tilted_anneal"`` the start is first annealed (Langevin dynamics,
+    seed ``1000 + k``).
+
+    The result holds ``energy_ev`` (eV), ``forces``, ``stress``, ``converged``, ``n_steps``
+    and ``fmax_final_ev_per_angstrom``; the returned atoms are in the relaxed state.
+    """
+    trial = start_atoms(atoms, relax, k)
+    if relax.start == "tilted_anneal":
+        _anneal(trial, calc, relax, seed=1000 + k)
+    return _relax_once(trial, calc, relax, relax_cell), trial
+
+
+#: Time step of the anneal of ``start="tilted_anneal"``, fs.
+ANNEAL_TIMESTEP_FS: float = 2.0
+
+#: Langevin friction of that anneal, 1/fs (a 50 fs relaxation time).
+ANNEAL_FRICTION_PER_FS: float = 0.02
+
+
+def _anneal(atoms: Atoms, calc: Calculator, relax: RelaxSettings, seed: int) -> None:
+    """Langevin dynamics of ``atoms`` (in place) at ``relax.anneal_kelvin``; velocities reset."""
+    from ase import units
+    from ase.md import velocitydistribution
+    from ase.md.langevin import Langevin
+
+    n_steps = round(relax.anneal_femtoseconds / ANNEAL_TIMESTEP_FS)
+    if n_steps == 0:
+        return
+    atoms.calc = calc
+    rng = np.random.default_rng(seed)
+    # ASE 3.29 renamed MaxwellBoltzmannDistribution (now deprecated) to thermalize_momenta.
+    thermalize = getattr(
+        velocitydistribution,
+        "thermalize_momenta",
+        velocitydistribution.MaxwellBoltzmannDistribution,
+    )
+    thermalize(atoms, temperature_K=relax.anneal_kelvin, rng=rng)
+    md = Langevin(
+        atoms,
+        timestep=ANNEAL_TIMESTEP_FS * units.fs,
+        temperature_K=relax.anneal_kelvin,
+        friction=ANNEAL_FRICTION_PER_FS / units.fs,
+        fixcm=False,
+        rng=rng,
+    )
+    md.run(n_steps)
+    atoms.set_momenta(np.zeros((len(atoms), 3)))
+
+
 def _relax(
     atoms: Atoms, calc: Calculator, relax: RelaxSettings, relax_cell: bool
 ) -> dict[str, Any]:
     """Relax ``atoms`` in place; return energies, steps, convergence and final forces.
 
-    With ``relax.rattle_angstrom > 0`` every start is rattled first; of ``relax.n_starts``
-    starts the one with the lowest final energy is kept (``atoms`` ends in that state).
+    Each of the ``relax.n_starts`` starts is prepared by :func:`start_atoms` (tilt and rattle
+    as the settings say); the start with the lowest final energy is kept (``atoms`` ends in
+    that state) and ``n_steps`` counts the steps of all starts.  ``energy_unrelaxed_ev`` is
+    the energy of the structure as given (ideal positions).
     """
     atoms.calc = calc
     energy0 = float(atoms.get_potential_energy())
-    if relax.rattle_angstrom == 0.0:
-        return {"energy_unrelaxed_ev": energy0, **_relax_once(atoms, calc, relax, relax_cell)}
     best: tuple[dict[str, Any], Atoms] | None = None
-    start = atoms.copy()
     n_steps = 0
     for k in range(relax.n_starts):
-        trial = start.copy()
-        trial.rattle(stdev=relax.rattle_angstrom, seed=1000 + k)
-        out = _relax_once(trial, calc, relax, relax_cell)
+        out, trial = relax_start(atoms, calc, relax, k, relax_cell)
         n_steps += out["n_steps"]
         if best is None or out["energy_ev"] < best[0]["energy_ev"]:
             best = (out, trial)

@@ -550,3 +550,67 @@ def test_multi_start_relaxation_keeps_the_lowest_energy(tmp_path, structures):
     assert three["atoms"].get_potential_energy() == pytest.approx(three["energy_ev"])
     # Rattled starts move the atoms off the ideal positions before relaxing.
     assert one["energy_unrelaxed_ev"] == pytest.approx(three["energy_unrelaxed_ev"])
+
+
+def test_tilted_start_changes_the_hash_only_when_chosen():
+    from segsim.training.reference import RelaxSettings, provenance_hash
+
+    calc = {"kind": "standin", "settings": {"cutoff_angstrom": 5.6}}
+    default = provenance_hash(calc, RelaxSettings())
+    # Tilt angles do not matter for an ideal start: old databases keep their keys.
+    assert provenance_hash(calc, RelaxSettings(tilt_antiphase_degrees=3.0)) == default
+    tilted = provenance_hash(calc, RelaxSettings(start="tilted"))
+    assert tilted != default
+    assert provenance_hash(calc, RelaxSettings(start="tilted", tilt_inphase_degrees=4.0)) != tilted
+    with pytest.raises(ValueError, match="unknown start 'twisted'"):
+        RelaxSettings(start="twisted")
+    with pytest.raises(ValueError, match="tilt_antiphase_degrees"):
+        RelaxSettings(start="tilted", tilt_antiphase_degrees=45.0)
+
+
+def test_tilted_start_relaxes_from_the_glazer_pattern(tmp_path, structures):
+    from segsim.training import tilt
+    from segsim.training.reference import start_atoms
+
+    relax = RelaxSettings(start="tilted", max_steps=300)
+    nc = structures[0].atoms
+    start = start_atoms(nc, relax)
+    expected = nc.positions + tilt.glazer_tilt_displacements(nc, *tilt.CHGNET_BULK_TILT_DEGREES)
+    np.testing.assert_allclose(start.positions, expected)
+    np.testing.assert_array_equal(nc.positions, structures[0].atoms.positions)  # not modified
+    rattled = RelaxSettings(start="tilted", rattle_angstrom=0.02, n_starts=2)
+    first, second = start_atoms(nc, rattled, 0), start_atoms(nc, rattled, 1)
+    assert 0 < np.abs(first.positions - start.positions).max() < 0.2
+    assert not np.allclose(first.positions, second.positions)
+    kw = {"calculator_kind": "standin", "calculator_settings": None}
+    ideal = compute_references(structures, db_path=tmp_path / "i.db", **kw)
+    recs = compute_references(structures, relax=relax, db_path=tmp_path / "t.db", **kw)
+    for rec, ref in zip(recs, ideal, strict=True):
+        assert rec["provenance"]["relax"]["start"] == "tilted"
+        assert rec["provenance_hash"] != ref["provenance_hash"]
+        # The unrelaxed energy is that of the structure as given (ideal positions).
+        assert rec["energy_unrelaxed_ev"] == pytest.approx(ref["energy_unrelaxed_ev"])
+        assert rec["converged"]
+
+
+def test_annealed_tilted_start_is_reproducible_per_seed(structures):
+    from segsim.training.reference import provenance_hash, relax_start
+
+    calc_prov = {"kind": "standin", "settings": {"cutoff_angstrom": 5.6}}
+    tilted = RelaxSettings(start="tilted", anneal_kelvin=300.0)  # anneal unused: not hashed
+    assert provenance_hash(calc_prov, tilted) == provenance_hash(
+        calc_prov, RelaxSettings(start="tilted")
+    )
+    annealed = RelaxSettings(start="tilted_anneal", anneal_femtoseconds=20.0, max_steps=300)
+    assert provenance_hash(calc_prov, annealed) != provenance_hash(calc_prov, tilted)
+    calc, _ = make_calculator("standin")
+    nc = structures[0].atoms
+    one, a1 = relax_start(nc, calc, annealed, 0)
+    again, a2 = relax_start(nc, calc, annealed, 0)
+    _, a3 = relax_start(nc, calc, annealed, 1)
+    np.testing.assert_array_equal(a1.positions, a2.positions)
+    assert one["energy_ev"] == again["energy_ev"]
+    assert not np.allclose(a1.positions, a3.positions)  # another seed, another trajectory
+    assert one["converged"]
+    with pytest.raises(ValueError, match="anneal"):
+        RelaxSettings(start="tilted_anneal", anneal_kelvin=-1.0)
