@@ -666,7 +666,7 @@ def _rp_and_synthesis(
 CALCULATOR_KINDS: tuple[str, ...] = ("chgnet", "cp2k", "standin")
 OPTIMIZERS: tuple[str, ...] = ("FIRE", "BFGS")
 #: Start geometries of the reference relaxation (segsim.training.reference.STARTS).
-RELAX_STARTS: tuple[str, ...] = ("ideal", "tilted", "tilted_anneal")
+RELAX_STARTS: tuple[str, ...] = ("ideal", "tilted", "tilted_anneal", "untilted")
 FIT_METHODS: tuple[str, ...] = ("least-squares", "ardr", "lasso", "bayesian-ridge", "rfe")
 
 

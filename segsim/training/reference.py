@@ -96,7 +96,7 @@ OPTIMIZERS: tuple[str, ...] = ("FIRE", "BFGS", "LBFGS")
 CELL_FILTERS: tuple[str, ...] = ("frechet", "unit")
 
 #: Start geometries of a relaxation (see :class:`RelaxSettings`).
-STARTS: tuple[str, ...] = ("ideal", "tilted", "tilted_anneal")
+STARTS: tuple[str, ...] = ("ideal", "tilted", "tilted_anneal", "untilted")
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,13 @@ class RelaxSettings:
         perpendicular to its B-Br-B axis, B and Cs stay), so that all structures start in the
         same tilt basin; rattles, if any, come on top of the tilt; ``"tilted_anneal"``: the
         tilted (and rattled) start is annealed by molecular dynamics before the optimizer
-        (``anneal_kelvin``, ``anneal_femtoseconds``).
+        (``anneal_kelvin``, ``anneal_femtoseconds``); ``"untilted"``: relax from the ideal
+        positions with the octahedral tilts switched off: every Br bonded to a B cation may
+        move only along its B-Br bond axis (:class:`ase.constraints.FixedLine`), B and Cs move
+        freely.  This gives the tilt-free (cubic-phase) minimum, the phase the simple-cubic
+        lattice model describes, and removes the glassy tilt landscape that makes
+        unconstrained relaxations of NCs depend on the start (issue 3 note); the convergence
+        criterion then applies to the constrained forces.
     tilt_antiphase_degrees
         With ``start="tilted"``: tilt about x and y (antiphase along every axis), degrees.
     tilt_inphase_degrees
@@ -230,7 +236,9 @@ def provenance_hash(calculator_provenance: Mapping[str, Any], relax: RelaxSettin
         if settings[key] == default:
             del settings[key]
     if relax.start == "ideal":
-        for key in ("start", "tilt_antiphase_degrees", "tilt_inphase_degrees"):
+        del settings["start"]
+    if relax.start not in ("tilted", "tilted_anneal"):
+        for key in ("tilt_antiphase_degrees", "tilt_inphase_degrees"):
             del settings[key]
     if relax.start != "tilted_anneal":
         for key in ("anneal_kelvin", "anneal_femtoseconds"):
@@ -265,7 +273,8 @@ def start_atoms(atoms: Atoms, relax: RelaxSettings, k: int = 0) -> Atoms:
     With ``relax.start`` ``"tilted"`` or ``"tilted_anneal"`` the a-a-c+ Glazer tilt is imposed
     (:func:`segsim.training.tilt.apply_glazer_tilt`); with ``relax.rattle_angstrom > 0`` the
     positions are then rattled (``Atoms.rattle``, seed ``1000 + k``).  Otherwise the copy has
-    the positions of ``atoms``.
+    the positions of ``atoms``.  With ``relax.start == "untilted"`` the copy carries the
+    constraints of :func:`untilted_constraints` (set before the rattle, which they project).
 
     Parameters
     ----------
@@ -279,6 +288,8 @@ def start_atoms(atoms: Atoms, relax: RelaxSettings, k: int = 0) -> Atoms:
     trial = atoms.copy()
     if relax.start in ("tilted", "tilted_anneal"):
         tilt.apply_glazer_tilt(trial, relax.tilt_antiphase_degrees, relax.tilt_inphase_degrees)
+    if relax.start == "untilted":  # before the rattle, which the constraint then projects
+        trial.set_constraint(untilted_constraints(trial))
     if relax.rattle_angstrom > 0.0:
         trial.rattle(stdev=relax.rattle_angstrom, seed=1000 + k)
     return trial
@@ -298,7 +309,33 @@ def relax_start(
     trial = start_atoms(atoms, relax, k)
     if relax.start == "tilted_anneal":
         _anneal(trial, calc, relax, seed=1000 + k)
+    if relax.start == "untilted":  # start_atoms set the constraints
+        try:
+            out = _relax_once(trial, calc, relax, relax_cell)
+        finally:
+            trial.set_constraint()
+        return out, trial
     return _relax_once(trial, calc, relax, relax_cell), trial
+
+
+def untilted_constraints(atoms: Atoms) -> list[Any]:
+    """Return constraints that keep every B-bonded Br on its B-Br bond axis (no tilts).
+
+    One :class:`ase.constraints.FixedLine` per grid axis, holding the Br atoms whose bonds
+    lie along that axis (found by :func:`segsim.training.tilt.octahedral_network` from the
+    ideal geometry).
+    """
+    from ase.constraints import FixedLine
+
+    net = tilt.octahedral_network(atoms)
+    out = []
+    for axis in range(3):
+        idx = net.x_atoms[net.x_axis == axis]
+        if idx.size:
+            direction = np.zeros(3)
+            direction[axis] = 1.0
+            out.append(FixedLine(idx.tolist(), direction))
+    return out
 
 
 #: Time step of the anneal of ``start="tilted_anneal"``, fs.

@@ -614,3 +614,38 @@ def test_annealed_tilted_start_is_reproducible_per_seed(structures):
     assert one["converged"]
     with pytest.raises(ValueError, match="anneal"):
         RelaxSettings(start="tilted_anneal", anneal_kelvin=-1.0)
+
+
+def test_untilted_start_keeps_every_bonded_br_on_its_bond_axis(structures):
+    """The tilt-free relaxation: Br move only along their B-Br axes; hash differs."""
+    from segsim.training import tilt
+    from segsim.training.reference import provenance_hash, relax_start, untilted_constraints
+
+    calc_prov = {"kind": "standin", "settings": {"cutoff_angstrom": 5.6}}
+    untilted = RelaxSettings(start="untilted", rattle_angstrom=0.03, max_steps=300)
+    assert provenance_hash(calc_prov, untilted) != provenance_hash(
+        calc_prov, RelaxSettings(rattle_angstrom=0.03)
+    )
+    # Tilt angles play no part in an untilted start.
+    assert provenance_hash(calc_prov, untilted) == provenance_hash(
+        calc_prov,
+        RelaxSettings(
+            start="untilted", rattle_angstrom=0.03, max_steps=300, tilt_inphase_degrees=3.0
+        ),
+    )
+    nc = structures[0].atoms
+    net = tilt.octahedral_network(nc)
+    cons = untilted_constraints(nc)
+    assert sum(len(c.index) for c in cons) == net.x_atoms.size > 0
+    calc, _ = make_calculator("standin")
+    out, relaxed = relax_start(nc, calc, untilted, 0)
+    assert out["converged"]
+    assert not relaxed.constraints  # removed after the relaxation
+    moved = relaxed.positions - nc.positions
+    for axis in range(3):
+        br = net.x_atoms[net.x_axis == axis]
+        off = np.delete(moved[br], axis, axis=1)
+        np.testing.assert_allclose(off, 0.0, atol=1e-9)  # no displacement across the bond
+    assert np.abs(moved[net.x_atoms]).max() > 1e-3  # but they did relax along it
+    others = np.setdiff1d(np.arange(len(nc)), net.x_atoms)
+    assert np.abs(moved[others]).max() > 1e-3  # B and Cs are free (rattled and relaxed)
