@@ -125,7 +125,7 @@ def _job(
         "seed": 1000 + k if relax.rattle_angstrom > 0 else None,
         "tilt_degrees": (
             [relax.tilt_antiphase_degrees, relax.tilt_inphase_degrees]
-            if relax.start != "ideal"
+            if relax.start in ("tilted", "tilted_anneal")
             else None
         ),
         "anneal": (
@@ -276,6 +276,8 @@ def _ideal_reference(cfg: Any, names: Sequence[str]) -> dict[str, float]:
 def _setting_label(rec: dict[str, Any]) -> str:
     if rec["start_kind"] == "ideal":
         label = "ideal"
+    elif rec["start_kind"] == "untilted":
+        label = "untilted (Br on bond axes)"
     else:
         a, c = rec["tilt_degrees"]
         label = f"tilted {a:g}/{c:g} deg"
