@@ -220,6 +220,13 @@ def cmd_info(args: argparse.Namespace) -> int:
                 f"Cd out {fr['cd_expelled']}, Pb out {fr['pb_expelled']}"
             )
             print(f"        Cd fraction by depth (surface -> core): {prof}")
+            if "rp_fraction" in fr:
+                domain = "an RP domain" if fr["has_rp"] else "no RP domain"
+                x_rp = "-" if fr["x_rp"] != fr["x_rp"] else f"{fr['x_rp']:.3f}"
+                print(
+                    f"        RP: {100 * fr['rp_fraction']:.2f} % of cation sites ({domain}), "
+                    f"x inside RP {x_rp}, outside {fr['x_pv']:.3f}"
+                )
     elif s["n_frames"]:
         for label in ("first", "last"):
             fr = s[label]
