@@ -93,19 +93,24 @@ def _job(
     k: int,
     calc_threads: int,
     save_dir: str | None = None,
+    builder: Any = None,
 ) -> dict[str, Any]:
     """Relax start ``k`` of structure ``name`` (runs in a worker process).
 
     With ``save_dir`` the relaxed structure is also written there (extended XYZ).
+    ``builder(cfg)`` returns the structures by name (default: the training-set generator).
     """
-    import torch
-
     from segsim.config import load_train
     from segsim.training import calculators, reference, tilt
 
-    torch.set_num_threads(calc_threads)
+    try:  # one thread per worker for CHGNet; the stand-in calculator needs no torch
+        import torch
+    except ImportError:
+        pass
+    else:
+        torch.set_num_threads(calc_threads)
     cfg = load_train(cfg_path)
-    structure = _structures(cfg, [name])[name]
+    structure = (_structures(cfg, [name]) if builder is None else builder(cfg))[name]
     relax = reference.RelaxSettings(**relax_fields)
     calc, _ = calculators.make_calculator(cfg.calculator.kind, cfg.calculator.settings)
     t0 = time.perf_counter()
@@ -167,12 +172,14 @@ def run_starts(
     on_result: Any = None,
     command: str = "",
     save_dir: str | None = None,
+    builder: Any = None,
 ) -> list[dict[str, Any]]:
     """Relax starts ``0 .. n_starts - 1`` of each structure; return all cached records.
 
     Relaxations already in ``cache`` (same structure, settings and start) are not repeated;
     each new one is appended to it (with ``command``, the command line that made it) as soon
-    as it is done and ``on_result`` is called.
+    as it is done and ``on_result`` is called.  ``builder`` (a picklable callable, ``cfg ->
+    {name: ReferenceStructure}``) supplies structures that are not in the training set.
     """
     records = _read_cache(cache)
     done = {r["key"] for r in records}
@@ -185,7 +192,8 @@ def run_starts(
     cache.parent.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [
-            pool.submit(_job, cfg_path, name, relax_fields, k, 1, save_dir) for name, k in todo
+            pool.submit(_job, cfg_path, name, relax_fields, k, 1, save_dir, builder)
+            for name, k in todo
         ]
         for fut in as_completed(futures):
             rec = {**fut.result(), "command": command}

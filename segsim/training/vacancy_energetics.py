@@ -1,0 +1,342 @@
+"""Measure the B-vacancy energetics that decide how deep Cd loss reaches in the KMC.
+
+``python -m segsim.training.vacancy_energetics`` relaxes a few pure CsPbBr3 NCs with one or
+two B vacancies (charge-balanced by :data:`segsim.training.structures.VACANCY_RULE`) from
+several rattled starts each, with the calculator and criteria of a ``segsim train`` input,
+and reports three energy differences next to what the shipped cluster expansions predict for
+the same occupations:
+
+``injection``
+    E(one V one layer below the centre of a face) - E(one V at that face centre): the cost of
+    moving a surface vacancy into the crystal (vacancy injection, MODEL.md section 3).
+``binding_surface``
+    E(two V on the centres of two opposite faces) - E(two V side by side on one face): how
+    strongly surface vacancies bind into pits (> 0: they attract).
+``binding_normal``
+    E(V at one face centre + V one layer below the centre of a side face) - E(V at a face
+    centre + V directly below it): the binding of a vacancy that enters under a surface vacancy.
+
+Why this measurement exists (issue 4 note): in the lattice KMC, surface vacancies left by Cd
+expulsion must hop inward for core Cd to reach the surface.  With the provisional CE each of
+the three quantities is one broken-bond energy (0.20 eV), and the KMC then keeps every
+vacancy in surface pits whatever the barriers.  Whether the reference calculator agrees
+decides whether the energy model or the event set has to change.
+
+Energies are relaxation-path averages: the tilt landscape of these NCs is glassy (see
+``potentials/start_spread.md``), so every structure is relaxed from ``--starts`` rattled
+starts (seeds ``1000 + k``) and the mean and its standard error are reported; differences
+carry the combined error.  Relaxations are cached in a JSON-lines file (``--cache``, same
+records as :mod:`segsim.training.start_spread`), so an interrupted run resumes; the Markdown
+report (``--out``) is rewritten after every relaxation.  Run with ``OMP_NUM_THREADS=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DIFFERENCES",
+    "build_structures",
+    "ce_energies",
+    "main",
+    "markdown",
+    "structures_for",
+    "summarise",
+]
+
+#: Structure variants (suffix of the name -> description); the grid sites around the centres
+#: of the bottom (-z), top (+z) and -x faces are chosen by :func:`_vacancy_sites`.
+VARIANTS: dict[str, str] = {
+    "v1-face": "one V at the centre of the bottom face",
+    "v1-depth1": "one V one layer below the centre of the bottom face",
+    "v2-face-adjacent": "two V side by side (along x) at the centre of the bottom face",
+    "v2-face-apart": "two V at the centres of the bottom and top faces",
+    "v2-normal-adjacent": "V at the bottom face centre and V directly below it (depth 1)",
+    "v2-normal-apart": "V at the bottom face centre and V one layer below the -x face centre",
+}
+
+#: The reported differences: name -> (minuend variant, subtrahend variant, meaning).
+DIFFERENCES: dict[str, tuple[str, str, str]] = {
+    "injection": ("v1-depth1", "v1-face", "E(V at depth 1) - E(V at the face centre)"),
+    "binding_surface": (
+        "v2-face-apart",
+        "v2-face-adjacent",
+        "E(2 V on opposite faces) - E(2 V side by side on one face); > 0 attract",
+    ),
+    "binding_normal": (
+        "v2-normal-apart",
+        "v2-normal-adjacent",
+        "E(V face + V under another face) - E(V face + V right below it); > 0 attract",
+    ),
+}
+
+
+def structure_name(n_edge: int, variant: str) -> str:
+    """Return the name of one structure (``nc4_x0_v2-face-adjacent``)."""
+    return f"nc{n_edge}_x0_{variant}"
+
+
+def _vacancy_sites(lattice: Any, variant: str) -> list[int]:
+    """Return the grid sites of the vacancies of ``variant`` on an NC ``lattice``."""
+    n, p = lattice.n_edge, lattice.pad
+    c = p + n // 2
+    bottom, top = p, p + n - 1
+
+    def site(ix: int, iy: int, iz: int) -> int:
+        return int(lattice.site_index(np.array([ix]), np.array([iy]), np.array([iz]))[0])
+
+    table = {
+        "v1-face": [(c, c, bottom)],
+        "v1-depth1": [(c, c, bottom + 1)],
+        "v2-face-adjacent": [(c, c, bottom), (c - 1, c, bottom)],
+        "v2-face-apart": [(c, c, bottom), (c, c, top)],
+        "v2-normal-adjacent": [(c, c, bottom), (c, c, bottom + 1)],
+        "v2-normal-apart": [(c, c, bottom), (p + 1, c, c)],
+    }
+    return [site(*xyz) for xyz in table[variant]]
+
+
+def build_structures(
+    n_edge: int, *, a_angstrom: float, vacuum_angstrom: float, pad: int
+) -> dict[str, Any]:
+    """Return the :class:`~segsim.training.structures.ReferenceStructure` of every variant.
+
+    Parameters
+    ----------
+    n_edge
+        B sites per NC edge (>= 4, so that depth 1 under both faces are distinct sites).
+    a_angstrom, vacuum_angstrom, pad
+        As in the ``structures`` section of a ``segsim train`` input (Angstrom, sites).
+    """
+    from segsim import species
+    from segsim.lattice import build_cube
+    from segsim.training.structures import VACANCY_RULE, _nc_structure
+
+    if n_edge < 4:
+        raise ValueError(f"n_edge must be >= 4, got {n_edge}")
+    lattice = build_cube(n_edge, a_angstrom, pad)
+    out = {}
+    for variant in VARIANTS:
+        sites = _vacancy_sites(lattice, variant)
+        occ = lattice.empty_occupations()
+        occ[sites] = species.VAC
+        name = structure_name(n_edge, variant)
+        out[name] = _nc_structure(
+            name,
+            lattice,
+            occ,
+            vacuum_angstrom,
+            kind="nc_vacancy",
+            arrangement="pure",
+            vacancy_sites=sites,
+            vacancy_depths=[int(lattice.depth[s]) for s in sites],
+            vacancy_series="energetics",
+            charge_rule=VACANCY_RULE,
+        )
+    return out
+
+
+def structures_for(cfg: Any, n_edge: int) -> dict[str, Any]:
+    """Return :func:`build_structures` with the ``structures`` settings of a train input."""
+    s = cfg.structures
+    return build_structures(
+        n_edge, a_angstrom=s.a_angstrom, vacuum_angstrom=s.vacuum_angstrom, pad=s.pad_sites
+    )
+
+
+def ce_energies(structures: dict[str, Any], ce_paths: Sequence[str | Path]) -> dict[str, dict]:
+    """Return ``{ce label: {structure name: total CE energy (eV)}}`` for the occupations."""
+    from segsim.models.cluster_expansion import load_cluster_expansion
+
+    out: dict[str, dict[str, float]] = {}
+    for path in ce_paths:
+        model = load_cluster_expansion(path)
+        energies = {}
+        for name, st in structures.items():
+            tables = model.compile(st.lattice)
+            energies[name] = float(tables.total_energy(np.asarray(st.occupations)))
+        out[Path(path).name] = energies
+    return out
+
+
+def summarise(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Return per structure: ``n``, ``mean``, ``sem`` (eV), ``min``, ``max``, ``spread``."""
+    by_name: dict[str, list[float]] = {}
+    for rec in records:
+        by_name.setdefault(rec["name"], []).append(float(rec["energy_ev"]))
+    out = {}
+    for name, values in by_name.items():
+        v = np.asarray(values)
+        sem = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
+        out[name] = {
+            "n": int(v.size),
+            "mean": float(v.mean()),
+            "sem": sem,
+            "min": float(v.min()),
+            "max": float(v.max()),
+            "spread": float(v.max() - v.min()),
+        }
+    return out
+
+
+def differences(
+    summary: dict[str, dict[str, float]], n_edge: int
+) -> dict[str, tuple[float, float, float]]:
+    """Return ``{difference: (mean, standard error, difference of the minima)}`` in eV."""
+    out = {}
+    for key, (plus, minus, _) in DIFFERENCES.items():
+        a, b = summary.get(structure_name(n_edge, plus)), summary.get(structure_name(n_edge, minus))
+        if a is None or b is None:
+            continue
+        sem = float(np.hypot(a["sem"], b["sem"]))
+        out[key] = (a["mean"] - b["mean"], sem, a["min"] - b["min"])
+    return out
+
+
+def markdown(
+    records: Sequence[dict[str, Any]],
+    n_edge: int,
+    *,
+    ce: dict[str, dict[str, float]],
+    commands: Sequence[str] = (),
+    notes: str = "",
+) -> str:
+    """Return the Markdown report of the cached relaxations of one NC size."""
+    summary = summarise(records)
+    lines = [
+        f"# B-vacancy energetics of a pure CsPbBr3 NC ({n_edge}^3 B sites)",
+        "",
+        (
+            "Generated by `python -m segsim.training.vacancy_energetics` (module docstring) from "
+            "the cached relaxations; commands:"
+        ),
+        "",
+        "```",
+        *commands,
+        "```",
+        "",
+        (
+            "Each structure is relaxed (FIRE, positions only, the criteria of the `segsim train` "
+            "input) from rattled starts (seeds 1000 + k); its energy is the mean over starts "
+            "(relaxation-path average, `potentials/start_spread.md`), with the standard error of "
+            "the mean.  CE columns: the shipped cluster expansions on the same occupations."
+        ),
+        "",
+        "| structure | description | starts | mean E (eV) | s.e. (eV) | spread (eV) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for variant, text in VARIANTS.items():
+        name = structure_name(n_edge, variant)
+        s = summary.get(name)
+        if s is None:
+            lines.append(f"| {name} | {text} | 0 | - | - | - |")
+            continue
+        lines.append(
+            f"| {name} | {text} | {s['n']} | {s['mean']:.4f} | {s['sem']:.4f} | {s['spread']:.4f} |"
+        )
+    diff = differences(summary, n_edge)
+    head = " | ".join(f"{label} (eV)" for label in ce)
+    lines += [
+        "",
+        (
+            f"| quantity | definition | reference, mean of starts (eV) | reference, difference "
+            f"of minima (eV) | {head} |"
+        ),
+        "|---|---|---:|---:|" + "---:|" * len(ce),
+    ]
+    for key, (plus, minus, text) in DIFFERENCES.items():
+        ce_cols = " | ".join(
+            f"{e[structure_name(n_edge, plus)] - e[structure_name(n_edge, minus)]:+.3f}"
+            for e in ce.values()
+        )
+        if key in diff:
+            m, sem, dmin = diff[key]
+            ref = f"{m:+.3f} +/- {sem:.3f} | {dmin:+.3f}"
+        else:
+            ref = "- | -"
+        lines.append(f"| {key} | {text} | {ref} | {ce_cols} |")
+    lines += ["", "Per relaxation:", "", "| structure | seed | E (eV) | steps | fmax (eV/A) |"]
+    lines.append("|---|---:|---:|---:|---:|")
+    for rec in sorted(records, key=lambda r: (r["name"], r["seed"] or 0)):
+        lines.append(
+            f"| {rec['name']} | {rec['seed']} | {rec['energy_ev']:.4f} | {rec['n_steps']} "
+            f"| {rec['fmax_final_ev_per_angstrom']:.4f} |"
+        )
+    if notes:
+        lines += ["", notes.rstrip()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring)."""
+    from segsim.config import POTENTIALS_DIR, load_train
+    from segsim.training import reference, start_spread
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="inputs/train.yaml", help="segsim train input")
+    p.add_argument("--edge", type=int, default=4, help="B sites per NC edge (>= 4)")
+    p.add_argument("--start", choices=reference.STARTS, default="ideal")
+    p.add_argument("--rattle", type=float, default=0.02, help="rattle stdev, Angstrom")
+    p.add_argument("--starts", type=int, default=6, help="starts per structure (seeds 1000+k)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel relaxations")
+    p.add_argument("--out", default="potentials/vacancy_energetics.md")
+    p.add_argument("--cache", default=None, help="JSON lines (default: --out with .jsonl)")
+    p.add_argument("--notes", default=None, help="Markdown file appended to the report")
+    p.add_argument(
+        "--ce", nargs="*", default=[str(POTENTIALS_DIR / "provisional.ce"),
+                                    str(POTENTIALS_DIR / "fitted.ce")],
+        help="cluster expansions to compare with",
+    )  # fmt: skip
+    args = p.parse_args(argv)
+
+    cfg = load_train(args.config)
+    structures = structures_for(cfg, args.edge)
+    relax = start_spread._settings(
+        cfg.calculator,
+        relax_cell=False,
+        rattle_angstrom=args.rattle,
+        n_starts=args.starts,
+        start=args.start,
+    )
+    fields = {
+        k: v
+        for k, v in asdict(relax).items()
+        if k not in {"n_starts", "anneal_kelvin", "anneal_femtoseconds"}
+    }
+    out = Path(args.out)
+    cache = Path(args.cache) if args.cache else out.with_suffix(".jsonl")
+    command = "OMP_NUM_THREADS=1 python -m segsim.training.vacancy_energetics " + shlex.join(
+        list(sys.argv[1:] if argv is None else argv)
+    )
+    ce = ce_energies(structures, args.ce)
+
+    def write(records: list[dict[str, Any]]) -> None:
+        mine = [r for r in records if r["name"] in structures]
+        commands = sorted({r["command"] for r in mine if r.get("command")})
+        out.parent.mkdir(parents=True, exist_ok=True)
+        notes = Path(args.notes).read_text() if args.notes else ""
+        out.write_text(markdown(mine, args.edge, ce=ce, commands=commands, notes=notes))
+
+    records = start_spread.run_starts(
+        os.fspath(args.config), list(structures), fields, args.starts, cache, jobs=args.jobs,
+        on_result=write, command=command, builder=partial(structures_for, n_edge=args.edge),
+    )  # fmt: skip
+    write(records)
+    summary = summarise([r for r in records if r["name"] in structures])
+    print(json.dumps(differences(summary, args.edge), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

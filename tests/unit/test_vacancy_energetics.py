@@ -1,0 +1,109 @@
+"""The B-vacancy energetics measurement (segsim.training.vacancy_energetics)."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from segsim import species
+from segsim.config import POTENTIALS_DIR
+from segsim.training import provisional
+from segsim.training import vacancy_energetics as ve
+
+REPO = POTENTIALS_DIR.parent
+CHARGE = {"Cs": 1, "Pb": 2, "Cd": 2, "Br": -1}
+
+
+@pytest.fixture(scope="module")
+def nc4():
+    return ve.build_structures(4, a_angstrom=5.87, vacuum_angstrom=8.0, pad=3)
+
+
+def test_structures_are_neutral_and_place_the_vacancies_as_named(nc4):
+    assert set(nc4) == {ve.structure_name(4, v) for v in ve.VARIANTS}
+    for name, st in nc4.items():
+        occ = np.asarray(st.occupations)
+        v_sites = np.flatnonzero(occ == species.VAC)
+        n_v = 1 if "_v1-" in name else 2
+        assert v_sites.size == n_v, name
+        assert sum(CHARGE[s] for s in st.atoms.get_chemical_symbols()) == 0, name
+        depths = sorted(int(st.lattice.depth[s]) for s in v_sites)
+        coords = st.lattice.coords[v_sites]
+        if name.endswith("v1-face"):
+            assert depths == [0]
+            assert st.lattice.n_outside_nn[v_sites[0]] == 1  # a face site
+        elif name.endswith("v1-depth1"):
+            assert depths == [1]
+        else:
+            dist = np.abs(coords[0] - coords[1]).sum()  # Manhattan distance in sites
+            if name.endswith("adjacent"):
+                assert dist == 1, name
+            else:
+                assert dist >= 3, name
+            assert depths == ([0, 0] if "-face-" in name else [0, 1]), name
+
+
+def test_provisional_ce_gives_one_broken_bond_for_every_difference(nc4):
+    # NN broken-bond model: each difference gains or loses exactly one cation-X contact pair
+    ce = ve.ce_energies(nc4, [POTENTIALS_DIR / "provisional.ce"])["provisional.ce"]
+    for plus, minus, _ in ve.DIFFERENCES.values():
+        diff = ce[ve.structure_name(4, plus)] - ce[ve.structure_name(4, minus)]
+        assert diff == pytest.approx(provisional.GAMMA_BOND_EV, abs=1e-9)
+
+
+def test_summary_differences_and_report():
+    rng = np.random.default_rng(0)
+    truth = {v: 0.1 * i for i, v in enumerate(ve.VARIANTS)}
+    records = [
+        {
+            "name": ve.structure_name(4, v),
+            "energy_ev": e + 0.01 * rng.standard_normal(),
+            "seed": 1000 + k,
+            "n_steps": 10,
+            "fmax_final_ev_per_angstrom": 0.009,
+            "command": "cmd",
+        }
+        for v, e in truth.items()
+        for k in range(5)
+    ]
+    summary = ve.summarise(records)
+    s = summary[ve.structure_name(4, "v1-face")]
+    vals = [r["energy_ev"] for r in records if r["name"] == ve.structure_name(4, "v1-face")]
+    assert s["n"] == 5
+    assert s["mean"] == pytest.approx(np.mean(vals))
+    assert s["sem"] == pytest.approx(np.std(vals, ddof=1) / np.sqrt(5))
+    diff = ve.differences(summary, 4)
+    for key, (plus, minus, _) in ve.DIFFERENCES.items():
+        assert diff[key][0] == pytest.approx(truth[plus] - truth[minus], abs=0.05)
+        assert 0 < diff[key][1] < 0.02
+    text = ve.markdown(records, 4, ce={"a.ce": {r["name"]: 0.0 for r in records}}, commands=["c"])
+    assert "injection" in text
+    assert "binding_surface" in text
+    assert text.count("| nc4_x0_") >= len(ve.VARIANTS) + len(records)
+
+
+def test_builder_rejects_too_small_ncs():
+    with pytest.raises(ValueError, match="n_edge"):
+        ve.build_structures(3, a_angstrom=5.87, vacuum_angstrom=8.0, pad=3)
+
+
+def test_cli_with_standin_calculator_caches_and_resumes(tmp_path):
+    doc = yaml.safe_load((REPO / "inputs" / "train.yaml").read_text())
+    doc["calculator"] = {"kind": "standin", "max_steps": 2}
+    doc["paths"] = {"database": "refs.db", "output_dir": "out"}
+    inp = tmp_path / "train.yaml"
+    inp.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "vac.md"
+    args = ["--config", str(inp), "--edge", "4", "--starts", "2", "--out", str(out),
+            "--ce", str(POTENTIALS_DIR / "provisional.ce")]  # fmt: skip
+    assert ve.main(args) == 0
+    cache = out.with_suffix(".jsonl")
+    lines = cache.read_text().splitlines()
+    assert len(lines) == 2 * len(ve.VARIANTS)
+    assert {json.loads(line)["name"] for line in lines} == set(
+        ve.build_structures(4, a_angstrom=5.87, vacuum_angstrom=8.0, pad=3)
+    )
+    assert "binding_normal" in out.read_text()
+    assert ve.main(args) == 0  # resumes: nothing recomputed
+    assert cache.read_text().splitlines() == lines
