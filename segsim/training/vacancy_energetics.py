@@ -212,8 +212,24 @@ def markdown(
     commands: Sequence[str] = (),
     notes: str = "",
 ) -> str:
-    """Return the Markdown report of the cached relaxations of one NC size."""
-    summary = summarise(records)
+    """Return the Markdown report of the cached relaxations of one NC size.
+
+    Records of different start kinds (``start_spread._setting_label``) are never averaged
+    together: each gets its own section.
+    """
+    from segsim.training.start_spread import _setting_label
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        groups.setdefault(_setting_label(rec), []).append(rec)
+    head = " | ".join(f"{label} (eV)" for label in ce)
+    ce_cols = {
+        key: " | ".join(
+            f"{e[structure_name(n_edge, plus)] - e[structure_name(n_edge, minus)]:+.3f}"
+            for e in ce.values()
+        )
+        for key, (plus, minus, _) in DIFFERENCES.items()
+    }
     lines = [
         f"# B-vacancy energetics of a pure CsPbBr3 NC ({n_edge}^3 B sites)",
         "",
@@ -230,48 +246,56 @@ def markdown(
             "Each structure is relaxed (FIRE, positions only, the criteria of the `segsim train` "
             "input) from rattled starts (seeds 1000 + k); its energy is the mean over starts "
             "(relaxation-path average, `potentials/start_spread.md`), with the standard error of "
-            "the mean.  CE columns: the shipped cluster expansions on the same occupations."
+            "the mean.  CE columns: the shipped cluster expansions on the same occupations.  "
+            "One section per start kind."
         ),
-        "",
-        "| structure | description | starts | mean E (eV) | s.e. (eV) | spread (eV) |",
-        "|---|---|---:|---:|---:|---:|",
     ]
-    for variant, text in VARIANTS.items():
-        name = structure_name(n_edge, variant)
-        s = summary.get(name)
-        if s is None:
-            lines.append(f"| {name} | {text} | 0 | - | - | - |")
-            continue
-        lines.append(
-            f"| {name} | {text} | {s['n']} | {s['mean']:.4f} | {s['sem']:.4f} | {s['spread']:.4f} |"
-        )
-    diff = differences(summary, n_edge)
-    head = " | ".join(f"{label} (eV)" for label in ce)
+    for label, group in groups.items():
+        summary = summarise(group)
+        lines += [
+            "",
+            f"## Start: {label}",
+            "",
+            "| structure | description | starts | mean E (eV) | s.e. (eV) | spread (eV) |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for variant, text in VARIANTS.items():
+            name = structure_name(n_edge, variant)
+            st = summary.get(name)
+            if st is None:
+                lines.append(f"| {name} | {text} | 0 | - | - | - |")
+                continue
+            lines.append(
+                f"| {name} | {text} | {st['n']} | {st['mean']:.4f} | {st['sem']:.4f} "
+                f"| {st['spread']:.4f} |"
+            )
+        diff = differences(summary, n_edge)
+        lines += [
+            "",
+            (
+                f"| quantity | definition | reference, mean of starts (eV) | reference, "
+                f"difference of minima (eV) | {head} |"
+            ),
+            "|---|---|---:|---:|" + "---:|" * len(ce),
+        ]
+        for key, (_, _, text) in DIFFERENCES.items():
+            if key in diff:
+                m, sem, dmin = diff[key]
+                ref = f"{m:+.3f} +/- {sem:.3f} | {dmin:+.3f}"
+            else:
+                ref = "- | -"
+            lines.append(f"| {key} | {text} | {ref} | {ce_cols[key]} |")
     lines += [
         "",
-        (
-            f"| quantity | definition | reference, mean of starts (eV) | reference, difference "
-            f"of minima (eV) | {head} |"
-        ),
-        "|---|---|---:|---:|" + "---:|" * len(ce),
+        "## Every relaxation",
+        "",
+        "| structure | start | seed | E (eV) | steps | fmax (eV/A) |",
+        "|---|---|---:|---:|---:|---:|",
     ]
-    for key, (plus, minus, text) in DIFFERENCES.items():
-        ce_cols = " | ".join(
-            f"{e[structure_name(n_edge, plus)] - e[structure_name(n_edge, minus)]:+.3f}"
-            for e in ce.values()
-        )
-        if key in diff:
-            m, sem, dmin = diff[key]
-            ref = f"{m:+.3f} +/- {sem:.3f} | {dmin:+.3f}"
-        else:
-            ref = "- | -"
-        lines.append(f"| {key} | {text} | {ref} | {ce_cols} |")
-    lines += ["", "Per relaxation:", "", "| structure | seed | E (eV) | steps | fmax (eV/A) |"]
-    lines.append("|---|---:|---:|---:|---:|")
-    for rec in sorted(records, key=lambda r: (r["name"], r["seed"] or 0)):
+    for rec in sorted(records, key=lambda r: (r["name"], _setting_label(r), r["seed"] or 0)):
         lines.append(
-            f"| {rec['name']} | {rec['seed']} | {rec['energy_ev']:.4f} | {rec['n_steps']} "
-            f"| {rec['fmax_final_ev_per_angstrom']:.4f} |"
+            f"| {rec['name']} | {_setting_label(rec)} | {rec['seed']} | {rec['energy_ev']:.4f} "
+            f"| {rec['n_steps']} | {rec['fmax_final_ev_per_angstrom']:.4f} |"
         )
     if notes:
         lines += ["", notes.rstrip()]

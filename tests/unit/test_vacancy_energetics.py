@@ -63,6 +63,8 @@ def test_summary_differences_and_report():
             "n_steps": 10,
             "fmax_final_ev_per_angstrom": 0.009,
             "command": "cmd",
+            "start_kind": "ideal",
+            "rattle_angstrom": 0.02,
         }
         for v, e in truth.items()
         for k in range(5)
@@ -81,6 +83,13 @@ def test_summary_differences_and_report():
     assert "injection" in text
     assert "binding_surface" in text
     assert text.count("| nc4_x0_") >= len(ve.VARIANTS) + len(records)
+    assert text.count("## Start: ideal + rattle 0.02 A") == 1
+    # another start kind gets its own section and is not averaged with the first
+    other = [{**r, "start_kind": "untilted", "energy_ev": r["energy_ev"] + 5.0} for r in records]
+    text2 = ve.markdown(records + other, 4, ce={})
+    assert "## Start: untilted (Br on bond axes) + rattle 0.02 A" in text2
+    mean_face = ve.summarise(records)[ve.structure_name(4, "v1-face")]["mean"]
+    assert f"| {mean_face:.4f} |" in text2
 
 
 def test_builder_rejects_too_small_ncs():
