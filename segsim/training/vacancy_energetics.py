@@ -6,9 +6,10 @@ several rattled starts each, with the calculator and criteria of a ``segsim trai
 and reports three energy differences next to what the shipped cluster expansions predict for
 the same occupations:
 
-``injection``
-    E(one V one layer below the centre of a face) - E(one V at that face centre): the cost of
-    moving a surface vacancy into the crystal (vacancy injection, MODEL.md section 3).
+``injection`` (``injection_depth2``)
+    E(one V one (two) layers below the centre of a face) - E(one V at that face centre): the
+    cost of moving a surface vacancy into the crystal (vacancy injection, MODEL.md section 3);
+    depth 2 needs n >= 5.
 ``binding_surface``
     E(two V on the centres of two opposite faces) - E(two V side by side on one face): how
     strongly surface vacancies bind into pits (> 0: they attract).
@@ -60,6 +61,7 @@ __all__ = [
 VARIANTS: dict[str, str] = {
     "v1-face": "one V at the centre of the bottom face",
     "v1-depth1": "one V one layer below the centre of the bottom face",
+    "v1-depth2": "one V two layers below the centre of the bottom face (n >= 5)",
     "v2-face-adjacent": "two V side by side (along x) at the centre of the bottom face",
     "v2-face-apart": "two V at the centres of the bottom and top faces",
     "v2-normal-adjacent": "V at the bottom face centre and V directly below it (depth 1)",
@@ -69,6 +71,7 @@ VARIANTS: dict[str, str] = {
 #: The reported differences: name -> (minuend variant, subtrahend variant, meaning).
 DIFFERENCES: dict[str, tuple[str, str, str]] = {
     "injection": ("v1-depth1", "v1-face", "E(V at depth 1) - E(V at the face centre)"),
+    "injection_depth2": ("v1-depth2", "v1-face", "E(V at depth 2) - E(V at the face centre)"),
     "binding_surface": (
         "v2-face-apart",
         "v2-face-adjacent",
@@ -99,6 +102,7 @@ def _vacancy_sites(lattice: Any, variant: str) -> list[int]:
     table = {
         "v1-face": [(c, c, bottom)],
         "v1-depth1": [(c, c, bottom + 1)],
+        "v1-depth2": [(c, c, bottom + 2)],
         "v2-face-adjacent": [(c, c, bottom), (c - 1, c, bottom)],
         "v2-face-apart": [(c, c, bottom), (c, c, top)],
         "v2-normal-adjacent": [(c, c, bottom), (c, c, bottom + 1)],
@@ -128,6 +132,8 @@ def build_structures(
     lattice = build_cube(n_edge, a_angstrom, pad)
     out = {}
     for variant in VARIANTS:
+        if variant == "v1-depth2" and n_edge < 5:
+            continue  # (c, c, bottom + 2) is not at depth 2
         sites = _vacancy_sites(lattice, variant)
         occ = lattice.empty_occupations()
         occ[sites] = species.VAC
@@ -226,6 +232,8 @@ def markdown(
     ce_cols = {
         key: " | ".join(
             f"{e[structure_name(n_edge, plus)] - e[structure_name(n_edge, minus)]:+.3f}"
+            if structure_name(n_edge, plus) in e and structure_name(n_edge, minus) in e
+            else "-"
             for e in ce.values()
         )
         for key, (plus, minus, _) in DIFFERENCES.items()
@@ -261,6 +269,8 @@ def markdown(
         ]
         for variant, text in VARIANTS.items():
             name = structure_name(n_edge, variant)
+            if variant == "v1-depth2" and n_edge < 5:
+                continue
             st = summary.get(name)
             if st is None:
                 lines.append(f"| {name} | {text} | 0 | - | - | - |")
@@ -310,6 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="inputs/train.yaml", help="segsim train input")
     p.add_argument("--edge", type=int, default=4, help="B sites per NC edge (>= 4)")
+    p.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+        help="relax only these structures (the report shows what the cache holds)",
+    )  # fmt: skip
     p.add_argument("--start", choices=reference.STARTS, default="ideal")
     p.add_argument("--rattle", type=float, default=0.02, help="rattle stdev, Angstrom")
     p.add_argument("--starts", type=int, default=6, help="starts per structure (seeds 1000+k)")
@@ -352,8 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes = Path(args.notes).read_text() if args.notes else ""
         out.write_text(markdown(mine, args.edge, ce=ce, commands=commands, notes=notes))
 
+    todo = [n for n in (structure_name(args.edge, v) for v in args.variants) if n in structures]
     records = start_spread.run_starts(
-        os.fspath(args.config), list(structures), fields, args.starts, cache, jobs=args.jobs,
+        os.fspath(args.config), todo, fields, args.starts, cache, jobs=args.jobs,
         on_result=write, command=command, builder=partial(structures_for, n_edge=args.edge),
     )  # fmt: skip
     write(records)
