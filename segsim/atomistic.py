@@ -27,12 +27,18 @@ nothing.  The structure is built in five steps:
 2. **Octahedra**: a Br on every X site that is a vertex of at least one present octahedron
    (the octahedron of every present site, V included, is built complete).
 3. **Vacancies**: for each V site, its B atom is absent and, to keep the V site neutral, two
-   Br of its octahedron are removed: the trans pair along z if both of its Br are still
-   present, else the pair along y, else the pair along x, else (if no complete trans pair is
-   left) the first two still-present Br in the order +z, -z, +y, -y, +x, -x (fewer if fewer
-   are left).  V sites are treated in increasing site index; only V sites with a V nearest
-   neighbour can share a Br with another V site, so isolated vacancies always lose their
-   z pair.
+   Br of its octahedron are removed.  First the Br that no B atom holds any more
+   (*orphans*: both sites of the Br are V or O, e.g. the outer Br of a surface vacancy or
+   the Br between two vacancies), up to two, in the order +z, -z, +y, -y, +x, -x; if only
+   one was an orphan, its trans partner completes the pair (if still present).  A V site
+   without orphans loses the trans pair along z if both of its Br are still present, else
+   the pair along y, else the pair along x, else (if no complete trans pair is left) the
+   first two still-present Br in the order above (fewer if fewer are left).  V sites are
+   treated in increasing site index.  So an interior vacancy without V neighbours loses its
+   z pair, a face vacancy the pair along its face normal, and no Br is left without a B atom
+   where a vacancy could take it (a Br held by no cation would be an artefact of the
+   termination, which costs energy in a reference calculation and spoils vacancy-vacancy
+   energies).
 4. **Cs**: a Cs on every A site that touches at least one present octahedron.  Its
    *coordination* is the number of present B sites (Pb, Cd or V) among its eight B
    neighbours (1 corner, 2 edge, 4 face, 8 bulk for a cube).
@@ -250,15 +256,16 @@ def terminate(lattice: Lattice, occupations: np.ndarray) -> Termination:
     plus = nn[:, 0::2]  # +x, +y, +z neighbours, shape (n, 3)
     br = present[:, None] | present[plus]
 
-    # Step 3: vacancies lose a trans pair of Br (z, else y, else x).
+    # Step 3: vacancies lose two Br: orphans first, else a trans pair (z, else y, else x).
     vac = np.flatnonzero(occ == species.VAC)
     if vac.size:
-        clustered = (occ[nn[vac]] == species.VAC).any(axis=1)
-        iso = vac[~clustered]
+        # Fast path: a V whose neighbours all hold B atoms has no orphan and loses its z pair.
+        bulk = b_atom[nn[vac]].all(axis=1)
+        iso = vac[bulk]
         br[iso, 2] = False
         br[nn[iso, 5], 2] = False
-        for i in vac[clustered].tolist():
-            _strip_vacancy(br, nn, i)
+        for i in vac[~bulk].tolist():
+            _strip_vacancy(br, nn, b_atom, i)
 
     # Step 4: Cs on every A site touching a present octahedron.
     a_nbrs = lattice.neighbor_table(A_TO_B_DISPLACEMENTS)
@@ -282,19 +289,32 @@ def terminate(lattice: Lattice, occupations: np.ndarray) -> Termination:
     return Termination(b_atom=b_atom, br=br, cs=cs, a_coordination=a_coord, cs_removed=cs_removed)
 
 
-def _strip_vacancy(br: np.ndarray, nn: np.ndarray, i: int) -> None:
+def _strip_vacancy(br: np.ndarray, nn: np.ndarray, b_atom: np.ndarray, i: int) -> None:
     """Remove two Br of the octahedron of V site ``i`` (in place), by the documented rule."""
+    # Slots of the octahedron in the order +z, -z, +y, -y, +x, -x, with the far site of each.
     slots = []
     for k, minus in _VAC_PAIRS:
-        pair = ((i, k), (int(nn[i, minus]), k))
-        if br[pair[0]] and br[pair[1]]:
-            for s in pair:
-                br[s] = False
+        slots.append(((i, k), int(nn[i, 2 * k])))
+        slots.append(((int(nn[i, minus]), k), int(nn[i, minus])))
+    orphans = [j for j, (s, far) in enumerate(slots) if br[s] and not b_atom[far]][:2]
+    for j in orphans:
+        br[slots[j][0]] = False
+    if len(orphans) == 1:
+        partner = slots[orphans[0] ^ 1][0]  # the other slot of the same trans pair
+        if br[partner]:
+            br[partner] = False
             return
-        slots.extend(pair)
-    left = [s for s in slots if br[s]][:2]
-    for s in left:
-        br[s] = False
+    elif len(orphans) == 2:
+        return
+    need = 2 - len(orphans)
+    for j in range(0, 6, 2):
+        if need == 2 and br[slots[j][0]] and br[slots[j + 1][0]]:
+            br[slots[j][0]] = br[slots[j + 1][0]] = False
+            return
+    for s, _ in slots:
+        if need and br[s]:
+            br[s] = False
+            need -= 1
 
 
 def _remove_bromide(br: np.ndarray, b_atom: np.ndarray, plus: np.ndarray, count: int) -> None:

@@ -139,6 +139,7 @@ def _job(
             else None
         ),
         "key": _key(name, relax_fields, k),
+        "structure_hash": reference.structure_hash(structure.atoms),
         "energy_ev": out["energy_ev"],
         "n_steps": out["n_steps"],
         "fmax_final_ev_per_angstrom": out["fmax_final_ev_per_angstrom"],
@@ -177,11 +178,25 @@ def run_starts(
     """Relax starts ``0 .. n_starts - 1`` of each structure; return all cached records.
 
     Relaxations already in ``cache`` (same structure, settings and start) are not repeated;
-    each new one is appended to it (with ``command``, the command line that made it) as soon
+    records of a structure whose atoms have changed since (``structure_hash``; records
+    without one count as current) are ignored and recomputed.  Each new one is appended to it (with ``command``, the command line that made it) as soon
     as it is done and ``on_result`` is called.  ``builder`` (a picklable callable, ``cfg ->
     {name: ReferenceStructure}``) supplies structures that are not in the training set.
     """
-    records = _read_cache(cache)
+    from segsim.config import load_train
+    from segsim.training.reference import structure_hash
+
+    cfg = load_train(cfg_path)
+    built = _structures(cfg, names) if builder is None else builder(cfg)
+    current = {name: structure_hash(built[name].atoms) for name in names}
+
+    def stale(rec: dict[str, Any]) -> bool:  # cached for a structure that has changed since
+        return (
+            rec["name"] in current
+            and rec.get("structure_hash", current[rec["name"]]) != (current[rec["name"]])
+        )
+
+    records = [r for r in _read_cache(cache) if not stale(r)]
     done = {r["key"] for r in records}
     todo = [
         (name, k)

@@ -286,3 +286,71 @@ def test_large_nc_is_fast():
     assert len(atoms) > 40000
     assert atomistic.charge(atoms) == 0
     assert elapsed < 1.0
+
+
+def _orphans(lat, term):
+    """Br slots present with no B atom at either end (slot (i, k) joins i and nn[i, 2k])."""
+    ends = term.b_atom[:, None] | term.b_atom[lat.nn[:, 0::2]]
+    return np.argwhere(term.br & ~ends)
+
+
+def _site(lat, x, y, z):
+    return int(lat.site_index(np.array([x]), np.array([y]), np.array([z]))[0])
+
+
+def test_face_vacancy_loses_its_face_normal_pair():
+    n, pad = 5, 1
+    lat, occ = _cube(n, pad)
+    c = pad + n // 2
+    i = _site(lat, pad + n - 1, c, c)  # centre of the +x face
+    occ[i] = species.VAC
+    term = atomistic.terminate(lat, occ)
+    assert term.charge == 0
+    assert not term.br[i, 0]  # the outer Br (held by no B atom any more)
+    assert not term.br[lat.nn[i, 1], 0]  # and its trans partner
+    assert term.br[i, 1]
+    assert term.br[i, 2]
+    assert _orphans(lat, term).size == 0
+
+
+@pytest.mark.parametrize(
+    ("pair", "axis"),
+    [(((0, 0, 0), (1, 0, 0)), "x on the -z face"), (((0, 0, 2), (0, 1, 2)), "y, interior")],
+)
+def test_vacancy_pairs_leave_no_orphan_bromide(pair, axis):
+    n, pad = 5, 1
+    lat, occ = _cube(n, pad)
+    c = pad + n // 2
+    sites = [_site(lat, c + dx, c + dy, pad + dz) for dx, dy, dz in pair]
+    occ[sites] = species.VAC
+    term = atomistic.terminate(lat, occ)
+    full = atomistic.terminate(lat, lat.empty_occupations())
+    assert term.charge == 0, axis
+    assert int(full.br.sum()) - int(term.br.sum()) == 4, axis
+    assert _orphans(lat, term).size == 0, axis
+
+
+def test_random_vacancies_leave_orphans_only_where_no_vacancy_can_take_them():
+    n, pad = 6, 1
+    lat, occ = _cube(n, pad)
+    rng = np.random.default_rng(11)
+    in_nc = np.flatnonzero(lat.in_nc)
+    occ[rng.choice(in_nc, size=30, replace=False)] = species.VAC
+    term = atomistic.terminate(lat, occ)
+    assert term.charge == 0
+    full = atomistic.terminate(lat, lat.empty_occupations())
+    n_vac = int((occ == species.VAC).sum())
+    assert int(full.br.sum()) - int(term.br.sum()) == 2 * n_vac
+    # A remaining orphan touches only vacancies that already gave two orphans away.
+    for i, k in _orphans(lat, term):
+        for site in (i, lat.nn[i, 2 * k]):
+            if occ[site] != species.VAC:
+                continue
+            own = [(site, kk) for kk in range(3)] + [
+                (lat.nn[site, 2 * kk + 1], kk) for kk in range(3)
+            ]
+            gone = [
+                s for s in own if full.br[s] and not term.br[s]
+                and not (term.b_atom[s[0]] or term.b_atom[lat.nn[s[0], 2 * s[1]]])
+            ]  # fmt: skip
+            assert len(gone) >= 2, (site, i, k)

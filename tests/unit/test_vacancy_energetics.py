@@ -10,6 +10,7 @@ from segsim import species
 from segsim.config import POTENTIALS_DIR
 from segsim.training import provisional
 from segsim.training import vacancy_energetics as ve
+from segsim.training.reference import structure_hash
 
 REPO = POTENTIALS_DIR.parent
 CHARGE = {"Cs": 1, "Pb": 2, "Cd": 2, "Br": -1}
@@ -123,3 +124,13 @@ def test_cli_with_standin_calculator_caches_and_resumes(tmp_path):
     assert "binding_normal" in out.read_text()
     assert ve.main(args) == 0  # resumes: nothing recomputed
     assert cache.read_text().splitlines() == lines
+    # a record whose structure has changed since is recomputed, not reused
+    recs = [json.loads(line) for line in lines]
+    recs[0]["structure_hash"] = "0" * 16
+    cache.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert ve.main(args) == 0
+    after = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert len(after) == len(recs) + 1
+    assert after[-1]["key"] == recs[0]["key"]
+    built = ve.build_structures(4, a_angstrom=5.87, vacuum_angstrom=8.0, pad=3)
+    assert after[-1]["structure_hash"] == structure_hash(built[recs[0]["name"]].atoms)
