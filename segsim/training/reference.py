@@ -606,9 +606,10 @@ def compute_references(
     Raises
     ------
     ValueError
-        Duplicate names, unknown calculator kind or setting, a stored row under the same name
-        and provenance with a different structure, or cell relaxation asked for a
-        non-periodic ``vegard`` structure.
+        Duplicate names, unknown calculator kind or setting, or cell relaxation asked for a
+        non-periodic ``vegard`` structure.  (A stored row under the same name and provenance
+        but with different atoms, ``structure_hash``, is stale: it is deleted and the
+        structure recomputed, with a line on stderr.)
     """
     relax_s = RelaxSettings.from_any(relax)
     names = [s.name for s in structures]
@@ -638,14 +639,19 @@ def compute_references(
     out: list[dict[str, Any]] = []
     for structure in structures:
         s_hash = structure_hash(structure.atoms)
+        if structure.name in done and done[structure.name]["structure_hash"] != s_hash:
+            # The generator has changed this structure since it was computed (e.g. a new
+            # termination rule): the stored energy belongs to other atoms.  Drop the row first,
+            # so that an interrupted run never leaves two rows under one name, and recompute.
+            print(
+                f"{structure.name}: the stored structure differs from the generated one "
+                f"(hash {done[structure.name]['structure_hash']} != {s_hash}); recomputing",
+                file=sys.stderr,
+                flush=True,
+            )
+            db.delete([done.pop(structure.name)["id"]])
         if structure.name in done:
-            rec = done[structure.name]
-            if rec["structure_hash"] != s_hash:
-                raise ValueError(
-                    f"{structure.name}: the database row (provenance {prov_hash}) holds a "
-                    "different structure under this name; names must be unique keys"
-                )
-            rec = {**rec, "reused": True}
+            rec = {**done[structure.name], "reused": True}
         else:
             relax_cell = bool(relax_s.relax_cell and structure.tags.get("vegard", False))
             if relax_cell and not structure.atoms.pbc.all():

@@ -351,16 +351,24 @@ def test_interrupted_run_keeps_finished_rows(tmp_path, structures, monkeypatch):
     assert len(load_references(db)) == 4
 
 
-def test_same_name_different_structure_is_an_error(tmp_path, structures):
+def test_changed_structure_under_the_same_name_is_recomputed(tmp_path, structures, capsys):
     db = tmp_path / "refs.db"
     kw = {"calculator_kind": "standin", "calculator_settings": None, "relax": {"max_steps": 0}}
-    compute_references(structures[:1], db_path=db, **kw)
+    (first,) = compute_references(structures[:1], db_path=db, **kw)
     s = structures[1]
-    impostor = ReferenceStructure(
+    changed = ReferenceStructure(
         structures[0].name, s.kind, s.atoms, s.lattice, s.occupations, s.x_cd, s.n_edge
     )
-    with pytest.raises(ValueError, match="different structure"):
-        compute_references([impostor], db_path=db, **kw)
+    (rec,) = compute_references([changed], db_path=db, **kw)
+    assert not rec["reused"]
+    assert "recomputing" in capsys.readouterr().err
+    assert rec["structure_hash"] != first["structure_hash"]
+    rows = load_references(db)
+    assert [r["name"] for r in rows] == [structures[0].name]  # the stale row is gone
+    assert rows[0]["structure_hash"] == rec["structure_hash"]
+    assert rows[0]["n_atoms"] == len(s.atoms)
+    (again,) = compute_references([changed], db_path=db, **kw)
+    assert again["reused"]
     with pytest.raises(ValueError, match="duplicate structure names"):
         compute_references([s, s], db_path=db, **kw)
 
