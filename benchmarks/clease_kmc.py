@@ -76,8 +76,8 @@ PAIR_ENERGIES_EV: dict[str, float] = {
     "Pb-Pb": 0.0,
     "Pb-Cd": 0.0,
     "Cd-Cd": 0.030,
-    "Pb-X": 0.100,
-    "Cd-X": 0.100,
+    "Pb-X": 0.035,
+    "Cd-X": 0.035,
     "X-X": 0.0,
 }
 

@@ -19,9 +19,10 @@ the same occupations:
 
 Why this measurement exists (issue 4 note): in the lattice KMC, surface vacancies left by Cd
 expulsion must hop inward for core Cd to reach the surface.  With the provisional CE each of
-the three quantities is one broken-bond energy (0.20 eV), and the KMC then keeps every
-vacancy in surface pits whatever the barriers.  Whether the reference calculator agrees
-decides whether the energy model or the event set has to change.
+the quantities is one broken-bond energy GAMMA; at the first choice, 0.20 eV, the KMC keeps
+every vacancy in surface pits whatever the barriers, at 0.07 eV core Cd leaves in days.
+This measurement is what the reference calculator says about them (and the basis of the
+0.07 eV, :data:`segsim.training.provisional.GAMMA_BOND_EV`).
 
 Energies are relaxation-path averages: the tilt landscape of these NCs is glassy (see
 ``potentials/start_spread.md``), so every structure is relaxed from ``--starts`` rattled
