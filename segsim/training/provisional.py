@@ -81,10 +81,12 @@ W_CDCD_EV: float = 0.030
 #:   Schottky disorder of order 0.1-0.2 eV per defect, > 0.4 % vacancies at room
 #:   temperature); 0.20 eV gave 0.6 eV;
 #: * CHGNet (potentials/vacancy_energetics.md, 4^3 pure CsPbBr3 NC): vacancy injection costs
-#:   +0.03 +/- 0.06 eV averaged over tilted relaxations and +0.086 eV without tilts, two
-#:   face vacancies side by side bind by +0.024 eV (no tilts), all well below 0.20; a vacancy
-#:   right below a surface vacancy binds more strongly, +0.16-0.17 eV (this one-parameter
-#:   model cannot give both; a fitted CE with separate terms can);
+#:   +0.03 +/- 0.06 eV averaged over tilted relaxations and +0.086 eV without tilts, well
+#:   below 0.20.  Divacancies bind more strongly than that: two face vacancies side by side
+#:   +0.14 +/- 0.05 eV (tilted average; +0.02 eV without tilts), a vacancy right below a
+#:   surface vacancy +0.16-0.17 eV.  This one-parameter model gives 0.07 eV for all of them;
+#:   it cannot make binding stronger than injection, a fitted CE with separate terms can, and
+#:   stronger binding favours surface pits (open question, issue 4 note);
 #: * the lattice KMC with 0.20 eV keeps every vacancy in surface pits, so only the outer
 #:   shell of an NC can lose Cd whatever the barriers (issue 4 note); with 0.07 eV surface
 #:   vacancies enter the crystal and core Cd reaches the surface in days, as observed.
