@@ -104,7 +104,9 @@ def _clear_row(rates, site):
 
 
 @njit_inline
-def _site_rates(site, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, old_total):
+def _site_rates(
+    site, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, old_total, rp_on
+):
     """Write the event rates (1/s) of ``site`` into ``rates[site]``; return their sum.
 
     ``old_total`` is the site's previous sum: a row that was all zero and stays so is not
@@ -135,7 +137,6 @@ def _site_rates(site, occ, phase, nn, nbr, ce_index, weights, local_table, kp, r
             k += 1
         elif oj == _VAC:
             n_vac += 1
-    rp_on = kp[KP_RP_ON] > 0.0
     in_zone = rp_on and phase[site] != PH_PV
     if n_vac == 0 and k == 0 and not in_zone:
         if old_total != 0.0:
@@ -152,9 +153,7 @@ def _site_rates(site, occ, phase, nn, nbr, ce_index, weights, local_table, kp, r
         if hop_on and occ[j] == _VAC:
             de = _swap_delta(occ, site, j, nbr, ce_index, weights, local_table)
             if rp_on:
-                de += _rp_hop_delta(
-                    occ, phase, nn, site, j, kp[KP_EPS_RP], kp[KP_ETA_RP], kp[KP_J_RP]
-                )
+                de += _rp_hop_term(occ, phase, nn, site, j, kp)
             ea = max(kp[KP_EKRA + ispec] + 0.5 * de, de, 0.0)
             r = nu * np.exp(-beta * ea)
             total += r
@@ -169,26 +168,45 @@ def _site_rates(site, occ, phase, nn, nbr, ce_index, weights, local_table, kp, r
             total += r
     rates[site, SLOT_EXPEL] = r
     rates[site, SLOT_RECEDE] = 0.0
-    r = 0.0
-    if in_zone:
-        # Surface site, or a crystal neighbour that is not RP (independent of own phase).
-        active = k > 0
-        if not active:
-            for d in range(6):
-                j = nn[site, d]
-                if occ[j] <= _VAC and phase[j] != PH_RP:
-                    active = True
-                    break
-        if active:
-            de = _rp_flip_delta(occ, phase, nn, site, kp[KP_EPS_RP], kp[KP_ETA_RP], kp[KP_J_RP])
-            ea0 = kp[KP_ERPA]
-            if kp[KP_ERPA_SHIFT] != 0.0 and _surface_adjacent(site, k, occ, nn):
-                ea0 -= kp[KP_ERPA_SHIFT]
-            ea = max(ea0 + 0.5 * de, de, 0.0)
-            r = nu * np.exp(-beta * ea)
-            total += r
+    r = _rp_switch_rate(site, k, occ, phase, nn, kp) if in_zone else 0.0
+    total += r
     rates[site, SLOT_RP] = r
     return total
+
+
+# The RP terms are separate, non-inlined functions: _site_rates is inlined into every
+# caller, and inlining the RP code with it (rarely run; never without RP domains) made the
+# whole KMC loop ~1.6x slower (segsim bench kmc, 2026-12-01).
+
+
+@njit
+def _rp_hop_term(occ, phase, nn, i, j, kp):
+    """Return the RP energy change (eV) of the hop ``i -> j`` (a vacancy)."""
+    return _rp_hop_delta(occ, phase, nn, i, j, kp[KP_EPS_RP], kp[KP_ETA_RP], kp[KP_J_RP])
+
+
+@njit
+def _rp_switch_rate(site, k, occ, phase, nn, kp):
+    """Return the RP <-> perovskite switch rate (1/s) of cation ``site`` in an RP zone.
+
+    The switch is possible on a surface site (``k`` outside neighbours) or next to a crystal
+    neighbour that is not RP, a condition independent of the site's own phase.
+    """
+    active = k > 0
+    if not active:
+        for d in range(6):
+            j = nn[site, d]
+            if occ[j] <= _VAC and phase[j] != PH_RP:
+                active = True
+                break
+    if not active:
+        return 0.0
+    de = _rp_flip_delta(occ, phase, nn, site, kp[KP_EPS_RP], kp[KP_ETA_RP], kp[KP_J_RP])
+    ea0 = kp[KP_ERPA]
+    if kp[KP_ERPA_SHIFT] != 0.0 and _surface_adjacent(site, k, occ, nn):
+        ea0 -= kp[KP_ERPA_SHIFT]
+    ea = max(ea0 + 0.5 * de, de, 0.0)
+    return kp[KP_NU] * np.exp(-kp[KP_BETA] * ea)
 
 
 @njit_inline
@@ -210,10 +228,11 @@ def _init_rates(occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, 
     """Compute every site's rates, their sums and the sum tree from scratch."""
     rates[:, :] = 0.0
     site_total[:] = 0.0
+    rp_on = kp[KP_RP_ON] > 0.0
     for site in range(occ.shape[0]):
         site_total[site] = _site_rates(
             site, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates,
-            site_total[site],
+            site_total[site], rp_on,
         )  # fmt: skip
     _tree_build(tree, site_total)
 
@@ -233,19 +252,20 @@ def _wrap(c, n):
 
 
 @njit
-def _is_quiet(s, occ, phase, nn, site_total, rp_on):
+def _is_quiet(s, occ, nn, site_total):
     """Return True if site ``s`` has no events and cannot get any without a neighbour change.
 
-    That is an outside site, or a cation outside any RP zone (when the RP phase is on)
-    without vacancy/outside neighbours, whose stored total is zero (so its rate row is all
-    zero and stays valid).
+    That is an outside site, or a cation without vacancy/outside neighbours, whose stored
+    total is zero (so its rate row is all zero and stays valid).  With the RP phase on, a
+    cation in an RP zone is never quiet (tested next to the calls in :func:`_refresh_box`,
+    written out there: an inlined helper around this call cost ~25 % of the event rate).
     """
     if site_total[s] != 0.0:
         return False
     sp = occ[s]
     if sp == _OUT:
         return True
-    if sp > _CD or (rp_on and phase[s] != PH_PV):
+    if sp > _CD:
         return False
     for d in range(6):  # noqa: SIM110  (a plain loop: no generator objects in numba code)
         if occ[nn[s, d]] >= _VAC:
@@ -255,17 +275,17 @@ def _is_quiet(s, occ, phase, nn, site_total, rp_on):
 
 @njit_inline
 def _refresh_site(
-    s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree
+    s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree, rp_on
 ):
     """Recompute the rates of site ``s`` and update its tree leaf if the total changed."""
     old = site_total[s]
-    r = _site_rates(s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, old)
+    r = _site_rates(s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, old, rp_on)
     if r != old:
         site_total[s] = r
         _tree_update(tree, s, r)
 
 
-@njit
+@njit_inline
 def _refresh_box(
     site,
     axis,
@@ -284,6 +304,7 @@ def _refresh_box(
     site_total,
     tree,
     shape,
+    rp_on,
 ):
     """Recompute every rate that an event at ``site`` (and its hop partner) can change.
 
@@ -301,9 +322,9 @@ def _refresh_box(
     An RP switch at ``site`` changes only the RP terms of ``site`` and of its cation
     neighbours, so the same box (``r >= 1``) and the vacancy pass cover it.
 
-    Tree leaves change only where a site total changed.
+    Tree leaves change only where a site total changed.  ``rp_on`` is a compile-time constant
+    of the chunk kernel that inlines this function (see :func:`_make_run_kmc_chunk`).
     """
-    rp_on = kp[KP_RP_ON] > 0.0
     lx = shape[0]
     ly = shape[1]
     lz = shape[2]
@@ -335,10 +356,10 @@ def _refresh_box(
             base = (xx * ly + _wrap(y + dy, ly)) * lz
             for dz in range(lo2, hi2 + 1):
                 s = base + _wrap(z + dz, lz)
-                if not _is_quiet(s, occ, phase, nn, site_total, rp_on):
+                if (rp_on and phase[s] != PH_PV) or not _is_quiet(s, occ, nn, site_total):
                     _refresh_site(
                         s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates,
-                        site_total, tree,
+                        site_total, tree, rp_on,
                     )  # fmt: skip
     # Pass 2: cation neighbours (outside the box) of the vacancies within reach.
     if reach < 1:
@@ -359,125 +380,152 @@ def _refresh_box(
                     if lo0 <= ex <= hi0 and lo1 <= ey <= hi1 and lo2 <= ez <= hi2:
                         continue
                     c = nn[v, d]
-                    if occ[c] <= _CD and not _is_quiet(c, occ, phase, nn, site_total, rp_on):
+                    if occ[c] <= _CD and (
+                        (rp_on and phase[c] != PH_PV) or not _is_quiet(c, occ, nn, site_total)
+                    ):
                         _refresh_site(
                             c, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates,
-                            site_total, tree,
+                            site_total, tree, rp_on,
                         )  # fmt: skip
 
 
-@njit
-def _run_kmc_chunk(
-    occ,
-    phase,
-    rates,
-    site_total,
-    tree,
-    nn,
-    nbr,
-    ce_index,
-    weights,
-    local_table,
-    kp,
-    shape,
-    reach,
-    t_now,
-    t_stop,
-    max_events,
-    rng,
-    counts,
-    log_site,
-    log_slot,
-    log_time,
-):
-    """Advance the KMC until simulated time ``t_stop`` (s) or ``max_events`` events.
+def _make_run_kmc_chunk(rp_enabled):
+    """Return the compiled chunk kernel with the RP phase field on or off.
 
-    Each event draws ``u1 = rng.random()`` for the waiting time ``dt = -ln(1 - u1) / R``
-    (``R`` = total rate); if ``t_now + dt > t_stop`` the clock is set to ``t_stop`` and the
-    chunk ends without an event (memoryless: the pending event is redrawn later).  Otherwise a
-    second draw ``u2`` picks the event with probability proportional to its rate through the
-    sum tree (site) and a scan of the site's slots, the event is applied and the rates within
-    ``reach`` of the changed sites are recomputed (see :func:`_refresh_box`).  With ``R = 0`` the clock jumps to
-    ``t_stop``.
-
-    ``occ``, ``rates``, ``site_total``, ``tree`` and ``counts`` are updated in place.  If the
-    log arrays are longer than the number of events, event ``e`` of this chunk is recorded as
-    ``log_site[e], log_slot[e], log_time[e]`` (time after the event).
-
-    Returns
-    -------
-    (t_now, n_events, sum of the events' energy changes (CE + RP) in eV)
+    ``rp_enabled`` is a compile-time constant of the returned function, so without RP
+    domains the RP code is compiled out of the whole event loop (it cost ~35 % of the
+    speed of RP-free runs as a runtime branch, ``segsim bench kmc``, 2026-12-01).
     """
-    rp_on = kp[KP_RP_ON] > 0.0
-    eps = kp[KP_EPS_RP]
-    eta = kp[KP_ETA_RP]
-    j_rp = kp[KP_J_RP]
-    n_ev = 0
-    de_sum = 0.0
-    n_log = log_site.shape[0]
-    while n_ev < max_events:
-        total = tree[1]
-        if not total > 0.0:
-            t_now = t_stop
-            break
-        u1 = rng.random()
-        dt = -np.log(1.0 - u1) / total
-        if t_now + dt > t_stop:
-            t_now = t_stop
-            break
-        t_now += dt
-        leaf, rem = _tree_sample(tree, rng.random() * total)
-        row = rates[leaf]
-        slot = -1
-        last = -1
-        for k in range(N_SLOTS):
-            if row[k] > 0.0:
-                last = k
-                if rem < row[k]:
-                    slot = k
-                    break
-                rem -= row[k]
-        if slot < 0:  # round-off past the last non-zero slot
-            slot = last
-        sp = occ[leaf]
-        axis = -1  # the refresh box: around ``leaf``, extended to the hop partner if any
-        lo_ext = 0
-        hi_ext = 0
-        if slot < 6:
-            j = nn[leaf, slot]
-            de = _swap_delta(occ, leaf, j, nbr, ce_index, weights, local_table)
-            if rp_on:
-                de += _rp_hop_delta(occ, phase, nn, leaf, j, eps, eta, j_rp)
-            occ[j] = sp
-            occ[leaf] = _VAC
-            counts[EV_HOP_PB + sp] += 1
-            axis = slot // 2
-            if slot % 2 == 0:  # partner at +1 along the axis
-                hi_ext = 1
-            else:
-                lo_ext = 1
-        elif slot == SLOT_EXPEL:
-            de = _flip_delta(occ, leaf, _VAC, nbr, ce_index, weights, local_table)
-            if rp_on:
-                de += _rp_remove_delta(occ, phase, nn, leaf, eps, eta, j_rp)
-            occ[leaf] = _VAC
-            counts[EV_EXPEL_PB + sp] += 1
-        elif slot == SLOT_RP:
-            de = _rp_flip_delta(occ, phase, nn, leaf, eps, eta, j_rp)
-            phase[leaf] = PH_ZONE if phase[leaf] == PH_RP else PH_RP
-            counts[EV_RP] += 1
-        else:  # SLOT_RECEDE
-            de = _flip_delta(occ, leaf, _OUT, nbr, ce_index, weights, local_table)
-            occ[leaf] = _OUT
-            counts[EV_RECEDE] += 1
-        _refresh_box(
-            leaf, axis, lo_ext, hi_ext, reach, occ, phase, nn, nbr, ce_index, weights, local_table, kp,
-            rates, site_total, tree, shape,
-        )  # fmt: skip
-        de_sum += de
-        if n_ev < n_log:
-            log_site[n_ev] = leaf
-            log_slot[n_ev] = slot
-            log_time[n_ev] = t_now
-        n_ev += 1
-    return t_now, n_ev, de_sum
+
+    @njit
+    def _run_kmc_chunk(
+        occ,
+        phase,
+        rates,
+        site_total,
+        tree,
+        nn,
+        nbr,
+        ce_index,
+        weights,
+        local_table,
+        kp,
+        shape,
+        reach,
+        t_now,
+        t_stop,
+        max_events,
+        rng,
+        counts,
+        log_site,
+        log_slot,
+        log_time,
+    ):
+        """Advance the KMC until simulated time ``t_stop`` (s) or ``max_events`` events.
+
+        Each event draws ``u1 = rng.random()`` for the waiting time ``dt = -ln(1 - u1) / R``
+        (``R`` = total rate); if ``t_now + dt > t_stop`` the clock is set to ``t_stop`` and the
+        chunk ends without an event (memoryless: the pending event is redrawn later).  Otherwise a
+        second draw ``u2`` picks the event with probability proportional to its rate through the
+        sum tree (site) and a scan of the site's slots, the event is applied and the rates within
+        ``reach`` of the changed sites are recomputed (see :func:`_refresh_box`).  With ``R = 0`` the clock jumps to
+        ``t_stop``.
+
+        ``occ``, ``rates``, ``site_total``, ``tree`` and ``counts`` are updated in place.  If the
+        log arrays are longer than the number of events, event ``e`` of this chunk is recorded as
+        ``log_site[e], log_slot[e], log_time[e]`` (time after the event).
+
+        Returns
+        -------
+        (t_now, n_events, sum of the events' energy changes (CE + RP) in eV)
+        """
+        rp_on = rp_enabled
+        eps = kp[KP_EPS_RP]
+        eta = kp[KP_ETA_RP]
+        j_rp = kp[KP_J_RP]
+        n_ev = 0
+        de_sum = 0.0
+        n_log = log_site.shape[0]
+        while n_ev < max_events:
+            total = tree[1]
+            if not total > 0.0:
+                t_now = t_stop
+                break
+            u1 = rng.random()
+            dt = -np.log(1.0 - u1) / total
+            if t_now + dt > t_stop:
+                t_now = t_stop
+                break
+            t_now += dt
+            leaf, rem = _tree_sample(tree, rng.random() * total)
+            row = rates[leaf]
+            slot = -1
+            last = -1
+            for k in range(N_SLOTS):
+                if row[k] > 0.0:
+                    last = k
+                    if rem < row[k]:
+                        slot = k
+                        break
+                    rem -= row[k]
+            if slot < 0:  # round-off past the last non-zero slot
+                slot = last
+            sp = occ[leaf]
+            axis = -1  # the refresh box: around ``leaf``, extended to the hop partner if any
+            lo_ext = 0
+            hi_ext = 0
+            if slot < 6:
+                j = nn[leaf, slot]
+                de = _swap_delta(occ, leaf, j, nbr, ce_index, weights, local_table)
+                if rp_on:
+                    de += _rp_hop_delta(occ, phase, nn, leaf, j, eps, eta, j_rp)
+                occ[j] = sp
+                occ[leaf] = _VAC
+                counts[EV_HOP_PB + sp] += 1
+                axis = slot // 2
+                if slot % 2 == 0:  # partner at +1 along the axis
+                    hi_ext = 1
+                else:
+                    lo_ext = 1
+            elif slot == SLOT_EXPEL:
+                de = _flip_delta(occ, leaf, _VAC, nbr, ce_index, weights, local_table)
+                if rp_on:
+                    de += _rp_remove_delta(occ, phase, nn, leaf, eps, eta, j_rp)
+                occ[leaf] = _VAC
+                counts[EV_EXPEL_PB + sp] += 1
+            elif rp_on and slot == SLOT_RP:
+                de = _rp_flip_delta(occ, phase, nn, leaf, eps, eta, j_rp)
+                phase[leaf] = PH_ZONE if phase[leaf] == PH_RP else PH_RP
+                counts[EV_RP] += 1
+            else:  # SLOT_RECEDE
+                de = _flip_delta(occ, leaf, _OUT, nbr, ce_index, weights, local_table)
+                occ[leaf] = _OUT
+                counts[EV_RECEDE] += 1
+            _refresh_box(
+                leaf, axis, lo_ext, hi_ext, reach, occ, phase, nn, nbr, ce_index, weights,
+                local_table, kp, rates, site_total, tree, shape, rp_on,
+            )  # fmt: skip
+            de_sum += de
+            if n_ev < n_log:
+                log_site[n_ev] = leaf
+                log_slot[n_ev] = slot
+                log_time[n_ev] = t_now
+            n_ev += 1
+        return t_now, n_ev, de_sum
+
+    return _run_kmc_chunk
+
+
+_run_kmc_chunk_pv = _make_run_kmc_chunk(False)  # no RP domains (kp[KP_RP_ON] == 0)
+_run_kmc_chunk_rp = _make_run_kmc_chunk(True)
+
+
+def _run_kmc_chunk(occ, phase, rates, site_total, tree, nn, nbr, ce_index, weights,
+                   local_table, kp, shape, reach, t_now, t_stop, max_events, rng, counts,
+                   log_site, log_slot, log_time):  # fmt: skip
+    """Run one chunk with the kernel compiled for ``kp[KP_RP_ON]`` (see the kernels' docstring)."""
+    kernel = _run_kmc_chunk_rp if kp[KP_RP_ON] > 0.0 else _run_kmc_chunk_pv
+    return kernel(
+        occ, phase, rates, site_total, tree, nn, nbr, ce_index, weights, local_table, kp, shape,
+        reach, t_now, t_stop, max_events, rng, counts, log_site, log_slot, log_time,
+    )  # fmt: skip

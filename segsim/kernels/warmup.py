@@ -43,7 +43,8 @@ def warm_up_kmc() -> None:
     """Compile the KMC kernels (rates, refresh, event loop, RP terms) on a 4^3 NC.
 
     Uses the shipped provisional model and a real lattice, because the KMC kernels take the
-    neighbour tables of a padded grid; a few events with the RP term on reach every kernel.
+    neighbour tables of a padded grid; a few events with the RP term on and a few with it off
+    reach every kernel.
     """
     from segsim import kinetics
     from segsim.config import POTENTIALS_DIR
@@ -67,4 +68,8 @@ def warm_up_kmc() -> None:
                                    rp_shift_ev=0.1)  # fmt: skip
     eng = KMCEngine(tables, lattice, KMCState.initial(occ, tables, phase),
                     np.random.default_rng(0), kp)  # fmt: skip
+    eng.advance(1e9, max_events=50)
+    # The event loop is compiled twice, with and without the RP term (kmc._make_run_kmc_chunk).
+    kp_pv = kinetics.parameter_vector(params, temperature_k=600.0, theta=0.5)
+    eng = KMCEngine(tables, lattice, KMCState.initial(occ, tables), np.random.default_rng(0), kp_pv)
     eng.advance(1e9, max_events=50)
