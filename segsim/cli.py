@@ -431,7 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--temperatures", help="comma-separated temperatures (K)")
             sp.add_argument("--x-cd", help="comma-separated Cd fractions")
         elif name in ("reproduce", "calibrate"):
-            sp.add_argument("-n", "--n-ncs", type=int, default=16, help="NCs per treatment (16)")
+            n_default = 3  # = segsim.reproduce.ReproduceOptions.n_ncs (the parser imports no numpy)
+            sp.add_argument("-n", "--n-ncs", type=int, default=n_default,
+                            help=f"NCs per treatment ({n_default})")  # fmt: skip
             sp.add_argument("--seed", type=int, default=2021, help="ensemble seed (2021)")
             sp.add_argument("--days", type=float, default=14.0, help="aging time (14 days)")
             sp.add_argument(

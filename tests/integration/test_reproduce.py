@@ -162,3 +162,12 @@ def test_mpiexec_two_ranks_equals_serial(setup, tmp_path):
             b = hdf5.read_trace(tmp_path / "mpi" / "ncs" / f"{t}_nc{i}.h5")
             for k in a:
                 np.testing.assert_array_equal(a[k], b[k], err_msg=f"{t} nc{i} {k}")
+
+
+def test_cli_ensemble_default_is_the_options_default():
+    from segsim.cli import build_parser
+    from segsim.reproduce import ReproduceOptions
+
+    for cmd in ("reproduce", "calibrate"):
+        args = build_parser().parse_args([cmd])
+        assert args.n_ncs == ReproduceOptions().n_ncs, cmd
