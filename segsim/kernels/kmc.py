@@ -175,8 +175,7 @@ def _site_rates(
 
 
 # The RP terms are separate, non-inlined functions: _site_rates is inlined into every
-# caller, and inlining the RP code with it (rarely run; never without RP domains) made the
-# whole KMC loop ~1.6x slower (segsim bench kmc, 2026-12-01).
+# caller, and the RP code (rarely run; never without RP domains) need not be copied with it.
 
 
 @njit
@@ -393,8 +392,8 @@ def _make_run_kmc_chunk(rp_enabled):
     """Return the compiled chunk kernel with the RP phase field on or off.
 
     ``rp_enabled`` is a compile-time constant of the returned function, so without RP
-    domains the RP code is compiled out of the whole event loop (it cost ~35 % of the
-    speed of RP-free runs as a runtime branch, ``segsim bench kmc``, 2026-12-01).
+    domains the RP code is compiled out of the whole event loop (as a runtime branch it
+    cost ~20 % of the speed of RP-free runs, single-vacancy bench, 2026-12-01).
     """
 
     @njit
