@@ -373,8 +373,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         on_result=write, command=command, builder=partial(structures_for, n_edge=args.edge),
     )  # fmt: skip
     write(records)
-    summary = summarise([r for r in records if r["name"] in structures])
-    print(json.dumps(differences(summary, args.edge), indent=1))
+    # This run's start kind only (the report has a section per kind; never average them).
+    mine = [
+        r
+        for r in records
+        if r["name"] in structures
+        and r["start_kind"] == args.start
+        and r["rattle_angstrom"] == args.rattle
+    ]
+    print(json.dumps(differences(summarise(mine), args.edge), indent=1))
     return 0
 
 
