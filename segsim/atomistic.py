@@ -307,10 +307,11 @@ def _strip_vacancy(br: np.ndarray, nn: np.ndarray, b_atom: np.ndarray, i: int) -
     elif len(orphans) == 2:
         return
     need = 2 - len(orphans)
-    for j in range(0, 6, 2):
-        if need == 2 and br[slots[j][0]] and br[slots[j + 1][0]]:
-            br[slots[j][0]] = br[slots[j + 1][0]] = False
-            return
+    if need == 2:  # no orphan: the first complete trans pair (z, y, x)
+        for j in range(0, 6, 2):
+            if br[slots[j][0]] and br[slots[j + 1][0]]:
+                br[slots[j][0]] = br[slots[j + 1][0]] = False
+                return
     for s, _ in slots:
         if need and br[s]:
             br[s] = False

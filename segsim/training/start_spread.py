@@ -179,9 +179,10 @@ def run_starts(
 
     Relaxations already in ``cache`` (same structure, settings and start) are not repeated;
     records of a structure whose atoms have changed since (``structure_hash``; records
-    without one count as current) are ignored and recomputed.  Each new one is appended to it (with ``command``, the command line that made it) as soon
-    as it is done and ``on_result`` is called.  ``builder`` (a picklable callable, ``cfg ->
-    {name: ReferenceStructure}``) supplies structures that are not in the training set.
+    without one count as current) are ignored and recomputed.  Each new one is appended to
+    it (with ``command``, the command line that made it) as soon as it is done and
+    ``on_result`` is called.  ``builder`` (a picklable callable, ``cfg -> {name:
+    ReferenceStructure}``) supplies structures that are not in the training set.
     """
     from segsim.config import load_train
     from segsim.training.reference import structure_hash
@@ -191,10 +192,8 @@ def run_starts(
     current = {name: structure_hash(built[name].atoms) for name in names}
 
     def stale(rec: dict[str, Any]) -> bool:  # cached for a structure that has changed since
-        return (
-            rec["name"] in current
-            and rec.get("structure_hash", current[rec["name"]]) != (current[rec["name"]])
-        )
+        now = current.get(rec["name"])
+        return now is not None and rec.get("structure_hash", now) != now
 
     records = [r for r in _read_cache(cache) if not stale(r)]
     done = {r["key"] for r in records}
