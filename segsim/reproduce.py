@@ -213,6 +213,62 @@ def task_input(task: Task, opts: ReproduceOptions, params: dict[str, Any]) -> di
     return doc
 
 
+def physics_key(task: Task, opts: ReproduceOptions, params: dict[str, Any]) -> str:
+    """Return what decides the trajectory of ``task``: its input with the ligand's name dropped.
+
+    Two tasks with equal keys (the same NC under two treatments whose parameters theta,
+    ``rp_barrier_shift_ev`` and ``treatment_duration_s`` agree, e.g. OlABr and PEABr in the
+    shipped library) produce identical trajectories: the ligand's name enters no rate and no
+    random number.
+    """
+    from segsim.passivation import load_library, resolve_ligand
+
+    doc = task_input(task, opts, params)
+    lig = resolve_ligand(
+        doc["passivation"]["ligand"], load_library(), source="reproduce", key="ligand"
+    )
+    doc["passivation"]["ligand"] = [lig.theta, lig.rp_barrier_shift_ev, lig.treatment_duration_s]
+    return json.dumps(doc, sort_keys=True)
+
+
+def shared_tasks(tasks: list[Task], opts: ReproduceOptions, params: dict[str, Any]) -> dict:
+    """Return ``{k: j}``: task ``k`` has the same physics as the earlier task ``j``."""
+    first: dict[str, int] = {}
+    out: dict[int, int] = {}
+    for k, task in enumerate(tasks):
+        j = first.setdefault(physics_key(task, opts, params), k)
+        if j != k:
+            out[k] = j
+    return out
+
+
+def _copy_result(src: Task, dst: Task, opts: ReproduceOptions, params: dict[str, Any]) -> None:
+    """Write ``dst.path`` as the result of ``src`` relabelled to ``dst``'s treatment.
+
+    The trajectory, snapshots and checkpoint are those of ``src`` (identical physics, see
+    :func:`physics_key`); the stored input and the ligand name are ``dst``'s own, and the
+    attribute ``same_physics_as`` names the file it was copied from.
+    """
+    import shutil
+
+    import h5py
+
+    from segsim import config
+
+    cfg = config.from_dict(task_input(dst, opts, params), source=f"{dst.treatment}/nc{dst.nc}")
+
+    def w(p: Path) -> None:
+        shutil.copyfile(src.path, p)
+        with h5py.File(p, "a") as f:
+            meta = f["metadata"]
+            del meta["config"]
+            meta.create_dataset("config", data=cfg.to_yaml(), dtype=h5py.string_dtype())
+            meta.attrs["ligand"] = cfg.passivation.ligand.name
+            meta.attrs["same_physics_as"] = Path(src.path).name
+
+    _atomic_write(Path(dst.path), w)
+
+
 # ------------------------------------------------------------------------------- running
 def _report_days(opts: ReproduceOptions, targets: dict[str, Any]) -> list[float]:
     days = [float(d) for d in targets.get("report_days", [0, 1, 2, 4, 6, 10, 14])]
@@ -470,8 +526,14 @@ def reproduce(
     force: bool = False,
     quiet: bool = False,
     walltime_s: float | None = None,
+    share_identical: bool = True,
 ) -> list[dict[str, Any]] | None:
     """Run the whole protocol (over MPI ranks if launched with mpiexec).
+
+    With ``share_identical`` (default) a task whose physics equals an earlier one's
+    (:func:`shared_tasks`; OlABr and PEABr in the shipped library) is not run again: its NC
+    file is a relabelled copy of the other's (:func:`_copy_result`).  The table is the same
+    either way; the option exists so that a test can check that.
 
     Returns the table rows on rank 0 and ``None`` on the other ranks.  With ``walltime_s``
     (s) every rank stops cleanly (checkpoints) when its time is up; :class:`Unfinished` is
@@ -522,10 +584,28 @@ def reproduce(
         left = None if walltime_s is None else walltime_s - (time.perf_counter() - t_start)
         return run_task(task, opts, params, days, log, left)
 
-    results = parallel.run_tasks(w, tasks, one)
+    shared = shared_tasks(tasks, opts, params) if share_identical else {}
+    if shared and w.is_root and not quiet:
+        names = sorted({f"{tasks[k].treatment} = {tasks[j].treatment}" for k, j in shared.items()})
+        print(
+            f"same parameters, so identical trajectories ({', '.join(names)}): "
+            f"{len(shared)} of {len(tasks)} runs are copies",
+            flush=True,
+        )
+    own = [k for k in range(len(tasks)) if k not in shared]
+    ran = parallel.run_tasks(w, [tasks[k] for k in own], one)
     if not w.is_root:
         return None
-    assert results is not None
+    assert ran is not None
+    results: list[NCResult | None] = [None] * len(tasks)
+    for k, r in zip(own, ran, strict=True):
+        results[k] = r
+    for k, j in shared.items():
+        src = results[j]
+        if src is None:
+            continue
+        _copy_result(tasks[j], tasks[k], opts, params)  # cheap: always from the current run
+        results[k] = summarise(Path(tasks[k].path), tasks[k], days)
     missing = sum(r is None for r in results)
     if missing:
         raise Unfinished(

@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,34 @@ def test_calibrate_recovers_the_shift_of_a_known_coverage_and_is_reproducible(en
     assert yaml.safe_load((d / "cal.yaml").read_text())["ligands"]["olabr"]["theta"] == theta
 
 
+def test_treatments_with_equal_parameters_and_targets_are_fitted_once(ensemble, monkeypatch):
+    import segsim.calibrate as cal
+
+    d, opts = ensemble
+    calls = []
+    real = cal._pl14
+
+    def counted(o, params, treatment, workdir):
+        calls.append(treatment)
+        return real(o, params, treatment, workdir)
+
+    monkeypatch.setattr(cal, "_pl14", counted)
+    pub = {"pl_fresh_nm": 477.0, "pl_day14_nm": 479.0}
+    targets = write_yaml(d / "targets2.yaml", {
+        "report_days": [0, 1], "treatments": {"olabr": pub, "pheabr": pub},
+    })  # fmt: skip
+    both = CalibrateOptions(
+        ensemble=replace(opts, n_ncs=1, treatments=("olabr", "pheabr")), n_iter=2,
+        targets=str(targets), fit_rp=False, fit_e_exp=False,
+    )  # fmt: skip
+    doc = calibrate(both, d / "cal_both.yaml", quiet=True)
+    assert set(calls) == {"olabr"}
+    assert len(calls) == 4
+    fits = doc["calibration"]["fits"]
+    assert fits["ligands.pheabr.theta"]["same_as"] == "olabr"
+    assert doc["ligands"]["pheabr"]["theta"] == doc["ligands"]["olabr"]["theta"]
+
+
 def test_sweep_grid_and_run_over_two_ranks_equals_serial(tmp_path):
     ce = write_random_ce(tmp_path / "r.ce", cutoffs=[6.0], scale=0.02)
     base = write_yaml(tmp_path / "base.yaml", kmc_input(ce))
@@ -114,3 +143,38 @@ def test_bad_sweep_and_calibrate_options_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1
     assert "--iterations" in err
     assert not (tmp_path / "c.yaml").exists()
+
+
+def test_rp_shift_fit_clears_rp_in_the_ddabr_exchange_and_not_below(ensemble):
+    """The fitted shift is the smallest that leaves no RP after the 2-min DDABr exchange."""
+    from segsim.calibrate import RP_SHIFT_BOUNDS_EV, _fit_rp_shift
+    from segsim.passivation import load_library
+
+    d, opts = ensemble
+    dd = replace(opts, n_ncs=3, seed=5, treatments=("ddabr",), frame_interval_days=0.25)
+    short = replace(dd, duration_days=dd.frame_interval_days)
+
+    def rp0(shift):
+        lig = {"ddabr": {"rp_barrier_shift_ev": shift}}
+        return _pl14(short, {"ligands": lig}, "ddabr", d / "rp0")["rp_day0"]
+
+    assert rp0(0.0) > 0  # some NC of this ensemble keeps an RP domain through the exchange
+    params = {"kinetics": {}, "rp": {}, "ligands": {}}
+    report = {}
+    n_iter = 5
+    _fit_rp_shift(dd, params, report, load_library(), d / "fit", n_iter, lambda m: None)
+    entry = report["ligands.*.rp_barrier_shift_ev"]
+    assert entry["constrained"]
+    assert entry["reached"]
+    value = entry["value"]
+    lo, hi = entry["bracket"]
+    assert hi - lo == pytest.approx((RP_SHIFT_BOUNDS_EV[1] - RP_SHIFT_BOUNDS_EV[0]) / 2**n_iter)
+    assert value == round(hi, 4)
+    assert hi < RP_SHIFT_BOUNDS_EV[1]
+    assert rp0(hi) == 0
+    assert rp0(lo) > 0
+    exchanges = {"cs_oleate", "cs_phace", "olabr", "pheabr", "ddabr"}
+    assert set(entry["applies_to"]) == exchanges
+    assert {
+        n for n, v in params["ligands"].items() if v["rp_barrier_shift_ev"] == value
+    } == exchanges

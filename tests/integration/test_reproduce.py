@@ -171,3 +171,33 @@ def test_cli_ensemble_default_is_the_options_default():
     for cmd in ("reproduce", "calibrate"):
         args = build_parser().parse_args([cmd])
         assert args.n_ncs == ReproduceOptions().n_ncs, cmd
+
+
+def test_treatments_with_equal_parameters_are_run_once(setup, tmp_path):
+    """OlABr and PEABr share every parameter: one run, a relabelled copy, the same table."""
+    opts, _, _ = setup
+    both = replace(opts, n_ncs=1, treatments=("olabr", "pheabr"))
+    shared = reproduce(both, tmp_path / "shared", quiet=True)
+    alone = reproduce(both, tmp_path / "alone", quiet=True, share_identical=False)
+    assert shared == alone
+    copy = tmp_path / "shared" / "ncs" / "pheabr_nc0.h5"
+    ran = tmp_path / "alone" / "ncs" / "pheabr_nc0.h5"
+    a, b = hdf5.read_trace(copy), hdf5.read_trace(ran)
+    for k in b:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    with h5py.File(copy) as fc, h5py.File(ran) as fr:
+        assert fc["metadata"].attrs["ligand"] == "pheabr"
+        assert fc["metadata"].attrs["same_physics_as"] == "olabr_nc0.h5"
+        assert "same_physics_as" not in fr["metadata"].attrs
+        assert fc["metadata/config"].asstr()[()] == fr["metadata/config"].asstr()[()]
+
+
+def test_a_changed_parameter_is_not_shared(setup, tmp_path):
+    from segsim.reproduce import shared_tasks
+
+    opts, _, _ = setup
+    both = replace(opts, n_ncs=2, treatments=("olabr", "pheabr", "ddabr"))
+    tasks = make_tasks(both, tmp_path)
+    assert shared_tasks(tasks, both, {}) == {1: 0, 4: 3}  # pheabr_nc{i} = olabr_nc{i}
+    params = {"ligands": {"pheabr": {"theta": 0.9}}}
+    assert shared_tasks(tasks, both, params) == {}
