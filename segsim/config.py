@@ -667,6 +667,7 @@ CALCULATOR_KINDS: tuple[str, ...] = ("chgnet", "cp2k", "standin")
 OPTIMIZERS: tuple[str, ...] = ("FIRE", "BFGS")
 #: Start geometries of the reference relaxation (segsim.training.reference.STARTS).
 RELAX_STARTS: tuple[str, ...] = ("ideal", "tilted", "tilted_anneal", "untilted")
+RELAX_AGGREGATES: tuple[str, ...] = ("min", "mean")
 FIT_METHODS: tuple[str, ...] = ("least-squares", "ardr", "lasso", "bayesian-ridge", "rfe")
 
 
@@ -699,6 +700,8 @@ class CalculatorConfig:
     max_steps: int  # optimizer steps per structure
     rattle_angstrom: float = 0.0  # random displacement before relaxing (0: ideal start)
     n_starts: int = 1  # rattled starts per structure; the lowest energy is kept
+    aggregate: str = "min"  # one of RELAX_AGGREGATES: lowest or mean energy of the starts
+    jobs: int = 1  # starts relaxed at once in worker processes (not part of the provenance)
     start: str = "ideal"  # one of RELAX_STARTS: ideal positions, or the a-a-c+ tilt first
     # a-a-c+ tilt angles about x and y / about z (start: tilted); None: the CHGNet bulk
     # angles of segsim.training.tilt.CHGNET_BULK_TILT_DEGREES
@@ -757,6 +760,8 @@ _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
         "max_steps": _Field(int, False, 1000, _non_negative),
         "rattle_angstrom": _Field(float, False, 0.0, _non_negative),
         "n_starts": _Field(int, False, 1, _positive),
+        "aggregate": _Field(str, False, "min", _one_of(RELAX_AGGREGATES)),
+        "jobs": _Field(int, False, 1, _positive),
         "start": _Field(str, False, "ideal", _one_of(RELAX_STARTS)),
         "tilt_antiphase_degrees": _Field(float, False, None, _tilt_angle, nullable=True),
         "tilt_inphase_degrees": _Field(float, False, None, _tilt_angle, nullable=True),

@@ -79,7 +79,24 @@ def world(*, force_serial: bool = False) -> World:
     comm = MPI.COMM_WORLD
     if comm.Get_size() == 1:
         return World(0, 1)
+    _serial_ase()
     return World(comm.Get_rank(), comm.Get_size(), comm)
+
+
+def _serial_ase() -> None:
+    """Make ASE's file I/O per rank: segsim's ranks read and write their own files.
+
+    Once mpi4py is imported, ``ase.parallel.world`` becomes COMM_WORLD and ``ase.io.read``
+    reads on rank 0 and broadcasts to every rank: a hidden collective.  icet reads each
+    cluster expansion through it, and segsim's ranks load the model once per task, so when
+    the ranks run different numbers of tasks those broadcasts pair up with the wrong calls
+    on the other rank (measured: a hang, or a ``bcast`` that returns ASE's payload).  ASE's
+    world is a lazy wrapper that every module shares, so replacing its communicator by
+    ASE's own serial stand-in makes every ASE call local to its rank.
+    """
+    import ase.parallel
+
+    ase.parallel.world.comm = ase.parallel.DummyMPI()
 
 
 def run_tasks(w: World, tasks: Sequence[T], fn: Callable[[T], R]) -> list[R] | None:

@@ -56,6 +56,7 @@ def relax_fields(calculator: CalculatorConfig) -> dict[str, Any]:
         "relax_cell": True,
         "rattle_angstrom": c.rattle_angstrom,
         "n_starts": c.n_starts,
+        "aggregate": c.aggregate,
         "start": c.start,
         **{
             key: value
@@ -103,6 +104,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainSummary:
         relax=relax_fields(c),
         db_path=cfg.database,
         progress=progress,
+        jobs=c.jobs,
     )
     n_computed = sum(1 for r in records if not r.get("reused"))
     reference.prune_database(cfg.database, records)

@@ -77,6 +77,7 @@ from segsim.training import calculators, tilt
 from segsim.training.structures import ReferenceStructure
 
 __all__ = [
+    "AGGREGATES",
     "OPTIMIZERS",
     "STARTS",
     "RelaxSettings",
@@ -97,6 +98,9 @@ CELL_FILTERS: tuple[str, ...] = ("frechet", "unit")
 
 #: Start geometries of a relaxation (see :class:`RelaxSettings`).
 STARTS: tuple[str, ...] = ("ideal", "tilted", "tilted_anneal", "untilted")
+
+#: How the final energies of several starts become the reference energy.
+AGGREGATES: tuple[str, ...] = ("min", "mean")
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,17 @@ class RelaxSettings:
         one 4^3 NC, more than the spread between arrangements), so a small rattle lets every
         structure find its tilted minimum.  0 (default) relaxes the ideal positions.
     n_starts
-        Independent rattled starts per structure; the lowest final energy is kept.
+        Independent rattled starts per structure; ``aggregate`` says which energy is kept.
+    aggregate
+        ``"min"`` (default): the lowest final energy over the starts (and that start's
+        geometry); ``"mean"``: the mean of the final energies (the row also stores every
+        start's energy, the standard error of the mean and the lowest energy; the geometry
+        is the lowest start's).  The relaxed energy of a NC is a random variable of the
+        start: the tilt landscape is glassy, and the minimum over a few starts is an
+        extreme-value statistic that does not converge, while the mean does, as
+        std / sqrt(n_starts) (``potentials/start_spread_notes.md``).  The mean is the
+        energy of a typical quenched tilt state, the inherent-structure average of a NC
+        whose tilts fluctuate at room temperature.
     start
         ``"ideal"`` (default): relax from the structure's own (ideal cubic) positions;
         ``"tilted"``: first impose the a-a-c+ Glazer tilt of orthorhombic CsPbBr3 on every
@@ -161,6 +175,7 @@ class RelaxSettings:
     cell_filter: str = "frechet"
     rattle_angstrom: float = 0.0
     n_starts: int = 1
+    aggregate: str = "min"
     start: str = "ideal"
     tilt_antiphase_degrees: float = tilt.CHGNET_BULK_TILT_DEGREES[0]
     tilt_inphase_degrees: float = tilt.CHGNET_BULK_TILT_DEGREES[1]
@@ -184,6 +199,8 @@ class RelaxSettings:
             raise ValueError("n_starts > 1 needs rattle_angstrom > 0 (the starts would be equal)")
         if self.start not in STARTS:
             raise ValueError(f"unknown start {self.start!r}; allowed: {STARTS}")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"unknown aggregate {self.aggregate!r}; allowed: {AGGREGATES}")
         for name in ("tilt_antiphase_degrees", "tilt_inphase_degrees"):
             if not 0.0 <= getattr(self, name) < 30.0:
                 raise ValueError(f"{name} must be in [0, 30) degrees")
@@ -232,7 +249,7 @@ def provenance_hash(calculator_provenance: Mapping[str, Any], relax: RelaxSettin
     settings = asdict(relax)
     # The start options joined later: left out at their defaults so that existing
     # databases keep their keys (the tilt angles only count for a tilted start).
-    for key, default in (("rattle_angstrom", 0.0), ("n_starts", 1)):
+    for key, default in (("rattle_angstrom", 0.0), ("n_starts", 1), ("aggregate", "min")):
         if settings[key] == default:
             del settings[key]
     if relax.start == "ideal":
@@ -376,30 +393,95 @@ def _anneal(atoms: Atoms, calc: Calculator, relax: RelaxSettings, seed: int) -> 
 
 
 def _relax(
-    atoms: Atoms, calc: Calculator, relax: RelaxSettings, relax_cell: bool
+    atoms: Atoms,
+    calc: Calculator | None,
+    relax: RelaxSettings,
+    relax_cell: bool,
+    pool: Any = None,
 ) -> dict[str, Any]:
     """Relax ``atoms`` in place; return energies, steps, convergence and final forces.
 
     Each of the ``relax.n_starts`` starts is prepared by :func:`start_atoms` (tilt and rattle
-    as the settings say); the start with the lowest final energy is kept (``atoms`` ends in
-    that state) and ``n_steps`` counts the steps of all starts.  ``energy_unrelaxed_ev`` is
-    the energy of the structure as given (ideal positions).
+    as the settings say) and relaxed, in the worker processes of ``pool`` when given
+    (:func:`_start_pool`), else here with ``calc``.  ``atoms`` ends in the state of the
+    start with the lowest final energy, and ``n_steps`` counts the steps of all starts.
+    ``energy_ev`` is that lowest energy (``relax.aggregate == "min"``) or the mean over the
+    starts (``"mean"``; then ``energy_min_ev``, ``energy_sem_ev`` and ``start_energies_ev``
+    are returned too).  ``energy_unrelaxed_ev`` is the energy of the structure as given
+    (ideal positions).
     """
-    atoms.calc = calc
+    ks = range(relax.n_starts)
+    if pool is not None:
+        futures = [pool.submit(_start_job, atoms, relax, k, relax_cell) for k in ks]
+        runs = [f.result() for f in futures]
+        energy0 = runs[0][3]
+    else:
+        assert calc is not None
+        atoms.calc = calc
+        energy0 = float(atoms.get_potential_energy())
+        runs = []
+        for k in ks:
+            out, trial = relax_start(atoms, calc, relax, k, relax_cell)
+            runs.append((out, np.array(trial.positions), np.array(trial.cell), energy0))
+    energies = np.array([r[0]["energy_ev"] for r in runs])
+    best = int(np.argmin(energies))  # the first of equal minima, as a serial loop keeps
+    out, positions, cell, _ = runs[best]
+    atoms.set_cell(cell)
+    atoms.set_positions(positions)
+    if calc is not None:
+        atoms.calc = calc
+    n_steps = sum(r[0]["n_steps"] for r in runs)
+    result = {"energy_unrelaxed_ev": energy0, **out, "n_steps": n_steps}
+    if relax.aggregate == "mean":
+        n = len(energies)
+        result.update(
+            energy_ev=float(energies.mean()),
+            energy_min_ev=float(energies.min()),
+            energy_sem_ev=float(energies.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+            start_energies_ev=[float(e) for e in energies],
+            converged=all(bool(r[0]["converged"]) for r in runs),
+            fmax_final_ev_per_angstrom=max(r[0]["fmax_final_ev_per_angstrom"] for r in runs),
+        )
+    return result
+
+
+_WORKER_CALC: Calculator | None = None
+
+
+def _init_worker(kind: str, settings: Mapping[str, Any] | None) -> None:
+    """Build the calculator of a start-relaxation worker process (one torch thread)."""
+    global _WORKER_CALC
+    try:  # CHGNet: one thread per worker; the stand-in calculator needs no torch
+        import torch
+    except ImportError:
+        pass
+    else:
+        torch.set_num_threads(1)
+    _WORKER_CALC, _ = calculators.make_calculator(kind, settings)
+
+
+def _start_job(
+    atoms: Atoms, relax: RelaxSettings, k: int, relax_cell: bool
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray, float]:
+    """Relax start ``k`` in a worker; return the result, positions, cell, unrelaxed energy."""
+    assert _WORKER_CALC is not None
+    atoms = atoms.copy()
+    atoms.calc = _WORKER_CALC
     energy0 = float(atoms.get_potential_energy())
-    best: tuple[dict[str, Any], Atoms] | None = None
-    n_steps = 0
-    for k in range(relax.n_starts):
-        out, trial = relax_start(atoms, calc, relax, k, relax_cell)
-        n_steps += out["n_steps"]
-        if best is None or out["energy_ev"] < best[0]["energy_ev"]:
-            best = (out, trial)
-    assert best is not None
-    out, trial = best
-    atoms.set_cell(trial.cell)
-    atoms.set_positions(trial.positions)
-    atoms.calc = calc
-    return {"energy_unrelaxed_ev": energy0, **out, "n_steps": n_steps}
+    out, trial = relax_start(atoms, _WORKER_CALC, relax, k, relax_cell)
+    return out, np.array(trial.positions), np.array(trial.cell), energy0
+
+
+def _start_pool(kind: str, settings: Mapping[str, Any] | None, jobs: int) -> Any:
+    """Return a process pool of ``jobs`` workers, each with its own calculator."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: torch and numba threads do not survive a fork.
+    ctx = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(
+        jobs, mp_context=ctx, initializer=_init_worker, initargs=(kind, dict(settings or {}))
+    )
 
 
 def _relax_once(
@@ -488,6 +570,10 @@ def _row_record(row: Any) -> dict[str, Any]:
         "tags": dict(data.get("tags", {})),
         "provenance": data["provenance"],
         "atoms": row.toatoms(),
+        "energy_sem_ev": float(kv["energy_sem_ev"]) if "energy_sem_ev" in kv else None,
+        "start_energies_ev": (
+            [float(e) for e in data["start_energies_ev"]] if "start_energies_ev" in data else None
+        ),
     }
 
 
@@ -536,6 +622,10 @@ def _write_row(
         "on_ce_lattice": bool(structure.on_ce_lattice),
         "relax_cell": bool(relax_cell),
     }
+    if "start_energies_ev" in result:  # aggregate "mean": the row's energy is the mean
+        key_value_pairs["energy_min_ev"] = float(result["energy_min_ev"])
+        key_value_pairs["energy_sem_ev"] = float(result["energy_sem_ev"])
+        data["start_energies_ev"] = np.asarray(result["start_energies_ev"], dtype=np.float64)
     return int(db.write(out, key_value_pairs=key_value_pairs, data=data))
 
 
@@ -553,8 +643,14 @@ def format_progress(record: Mapping[str, Any]) -> str:
         A record of :func:`compute_references`.
     """
     status = "reused" if record.get("reused") else ("ok" if record["converged"] else "NOT conv.")
+    energy = f"E = {record['energy_ev']:.6f} eV"
+    if record.get("start_energies_ev"):
+        energy = (
+            f"E = {record['energy_ev']:.4f} +/- {record['energy_sem_ev']:.4f} eV "
+            f"(mean of {len(record['start_energies_ev'])} starts)"
+        )
     return (
-        f"{record['name']}: {record['n_atoms']} atoms, E = {record['energy_ev']:.6f} eV, "
+        f"{record['name']}: {record['n_atoms']} atoms, {energy}, "
         f"{record['n_steps']} steps, {record['seconds']:.1f} s [{status}]"
     )
 
@@ -576,6 +672,7 @@ def compute_references(
     relax: RelaxSettings | Mapping[str, Any] | None = None,
     db_path: str | os.PathLike[str],
     progress: Callable[[dict[str, Any]], None] | bool | None = None,
+    jobs: int = 1,
 ) -> list[dict[str, Any]]:
     """Relax the structures with a reference calculator and store them (resumable).
 
@@ -595,6 +692,11 @@ def compute_references(
     progress
         Called with each structure's record as soon as it is done (or found in the database);
         ``True`` prints :func:`format_progress` lines to stderr; None/False: quiet.
+    jobs
+        With several starts per structure, relax up to this many starts at once in worker
+        processes (one calculator and one torch thread each).  The energies do not depend
+        on it (each start has its own seed); a stopped run loses only the structure it was
+        on.
 
     Returns
     -------
@@ -635,49 +737,61 @@ def compute_references(
     db = ase.db.connect(os.fspath(db_path), type="db")
     done = {rec["name"]: rec for rec in _select(db, provenance_hash=prov_hash)}
 
+    if int(jobs) != jobs or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs}")
     calc: Calculator | None = None
-    out: list[dict[str, Any]] = []
-    for structure in structures:
-        s_hash = structure_hash(structure.atoms)
-        if structure.name in done and done[structure.name]["structure_hash"] != s_hash:
-            # The generator has changed this structure since it was computed (e.g. a new
-            # termination rule): the stored energy belongs to other atoms.  Drop the row first,
-            # so that an interrupted run never leaves two rows under one name, and recompute.
-            print(
-                f"{structure.name}: the stored structure differs from the generated one "
-                f"(hash {done[structure.name]['structure_hash']} != {s_hash}); recomputing",
-                file=sys.stderr,
-                flush=True,
-            )
-            db.delete([done.pop(structure.name)["id"]])
-        if structure.name in done:
-            rec = {**done[structure.name], "reused": True}
-        else:
-            relax_cell = bool(relax_s.relax_cell and structure.tags.get("vegard", False))
-            if relax_cell and not structure.atoms.pbc.all():
-                raise ValueError(f"{structure.name}: cell relaxation needs a periodic structure")
-            if calc is None:
-                calc, _ = calculators.make_calculator(calculator_kind, calculator_settings)
-            atoms = structure.atoms.copy()
-            t0 = time.perf_counter()
-            result = _relax(atoms, calc, relax_s, relax_cell)
-            seconds = time.perf_counter() - t0
-            row_id = _write_row(
-                db,
-                structure,
-                atoms,
-                result,
-                prov=prov,
-                prov_hash=prov_hash,
-                s_hash=s_hash,
-                relax_cell=relax_cell,
-                seconds=seconds,
-            )
-            rec = {**_row_record(db.get(id=row_id)), "reused": False}
-        if report is not None:
-            report(rec)
-        out.append(rec)
-    return out
+    pool: Any = None
+    try:
+        out: list[dict[str, Any]] = []
+        for structure in structures:
+            s_hash = structure_hash(structure.atoms)
+            if structure.name in done and done[structure.name]["structure_hash"] != s_hash:
+                # The generator has changed this structure since it was computed (e.g. a new
+                # termination rule): the stored energy belongs to other atoms.  Drop the row first,
+                # so that an interrupted run never leaves two rows under one name, and recompute.
+                print(
+                    f"{structure.name}: the stored structure differs from the generated one "
+                    f"(hash {done[structure.name]['structure_hash']} != {s_hash}); recomputing",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                db.delete([done.pop(structure.name)["id"]])
+            if structure.name in done:
+                rec = {**done[structure.name], "reused": True}
+            else:
+                relax_cell = bool(relax_s.relax_cell and structure.tags.get("vegard", False))
+                if relax_cell and not structure.atoms.pbc.all():
+                    raise ValueError(
+                        f"{structure.name}: cell relaxation needs a periodic structure"
+                    )
+                parallel = jobs > 1 and relax_s.n_starts > 1
+                if parallel and pool is None:
+                    pool = _start_pool(calculator_kind, calculator_settings, jobs)
+                if not parallel and calc is None:
+                    calc, _ = calculators.make_calculator(calculator_kind, calculator_settings)
+                atoms = structure.atoms.copy()
+                t0 = time.perf_counter()
+                result = _relax(atoms, calc, relax_s, relax_cell, pool if parallel else None)
+                seconds = time.perf_counter() - t0
+                row_id = _write_row(
+                    db,
+                    structure,
+                    atoms,
+                    result,
+                    prov=prov,
+                    prov_hash=prov_hash,
+                    s_hash=s_hash,
+                    relax_cell=relax_cell,
+                    seconds=seconds,
+                )
+                rec = {**_row_record(db.get(id=row_id)), "reused": False}
+            if report is not None:
+                report(rec)
+            out.append(rec)
+        return out
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
 
 def _select(db: Any, **query: Any) -> Iterable[dict[str, Any]]:

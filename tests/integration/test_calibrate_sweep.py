@@ -178,3 +178,34 @@ def test_rp_shift_fit_clears_rp_in_the_ddabr_exchange_and_not_below(ensemble):
     assert {
         n for n, v in params["ligands"].items() if v["rp_barrier_shift_ev"] == value
     } == exchanges
+
+
+@pytest.mark.mpi
+def test_calibrate_over_two_ranks_with_an_odd_task_count_equals_serial(ensemble, tmp_path):
+    """3 NCs on 2 ranks: the ranks load the model a different number of times.
+
+    ASE (icet's reader) would broadcast each read over COMM_WORLD; unpaired, that hung or
+    fed ASE's payload to calibrate's own broadcast (segsim.parallel._serial_ase).
+    """
+    _, opts = ensemble
+    pub = {"pl_fresh_nm": 477.0, "pl_day14_nm": 479.0}
+    targets = write_yaml(tmp_path / "t.yaml", {"report_days": [0, 1],
+                                                "treatments": {"olabr": pub}})  # fmt: skip
+    args = ["calibrate", "-n", "3", "--seed", str(opts.seed), "--days", "1",
+            "--frame-days", "0.5", "--treatments", "olabr", "--iterations", "2",
+            "--targets", str(targets), "--model", opts.model,
+            "--edge-mean-nm", str(opts.edge_mean_nm), "--edge-std-nm", str(opts.edge_std_nm),
+            "-q"]  # fmt: skip
+    assert main([*args, "-o", str(tmp_path / "serial.yaml")]) == 0
+    mpiexec = Path(sys.executable).with_name("mpiexec")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[2]))
+    proc = subprocess.run(
+        [str(mpiexec), "-n", "2", sys.executable, "-m", "segsim", *args,
+         "-o", str(tmp_path / "mpi.yaml")],
+        check=False, capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    serial = yaml.safe_load((tmp_path / "serial.yaml").read_text())
+    mpi = yaml.safe_load((tmp_path / "mpi.yaml").read_text())
+    assert mpi["ligands"] == serial["ligands"]
+    assert mpi["calibration"]["fits"] == serial["calibration"]["fits"]

@@ -560,6 +560,50 @@ def test_multi_start_relaxation_keeps_the_lowest_energy(tmp_path, structures):
     assert one["energy_unrelaxed_ev"] == pytest.approx(three["energy_unrelaxed_ev"])
 
 
+def test_mean_aggregate_stores_the_mean_of_the_starts_and_workers_agree(tmp_path, structures):
+    """aggregate 'mean': the row energy is the mean of the starts, each as relaxed alone."""
+    kw = {"calculator_kind": "standin", "calculator_settings": None}
+    relax = {"rattle_angstrom": 0.05, "max_steps": 200, "n_starts": 3}
+    mean = compute_references(structures[:2], relax={**relax, "aggregate": "mean"},
+                              db_path=tmp_path / "mean.db", **kw)  # fmt: skip
+    low = compute_references(structures[:2], relax=relax, db_path=tmp_path / "min.db", **kw)
+    calc, _ = make_calculator("standin")
+    settings = RelaxSettings(**relax)
+    for rec, lo, st in zip(mean, low, structures[:2], strict=True):
+        alone = [
+            reference.relax_start(st.atoms, calc, settings, k)[0]["energy_ev"] for k in range(3)
+        ]
+        assert rec["start_energies_ev"] == pytest.approx(alone, abs=1e-9)
+        assert rec["energy_ev"] == pytest.approx(np.mean(alone), abs=1e-9)
+        assert rec["energy_sem_ev"] == pytest.approx(np.std(alone, ddof=1) / np.sqrt(3), abs=1e-9)
+        assert max(alone) - min(alone) > 1e-4  # the starts differ: the mean is not the min
+        assert lo["energy_ev"] == pytest.approx(min(alone), abs=1e-9)
+        assert lo["start_energies_ev"] is None  # 'min' rows keep the old layout
+        # The geometry is the lowest start's.
+        atoms = rec["atoms"].copy()
+        atoms.calc = calc
+        assert atoms.get_potential_energy() == pytest.approx(min(alone), abs=1e-6)
+        assert "mean of 3 starts" in format_progress(rec)
+    # Worker processes (jobs = 2) give the same energies.
+    par = compute_references(structures[:2], relax={**relax, "aggregate": "mean"},
+                             db_path=tmp_path / "par.db", jobs=2, **kw)  # fmt: skip
+    for a, b in zip(mean, par, strict=True):
+        assert b["start_energies_ev"] == pytest.approx(a["start_energies_ev"], abs=1e-9)
+        np.testing.assert_allclose(b["atoms"].positions, a["atoms"].positions, atol=1e-9)
+    # The aggregate is part of the provenance; jobs is not (a rerun reuses the rows).
+    again = compute_references(structures[:2], relax={**relax, "aggregate": "mean"},
+                               db_path=tmp_path / "par.db", jobs=1, **kw)  # fmt: skip
+    assert all(r["reused"] for r in again)
+    calc_prov = calculator_provenance("standin")
+    assert reference.provenance_hash(calc_prov, RelaxSettings(**relax)) != (
+        reference.provenance_hash(calc_prov, RelaxSettings(**relax, aggregate="mean"))
+    )
+    with pytest.raises(ValueError, match="unknown aggregate 'median'"):
+        RelaxSettings(aggregate="median")
+    with pytest.raises(ValueError, match="jobs must be a positive integer"):
+        compute_references(structures[:1], db_path=tmp_path / "x.db", jobs=0, **kw)
+
+
 def test_tilted_start_changes_the_hash_only_when_chosen():
     from segsim.training.reference import RelaxSettings, provenance_hash
 
