@@ -177,8 +177,12 @@ def calibrate(
     params: dict[str, Any] = {"kinetics": {}, "rp": {}, "ligands": {}}
     report: dict[str, Any] = {}
 
+    from segsim import parallel
+
+    root = parallel.world().is_root
+
     def say(msg: str) -> None:
-        if not quiet:
+        if not quiet and root:  # every rank runs the searches; one prints them
             print(msg, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="segsim-calibrate-") as tmp:
@@ -272,9 +276,7 @@ def calibrate(
         },
         **{k: v for k, v in _merged(load_params(ens.params), params).items() if v},
     }
-    from segsim import parallel
-
-    if parallel.world().is_root:
+    if root:
         out_path = Path(out_path)
         tmp_out = out_path.with_name(out_path.name + ".part")
         tmp_out.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -157,7 +157,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         doc = calibrate(opts, args.output, quiet=args.quiet)
     except (CalibrateError, ReproduceError) as exc:
         return _fail(str(exc))
-    if not args.quiet:
+    from segsim import parallel
+
+    if not args.quiet and parallel.world().is_root:
         print(f"wrote {args.output} ({doc['calibration']['wall_s']} s); use it with "
               f"`segsim reproduce --params {args.output}`")  # fmt: skip
     return EXIT_OK
