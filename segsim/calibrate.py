@@ -245,7 +245,11 @@ def calibrate(
             if same in fitted:  # equal parameters and target: the same search, done once
                 u = fitted[same]
                 params["ligands"][t] = dict(params["ligands"][u])
-                report[f"ligands.{t}.theta"] = {**report[f"ligands.{u}.theta"], "same_as": u}
+                report[f"ligands.{t}.theta"] = {
+                    **report[f"ligands.{u}.theta"],
+                    "target": f"{t} PL shift over 14 days = {target:g} nm",
+                    "same_as": u,
+                }
                 say(f"ligands.{t}.theta = that of {u} (same parameters and target)")
                 continue
             fitted[same] = t
@@ -260,9 +264,14 @@ def calibrate(
             theta = round(1.0 - 10.0**lg, 6)
             params["ligands"][t] = {**params["ligands"].get(t, {}), "theta": theta}
             report[f"ligands.{t}.theta"] = _entry(
-                f"{t} PL shift over 14 days", target, theta, y, (0.0, 0.9999),
+                f"{t} PL shift over 14 days",
+                target,
+                theta,
+                y,
+                (0.0, 0.9999),
                 prior=library[t].theta,
-            )  # fmt: skip
+                searched=(lg, -4.0, 0.0),
+            )  # fmt: skip  (at_bound is judged on log10(1 - theta), the searched variable)
             say(f"ligands.{t}.theta = {theta:.4f}, PL-shift miss {math.sqrt(y):.1f} nm")
     doc = {
         "calibration": {
@@ -370,9 +379,12 @@ def _entry(
     sq_miss: float,
     bounds: tuple[float, float],
     prior: float | None = None,
+    searched: tuple[float, float, float] | None = None,
 ) -> dict[str, Any]:
+    """One fit's report entry; ``searched`` = (x, lo, hi) in the search variable, if not ``value``."""
     miss = math.sqrt(sq_miss)
-    at_bound = min(abs(value - bounds[0]), abs(value - bounds[1])) < 1e-3 * (bounds[1] - bounds[0])
+    x, lo, hi = searched if searched is not None else (value, *bounds)
+    at_bound = min(abs(x - lo), abs(x - hi)) < 1e-3 * (hi - lo)
     out = {
         "target": f"{target_name} = {target:g} nm",
         "value": float(value),

@@ -79,7 +79,8 @@ class Unfinished(RuntimeError):
 class ReproduceOptions:
     """Options of one ``segsim reproduce`` (units in the names)."""
 
-    # 3 NCs x 6 treatments take 9.5 min on 2 MPI ranks: since core Cd leaves, a 14-day run of
+    # 3 NCs x 6 treatments (15 runs, PEABr shared with OlABr) take 7.7 min on 2 MPI ranks
+    # (measured with potentials/calibrated_aging.yaml): since core Cd leaves, a 14-day run of
     # a 12 nm NC is ~1e7 events (~50 s); the CLI default (segsim.cli) repeats this value.
     n_ncs: int = 3
     seed: int = 2021

@@ -96,6 +96,7 @@ def test_treatments_with_equal_parameters_and_targets_are_fitted_once(ensemble, 
     assert len(calls) == 4
     fits = doc["calibration"]["fits"]
     assert fits["ligands.pheabr.theta"]["same_as"] == "olabr"
+    assert fits["ligands.pheabr.theta"]["target"].startswith("pheabr PL shift")
     assert doc["ligands"]["pheabr"]["theta"] == doc["ligands"]["olabr"]["theta"]
 
 
