@@ -602,8 +602,7 @@ def reproduce(
     for k, r in zip(own, ran, strict=True):
         results[k] = r
     for k, j in shared.items():
-        src = results[j]
-        if src is None:
+        if results[j] is None:  # its source stopped at the walltime: reported as missing
             continue
         _copy_result(tasks[j], tasks[k], opts, params)  # cheap: always from the current run
         results[k] = summarise(Path(tasks[k].path), tasks[k], days)

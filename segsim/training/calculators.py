@@ -242,6 +242,19 @@ def _standin_provenance(settings: dict[str, Any]) -> dict[str, Any]:
 CHGNET_DEFAULTS: dict[str, Any] = {"model_name": "0.3.0", "device": "cpu", "n_threads": None}
 
 
+def limit_torch_threads(n: int) -> None:
+    """Give torch ``n`` threads in this process, if torch is installed (worker processes).
+
+    Kind-agnostic, unlike CHGNet's ``n_threads`` setting: the stand-in calculator and CP2K
+    need no torch, and their settings do not take that key.
+    """
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(n)
+
+
 def _require(module: str) -> Any:
     """Import an optional module or raise :class:`MissingDependencyError` with the hint."""
     try:

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -414,7 +415,7 @@ def _relax(
     if pool is not None:
         futures = [pool.submit(_start_job, atoms, relax, k, relax_cell) for k in ks]
         runs = [f.result() for f in futures]
-        energy0 = runs[0][3]
+        energy0 = runs[0][3]  # start 0 computes it; the others return nan
     else:
         assert calc is not None
         atoms.calc = calc
@@ -451,23 +452,21 @@ _WORKER_CALC: Calculator | None = None
 def _init_worker(kind: str, settings: Mapping[str, Any] | None) -> None:
     """Build the calculator of a start-relaxation worker process (one torch thread)."""
     global _WORKER_CALC
-    try:  # CHGNet: one thread per worker; the stand-in calculator needs no torch
-        import torch
-    except ImportError:
-        pass
-    else:
-        torch.set_num_threads(1)
+    calculators.limit_torch_threads(1)
     _WORKER_CALC, _ = calculators.make_calculator(kind, settings)
 
 
 def _start_job(
     atoms: Atoms, relax: RelaxSettings, k: int, relax_cell: bool
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, float]:
-    """Relax start ``k`` in a worker; return the result, positions, cell, unrelaxed energy."""
+    """Relax start ``k`` in a worker; return the result, positions, cell, unrelaxed energy.
+
+    Only start 0 evaluates the unrelaxed energy (one single point per structure, as serially).
+    """
     assert _WORKER_CALC is not None
     atoms = atoms.copy()
     atoms.calc = _WORKER_CALC
-    energy0 = float(atoms.get_potential_energy())
+    energy0 = float(atoms.get_potential_energy()) if k == 0 else math.nan
     out, trial = relax_start(atoms, _WORKER_CALC, relax, k, relax_cell)
     return out, np.array(trial.positions), np.array(trial.cell), energy0
 

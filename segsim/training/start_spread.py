@@ -103,12 +103,7 @@ def _job(
     from segsim.config import load_train
     from segsim.training import calculators, reference, tilt
 
-    try:  # one thread per worker for CHGNet; the stand-in calculator needs no torch
-        import torch
-    except ImportError:
-        pass
-    else:
-        torch.set_num_threads(calc_threads)
+    calculators.limit_torch_threads(calc_threads)  # one thread per worker for CHGNet
     cfg = load_train(cfg_path)
     structure = (_structures(cfg, [name]) if builder is None else builder(cfg))[name]
     relax = reference.RelaxSettings(**relax_fields)
