@@ -270,9 +270,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from segsim.training.pipeline import train
 
     cfg = load_train(args.input)
-    summary = train(cfg, progress=not args.quiet)
+    try:
+        summary = train(cfg, progress=not args.quiet, cached_only=args.cached_only)
+    except FileNotFoundError as exc:
+        return _fail(f"{args.input}: {exc}")
+    missing = f", {summary.n_missing} not yet computed" if summary.n_missing else ""
     print(
-        f"{summary.n_structures} structures ({summary.n_computed} computed now), "
+        f"{summary.n_structures} structures ({summary.n_computed} computed now{missing}), "
         f"CV RMSE {summary.cv_rmse_mev_per_site:.2f} meV per B site\n"
         f"{summary.checks_text}\n"
         f"wrote {summary.ce_path} and {summary.report_path}"
@@ -477,6 +481,11 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "train":
             sp.add_argument("input", help="training YAML (e.g. inputs/train.yaml)")
             sp.add_argument("-q", "--quiet", action="store_true", help="no per-structure lines")
+            sp.add_argument(
+                "--cached-only",
+                action="store_true",
+                help="compute nothing: fit the structures already in the database",
+            )
         elif name == "validate":
             sp.add_argument("inputs", nargs="+", help="YAML input files")
         elif name == "info":

@@ -39,6 +39,7 @@ class TrainSummary:
     n_computed: int
     cv_rmse_mev_per_site: float
     checks_text: str
+    n_missing: int = 0
 
 
 def relax_fields(calculator: CalculatorConfig) -> dict[str, Any]:
@@ -76,8 +77,39 @@ def _records_for_fit(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("occupations") is not None and r.get("shape") is not None]
 
 
-def train(cfg: TrainConfig, *, progress: bool = True) -> TrainSummary:
-    """Run the whole training pipeline of a validated configuration."""
+def _check_edge(records: list[dict[str, Any]], default: int) -> int:
+    """Return ``default`` if its NC has a core-segregated record, else the largest that has."""
+    edges = {
+        int(r["n_edge"])
+        for r in records
+        if (r.get("tags") or {}).get("arrangement") == "core" and r.get("n_edge") is not None
+    }
+    if default in edges or not edges:
+        return default
+    return max(edges)
+
+
+def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False) -> TrainSummary:
+    """Run the whole training pipeline of a validated configuration.
+
+    Parameters
+    ----------
+    cfg
+        The validated ``segsim train`` input.
+    progress
+        Print a line per structure.
+    cached_only
+        Compute nothing: fit the structures already in the database (``segsim train
+        --cached-only``), e.g. to look at a partial database while the rest is being
+        computed.  The database is not pruned, and the report and the CE's description say
+        how many structures are missing.  The physics checks use the 3 nm NC (``n = 5``) if
+        its arrangements are stored, else the largest NC that has them.
+
+    Raises
+    ------
+    FileNotFoundError
+        With ``cached_only`` and no database.
+    """
     from segsim.training import derived, fit, reference, report, structures
 
     s = cfg.structures
@@ -96,6 +128,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainSummary:
         pad=s.pad_sites,
     )
     c = cfg.calculator
+    if cached_only and not cfg.database.is_file():
+        raise FileNotFoundError(f"--cached-only: no reference database at {cfg.database}")
     cfg.database.parent.mkdir(parents=True, exist_ok=True)
     records = reference.compute_references(
         structs,
@@ -105,9 +139,15 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainSummary:
         db_path=cfg.database,
         progress=progress,
         jobs=c.jobs,
+        compute=not cached_only,
     )
     n_computed = sum(1 for r in records if not r.get("reused"))
-    reference.prune_database(cfg.database, records)
+    n_missing = len(structs) - len(records)
+    partial = ""
+    if cached_only:
+        partial = f"; partial: {len(records)} of {len(structs)} structures computed"
+    else:
+        reference.prune_database(cfg.database, records)
     f = cfg.fit
     result = fit.fit_cluster_expansion(
         _records_for_fit(records),
@@ -119,12 +159,12 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainSummary:
         a_angstrom=s.a_angstrom,
         description=(
             f"fitted by segsim train to {c.kind} reference energies ({cfg.source}); "
-            f"database {cfg.database.name}"
+            f"database {cfg.database.name}{partial}"
         ),
     )
     # The published configurations are x = 0.25 nominal; match the realised fraction
     # round(0.25 n^3) / n^3 of the 3 nm NC (31/125 = 0.248), which is what the records store.
-    n_check = 5
+    n_check = _check_edge(_records_for_fit(records), default=5)
     x_check = n_cd_for(build_cube(n_check, s.a_angstrom, s.pad_sites), 0.25) / n_check**3
     checks = fit.segregation_checks(
         result.ce, _records_for_fit(records), n_edge=n_check, x_cd=x_check, pad=s.pad_sites
@@ -152,4 +192,5 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainSummary:
         n_computed=n_computed,
         cv_rmse_mev_per_site=float(result.cv_rmse_mev_per_site),
         checks_text=checks.summary(),
+        n_missing=n_missing,
     )

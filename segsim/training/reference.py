@@ -672,6 +672,7 @@ def compute_references(
     db_path: str | os.PathLike[str],
     progress: Callable[[dict[str, Any]], None] | bool | None = None,
     jobs: int = 1,
+    compute: bool = True,
 ) -> list[dict[str, Any]]:
     """Relax the structures with a reference calculator and store them (resumable).
 
@@ -696,13 +697,18 @@ def compute_references(
         processes (one calculator and one torch thread each).  The energies do not depend
         on it (each start has its own seed); a stopped run loses only the structure it was
         on.
+    compute
+        False: compute nothing, return only the structures already in the database (same
+        provenance and atoms); the calculator is never built.  For fitting a partial
+        database while the rest is still being computed.
 
     Returns
     -------
     list of dict
         One record per structure, in input order (the fields of :func:`load_references`
-        plus ``reused``: True where the row already existed).  The calculator is built only
-        if at least one structure has to be computed.
+        plus ``reused``: True where the row already existed); with ``compute=False`` only
+        the stored ones.  The calculator is built only if at least one structure has to be
+        computed.
 
     Raises
     ------
@@ -744,7 +750,10 @@ def compute_references(
         out: list[dict[str, Any]] = []
         for structure in structures:
             s_hash = structure_hash(structure.atoms)
-            if structure.name in done and done[structure.name]["structure_hash"] != s_hash:
+            stale = structure.name in done and done[structure.name]["structure_hash"] != s_hash
+            if not compute and (stale or structure.name not in done):
+                continue  # read-only: neither delete nor compute
+            if stale:
                 # The generator has changed this structure since it was computed (e.g. a new
                 # termination rule): the stored energy belongs to other atoms.  Drop the row first,
                 # so that an interrupted run never leaves two rows under one name, and recompute.

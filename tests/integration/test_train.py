@@ -62,3 +62,27 @@ def test_train_pipeline_resumes_and_writes_potentials(tmp_path, capsys):
     assert len(recs) == n
     assert {r["calculator_kind"] for r in recs} == {"standin"}
     assert all(r["provenance"] for r in recs)
+
+
+def test_train_cached_only_fits_a_partial_database_without_computing(tmp_path, capsys):
+    doc = _doc()
+    inp = tmp_path / "train.yaml"
+    # no database yet: a one-line error, nothing written
+    inp.write_text(yaml.safe_dump(doc))
+    assert main(["train", str(inp), "-q", "--cached-only"]) == 2
+    assert "no reference database" in capsys.readouterr().err
+    assert not (tmp_path / "refs.db").exists()
+    # compute a smaller set (no n = 3 NCs but the RP one), then ask for the whole set cached-only
+    small = {**doc, "structures": {**doc["structures"], "nc_edges": [2]}}
+    inp.write_text(yaml.safe_dump(small))
+    assert main(["train", str(inp), "-q"]) == 0
+    n_small = int(capsys.readouterr().out.split()[0])
+    inp.write_text(yaml.safe_dump(doc))
+    assert main(["train", str(inp), "-q", "--cached-only"]) == 0
+    out = capsys.readouterr().out
+    n_all = int(out.split()[0])
+    assert n_all > n_small
+    assert f"(0 computed now, {n_all - n_small} not yet computed)" in out
+    assert len(load_references(tmp_path / "refs.db")) == n_small  # nothing added or pruned
+    report = (tmp_path / "out" / "fit_report.md").read_text()
+    assert f"partial: {n_small} of {n_all} structures computed" in report
