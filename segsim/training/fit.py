@@ -41,9 +41,11 @@ Model selection
 ---------------
 For every (cutoffs, fit method) candidate, k-fold cross-validation
 (:class:`trainstation.CrossValidationEstimator`, ``validation_method='k-fold'``, fixed seed)
-gives held-out predictions for every structure; the candidate with the lowest pooled CV RMSE
-per B site wins (ties: fewer non-zero parameters, then candidate order), and is refitted on all
-data.  Every random choice (fold split, learning-curve subsets) uses ``seed``, so the same input
+gives held-out predictions for every structure; the candidate with the lowest held-out error
+of energy differences between structures of the same crystal wins (:func:`relative_rmse`; ties:
+the pooled CV RMSE per B site, fewer non-zero parameters, then candidate order), and is refitted
+on all data.  :func:`group_scores` compares that error, crystal by crystal, with the baseline
+"all arrangements of one crystal have the same energy" (a CE without Cd-arrangement terms).  Every random choice (fold split, learning-curve subsets) uses ``seed``, so the same input
 gives the same ECIs.
 """
 
@@ -70,12 +72,14 @@ __all__ = [
     "ENERGY_UNIT",
     "CandidateScore",
     "FitResult",
+    "GroupScore",
     "LearningCurvePoint",
     "SegregationChecks",
     "TrainingRecord",
     "build_cluster_space",
     "build_structure_container",
     "fit_cluster_expansion",
+    "group_scores",
     "records_from_mappings",
     "segregation_checks",
     "training_structure",
@@ -407,6 +411,8 @@ class FitResult:
     skipped: list[str]
     structure_container: Any
     settings: dict[str, Any]
+    #: :func:`same_crystal_groups` id per training structure (-1: alone in its crystal)
+    groups: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def n_structures(self) -> int:
@@ -524,6 +530,68 @@ def relative_rmse(residual_per_structure: np.ndarray, groups: np.ndarray) -> flo
         return float("nan")
     d = np.concatenate(dev)
     return float(np.sqrt(np.mean(d**2)))
+
+
+@dataclass(frozen=True)
+class GroupScore:
+    """How well a fit orders the structures of one crystal (energies in meV per NC)."""
+
+    label: str  #: the common prefix of the members' names
+    n_members: int
+    n_b_sites: int
+    #: RMS of the reference energies about their group mean: the error of "all equal"
+    baseline_mev_per_nc: float
+    #: the same for the held-out CV residuals (what :func:`relative_rmse` pools)
+    cv_mev_per_nc: float
+    #: the same for the residuals of the final fit
+    train_mev_per_nc: float
+
+
+def _common_prefix(names: Sequence[str]) -> str:
+    """Return the longest string that every name starts with."""
+    first, last = min(names), max(names)  # the sorted extremes differ first
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    return first[:n]
+
+
+def group_scores(result: FitResult) -> list[GroupScore]:
+    """Return, per same-crystal group of the fit, the baseline, CV and train errors.
+
+    The baseline is the RMS deviation of the reference energies from their group mean: what a
+    CE gets that gives every arrangement of the crystal the same energy (no Cd-arrangement
+    terms).  A CE only orders arrangements if its CV error is below that.  The last entry,
+    labelled ``all``, pools every group (its ``cv_mev_per_nc`` is the selection score).
+    """
+    groups = np.asarray(result.groups)
+    if groups.size != len(result.names):
+        return []
+    n_b = np.asarray(result.n_b_sites, dtype=np.float64)
+    ref = np.asarray(result.reference_ev_per_site) * n_b
+    cv = (np.asarray(result.cv_predicted_ev_per_site) - result.reference_ev_per_site) * n_b
+    tr = (np.asarray(result.predicted_ev_per_site) - result.reference_ev_per_site) * n_b
+
+    def score(label: str, mask: np.ndarray, n_b_sites: int) -> GroupScore:
+        g = groups[mask]
+        return GroupScore(
+            label=label,
+            n_members=int(mask.sum()),
+            n_b_sites=n_b_sites,
+            baseline_mev_per_nc=_MEV_PER_EV * relative_rmse(ref[mask], g),
+            cv_mev_per_nc=_MEV_PER_EV * relative_rmse(cv[mask], g),
+            train_mev_per_nc=_MEV_PER_EV * relative_rmse(tr[mask], g),
+        )
+
+    out = []
+    for gid in np.unique(groups[groups >= 0]):
+        mask = groups == gid
+        names = [result.names[i] for i in np.flatnonzero(mask)]
+        label = _common_prefix(names).rstrip("_-") or names[0]
+        out.append(score(label, mask, int(n_b[mask][0])))
+    if out:
+        out.append(score("all", groups >= 0, 0))
+    return out
 
 
 @dataclass
@@ -901,6 +969,7 @@ def fit_cluster_expansion(
         skipped=skipped,
         structure_container=sc,
         settings=settings,
+        groups=problem.groups.copy(),
     )
 
 

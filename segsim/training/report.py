@@ -116,6 +116,9 @@ def _cv_section(res: FitResult) -> list[str]:
             "vacancy and size variations, does not measure)."
         ),
         "",
+    ]
+    lines += _group_lines(res)
+    lines += [
         "All candidates:",
         "",
     ]
@@ -165,6 +168,50 @@ def _cv_section(res: FitResult) -> list[str]:
         "",
     ]
     return lines
+
+
+def _group_lines(res: FitResult) -> list[str]:
+    """Return the same-crystal group lines: reference spread ("all equal") vs CE errors."""
+    from segsim.training.fit import group_scores
+
+    scores = group_scores(res)
+    if not scores:
+        return []
+    pooled = scores[-1]
+    lines = [
+        (
+            "Same-crystal groups (structures with equal grid and species counts). `baseline`: "
+            "RMS deviation of the reference energies from their group mean, the error of a CE "
+            "that gives every arrangement the same energy; the CE orders the arrangements of a "
+            "group only where its CV error is below that. "
+            f"Pooled: CV **{_fmt(pooled.cv_mev_per_nc, '.1f')}** against baseline "
+            f"**{_fmt(pooled.baseline_mev_per_nc, '.1f')} meV per NC**."
+        ),
+        "",
+    ]
+    rows = [
+        [
+            f"`{g.label}`",
+            g.n_members,
+            g.n_b_sites,
+            _fmt(g.baseline_mev_per_nc, ".1f"),
+            _fmt(g.cv_mev_per_nc, ".1f"),
+            _fmt(g.train_mev_per_nc, ".1f"),
+        ]
+        for g in scores[:-1]
+    ]
+    lines += _table(
+        [
+            "group",
+            "structures",
+            "B sites",
+            "baseline (meV/NC)",
+            "CV (meV/NC)",
+            "train (meV/NC)",
+        ],
+        rows,
+    )
+    return [*lines, ""]
 
 
 def _learning_section(res: FitResult) -> list[str]:

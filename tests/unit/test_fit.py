@@ -406,3 +406,32 @@ def test_difference_rows_are_within_group_deviations():
     rows, ys = difference_rows(design, target, groups, np.array([0, 2]))
     assert rows.shape == (0, 2)
     assert ys.shape == (0,)
+
+
+def test_group_scores_against_the_all_equal_baseline(tmp_path: Path):
+    res = fitted()
+    scores = fitmod.group_scores(res)
+    assert scores[-1].label == "all"
+    groups = res.groups
+    assert groups.shape == (res.n_structures,)
+    per_group = scores[:-1]
+    assert len(per_group) == len(np.unique(groups[groups >= 0]))
+    assert sum(g.n_members for g in per_group) == scores[-1].n_members == np.sum(groups >= 0)
+    # the baseline is the spread of the reference energies about their group mean
+    ref = res.reference_ev_per_site * res.n_b_sites
+    for g in per_group:
+        members = [i for i, n in enumerate(res.names) if n.startswith(g.label)]
+        mine = [i for i in members if groups[i] == groups[members[0]]]
+        assert len(mine) == g.n_members
+        r = ref[mine]
+        assert g.baseline_mev_per_nc == pytest.approx(1e3 * np.sqrt(np.mean((r - r.mean()) ** 2)))
+    # pooled CV is the selection score; the synthetic CE has arrangement terms, so it beats
+    # "all arrangements equal" by far
+    chosen = next(
+        c for c in res.candidates if c.cutoffs == res.cutoffs and c.fit_method == res.fit_method
+    )
+    assert scores[-1].cv_mev_per_nc == pytest.approx(chosen.cv_relative_rmse_mev_per_nc)
+    assert scores[-1].cv_mev_per_nc < 0.5 * scores[-1].baseline_mev_per_nc
+    text = write_report(res, None, tmp_path / "rep").read_text()
+    assert "Same-crystal groups" in text
+    assert f"`{per_group[0].label}`" in text
