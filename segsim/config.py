@@ -680,6 +680,7 @@ class StructuresConfig:
     n_random: int  # random (uniform) arrangements per NC at x = 0.25
     n_profiles: int  # intermediate layer profiles per NC
     vacancy_structures: int  # NCs with internal B vacancies
+    vacancy_pairs: bool  # divacancies, edge and corner vacancies of pure NCs (n >= 4)
     bulk_sizes: tuple[int, ...]  # periodic bulk cells (B sites per edge)
     bulk_compositions: tuple[float, ...]
     rp_edges: tuple[int, ...]  # NCs with a Ruddlesden-Popper fault
@@ -744,6 +745,7 @@ _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
         "n_random": _Field(int, False, 3, _non_negative),
         "n_profiles": _Field(int, False, 2, _non_negative),
         "vacancy_structures": _Field(int, False, 4, _non_negative),
+        "vacancy_pairs": _Field(bool, False, False),
         "bulk_sizes": _list_of(int, required=False, default=(2,)),
         "bulk_compositions": _list_of(float, required=False, default=(0.0, 0.125, 0.25, 0.5, 1.0)),
         "rp_edges": _list_of(int, required=False, default=(4,)),

@@ -119,6 +119,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
         n_random=s.n_random,
         n_profiles=s.n_profiles,
         vacancy_structures=s.vacancy_structures,
+        vacancy_pairs=s.vacancy_pairs,
         bulk_sizes=s.bulk_sizes,
         bulk_compositions=s.bulk_compositions,
         rp_edges=s.rp_edges,

@@ -782,6 +782,7 @@ def build_training_set(
     nc_end_members: Sequence[float] = (0.0, 1.0),
     vacancy_structures: int = 4,
     vacancy_surface: int = 1,
+    vacancy_pairs: bool = False,
     bulk_sizes: Sequence[int] = (2,),
     bulk_compositions: Sequence[float] = (0.0, 0.125, 0.25, 0.5, 1.0),
     n_bulk_random: int = 2,
@@ -873,6 +874,14 @@ def build_training_set(
         Vacancy-containing NCs per edge.
     vacancy_surface
         How many of them have the vacancies on face sites of the surface shell.
+    vacancy_pairs
+        Also, for every edge ``n >= 4``, the pure NCs of
+        :data:`segsim.training.vacancy_energetics.TRAINING_VARIANTS`: two vacancies side by
+        side on a face, on opposite faces, one right below the other and apart, and one
+        vacancy on an edge and on a corner (``nc{n}_x0_v2-face-adjacent``, ...).  With the
+        depth series they put the divacancy binding and the site dependence of the vacancy
+        energy, which the KMC's Cd loss depends on, into the training set as same-crystal
+        differences.
     bulk_sizes
         Periodic cell edges ``m`` (``m^3`` B sites).
     bulk_compositions
@@ -929,6 +938,16 @@ def build_training_set(
             seed=seed,
             vacuum_angstrom=vacuum_angstrom,
         )
+        if vacancy_pairs and lattice.n_edge >= 4:
+            from segsim.training import vacancy_energetics
+
+            out += vacancy_energetics.build_structures(
+                lattice.n_edge,
+                a_angstrom=a_angstrom,
+                vacuum_angstrom=vacuum_angstrom,
+                pad=pad,
+                variants=vacancy_energetics.TRAINING_VARIANTS,
+            ).values()
     for m in bulk_sizes:
         out += _bulk_set(
             int(m),

@@ -67,7 +67,20 @@ VARIANTS: dict[str, str] = {
     "v2-face-apart": "two V at the centres of the bottom and top faces",
     "v2-normal-adjacent": "V at the bottom face centre and V directly below it (depth 1)",
     "v2-normal-apart": "V at the bottom face centre and V one layer below the -x face centre",
+    "v1-edge": "one V at the centre of the bottom -y edge",
+    "v1-corner": "one V at the bottom -x -y corner",
 }
+
+#: The variants that :func:`segsim.training.structures.build_training_set` adds with
+#: ``vacancy_pairs`` (the depth series already holds ``v1-face`` and ``v1-depth*``).
+TRAINING_VARIANTS: tuple[str, ...] = (
+    "v2-face-adjacent",
+    "v2-face-apart",
+    "v2-normal-adjacent",
+    "v2-normal-apart",
+    "v1-edge",
+    "v1-corner",
+)
 
 #: The reported differences: name -> (minuend variant, subtrahend variant, meaning).
 DIFFERENCES: dict[str, tuple[str, str, str]] = {
@@ -108,12 +121,19 @@ def _vacancy_sites(lattice: Any, variant: str) -> list[int]:
         "v2-face-apart": [(c, c, bottom), (c, c, top)],
         "v2-normal-adjacent": [(c, c, bottom), (c, c, bottom + 1)],
         "v2-normal-apart": [(c, c, bottom), (p + 1, c, c)],
+        "v1-edge": [(c, p, bottom)],
+        "v1-corner": [(p, p, bottom)],
     }
     return [site(*xyz) for xyz in table[variant]]
 
 
 def build_structures(
-    n_edge: int, *, a_angstrom: float, vacuum_angstrom: float, pad: int
+    n_edge: int,
+    *,
+    a_angstrom: float,
+    vacuum_angstrom: float,
+    pad: int,
+    variants: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Return the :class:`~segsim.training.structures.ReferenceStructure` of every variant.
 
@@ -123,6 +143,8 @@ def build_structures(
         B sites per NC edge (>= 4, so that depth 1 under both faces are distinct sites).
     a_angstrom, vacuum_angstrom, pad
         As in the ``structures`` section of a ``segsim train`` input (Angstrom, sites).
+    variants
+        Keys of :data:`VARIANTS` to build (default: all).
     """
     from segsim import species
     from segsim.lattice import build_cube
@@ -132,7 +154,7 @@ def build_structures(
         raise ValueError(f"n_edge must be >= 4, got {n_edge}")
     lattice = build_cube(n_edge, a_angstrom, pad)
     out = {}
-    for variant in VARIANTS:
+    for variant in VARIANTS if variants is None else variants:
         if variant == "v1-depth2" and n_edge < 5:
             continue  # (c, c, bottom + 2) is not at depth 2
         sites = _vacancy_sites(lattice, variant)

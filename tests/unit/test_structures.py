@@ -249,3 +249,39 @@ def test_minimum_distance():
     assert st.minimum_distance_angstrom(single) == pytest.approx(2.0)
     far = Atoms("Cs2", positions=[[0, 0, 0], [9, 0, 0]], cell=np.eye(3) * 30, pbc=False)
     assert st.minimum_distance_angstrom(far) == np.inf
+
+
+def test_vacancy_pairs_add_same_crystal_vacancy_positions():
+    from segsim.training import fit
+    from segsim.training import vacancy_energetics as ve
+
+    kw = {
+        "nc_edges": (3, 4), "compositions": (), "n_random": 0, "n_profiles": 0, "nc_end_members": (),
+        "bulk_sizes": (), "rp_edges": (), "csbr": False,
+    }  # fmt: skip
+    plain = {s.name: s for s in st.build_training_set(**kw)}
+    extra = {s.name: s for s in st.build_training_set(**kw, vacancy_pairs=True)}
+    new = sorted(set(extra) - set(plain))
+    # only n >= 4, every training variant once; the rest of the set is unchanged
+    assert new == sorted(ve.structure_name(4, v) for v in ve.TRAINING_VARIANTS)
+    for name, s in plain.items():
+        assert np.array_equal(s.occupations, extra[name].occupations)
+    # single vacancies join the depth series' crystal, divacancies form their own
+    recs = [
+        fit.TrainingRecord(
+            name=n, kind=s.kind, energy_ev=0.0, occupations=np.asarray(s.occupations),
+            shape=tuple(s.lattice.shape), x_cd=0.0, n_edge=s.n_edge,
+        )
+        for n, s in extra.items()
+        if n.startswith("nc4_x0_")
+    ]  # fmt: skip
+    groups = dict(zip([r.name for r in recs], fit.same_crystal_groups(recs), strict=True))
+    assert groups["nc4_x0_v1-edge"] == groups["nc4_x0_v1-corner"] == groups["nc4_x0_vac1-depth0"]
+    pairs = {groups[ve.structure_name(4, v)] for v in ve.TRAINING_VARIANTS if v.startswith("v2")}
+    assert len(pairs) == 1
+    assert pairs.pop() not in (-1, groups["nc4_x0_v1-edge"])
+    for name in new:
+        c = atomistic.formula_counts(extra[name].atoms)
+        n_v = 1 if "_v1-" in name else 2
+        assert c["Pb"] == 4**3 - n_v
+        assert c["Br"] == 3 * 4**3 + 3 * 4**2 - 2 * n_v

@@ -36,6 +36,10 @@ def test_structures_are_neutral_and_place_the_vacancies_as_named(nc4):
             assert st.lattice.n_outside_nn[v_sites[0]] == 1  # a face site
         elif name.endswith("v1-depth1"):
             assert depths == [1]
+        elif name.endswith("v1-edge"):
+            assert st.lattice.n_outside_nn[v_sites[0]] == 2
+        elif name.endswith("v1-corner"):
+            assert st.lattice.n_outside_nn[v_sites[0]] == 3
         else:
             dist = np.abs(coords[0] - coords[1]).sum()  # Manhattan distance in sites
             if name.endswith("adjacent"):
