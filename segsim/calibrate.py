@@ -276,7 +276,7 @@ def calibrate(
     doc = {
         "calibration": {
             "targets": str(opts.targets or "potentials/aging_targets.yaml"),
-            "ensemble": asdict(ens),
+            "ensemble": _portable(asdict(ens)),
             "objective": "((PL14 - PL0)_model - (PL14 - PL_fresh)_published)^2 per treatment, nm^2",
             "iterations": opts.n_iter,
             "wall_s": round(time.perf_counter() - t_start, 1),
@@ -291,6 +291,25 @@ def calibrate(
         tmp_out.write_text(yaml.safe_dump(doc, sort_keys=False))
         tmp_out.replace(out_path)
     return doc
+
+
+def _portable(ensemble: dict[str, Any]) -> dict[str, Any]:
+    """Return the ensemble settings with files inside the repository relative to its root.
+
+    The written calibration then names ``potentials/provisional.ce`` instead of the absolute
+    path of the machine that ran it; files elsewhere keep their absolute paths.
+    """
+    from segsim.config import POTENTIALS_DIR
+
+    root = POTENTIALS_DIR.parent.resolve()
+    out = dict(ensemble)
+    for key in ("model", "params"):
+        value = out.get(key)
+        if value:
+            path = Path(value).resolve()
+            if path.is_relative_to(root):
+                out[key] = path.relative_to(root).as_posix()
+    return out
 
 
 #: Bounds of the RP barrier shift during a ligand exchange, eV.

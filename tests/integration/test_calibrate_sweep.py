@@ -210,3 +210,14 @@ def test_calibrate_over_two_ranks_with_an_odd_task_count_equals_serial(ensemble,
     mpi = yaml.safe_load((tmp_path / "mpi.yaml").read_text())
     assert mpi["ligands"] == serial["ligands"]
     assert mpi["calibration"]["fits"] == serial["calibration"]["fits"]
+
+
+def test_calibration_records_repository_files_relative_to_the_root(tmp_path):
+    from segsim.calibrate import _portable
+    from segsim.config import POTENTIALS_DIR
+
+    ens = {"model": str(POTENTIALS_DIR / "provisional.ce"), "params": str(tmp_path / "p.yaml")}
+    out = _portable(ens)
+    assert out["model"] == "potentials/provisional.ce"
+    assert out["params"] == str(tmp_path / "p.yaml")  # outside the repository: unchanged
+    assert _portable({"model": "x.ce", "params": None})["params"] is None
