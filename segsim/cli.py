@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -264,6 +265,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _group_line(summary: Any) -> str:
+    """One line: same-crystal difference CV against the 'all arrangements equal' baseline."""
+    cv, base = summary.group_cv_mev_per_nc, summary.group_baseline_mev_per_nc
+    if not (math.isfinite(cv) and math.isfinite(base)):
+        return ""
+    verdict = "better" if cv < base else "no better"
+    return (
+        f"same-crystal differences: CV {cv:.1f} meV per NC against {base:.1f} for "
+        f"'all arrangements equal' ({verdict})\n"
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Fit the cluster expansion: structures, reference energies (cached), fit, report."""
     from segsim.config import load_train
@@ -278,6 +291,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"{summary.n_structures} structures ({summary.n_computed} computed now{missing}), "
         f"CV RMSE {summary.cv_rmse_mev_per_site:.2f} meV per B site\n"
+        f"{_group_line(summary)}"
         f"{summary.checks_text}\n"
         f"wrote {summary.ce_path} and {summary.report_path}"
     )

@@ -40,6 +40,9 @@ class TrainSummary:
     cv_rmse_mev_per_site: float
     checks_text: str
     n_missing: int = 0
+    #: pooled CV error of same-crystal differences and its "all equal" baseline, meV per NC
+    group_cv_mev_per_nc: float = float("nan")
+    group_baseline_mev_per_nc: float = float("nan")
 
 
 def relax_fields(calculator: CalculatorConfig) -> dict[str, Any]:
@@ -186,6 +189,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
 
         extra["DFT validation"] = validation_markdown(json.loads(dft_json.read_text()))
     report_path = report.write_report(result, checks, out, extra_sections=extra)
+    pooled = fit.group_scores(result)[-1:] or [None]
     return TrainSummary(
         ce_path=ce_path,
         report_path=report_path,
@@ -194,4 +198,6 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
         cv_rmse_mev_per_site=float(result.cv_rmse_mev_per_site),
         checks_text=checks.summary(),
         n_missing=n_missing,
+        group_cv_mev_per_nc=pooled[0].cv_mev_per_nc if pooled[0] else float("nan"),
+        group_baseline_mev_per_nc=pooled[0].baseline_mev_per_nc if pooled[0] else float("nan"),
     )

@@ -37,6 +37,8 @@ def test_train_pipeline_resumes_and_writes_potentials(tmp_path, capsys):
     first = capsys.readouterr().out
     n = int(first.split()[0])
     assert f"({n} computed now)" in first
+    assert "same-crystal differences: CV " in first
+    assert "for 'all arrangements equal'" in first
     out = tmp_path / "out"
     for name in (
         "fitted.ce",
