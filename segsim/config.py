@@ -722,6 +722,7 @@ class FitConfig:
     n_splits: int  # k-fold cross-validation
     seed: int
     difference_weight: float = 0.0  # weight of same-crystal difference rows (0 = off)
+    separate_vacancy: bool = False  # four-species CE (Pb, Cd, V, X) instead of (Pb, Cd, X)
 
 
 @dataclass(frozen=True)
@@ -786,6 +787,7 @@ _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
         "n_splits": _Field(int, False, 10, lambda v: None if v >= 2 else "must be >= 2"),
         "seed": _Field(int, False, 2021, _non_negative),
         "difference_weight": _Field(float, False, 0.0, _non_negative),
+        "separate_vacancy": _Field(bool, False, False),
     },
     "paths": {
         "database": _Field(str),

@@ -11,8 +11,15 @@ code  name  meaning
 3     O     outside the crystal (solvent / vacuum)
 ====  ====  =====================================================
 
-For the cluster expansion both V and O are the species ``X`` (no B cation).
+For the cluster expansion V and O are both the species ``X`` (no B cation) in a
+three-species CE (Pb, Cd, X), the original model of ``shared/design/MODEL.md``.  A
+four-species CE (Pb, Cd, V, X) keeps the vacancy a species of its own, written with the
+chemical symbol ``V`` (vanadium's symbol standing for the vacancy; no vanadium is involved):
+the CHGNet references show that an internal vacancy does not cost what the same number of
+outside contacts costs at the surface (issue 3 note, ``potentials/fit_report.md``).
 """
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,6 +33,29 @@ NAMES: tuple[str, ...] = ("Pb", "Cd", "V", "O")
 
 #: Chemical symbol used for each code in icet / ASE structures of the B lattice.
 CE_SYMBOLS: tuple[str, ...] = ("Pb", "Cd", "X", "X")
+
+#: The same for a four-species CE (Pb, Cd, V, X): the vacancy keeps its own species.
+CE_SYMBOLS_SEPARATE_V: tuple[str, ...] = ("Pb", "Cd", "V", "X")
+
+
+def ce_symbols(chemical_symbols: Sequence[str]) -> tuple[str, ...]:
+    """Return the symbol per code for a CE with these species (three or four).
+
+    Raises
+    ------
+    ValueError
+        Unless the species are {Pb, Cd, X} or {Pb, Cd, V, X}.
+    """
+    allowed = sorted(chemical_symbols)
+    if allowed == sorted(set(CE_SYMBOLS)):
+        return CE_SYMBOLS
+    if allowed == sorted(CE_SYMBOLS_SEPARATE_V):
+        return CE_SYMBOLS_SEPARATE_V
+    raise ValueError(
+        f"cluster-expansion species must be {sorted(set(CE_SYMBOLS))} or "
+        f"{sorted(CE_SYMBOLS_SEPARATE_V)}, got {allowed}"
+    )
+
 
 N_SPECIES: int = 4
 

@@ -26,14 +26,16 @@ from segsim.lattice import Lattice, build_cube
 #: Pseudo-cubic lattice constant (B-B distance) of the test cluster expansions, Angstrom.
 A_ANGSTROM = 5.87
 
-#: Chemical symbols of the B sublattice in the cluster expansion.
+#: Chemical symbols of the B sublattice in the cluster expansion (three species; with
+#: ``separate_vacancy`` the four of :data:`segsim.species.CE_SYMBOLS_SEPARATE_V`).
 CE_SPECIES = ("Pb", "Cd", "X")
 
 
 @functools.cache
-def _cluster_space(cutoffs: tuple[float, ...]) -> ClusterSpace:
+def _cluster_space(cutoffs: tuple[float, ...], separate_vacancy: bool = False) -> ClusterSpace:
     prim = Atoms("Pb", positions=[[0.0, 0.0, 0.0]], cell=np.eye(3) * A_ANGSTROM, pbc=True)
-    return ClusterSpace(prim, list(cutoffs), [list(CE_SPECIES)])
+    symbols = list(species.CE_SYMBOLS_SEPARATE_V) if separate_vacancy else list(CE_SPECIES)
+    return ClusterSpace(prim, list(cutoffs), [symbols])
 
 
 def random_cluster_expansion(
@@ -42,12 +44,14 @@ def random_cluster_expansion(
     *,
     scale: float = 0.05,
     zerolet: float | None = None,
+    separate_vacancy: bool = False,
 ) -> ClusterExpansion:
     """Return an icet CE with parameters drawn from ``N(0, scale**2)`` eV (per site).
 
-    ``zerolet`` overrides the constant term when given.
+    ``zerolet`` overrides the constant term when given; ``separate_vacancy`` gives a
+    four-species CE (Pb, Cd, V, X).
     """
-    cs = _cluster_space(tuple(float(c) for c in cutoffs))
+    cs = _cluster_space(tuple(float(c) for c in cutoffs), separate_vacancy)
     params = rng.normal(0.0, scale, size=len(cs))
     if zerolet is not None:
         params[0] = zerolet

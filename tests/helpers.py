@@ -11,14 +11,23 @@ A_ANGSTROM = 5.87
 
 
 def write_random_ce(
-    path: Path, *, cutoffs: list[float] | None = None, scale: float = 0.02, seed: int = 3
+    path: Path,
+    *,
+    cutoffs: list[float] | None = None,
+    scale: float = 0.02,
+    seed: int = 3,
+    separate_vacancy: bool = False,
 ) -> Path:
-    """Write a random-ECI icet CE on the simple-cubic B lattice to ``path``."""
+    """Write a random-ECI icet CE on the simple-cubic B lattice to ``path``.
+
+    Species Pb, Cd, X, or Pb, Cd, V, X with ``separate_vacancy``.
+    """
     from ase import Atoms
     from icet import ClusterExpansion, ClusterSpace
 
+    symbols = ["Pb", "Cd", "V", "X"] if separate_vacancy else ["Pb", "Cd", "X"]
     prim = Atoms("Pb", positions=[[0, 0, 0]], cell=np.eye(3) * A_ANGSTROM, pbc=True)
-    cs = ClusterSpace(prim, cutoffs=cutoffs or [8.4], chemical_symbols=["Pb", "Cd", "X"])
+    cs = ClusterSpace(prim, cutoffs=cutoffs or [8.4], chemical_symbols=symbols)
     rng = np.random.default_rng(seed)
     ClusterExpansion(cs, rng.normal(size=len(cs)) * scale).write(str(path))
     return path

@@ -2,7 +2,9 @@
 
 This is the only module that imports :mod:`icet`.  A cluster expansion (CE) file usable by
 segsim has a one-site simple-cubic primitive structure with the species ``Pb``, ``Cd`` and
-``X`` (``X`` = no B cation; both vacancies ``V`` and outside sites ``O`` map to it).  Its
+``X`` (``X`` = no B cation; both vacancies ``V`` and outside sites ``O`` map to it), or
+``Pb``, ``Cd``, ``V`` and ``X`` (the vacancy a species of its own, ``O`` alone is ``X``; see
+:func:`segsim.species.ce_symbols`).  Its
 parameters predict an energy in eV per B-lattice site of the periodic cell, so the total energy
 of a grid of ``N`` sites is ``N * ce.predict(structure)``.
 
@@ -14,8 +16,8 @@ permutations ``P_e``, multiplicity ``M_e``, parameter ``J_e``),
     N * sum_e J_e cv_e = sum_R sum_c W_alpha(sigma_{R + c}),
     W_alpha(s_1..s_k) = sum_e (J_e / M_e) sum_{p in P_e} prod_q Theta_{m_e[p_q]}(s_q),
 
-where ``Theta`` are icet's point functions.  ``W_alpha`` is tabulated for all ``3**k`` species
-tuples, so a kernel evaluates a cluster with one table lookup.
+where ``Theta`` are icet's point functions.  ``W_alpha`` is tabulated for all ``n**k`` species
+tuples (``n`` = 3 or 4 CE species), so a kernel evaluates a cluster with one table lookup.
 """
 
 from __future__ import annotations
@@ -30,8 +32,7 @@ from segsim import species
 from segsim.lattice import Lattice
 from segsim.models.base import ModelTables
 
-_CE_SYMBOLS = ("Pb", "Cd", "X")
-_ATOMIC_NUMBER = {"Pb": 82, "Cd": 48, "X": 0}
+_ATOMIC_NUMBER = {"Pb": 82, "Cd": 48, "V": 23, "X": 0}
 
 
 class ClusterExpansionModel:
@@ -41,7 +42,7 @@ class ClusterExpansionModel:
     ----------
     ce
         An ``icet.ClusterExpansion`` whose primitive structure is one simple-cubic site with
-        species Pb, Cd and X.
+        species Pb, Cd and X, or Pb, Cd, V and X.
     source
         Where it was read from (for metadata and error messages).
     """
@@ -57,14 +58,17 @@ class ClusterExpansionModel:
         a = float(cell[0, 0])
         if not np.allclose(cell, np.eye(3) * a, atol=1e-6 * a):
             raise ValueError(f"{source}: primitive cell must be simple cubic, got {cell.tolist()}")
-        symbols = sorted(cs.chemical_symbols[0])
-        if symbols != sorted(_CE_SYMBOLS):
-            raise ValueError(f"{source}: species must be {sorted(_CE_SYMBOLS)}, got {symbols}")
+        try:
+            #: chemical symbol per segsim species code (V and O both X, or V its own)
+            self.code_symbols: tuple[str, ...] = species.ce_symbols(cs.chemical_symbols[0])
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from None
+        self.n_ce_species = len(cs.chemical_symbols[0])
         self.a_angstrom = a
         self._cs = cs
         self._params = np.asarray(ce.parameters, dtype=np.float64)
         spmap = cs.species_maps[0]
-        code_to_ce = [spmap[_ATOMIC_NUMBER[sym]] for sym in species.CE_SYMBOLS]
+        code_to_ce = [spmap[_ATOMIC_NUMBER[sym]] for sym in self.code_symbols]
         self._ce_index = np.asarray(code_to_ce, dtype=np.int64)
         self._orbits = self._extract_orbits()
 
@@ -100,6 +104,7 @@ class ClusterExpansionModel:
         params = self._params
         orbits: list[dict[str, Any]] = []
         index = 1  # parameter 0 is the zerolet
+        n_sp = self.n_ce_species
         for oi in range(len(cs.orbit_list)):
             orbit = cs.orbit_list.get_orbit(oi)
             elements = orbit.cluster_vector_elements
@@ -108,7 +113,7 @@ class ClusterExpansionModel:
                 np.array([ls.unitcell_offset for ls in c.lattice_sites], dtype=np.int64)
                 for c in orbit.clusters
             ]
-            table = np.zeros(3**k, dtype=np.float64)
+            table = np.zeros(n_sp**k, dtype=np.float64)
             active = False
             for el in elements:
                 j = params[index]
@@ -119,12 +124,12 @@ class ClusterExpansionModel:
                 mc = el["multicomponent_vector"]
                 perms = el["site_permutations"]
                 scale = j / el["multiplicity"]
-                for flat, tup in enumerate(_species_tuples(k)):
+                for flat, tup in enumerate(_species_tuples(k, n_sp)):
                     acc = 0.0
                     for p in perms:
                         prod = 1.0
                         for q in range(k):
-                            prod *= cs.evaluate_cluster_function(3, int(mc[p[q]]), int(tup[q]))
+                            prod *= cs.evaluate_cluster_function(n_sp, int(mc[p[q]]), int(tup[q]))
                         acc += prod
                     table[flat] += scale * acc
             if active:
@@ -172,7 +177,7 @@ class ClusterExpansionModel:
         offset = 0
         for orb in self._orbits:
             k = orb["order"]
-            strides = [3**q for q in range(k)]
+            strides = [self.n_ce_species**q for q in range(k)]
             for c in orb["clusters"]:
                 row = [offset]
                 for q in range(k):
@@ -215,13 +220,13 @@ class ClusterExpansionModel:
 
     # ------------------------------------------------------------------ icet interop
     def to_icet_structure(self, lattice: Lattice, occupations: np.ndarray) -> Any:
-        """Return the ``ase.Atoms`` of the periodic grid with CE symbols (Pb, Cd, X).
+        """Return the ``ase.Atoms`` of the periodic grid with this CE's symbols.
 
         Positions use the CE's lattice constant so that icet maps them onto its primitive.
         """
         from ase import Atoms
 
-        symbols = np.asarray(species.CE_SYMBOLS)[np.asarray(occupations)]
+        symbols = np.asarray(self.code_symbols)[np.asarray(occupations)]
         return Atoms(
             symbols=list(symbols),
             positions=lattice.coords.astype(np.float64) * self.a_angstrom,
@@ -235,9 +240,9 @@ class ClusterExpansionModel:
         return float(self._ce.predict(atoms)) * len(atoms)
 
 
-def _species_tuples(k: int) -> list[tuple[int, ...]]:
-    """Species tuples in table order: flat index = sum_q s_q * 3**q."""
-    return [tuple(reversed(t)) for t in itertools.product(range(3), repeat=k)]
+def _species_tuples(k: int, n_species: int = 3) -> list[tuple[int, ...]]:
+    """Species tuples in table order: flat index = sum_q s_q * n_species**q."""
+    return [tuple(reversed(t)) for t in itertools.product(range(n_species), repeat=k)]
 
 
 def load_cluster_expansion(path: str | Path) -> ClusterExpansionModel:

@@ -106,6 +106,7 @@ DEFAULT_FIT_METHODS: tuple[str, ...] = ("least-squares", "ardr", "lasso")
 DEFAULT_LEARNING_FRACTIONS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)
 
 CE_SPECIES: tuple[str, str, str] = ("Pb", "Cd", "X")
+CE_SPECIES_SEPARATE_V: tuple[str, str, str, str] = ("Pb", "Cd", "V", "X")
 ENERGY_UNIT: str = "eV per B-lattice site (total = N_sites * predict)"
 LABEL: str = "fitted"
 
@@ -247,18 +248,25 @@ def records_from_mappings(
     return kept, skipped
 
 
-def grid_atoms(occupations: np.ndarray, shape: Sequence[int], a_angstrom: float) -> Any:
+def grid_atoms(
+    occupations: np.ndarray,
+    shape: Sequence[int],
+    a_angstrom: float,
+    code_symbols: Sequence[str] = species.CE_SYMBOLS,
+) -> Any:
     """Return the ``ase.Atoms`` of a grid of segsim species codes with CE symbols.
 
-    One site per primitive cell at ``grid coordinates * a_angstrom`` (C order), V and O both X,
-    periodic cell ``diag(shape) * a_angstrom``: the same structure as
-    :meth:`segsim.training.structures.ReferenceStructure.ce_structure`.
+    One site per primitive cell at ``grid coordinates * a_angstrom`` (C order), periodic cell
+    ``diag(shape) * a_angstrom``; ``code_symbols`` gives the symbol per code (default: V and
+    O both X, the same structure as
+    :meth:`segsim.training.structures.ReferenceStructure.ce_structure`;
+    :data:`segsim.species.CE_SYMBOLS_SEPARATE_V` for a four-species CE).
     """
     from ase import Atoms
 
     shape = tuple(int(s) for s in shape)
     coords = np.indices(shape).reshape(3, -1).T.astype(np.float64)
-    symbols = np.asarray(species.CE_SYMBOLS)[np.asarray(occupations).reshape(-1)]
+    symbols = np.asarray(code_symbols)[np.asarray(occupations).reshape(-1)]
     return Atoms(
         symbols=list(symbols),
         positions=coords * a_angstrom,
@@ -267,14 +275,25 @@ def grid_atoms(occupations: np.ndarray, shape: Sequence[int], a_angstrom: float)
     )
 
 
-def training_structure(record: TrainingRecord, a_angstrom: float = A_ANGSTROM) -> Any:
-    """Return the icet training structure (``ase.Atoms`` with Pb, Cd, X) of a record."""
-    return grid_atoms(record.occupations, record.shape, a_angstrom)
+def training_structure(
+    record: TrainingRecord,
+    a_angstrom: float = A_ANGSTROM,
+    code_symbols: Sequence[str] = species.CE_SYMBOLS,
+) -> Any:
+    """Return the icet training structure (``ase.Atoms`` with CE symbols) of a record."""
+    return grid_atoms(record.occupations, record.shape, a_angstrom, code_symbols)
+
+
+def code_symbols_of(cluster_space: Any) -> tuple[str, ...]:
+    """Return the symbol per segsim code for an icet cluster space (three or four species)."""
+    return species.ce_symbols(cluster_space.chemical_symbols[0])
 
 
 # ------------------------------------------------------------------------- cluster space
-def build_cluster_space(cutoffs: Sequence[float], a_angstrom: float = A_ANGSTROM) -> Any:
-    """Return the icet ``ClusterSpace`` of the one-site simple-cubic B lattice (Pb, Cd, X).
+def build_cluster_space(
+    cutoffs: Sequence[float], a_angstrom: float = A_ANGSTROM, *, separate_vacancy: bool = False
+) -> Any:
+    """Return the icet ``ClusterSpace`` of the one-site simple-cubic B lattice.
 
     Parameters
     ----------
@@ -282,14 +301,16 @@ def build_cluster_space(cutoffs: Sequence[float], a_angstrom: float = A_ANGSTROM
         icet cutoffs in Angstrom (pairs, triplets, ...).
     a_angstrom
         Lattice constant of the primitive cell.
+    separate_vacancy
+        False: species Pb, Cd, X (V and O both X); True: Pb, Cd, V, X (the vacancy its own
+        species, :data:`segsim.species.CE_SYMBOLS_SEPARATE_V`).
     """
     from ase import Atoms
     from icet import ClusterSpace
 
+    symbols = list(CE_SPECIES_SEPARATE_V if separate_vacancy else CE_SPECIES)
     prim = Atoms("Pb", positions=[[0.0, 0.0, 0.0]], cell=np.eye(3) * a_angstrom, pbc=True)
-    return ClusterSpace(
-        prim, cutoffs=[float(c) for c in cutoffs], chemical_symbols=[list(CE_SPECIES)]
-    )
+    return ClusterSpace(prim, cutoffs=[float(c) for c in cutoffs], chemical_symbols=[symbols])
 
 
 def build_structure_container(
@@ -303,9 +324,10 @@ def build_structure_container(
     from icet import StructureContainer
 
     sc = StructureContainer(cluster_space)
+    symbols = code_symbols_of(cluster_space)
     for rec in records:
         sc.add_structure(
-            training_structure(rec, a_angstrom),
+            training_structure(rec, a_angstrom, symbols),
             user_tag=rec.name,
             properties={
                 PROPERTY_KEY: rec.energy_per_grid_site_ev,
@@ -323,7 +345,8 @@ def vacuum_cluster_vector(cluster_space: Any, a_angstrom: float = A_ANGSTROM) ->
     size = 2 * math.ceil(reach / a_angstrom) + 1
     shape = (size, size, size)
     occ = np.full(math.prod(shape), species.OUT, dtype=species.OCC_DTYPE)
-    return np.asarray(cluster_space.get_cluster_vector(grid_atoms(occ, shape, a_angstrom)))
+    atoms = grid_atoms(occ, shape, a_angstrom, code_symbols_of(cluster_space))
+    return np.asarray(cluster_space.get_cluster_vector(atoms))
 
 
 # ------------------------------------------------------------------------------- results
@@ -850,6 +873,7 @@ def fit_cluster_expansion(
     learning_fractions: Sequence[float] = DEFAULT_LEARNING_FRACTIONS,
     description: str | None = None,
     difference_weight: float = 0.0,
+    separate_vacancy: bool = False,
 ) -> FitResult:
     """Select, fit and cross-validate a CE for the reference records.
 
@@ -883,6 +907,9 @@ def fit_cluster_expansion(
         per NC) and leave the Cd-arrangement terms, which decide segregation, nearly
         undetermined; the difference rows make the fit see the energy differences that Monte
         Carlo swaps and KMC hops use.
+    separate_vacancy
+        Fit a four-species CE (Pb, Cd, V, X), in which an internal vacancy is a species of
+        its own instead of X (:func:`build_cluster_space`).
 
     Returns
     -------
@@ -911,7 +938,7 @@ def fit_cluster_expansion(
     scores: list[CandidateScore] = []
     best: tuple[tuple[float, int, int], CandidateScore, _CVOutcome, _Problem, Any] | None = None
     for cutoffs in candidates:
-        cs = build_cluster_space(cutoffs, a_angstrom)
+        cs = build_cluster_space(cutoffs, a_angstrom, separate_vacancy=separate_vacancy)
         sc = build_structure_container(cs, kept, a_angstrom)
         problem = _make_problem(cs, sc, kept, a_angstrom, vacuum_energy_ev_per_site)
         for method in methods:
@@ -938,6 +965,7 @@ def fit_cluster_expansion(
         "cutoff_candidates": [list(c) for c in candidates],
         "fit_methods": methods,
         "difference_weight": float(difference_weight),
+        "separate_vacancy": bool(separate_vacancy),
     }
     metadata = _metadata(score, len(kept), settings, description)
     from icet import ClusterExpansion
@@ -1119,6 +1147,7 @@ def segregation_checks(
 
     ice = _as_icet_ce(ce)
     a = float(np.asarray(ice.primitive_structure.cell)[0, 0])
+    symbols = species.ce_symbols(ice.get_cluster_space_copy().chemical_symbols[0])
     kept = records_from_mappings(records)[0] if records is not None else []
     matched: dict[str, list[TrainingRecord]] = {k: [] for k in ARRANGEMENTS}
     for rec in kept:
@@ -1132,7 +1161,7 @@ def segregation_checks(
             matched[arr].append(rec)
 
     def ce_total(occ: np.ndarray, shape: Sequence[int]) -> float:
-        atoms = grid_atoms(occ, shape, a)
+        atoms = grid_atoms(occ, shape, a, symbols)
         return float(ice.predict(atoms)) * len(atoms)
 
     lattice = None

@@ -160,6 +160,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
         n_splits=f.n_splits,
         seed=f.seed,
         difference_weight=f.difference_weight,
+        separate_vacancy=f.separate_vacancy,
         a_angstrom=s.a_angstrom,
         description=(
             f"fitted by segsim train to {c.kind} reference energies ({cfg.source}); "

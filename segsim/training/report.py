@@ -247,7 +247,12 @@ def _eci_section(res: FitResult) -> list[str]:
         (
             "icet parameters (eV per grid site, multiplying the cluster-vector element) and ECIs "
             "(parameter / multiplicity). Species order of the multicomponent vector: icet's point "
-            "functions for (Pb, Cd, X)."
+            f"functions for ({', '.join(res.ce.get_cluster_space_copy().chemical_symbols[0])})"
+            + (
+                "; V is the internal vacancy (its own species), X the outside."
+                if res.settings.get("separate_vacancy")
+                else "; X is both the vacancy and the outside."
+            )
         ),
         "",
     ]

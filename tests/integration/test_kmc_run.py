@@ -250,3 +250,34 @@ def test_bad_kmc_input_one_line_exit_2(tmp_path, ce_file, capsys, section, value
     assert str(inp) in err
     assert not out.exists()
     assert not (tmp_path / "bad.h5.part").exists()
+
+
+def test_kmc_and_mc_runs_with_a_four_species_ce(tmp_path, capsys):
+    """A CE with the vacancy as its own species (Pb, Cd, V, X) runs through the CLI."""
+    ce4 = write_random_ce(tmp_path / "v.ce", cutoffs=[8.4, 6.0], separate_vacancy=True)
+    inp = write_yaml(tmp_path / "k.yaml", kmc_input(ce4))
+    out = tmp_path / "k.h5"
+    assert main(["run", str(inp), "-o", str(out)]) == 0
+    tr = hdf5.read_trace(out)
+    n_nc = 5**3
+    n_cd0 = round(0.25 * n_nc)
+    np.testing.assert_array_equal(tr["n_cd"] + tr["cd_expelled"], n_cd0)
+    assert tr["event_counts"].sum() > 0
+    _, _lattice, tables = driver.build_system(load(inp))
+    steps, occs = hdf5.read_snapshots(out)
+    for st, occ in zip(steps, occs, strict=True):
+        k = int(np.searchsorted(tr["step"], st))
+        assert tr["energy_ev"][k] == pytest.approx(tables.total_energy(occ), abs=1e-9)
+    mc = {
+        "run": {"kind": "canonical_mc", "temperature_k": 343.0, "n_steps": 5000, "seed": 2},
+        "output": {"trace_interval_steps": 1000, "snapshot_interval_steps": 5000,
+                   "checkpoint_interval_steps": 5000},
+    }  # fmt: skip
+    doc = kmc_input(ce4)
+    doc.pop("kinetics")
+    doc.pop("passivation")
+    doc.update(mc)
+    assert (
+        main(["run", str(write_yaml(tmp_path / "m.yaml", doc)), "-o", str(tmp_path / "m.h5")]) == 0
+    )
+    capsys.readouterr()

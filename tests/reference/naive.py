@@ -7,7 +7,8 @@ same order as :func:`segsim.kernels.metropolis._run_mc_chunk`.
 
 Conventions (see ``segsim/species.py``): occupations are species codes per site of a periodic
 grid of shape ``(L, L, L)`` in C order (``site = (ix * L + iy) * L + iz``); Pb=0, Cd=1,
-V=2 and O=3, and both V and O are the CE species ``X``.
+V=2 and O=3; V and O are both the CE species ``X``, except in a four-species CE, where V
+is the species ``V``.
 
 The cluster vector is icet's (the definition, written out):
 
@@ -32,6 +33,8 @@ import numpy as np
 # Species codes and the atomic number icet sees for each (X = no B cation, Z = 0).
 PB, CD, VAC, OUT = 0, 1, 2, 3
 _ATOMIC_NUMBER_OF_CODE = {PB: 82, CD: 48, VAC: 0, OUT: 0}
+#: The symbol "V" (Z = 23) that a four-species CE uses for the vacancy.
+_Z_VACANCY_SPECIES = 23
 
 
 class NaiveCE:
@@ -48,8 +51,11 @@ class NaiveCE:
         self.params = np.asarray(ce.parameters, dtype=np.float64)
         n_allowed = len(cs.chemical_symbols[0])
         spmap = cs.species_maps[0]
+        z_of_code = dict(_ATOMIC_NUMBER_OF_CODE)
+        if _Z_VACANCY_SPECIES in spmap:  # a four-species CE: the vacancy is "V" (Z = 23)
+            z_of_code[VAC] = _Z_VACANCY_SPECIES
         #: species code -> icet species index
-        self.species_index = {code: int(spmap[z]) for code, z in _ATOMIC_NUMBER_OF_CODE.items()}
+        self.species_index = {code: int(spmap[z]) for code, z in z_of_code.items()}
         #: theta[m][s]: point function m evaluated for species index s
         self.theta = [
             [cs.evaluate_cluster_function(n_allowed, m, s) for s in range(n_allowed)]

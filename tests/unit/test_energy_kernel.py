@@ -209,6 +209,20 @@ def test_swap_energy_change_equals_naive_twin_icet(make_ce, make_cube, nc_occupa
         assert abs(tables.swap_energy_change(occ, i, j) - de_full) < TOL_EV, (i, j)
 
 
+def _flips_equal_icet(model, tables, lattice, occ, sites, e0):
+    """Check every flip of ``sites`` against icet; return (site, old, new, dE) per flip."""
+    out = []
+    for site in sites:
+        for new in range(species.N_SPECIES):
+            after = occ.copy()
+            after[site] = new
+            de_icet = model.predict_total(lattice, after) - e0
+            de_tab = tables.flip_energy_change(occ, site, new)
+            assert abs(de_tab - de_icet) < TOL_EV, (site, occ[site], new, de_tab, de_icet)
+            out.append((site, int(occ[site]), new, de_tab))
+    return out
+
+
 @pytest.mark.parametrize("cutoffs", list(CUTOFFS.values()), ids=list(CUTOFFS))
 @pytest.mark.parametrize(("n", "seed"), [(3, 3), (5, 4)])
 def test_flip_energy_change_equals_icet_difference(
@@ -225,18 +239,12 @@ def test_flip_energy_change_equals_icet_difference(
         _site(lattice, [pad - 1, pad, pad + 1]),  # outside, next to the surface
         _site(lattice, [pad, pad, pad]),
     ]  # a corner
-    for site in sites:
-        for new in range(species.N_SPECIES):
-            after = occ.copy()
-            after[site] = new
-            de_icet = model.predict_total(lattice, after) - e0
-            de_tab = tables.flip_energy_change(occ, site, new)
-            assert abs(de_tab - de_icet) < TOL_EV, (site, occ[site], new, de_tab, de_icet)
-            if species.CE_SYMBOLS[new] == species.CE_SYMBOLS[occ[site]]:
-                assert de_tab == 0.0  # includes V <-> O
-            if twin is not None and new != occ[site] and site in sites[:2]:
-                de_naive = twin.flip_delta_full(occ, lattice.shape, site, new)
-                assert abs(de_tab - de_naive) < TOL_EV
+    for site, old, new, de_tab in _flips_equal_icet(model, tables, lattice, occ, sites, e0):
+        if species.CE_SYMBOLS[new] == species.CE_SYMBOLS[old]:
+            assert de_tab == 0.0  # includes V <-> O
+        if twin is not None and new != old and site in sites[:2]:
+            de_naive = twin.flip_delta_full(occ, lattice.shape, site, new)
+            assert abs(de_tab - de_naive) < TOL_EV
     np.testing.assert_array_equal(occ, occ_ref)
 
 
@@ -256,3 +264,56 @@ def test_energy_changes_validate_arguments_icet(make_ce, tiny_cube, nc_occupatio
         tables.flip_energy_change(occ, 0, 4)
     with pytest.raises(ValueError, match="out of range"):
         tables.flip_energy_change(occ, -1, 0)
+
+
+# ------------------------------------------------------- four-species CE (V its own species)
+@pytest.mark.parametrize("cutoffs", [CUTOFFS["pairs+triplets"], [8.4, 8.4, 6.0]], ids=["23", "234"])
+def test_four_species_ce_tables_equal_icet_and_the_naive_twin(
+    make_ce, make_cube, nc_occupations, cutoffs
+):
+    """With V a species of its own, total, flip and swap energies still equal icet's."""
+    rng = np.random.default_rng(40)
+    ce = make_ce(cutoffs, rng, separate_vacancy=True)
+    model = ClusterExpansionModel(ce)
+    assert model.n_ce_species == 4
+    assert model.code_symbols == species.CE_SYMBOLS_SEPARATE_V
+    lattice = make_cube(3, model.reach + 1)
+    tables = model.compile(lattice)
+    twin = naive.NaiveCE(ce)
+    occ = nc_occupations(lattice, rng, p_cd=0.3, p_vac=0.2)
+    atoms = model.to_icet_structure(lattice, occ)
+    assert "V" in atoms.get_chemical_symbols()
+    np.testing.assert_allclose(
+        twin.cluster_vector(occ, lattice.shape),
+        ce.get_cluster_space_copy().get_cluster_vector(atoms),
+        rtol=0,
+        atol=1e-12,
+    )
+    e0 = model.predict_total(lattice, occ)
+    assert abs(tables.total_energy(occ) - e0) < TOL_EV
+    assert abs(twin.total_energy(occ, lattice.shape) - e0) < TOL_EV
+    # flips, including V <-> O, which now changes the energy
+    vac = np.flatnonzero(occ == species.VAC)
+    sites = [int(s) for s in rng.choice(np.flatnonzero(lattice.in_nc), size=3, replace=False)]
+    sites += [int(s) for s in vac[:2]]
+    n_vo = 0
+    for _, old, new, de_tab in _flips_equal_icet(model, tables, lattice, occ, sites, e0):
+        if {old, new} == {species.VAC, species.OUT}:
+            n_vo += 1
+            assert abs(de_tab) > 1e-6  # no longer the same CE species
+    assert n_vo >= 2
+    # swaps of a cation with a vacancy (the KMC hop)
+    for s in vac[:3]:
+        j = int(lattice.neighbor_table(np.array([[1, 0, 0]], dtype=np.int64))[s, 0])
+        after = occ.copy()
+        after[[s, j]] = occ[[j, s]]
+        de_icet = model.predict_total(lattice, after) - e0
+        assert abs(tables.swap_energy_change(occ, int(s), j) - de_icet) < TOL_EV
+
+
+def test_three_species_files_are_unchanged_and_bad_species_are_refused(make_ce, rng):
+    model = ClusterExpansionModel(make_ce(CUTOFFS["pairs"], rng))
+    assert model.n_ce_species == 3
+    assert model.code_symbols == species.CE_SYMBOLS
+    with pytest.raises(ValueError, match="species must be"):
+        species.ce_symbols(["Pb", "Cd", "V"])

@@ -435,3 +435,37 @@ def test_group_scores_against_the_all_equal_baseline(tmp_path: Path):
     text = write_report(res, None, tmp_path / "rep").read_text()
     assert "Same-crystal groups" in text
     assert f"`{per_group[0].label}`" in text
+
+
+def test_separate_vacancy_fit_writes_a_four_species_ce_that_the_kernels_evaluate(tmp_path: Path):
+    res = fitmod.fit_cluster_expansion(
+        list(synthetic_records()),
+        cutoff_candidates=[TRUE_CUTOFFS],
+        # the synthetic energies say nothing about V apart from X: plain least squares is
+        # then ill-conditioned (huge cancelling parameters); a Bayesian prior keeps it finite
+        fit_methods=["bayesian-ridge"],
+        n_splits=5,
+        seed=2021,
+        learning_fractions=(1.0,),
+        separate_vacancy=True,
+    )
+    assert res.settings["separate_vacancy"] is True
+    path = res.write_ce(tmp_path / "v.ce")
+    model = ClusterExpansionModel.from_file(path)
+    assert model.code_symbols == species.CE_SYMBOLS_SEPARATE_V
+    # more parameters than the three-species CE of the same cutoffs
+    assert len(model.parameters) > len(fitmod.build_cluster_space(TRUE_CUTOFFS))
+    # the compiled tables give the fit's own predictions for the training structures
+    recs = {r["name"]: r for r in synthetic_records() if r.get("occupations") is not None}
+    nc = [n for n in res.names if recs[n]["kind"] != "bulk"][:4]
+    assert any(np.any(np.asarray(recs[n]["occupations"]) == species.VAC) for n in nc)
+    for name in nc:
+        r = recs[name]
+        lat = build_cube(r["n_edge"], A, PAD)
+        i = res.names.index(name)
+        e_fit = res.predicted_ev_per_site[i] * res.n_b_sites[i]
+        occ = np.asarray(r["occupations"])
+        assert model.compile(lat).total_energy(occ) == pytest.approx(e_fit, abs=1e-8)
+        assert model.predict_total(lat, occ) == pytest.approx(e_fit, abs=1e-8)
+    text = write_report(res, None, tmp_path / "rep").read_text()
+    assert "V is the internal vacancy" in text

@@ -101,9 +101,10 @@ def test_sum_tree_sampling_frequencies():
 
 
 # ---------------------------------------------------------------- kernel == naive twin
-@pytest.fixture(scope="module")
-def small_system(make_ce, make_cube):
-    ce = make_ce([8.4, 6.0], np.random.default_rng(11), scale=0.04)
+@pytest.fixture(scope="module", params=[False, True], ids=["PbCdX", "PbCdVX"])
+def small_system(make_ce, make_cube, request):
+    # three-species CE (V and O both X) and four-species CE (V its own species)
+    ce = make_ce([8.4, 6.0], np.random.default_rng(11), scale=0.04, separate_vacancy=request.param)
     model = ClusterExpansionModel(ce)
     lattice = make_cube(4, model.reach + 1)
     tables = model.compile(lattice)
