@@ -5,8 +5,9 @@ The steps, each resumable or cheap to repeat:
 1. :func:`segsim.training.structures.build_training_set` generates the structures
    (deterministic in the seed).
 2. :func:`segsim.training.reference.compute_references` relaxes them with the reference
-   calculator and stores every result in the ASE database with its provenance; structures
-   already there (same calculator settings and relaxation criteria) are not recomputed.
+   calculator, smallest first, and stores every result in the ASE database with its
+   provenance; structures already there (same calculator settings and relaxation criteria)
+   are not recomputed.
 3. :func:`segsim.training.fit.fit_cluster_expansion` chooses cutoffs and fit method by
    cross-validation and fits the CE to the structures on the CE lattice.
 4. The physics checks (uniform / surface / core, reference vs CE), the derived parameters
@@ -135,8 +136,11 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
     if cached_only and not cfg.database.is_file():
         raise FileNotFoundError(f"--cached-only: no reference database at {cfg.database}")
     cfg.database.parent.mkdir(parents=True, exist_ok=True)
+    # Smallest structures first (then by name): an interrupted run has covered every kind
+    # of structure, and the large NCs, which cost most, come last.  The fit does not depend
+    # on the order (it sorts the records by name).
     records = reference.compute_references(
-        structs,
+        sorted(structs, key=lambda st: (len(st.atoms), st.name)),
         calculator_kind=c.kind,
         calculator_settings=c.settings,
         relax=relax_fields(c),
