@@ -149,6 +149,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
         jobs=c.jobs,
         compute=not cached_only,
     )
+    records = sorted(records, key=lambda r: r["name"])  # everything below is order-free
     n_computed = sum(1 for r in records if not r.get("reused"))
     n_missing = len(structs) - len(records)
     partial = ""

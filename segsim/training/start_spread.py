@@ -147,6 +147,19 @@ def _job(
     }
 
 
+def cache_fields(relax: Any) -> dict[str, Any]:
+    """Return the relaxation settings that key a cached start (a ``RelaxSettings``).
+
+    Left out: ``n_starts`` and ``aggregate`` (how many starts there are and how they are
+    combined do not change any one start), and the anneal settings unless the start anneals.
+    So the keys of runs made before a setting existed stay valid.
+    """
+    skip = {"n_starts", "aggregate"} | (
+        {"anneal_kelvin", "anneal_femtoseconds"} if relax.start != "tilted_anneal" else set()
+    )
+    return {k: v for k, v in asdict(relax).items() if k not in skip}
+
+
 def _key(name: str, relax_fields: dict[str, Any], k: int) -> str:
     return json.dumps({"name": name, "relax": relax_fields, "k": k}, sort_keys=True)
 
@@ -453,12 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         anneal_kelvin=args.anneal[0],
         anneal_femtoseconds=args.anneal[1],
     )
-    # The cache key: the settings without n_starts (and the anneal only where it is used,
-    # which keeps the keys of the runs made before it existed).
-    skip = {"n_starts"} | (
-        {"anneal_kelvin", "anneal_femtoseconds"} if relax.start != "tilted_anneal" else set()
-    )
-    fields = {k: v for k, v in asdict(relax).items() if k not in skip}
+    fields = cache_fields(relax)
     out = Path(args.out)
     cache = Path(args.cache) if args.cache else out.with_suffix(".jsonl")
     bulk_path = cache.with_name(cache.stem + "_bulk.json")

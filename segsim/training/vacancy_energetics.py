@@ -40,7 +40,6 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -370,11 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_starts=args.starts,
         start=args.start,
     )
-    fields = {
-        k: v
-        for k, v in asdict(relax).items()
-        if k not in {"n_starts", "anneal_kelvin", "anneal_femtoseconds"}
-    }
+    fields = start_spread.cache_fields(relax)
     out = Path(args.out)
     cache = Path(args.cache) if args.cache else out.with_suffix(".jsonl")
     command = "OMP_NUM_THREADS=1 python -m segsim.training.vacancy_energetics " + shlex.join(

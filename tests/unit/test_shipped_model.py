@@ -47,6 +47,7 @@ def test_shipped_ce_refits_from_shipped_database(shipped):
         vacuum_energy_ev_per_site=settings["vacuum_energy_ev_per_site"],
         learning_fractions=[1.0],
         difference_weight=settings["difference_weight"],
+        separate_vacancy=settings.get("separate_vacancy", False),
     )
     assert res.n_structures == meta["segsim_n_training_structures"]
     # ARDR is iterative: agreement to ~1e-7 relative (measured), far below any physics.

@@ -138,3 +138,22 @@ def test_cli_with_standin_calculator_caches_and_resumes(tmp_path):
     assert after[-1]["key"] == recs[0]["key"]
     built = ve.build_structures(4, a_angstrom=5.87, vacuum_angstrom=8.0, pad=3)
     assert after[-1]["structure_hash"] == structure_hash(built[recs[0]["name"]].atoms)
+
+
+def test_cache_key_ignores_how_starts_are_counted_and_combined():
+    from dataclasses import replace
+
+    from segsim.training.reference import RelaxSettings
+    from segsim.training.start_spread import cache_fields
+
+    base = RelaxSettings(rattle_angstrom=0.02, n_starts=6)
+    keys = cache_fields(base)
+    assert "aggregate" not in keys
+    assert "n_starts" not in keys
+    assert "anneal_kelvin" not in keys
+    assert cache_fields(replace(base, n_starts=2, aggregate="mean")) == keys
+    assert cache_fields(replace(base, fmax_ev_per_angstrom=0.05)) != keys
+    assert "anneal_kelvin" in cache_fields(replace(base, start="tilted_anneal"))
+    # the shipped caches were keyed before aggregate existed: they still match
+    rec = json.loads((POTENTIALS_DIR / "vacancy_energetics_nc5.jsonl").read_text().splitlines()[0])
+    assert set(json.loads(rec["key"])["relax"]) == set(keys)
