@@ -20,6 +20,7 @@ The steps, each resumable or cheap to repeat:
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,12 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
     if cached_only:
         partial = f"; partial: {len(records)} of {len(structs)} structures computed"
     else:
-        reference.prune_database(cfg.database, records)
+        n_pruned = reference.prune_database(cfg.database, records)
+        if n_pruned:  # destructive: say so (rows of other settings or of dropped structures)
+            print(
+                f"{cfg.database}: removed {n_pruned} rows that this input does not use",
+                file=sys.stderr,
+            )
     f = cfg.fit
     result = fit.fit_cluster_expansion(
         _records_for_fit(records),

@@ -81,10 +81,16 @@ def test_train_cached_only_fits_a_partial_database_without_computing(tmp_path, c
     n_small = int(capsys.readouterr().out.split()[0])
     inp.write_text(yaml.safe_dump(doc))
     assert main(["train", str(inp), "-q", "--cached-only"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "removed" not in captured.err
+    out = captured.out
     n_all = int(out.split()[0])
     assert n_all > n_small
     assert f"(0 computed now, {n_all - n_small} not yet computed)" in out
     assert len(load_references(tmp_path / "refs.db")) == n_small  # nothing added or pruned
     report = (tmp_path / "out" / "fit_report.md").read_text()
     assert f"partial: {n_small} of {n_all} structures computed" in report
+    # a full run of the smaller set again prunes the rows it does not use, and says so
+    inp.write_text(yaml.safe_dump({**small, "calculator": {**small["calculator"], "max_steps": 4}}))
+    assert main(["train", str(inp), "-q"]) == 0
+    assert f"removed {n_small} rows that this input does not use" in capsys.readouterr().err
