@@ -723,6 +723,8 @@ class FitConfig:
     seed: int
     difference_weight: float = 0.0  # weight of same-crystal difference rows (0 = off)
     separate_vacancy: bool = False  # four-species CE (Pb, Cd, V, X) instead of (Pb, Cd, X)
+    check_edge_nm: float = 12.0  # extrapolation check: MC of one NC of this edge (nm)
+    check_steps: int = 4_000_000  # its trial swaps (0: no check)
 
 
 @dataclass(frozen=True)
@@ -788,6 +790,8 @@ _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
         "seed": _Field(int, False, 2021, _non_negative),
         "difference_weight": _Field(float, False, 0.0, _non_negative),
         "separate_vacancy": _Field(bool, False, False),
+        "check_edge_nm": _Field(float, False, 12.0, _positive),
+        "check_steps": _Field(int, False, 4_000_000, _non_negative),
     },
     "paths": {
         "database": _Field(str),

@@ -11,8 +11,10 @@ The steps, each resumable or cheap to repeat:
 3. :func:`segsim.training.fit.fit_cluster_expansion` chooses cutoffs and fit method by
    cross-validation and fits the CE to the structures on the CE lattice.
 4. The physics checks (uniform / surface / core, reference vs CE), the derived parameters
-   (:mod:`segsim.training.derived`) and, when ``dft_validation.json`` is present in the output
-   folder, the CHGNet-vs-PBE table go into the report.
+   (:mod:`segsim.training.derived`), the extrapolation check (MC of a 12 nm NC with the CE,
+   :mod:`segsim.training.extrapolation`; ``fit.check_steps: 0`` skips it) and, when
+   ``dft_validation.json`` is present in the output folder, the CHGNet-vs-PBE table go into
+   the report.
 5. ``fitted.ce``, ``derived_parameters.yaml`` and ``fit_report.md`` (+ PNGs) are written to
    the output folder.
 """
@@ -195,6 +197,13 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
         + yaml.safe_dump(params, sort_keys=False)
     )
     extra = {"Derived parameters": derived.markdown(params)}
+    if f.check_steps > 0:
+        from segsim.training.extrapolation import run_check
+
+        check = run_check(
+            ce_path, edge_nm=f.check_edge_nm, x_cd=0.25, n_steps=f.check_steps, seed=f.seed
+        )
+        extra[f"Extrapolation check: a {f.check_edge_nm:g} nm NC"] = check.markdown()
     dft_json = out / "dft_validation.json"
     if dft_json.is_file():
         from segsim.training.dft_validation import validation_markdown

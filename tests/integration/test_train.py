@@ -25,6 +25,8 @@ def _doc():
             "cutoff_candidates": [[6.0], [8.4]],
             "fit_methods": ["least-squares"],
             "n_splits": 3,
+            "check_edge_nm": 3.0,
+            "check_steps": 2000,
         },
         "paths": {"database": "refs.db", "output_dir": "out"},
     }
@@ -51,6 +53,8 @@ def test_train_pipeline_resumes_and_writes_potentials(tmp_path, capsys):
     report = (out / "fit_report.md").read_text()
     assert "CV" in report
     assert "Derived parameters" in report
+    assert "Extrapolation check: a 3 nm NC" in report
+    assert "Cd fraction by depth, surface -> core:" in report
     params = yaml.safe_load((out / "derived_parameters.yaml").read_text())
     assert params["vegard"]["points"]
     assert params["rp"]["eta_ev"] is not None
