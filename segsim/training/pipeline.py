@@ -52,7 +52,7 @@ class TrainSummary:
 def relax_fields(calculator: CalculatorConfig) -> dict[str, Any]:
     """Return the relaxation settings of ``segsim train`` (a mapping for ``RelaxSettings``).
 
-    Cell relaxation is on (it acts only on periodic cells tagged ``vegard``); tilt angles and
+    Cell relaxation is on (it acts on periodic cells only); tilt angles and
     anneal settings left out of the input keep the defaults of
     :class:`segsim.training.reference.RelaxSettings`.
     """

@@ -19,9 +19,14 @@ by amounts that depend on the Cd arrangement: the uniform / surface-segregated o
 flips.  From 0.01 to 0.005 eV/Angstrom the energies change by 0.04 eV at most.  FIRE needs
 about 280-330 steps (70-80 s on 2 cores) for 0.01 eV/Angstrom; BFGS is slower per step for
 large NCs (a dense 3N x 3N Hessian) and ``LBFGS`` is a cheap quasi-Newton alternative.  NCs keep their
-(vacuum) cell.  With ``relax_cell=True``, periodic structures tagged ``vegard``
-(``structure.tags["vegard"]`` truthy, used for the lattice parameter versus composition) also
-relax their cell through :class:`ase.filters.FrechetCellFilter` (or ``UnitCellFilter``); the
+(vacuum) cell.  With ``relax_cell=True``, every periodic structure (bulk cells, the CsBr
+references) also relaxes its cell through :class:`ase.filters.FrechetCellFilter` (or
+``UnitCellFilter``).  Until 2026-12-02 only the cells tagged ``vegard`` (cubic arrangements,
+used for the lattice parameter versus composition) did, and the others kept a = 5.87
+Angstrom: their energies then carried a strain that the free NCs and the cell-relaxed end
+members do not, about +10 meV per B site in apparent Pb-Cd mixing energy, which a CE
+fitted to them turned into Cd clustering in large NCs.  A stored row whose ``relax_cell``
+differs from the rule is recomputed.  The
 convergence criterion then applies to the filter's generalised forces (stress times volume
 included).  ``max_steps=0`` gives single points.  A structure that does not converge within
 ``max_steps`` is stored all the same (``converged`` False) and counts as done.
@@ -117,7 +122,7 @@ class RelaxSettings:
     max_steps
         Largest number of optimizer steps (0: single point of the unrelaxed structure).
     relax_cell
-        Also relax the cell of periodic structures tagged ``vegard``.
+        Also relax the cell of periodic structures.
     cell_filter
         ``"frechet"`` (:class:`ase.filters.FrechetCellFilter`, default) or ``"unit"``
         (:class:`ase.filters.UnitCellFilter`); ASE 3.29 deprecates ``ExpCellFilter`` in favour
@@ -713,9 +718,9 @@ def compute_references(
     Raises
     ------
     ValueError
-        Duplicate names, unknown calculator kind or setting, or cell relaxation asked for a
-        non-periodic ``vegard`` structure.  (A stored row under the same name and provenance
-        but with different atoms, ``structure_hash``, is stale: it is deleted and the
+        Duplicate names, unknown calculator kind or setting.  (A stored row under the same
+        name and provenance but with different atoms, ``structure_hash``, or relaxed with
+        another ``relax_cell`` than the rule gives now, is stale: it is deleted and the
         structure recomputed, with a line on stderr.)
     """
     relax_s = RelaxSettings.from_any(relax)
@@ -750,10 +755,21 @@ def compute_references(
         out: list[dict[str, Any]] = []
         for structure in structures:
             s_hash = structure_hash(structure.atoms)
-            stale = structure.name in done and done[structure.name]["structure_hash"] != s_hash
-            if not compute and (stale or structure.name not in done):
+            relax_cell = bool(relax_s.relax_cell and structure.atoms.pbc.all())
+            stored = done.get(structure.name)
+            stale = stored is not None and stored["structure_hash"] != s_hash
+            wrong_cell = stored is not None and bool(stored["relax_cell"]) != relax_cell
+            if not compute and (stale or wrong_cell or structure.name not in done):
                 continue  # read-only: neither delete nor compute
-            if stale:
+            if wrong_cell and not stale:
+                print(
+                    f"{structure.name}: stored with relax_cell={bool(stored['relax_cell'])}, "
+                    f"the rule now asks relax_cell={relax_cell}; recomputing",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                db.delete([done.pop(structure.name)["id"]])
+            elif stale:
                 # The generator has changed this structure since it was computed (e.g. a new
                 # termination rule): the stored energy belongs to other atoms.  Drop the row first,
                 # so that an interrupted run never leaves two rows under one name, and recompute.
@@ -767,11 +783,6 @@ def compute_references(
             if structure.name in done:
                 rec = {**done[structure.name], "reused": True}
             else:
-                relax_cell = bool(relax_s.relax_cell and structure.tags.get("vegard", False))
-                if relax_cell and not structure.atoms.pbc.all():
-                    raise ValueError(
-                        f"{structure.name}: cell relaxation needs a periodic structure"
-                    )
                 parallel = jobs > 1 and relax_s.n_starts > 1
                 if parallel and pool is None:
                     pool = _start_pool(calculator_kind, calculator_settings, jobs)

@@ -385,27 +385,47 @@ def test_single_point_and_cell_relaxation(tmp_path, structures):
     assert all(r["n_steps"] == 0 for r in sp)
     assert all(r["energy_ev"] == r["energy_unrelaxed_ev"] for r in sp)
     cell = compute_references(
-        structures[2:],
+        structures,
         calculator_kind="standin",
         calculator_settings=None,
         relax=RelaxSettings(relax_cell=True),
         db_path=db,
     )
-    # Only the structure tagged vegard relaxes its cell.
-    assert [r["relax_cell"] for r in cell] == [False, True]
-    np.testing.assert_allclose(cell[0]["atoms"].cell.array, structures[2].atoms.cell.array)
-    assert not np.allclose(cell[1]["atoms"].cell.array, structures[3].atoms.cell.array)
-    assert cell[1]["converged"]
-    assert cell[1]["energy_ev"] < cell[1]["energy_unrelaxed_ev"]
-    nc = ReferenceStructure(**{**structures[0].__dict__, "tags": {"vegard": True}})
-    with pytest.raises(ValueError, match="periodic"):
-        compute_references(
-            [nc],
-            calculator_kind="standin",
-            calculator_settings=None,
-            relax={"relax_cell": True},
-            db_path=db,
-        )
+    # Every periodic cell relaxes its cell (tagged vegard or not); NCs keep their box.
+    assert [r["relax_cell"] for r in cell] == [False, False, True, True]
+    for rec, st in zip(cell, structures, strict=True):
+        moved = not np.allclose(rec["atoms"].cell.array, st.atoms.cell.array)
+        assert moved == st.atoms.pbc.all(), st.name
+    assert cell[2]["converged"]
+    assert cell[2]["energy_ev"] < cell[2]["energy_unrelaxed_ev"]
+
+
+def test_rows_relaxed_under_the_old_cell_rule_are_recomputed(tmp_path, structures, capsys):
+    from segsim.training import reference
+
+    db = tmp_path / "refs.db"
+    first = compute_references(
+        structures[2:], calculator_kind="standin", relax={"relax_cell": True}, db_path=db
+    )
+    # fake a row of the old rule: the untagged periodic cell stored with a fixed cell
+    import ase.db
+
+    con = ase.db.connect(db)
+    con.update(first[0]["id"], relax_cell=False)
+    capsys.readouterr()
+    # read-only mode does not use it, and does not delete it
+    cached = compute_references(
+        structures[2:], calculator_kind="standin", relax={"relax_cell": True}, db_path=db,
+        compute=False,
+    )  # fmt: skip
+    assert [r["name"] for r in cached] == [structures[3].name]
+    again = compute_references(
+        structures[2:], calculator_kind="standin", relax={"relax_cell": True}, db_path=db
+    )
+    assert "the rule now asks relax_cell=True; recomputing" in capsys.readouterr().err
+    assert [r["reused"] for r in again] == [False, True]
+    assert all(r["relax_cell"] for r in again)
+    assert len(reference.load_references(db)) == 2
 
 
 def test_relax_settings_validation():
