@@ -761,24 +761,23 @@ def compute_references(
             wrong_cell = stored is not None and bool(stored["relax_cell"]) != relax_cell
             if not compute and (stale or wrong_cell or structure.name not in done):
                 continue  # read-only: neither delete nor compute
-            if wrong_cell and not stale:
-                print(
-                    f"{structure.name}: stored with relax_cell={bool(stored['relax_cell'])}, "
-                    f"the rule now asks relax_cell={relax_cell}; recomputing",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                db.delete([done.pop(structure.name)["id"]])
-            elif stale:
+            why = None
+            if stale:
                 # The generator has changed this structure since it was computed (e.g. a new
-                # termination rule): the stored energy belongs to other atoms.  Drop the row first,
-                # so that an interrupted run never leaves two rows under one name, and recompute.
-                print(
-                    f"{structure.name}: the stored structure differs from the generated one "
-                    f"(hash {done[structure.name]['structure_hash']} != {s_hash}); recomputing",
-                    file=sys.stderr,
-                    flush=True,
+                # termination rule): the stored energy belongs to other atoms.
+                why = (
+                    f"the stored structure differs from the generated one "
+                    f"(hash {stored['structure_hash']} != {s_hash})"
                 )
+            elif wrong_cell:
+                why = (
+                    f"stored with relax_cell={bool(stored['relax_cell'])}, "
+                    f"the rule now asks relax_cell={relax_cell}"
+                )
+            if why is not None:
+                # Drop the row first, so that an interrupted run never leaves two rows under
+                # one name, and recompute.
+                print(f"{structure.name}: {why}; recomputing", file=sys.stderr, flush=True)
                 db.delete([done.pop(structure.name)["id"]])
             if structure.name in done:
                 rec = {**done[structure.name], "reused": True}
