@@ -171,7 +171,8 @@ def validation_cells(a_angstrom: float = A_DEFAULT_ANGSTROM) -> list[tuple[str, 
         ``cd2_axis``, ``cd2_face``, ``cd2_body`` (Cs8Pb6Cd2Br24 with the two Cd ``a``, ``a sqrt 2`` and ``a sqrt 3`` apart),
         ``pure`` (Cs8Pb8Br24), ``cd1`` (Cs8Pb7CdBr24), ``vac_cd_near``, ``vac_cd_far``
         (Cs8Pb6CdBr22: one B vacancy, with its trans Br pair along z removed, next to the Cd
-        along x, or body-diagonal to it).  Each Atoms carries ``info["occupations"]``
+        along x, or body-diagonal to it), ``cd4_rocksalt``, ``cd4_column``, ``cd4_layer``
+        (Cs8Pb4Cd4Br24: x = 1/2 in rock-salt order, in columns, in (001) layers).  Each Atoms carries ``info["occupations"]``
         (B-lattice codes, site order of :func:`segsim.lattice.build_periodic`).
     """
     lat = build_periodic(2, a_angstrom)
@@ -203,6 +204,26 @@ def validation_cells(a_angstrom: float = A_DEFAULT_ANGSTROM) -> list[tuple[str, 
             "vac_cd_far",
             {_site(0, 0, 0): species.CD, _site(1, 1, 1): species.VAC},
             "B vacancy (z Br pair removed) body-diagonal to the Cd; reference",
+        ),
+        # x = 1/2: is B-site rock-salt order as favourable as CHGNet says (-35 meV per B site
+        # in cell-relaxed 2^3 cells, the order a CE fitted to CHGNet builds in large NCs)?
+        (
+            "cd4_rocksalt",
+            {_site(*v): species.CD for v in ((0, 0, 0), (1, 1, 0), (1, 0, 1), (0, 1, 1))},
+            "x = 1/2, B-site rock-salt order (no Cd-Cd nearest neighbours)",
+        ),
+        (
+            "cd4_column",
+            {_site(*v): species.CD for v in ((0, 0, 0), (0, 0, 1), (1, 1, 0), (1, 1, 1))},
+            "x = 1/2, Cd columns along z (two Cd-Cd nearest neighbours per Cd)",
+        ),
+        (
+            "cd4_layer",
+            {_site(*v): species.CD for v in ((0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0))},
+            (
+                "x = 1/2, alternating Cd and Pb (001) planes (four Cd-Cd neighbours per Cd); "
+                "reference"
+            ),
         ),
     ]
     cells = []
@@ -654,6 +675,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 ARRANGEMENT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cd2_body", ("cd2_axis", "cd2_face", "cd2_body")),
     ("vac_cd_far", ("vac_cd_near", "vac_cd_far")),
+    ("cd4_layer", ("cd4_rocksalt", "cd4_column", "cd4_layer")),
 )
 
 
