@@ -238,6 +238,60 @@ def validation_cells(a_angstrom: float = A_DEFAULT_ANGSTROM) -> list[tuple[str, 
     return cells
 
 
+def database_cells(db_path: str | Path, names: Sequence[str]) -> list[tuple[str, Atoms, str]]:
+    """Return the relaxed geometries of reference-database rows as validation cells.
+
+    PBE single points at the reference calculator's own minima: unlike the ideal cubic
+    cells of :func:`validation_cells` they carry the octahedral tilts (for relaxations from
+    rattled starts), which change arrangement energies by tens of meV per B site.
+
+    Raises
+    ------
+    ValueError
+        If a name is not in the database.
+    """
+    from segsim.training.reference import load_references
+
+    by_name = {r["name"]: r for r in load_references(db_path)}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise ValueError(f"not in {db_path}: {missing}")
+    out = []
+    for name in names:
+        rec = by_name[name]
+        atoms = rec["atoms"].copy()
+        atoms.calc = None
+        atoms.info["occupations"] = [int(c) for c in np.asarray(rec["occupations"])]
+        relax = (rec.get("provenance") or {}).get("relax", {})
+        desc = (
+            f"{rec['calculator_kind']}-relaxed ({relax.get('n_starts', 1)} start(s), "
+            f"rattle {relax.get('rattle_angstrom', 0.0)} A, cell relaxed: {rec['relax_cell']})"
+        )
+        out.append((name, atoms, desc))
+    return out
+
+
+def formula_table(results: dict[str, Any], methods: Sequence[str] = ("chgnet", "cp2k")) -> str:
+    """Return energies relative to the first cell (by name) of each composition, meV per cell.
+
+    For cell sets without fixed names (:func:`database_cells`).
+    """
+    cells = results.get("cells", {})
+    groups: dict[str, list[str]] = {}
+    for name in sorted(cells):
+        groups.setdefault(cells[name]["formula"], []).append(name)
+    head = "| cell | formula | " + " | ".join(f"{m} (meV/cell)" for m in methods) + " |"
+    lines = [head, "|---|---|" + "---:|" * len(methods)]
+    for formula, names in groups.items():
+        ref = names[0]
+        for name in names:
+            vals = [
+                _fmt(_diff(_energy(results, name, m), _energy(results, ref, m))) for m in methods
+            ]
+            lines.append(f"| {name} - {ref} | {formula} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def geometry_hash(atoms: Atoms) -> str:
     """Return a short hash of numbers, positions (1e-6 Angstrom) and cell of a structure."""
     h = hashlib.sha256()
@@ -533,6 +587,8 @@ def run_validation(
     energy_functions: dict[str, EnergyFunction] | None = None,
     table_md: str | Path | None = None,
     log: Callable[[str], None] | None = print,
+    cell_list: Sequence[tuple[str, Atoms, str]] | None = None,
+    geometry: str = "ideal cubic positions (unrelaxed), identical for all methods",
 ) -> dict[str, Any]:
     """Compute single points for every validation cell and method, saving after each one.
 
@@ -561,6 +617,11 @@ def run_validation(
         If given, :func:`validation_markdown` is rewritten there together with ``out_json``.
     log
         Progress printer (None: silent).
+    cell_list
+        ``(name, atoms, description)`` cells to use instead of :func:`validation_cells`
+        (e.g. :func:`database_cells`); their atoms need ``info["occupations"]``.
+    geometry
+        What the geometries are, for the provenance.
 
     Returns
     -------
@@ -577,11 +638,11 @@ def run_validation(
     results["provenance"] = {
         "module": "segsim.training.dft_validation",
         "a_angstrom": a_angstrom,
-        "geometry": "ideal cubic positions (unrelaxed), identical for all methods",
+        "geometry": geometry,
         "versions": _versions(),
     }
     funcs: dict[str, EnergyFunction] = dict(energy_functions or {})
-    all_cells = validation_cells(a_angstrom)
+    all_cells = list(cell_list) if cell_list is not None else validation_cells(a_angstrom)
     if cells is not None:
         unknown = set(cells) - {c[0] for c in all_cells}
         if unknown:
@@ -810,6 +871,10 @@ def validation_markdown(results: dict[str, Any]) -> str:
         ),
         "",
     ]
+    geometry = results.get("provenance", {}).get("geometry", "")
+    if geometry and not geometry.startswith("ideal"):
+        text[4] = f"* Cells: {geometry}; the same atoms for every method."
+        return "\n".join(text) + "\n" + formula_table(results)
     return "\n".join(text) + "\n" + validation_table(results)
 
 
@@ -819,6 +884,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("out_json", help="results file (resumed if it exists)")
     p.add_argument("--methods", default="chgnet,cp2k", help="comma-separated methods")
     p.add_argument("--cells", default=None, help="comma-separated cell names (default all)")
+    p.add_argument(
+        "--from-db",
+        default=None,
+        help="take the relaxed geometries of these --cells from a segsim train database",
+    )
     p.add_argument("--no-resume", action="store_true", help="start a fresh results file")
     p.add_argument("--cutoff-ry", type=float, default=None, help="override CUTOFF (Ry)")
     p.add_argument("--rel-cutoff-ry", type=float, default=None, help="override REL_CUTOFF (Ry)")
@@ -846,6 +916,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(time.strftime("%H:%M:%S"), msg, flush=True)
 
+    extra: dict[str, Any] = {}
+    if args.from_db:
+        if not args.cells:
+            p.error("--from-db needs --cells (row names)")
+        extra["cell_list"] = database_cells(args.from_db, args.cells.split(","))
+        extra["geometry"] = f"relaxed geometries of {Path(args.from_db).name} rows"
     res = run_validation(
         args.out_json,
         methods=tuple(m for m in args.methods.split(",") if m),
@@ -855,8 +931,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir=args.workdir,
         table_md=table_path,
         log=log,
+        **extra,
     )
-    print(validation_table(res))
+    print(validation_markdown(res))
     return 0
 
 

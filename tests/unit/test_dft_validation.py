@@ -325,3 +325,41 @@ def test_run_validation_records_failures_and_continues(tmp_path):
     assert "converge" in disk["cells"]["vac_cd_near"]["errors"]["cp2k"]["error"]
     assert "cp2k" not in disk["cells"]["vac_cd_near"]["methods"]
     assert disk["cells"]["pure"]["methods"]["cp2k"]["energy_eV"] == -1.0
+
+
+def test_database_cells_run_at_the_relaxed_geometries(tmp_path):
+    from segsim.training import structures as st
+    from segsim.training.reference import compute_references, load_references
+
+    structs = [
+        s
+        for s in st.build_training_set(
+            nc_edges=(2,), compositions=(), n_random=0, n_profiles=0, nc_end_members=(),
+            vacancy_structures=0, bulk_sizes=(2,), rp_edges=(), csbr=False,
+        )
+        if s.name in ("bulk2_x0.5_rocksalt", "bulk2_x0.5_random_0", "bulk2_x0_random_0")
+    ]  # fmt: skip
+    db = tmp_path / "refs.db"
+    compute_references(structs, calculator_kind="standin", relax={"relax_cell": True}, db_path=db)
+    names = [s.name for s in structs]
+    cells = dv.database_cells(db, names)
+    relaxed = {r["name"]: r["atoms"] for r in load_references(db)}
+    for name, atoms, desc in cells:
+        np.testing.assert_allclose(atoms.positions, relaxed[name].positions)
+        assert "standin-relaxed" in desc
+        assert len(atoms.info["occupations"]) == 8
+    with pytest.raises(ValueError, match="not in"):
+        dv.database_cells(db, ["nope"])
+    calls = []
+    funcs = {"chgnet": _fake(calls, "chgnet"), "cp2k": _fake(calls, "cp2k", 1.0)}
+    md = tmp_path / "r.md"
+    res = dv.run_validation(
+        tmp_path / "r.json", workdir=tmp_path / "w", energy_functions=funcs, log=None,
+        cell_list=cells, geometry="relaxed geometries of refs.db rows", table_md=md,
+    )  # fmt: skip
+    assert set(res["cells"]) == set(names)
+    assert res["provenance"]["geometry"].startswith("relaxed")
+    text = md.read_text()
+    # x = 1/2 cells share a formula: one relative row each, against the first by name
+    assert "| bulk2_x0.5_rocksalt - bulk2_x0.5_random_0 |" in text
+    assert "relaxed geometries of refs.db rows" in text
