@@ -106,7 +106,7 @@ DEFAULT_FIT_METHODS: tuple[str, ...] = ("least-squares", "ardr", "lasso")
 DEFAULT_LEARNING_FRACTIONS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)
 
 CE_SPECIES: tuple[str, str, str] = ("Pb", "Cd", "X")
-CE_SPECIES_SEPARATE_V: tuple[str, str, str, str] = ("Pb", "Cd", "V", "X")
+CE_SPECIES_SEPARATE_V: tuple[str, ...] = species.CE_SYMBOLS_SEPARATE_V
 ENERGY_UNIT: str = "eV per B-lattice site (total = N_sites * predict)"
 LABEL: str = "fitted"
 
@@ -1147,7 +1147,7 @@ def segregation_checks(
 
     ice = _as_icet_ce(ce)
     a = float(np.asarray(ice.primitive_structure.cell)[0, 0])
-    symbols = species.ce_symbols(ice.get_cluster_space_copy().chemical_symbols[0])
+    symbols = code_symbols_of(ice.get_cluster_space_copy())
     kept = records_from_mappings(records)[0] if records is not None else []
     matched: dict[str, list[TrainingRecord]] = {k: [] for k in ARRANGEMENTS}
     for rec in kept:
