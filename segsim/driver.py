@@ -19,7 +19,7 @@ from segsim import species
 from segsim.config import ConfigError, SimulationConfig, loads_resolved
 from segsim.engine import KMCEngine, KMCState, MCEngine, MCState
 from segsim.io import hdf5
-from segsim.kernels.kmc import EV_EXPEL_CD, EVENT_TYPE_NAMES, KP_REF
+from segsim.kernels.kmc import EV_EXPEL_CD, EVENT_TYPE_NAMES, KP_REC_REF, KP_REF
 from segsim.models import load_model
 from segsim.observers import cd_fraction_by_depth
 from segsim.progress import Progress
@@ -505,7 +505,7 @@ def run_kmc(
         occ, phase = synthesise(cfg, lattice, tables, rng)
         state = KMCState.initial(occ, tables, phase)
     kp_treat, kp_age, t_treat = kmc_parameter_vectors(cfg, tables, lattice, state.phase)
-    ref = (float(kp_age[KP_REF]), float(kp_age[KP_REF + 1]))
+    ref = (float(kp_age[KP_REF]), float(kp_age[KP_REF + 1]), float(kp_age[KP_REC_REF]))
     engine = KMCEngine(tables, lattice, state, rng, kp_treat if state.time_s < t_treat else kp_age)
     total_s = cfg.run.duration_s
     times = kmc_frame_times(total_s, out.frame_interval_s, t_treat)

@@ -8,10 +8,17 @@ Events (MODEL.md section 3; the per-site slot layout is in :mod:`segsim.kernels.
 2. **Expulsion** of a surface cation M into solution through an unpassivated surface AX
    channel, leaving a vacancy: rate ``nu exp(-Ea/kT) (1 - theta**k)``, k = number of outside
    neighbours, ``Ea = max(0, E_exp(M) + alpha (dE_rm(site) - dE_rm_ref(M)))``.  ``dE_rm`` is
-   the CE energy change of M -> X at the site, ``dE_rm_ref(M)`` the same for M alone on the
+   the CE energy change of M -> V at the site, ``dE_rm_ref(M)`` the same for M alone on the
    centre of a face of a pure CsPbBr3 NC (:func:`removal_reference_ev`).  Irreversible.
-3. **Surface recession**: a V with an outside neighbour becomes outside (O); ``dE = 0``
-   because V and O are both X for the CE; rate ``nu exp(-E_rec/kT)``.
+3. **Surface recession**: a V with an outside neighbour becomes outside (O), irreversibly;
+   ``Ea = max(0, E_rec + alpha (dE_rec(site) - dE_rec_ref))``, rate ``nu exp(-Ea/kT)``, with
+   ``dE_rec`` the CE energy change of V -> O and ``dE_rec_ref`` the same for one vacancy on
+   the reference face site.  This is the Bronsted-Evans-Polanyi rule of the expulsion, with
+   the same ``alpha``: a vacancy on a corner or an edge, whose recession removes surface,
+   recedes faster than one in a flat face, whose recession digs a pit.  For a three-species
+   CE (V and O both X, MODEL.md section 2) ``dE_rec = dE_rec_ref = 0`` and ``Ea = E_rec``
+   exactly, MODEL.md's rate.  With a four-species CE (V its own species) ``dE_rec`` varies
+   from site to site; MODEL.md's ``dE = 0`` assumed V = O.
 4. **RP relaxation** (and its reverse): a cation site of an RP zone that is on the surface or
    has a non-RP crystal neighbour switches RP <-> perovskite, ``Ea = E_RP_a - shift + dE/2``
    clipped to ``Ea >= max(0, dE)``, ``shift`` > 0 only on surface-adjacent sites during a
@@ -59,13 +66,15 @@ def load_defaults(path: str | Path | None = None) -> KineticsParams:
     return KineticsParams(**load_kinetics_defaults(path if path is not None else DEFAULT_KINETICS))
 
 
-def removal_reference_ev(tables: Any, lattice: Any) -> tuple[float, float]:
-    """Return ``(dE_rm_ref(Pb), dE_rm_ref(Cd))`` in eV for this model.
+def removal_reference_ev(tables: Any, lattice: Any) -> tuple[float, float, float]:
+    """Return ``(dE_rm_ref(Pb), dE_rm_ref(Cd), dE_rec_ref)`` in eV for this model.
 
-    The reference is the energy change of removing M (M -> X) from the centre of the ``-z``
-    face of a pure CsPbBr3 NC of this lattice's size (for Cd: a single Cd substituted there).
-    Computed once per run from the same compiled tables, so the expulsion barrier of that
-    site is exactly ``E_exp(M)``.
+    The reference site is the centre of the ``-z`` face of a pure CsPbBr3 NC of this
+    lattice's size.  ``dE_rm_ref(M)``: the energy change of removing M there (M -> V; for
+    Cd a single Cd substituted there); ``dE_rec_ref``: the energy change of the recession
+    (V -> O) of a single vacancy there.  Computed once per run from the same compiled tables,
+    so the expulsion barrier of that site is exactly ``E_exp(M)`` and its recession barrier
+    exactly ``E_rec``.
     """
     occ = lattice.empty_occupations()
     n = lattice.n_edge
@@ -74,9 +83,11 @@ def removal_reference_ev(tables: Any, lattice: Any) -> tuple[float, float]:
     if not lattice.in_nc[site] or lattice.n_outside_nn[site] != 1:
         raise ValueError("the lattice has no face-centre site (NC too small or periodic)")
     ref_pb = tables.flip_energy_change(occ, site, species.VAC)
+    occ[site] = species.VAC
+    ref_rec = tables.flip_energy_change(occ, site, species.OUT)
     occ[site] = species.CD
     ref_cd = tables.flip_energy_change(occ, site, species.VAC)
-    return float(ref_pb), float(ref_cd)
+    return float(ref_pb), float(ref_cd), float(ref_rec)
 
 
 def parameter_vector(
@@ -84,7 +95,7 @@ def parameter_vector(
     *,
     temperature_k: float,
     theta: float,
-    removal_ref_ev: tuple[float, float] = (0.0, 0.0),
+    removal_ref_ev: tuple[float, ...] = (0.0, 0.0, 0.0),
     rp: RPEnergetics | None = None,
     rp_shift_ev: float = 0.0,
 ) -> np.ndarray:
@@ -99,7 +110,8 @@ def parameter_vector(
     theta
         Passivated fraction of surface AX sites (0..1) of the ligand shell.
     removal_ref_ev
-        ``(dE_rm_ref(Pb), dE_rm_ref(Cd))`` in eV (:func:`removal_reference_ev`).
+        ``(dE_rm_ref(Pb), dE_rm_ref(Cd), dE_rec_ref)`` in eV (:func:`removal_reference_ev`);
+        a pair ``(dE_rm_ref(Pb), dE_rm_ref(Cd))`` leaves ``dE_rec_ref = 0``.
     rp
         RP energetics and switching barrier; ``None`` switches the RP term and the RP
         events off.
@@ -120,6 +132,7 @@ def parameter_vector(
     kp[_k.KP_REF + species.PB] = removal_ref_ev[0]
     kp[_k.KP_REF + species.CD] = removal_ref_ev[1]
     kp[_k.KP_EREC] = params.e_rec_ev
+    kp[_k.KP_REC_REF] = removal_ref_ev[2] if len(removal_ref_ev) > 2 else 0.0
     kp[_k.KP_THETA] = theta
     kp[_k.KP_HOP_ON] = float(params.hop)
     kp[_k.KP_EXPEL_ON] = float(params.expulsion)

@@ -20,8 +20,10 @@ Rates (``beta = 1/kT`` in 1/eV, ``nu`` in 1/s, energies in eV, ``dE`` from the C
 * hop: ``nu exp(-beta Ea)``, ``Ea = max(E_KRA(M) + dE/2, dE, 0)`` (detailed balance exact);
 * expulsion: ``nu exp(-beta Ea) (1 - theta**k)``,
   ``Ea = max(0, E_exp(M) + alpha (dE_rm - dE_rm_ref(M)))`` with ``dE_rm`` the energy change
-  of ``M -> X`` at this site;
-* recession: ``nu exp(-beta E_rec)``;
+  of ``M -> V`` at this site (``M -> X`` for a three-species CE);
+* recession: ``nu exp(-beta Ea)``, ``Ea = max(0, E_rec + alpha (dE_rec - dE_rec_ref))`` with
+  ``dE_rec`` the energy change of ``V -> O`` at this site (0 for a three-species CE, where V
+  and O are both X, so that ``Ea = E_rec``);
 * RP relaxation: ``nu exp(-beta Ea)``, ``Ea = max(E_RP_a - shift [adj] + dE/2, dE, 0)``
   with ``dE`` the change of ``E_RP`` (:mod:`segsim.kernels.rp`) and ``shift`` the barrier
   lowering of a ligand-exchange treatment (0 outside a treatment) on surface-adjacent sites
@@ -94,7 +96,8 @@ KP_ETA_RP = 16  # eta (eV): Cd preference for RP sites
 KP_J_RP = 17  # J_RP (eV per RP/perovskite cation pair)
 KP_ERPA = 18  # E_RP_a, RP <-> perovskite switching barrier (eV)
 KP_ERPA_SHIFT = 19  # barrier lowering on surface sites during a ligand exchange (eV)
-N_KP = 20
+KP_REC_REF = 20  # dE_rec_ref: V -> O energy change at the reference face site (eV)
+N_KP = 21
 
 
 @njit
@@ -124,7 +127,9 @@ def _site_rates(
         if kp[KP_RECEDE_ON] > 0.0:
             for d in range(6):
                 if occ[nn[site, d]] == _OUT:
-                    r = kp[KP_NU] * np.exp(-kp[KP_BETA] * kp[KP_EREC])
+                    de = _flip_delta(occ, site, _OUT, nbr, ce_index, weights, local_table)
+                    ea = max(kp[KP_EREC] + kp[KP_ALPHA] * (de - kp[KP_REC_REF]), 0.0)
+                    r = kp[KP_NU] * np.exp(-kp[KP_BETA] * ea)
                     rates[site, SLOT_RECEDE] = r
                     return r
         return 0.0

@@ -320,7 +320,9 @@ def naive_event_rates(
     """Return every non-zero event ``(site, slot, rate in 1/s)`` in site-major order.
 
     Written straight from MODEL.md section 3.  ``p`` holds ``beta`` (1/eV), ``nu`` (1/s),
-    ``e_kra`` / ``e_exp`` / ``ref`` (dicts species code -> eV), ``alpha``, ``e_rec`` (eV),
+    ``e_kra`` / ``e_exp`` / ``ref`` (dicts species code -> eV), ``alpha``, ``e_rec`` and
+    optionally ``rec_ref`` (eV; the recession barrier is
+    ``max(0, e_rec + alpha (dE(V -> O) - rec_ref))``),
     ``theta`` and the switches ``hop``, ``expulsion``, ``recession`` (bools); optionally
     ``rp`` (dict: ``eps``, ``eta``, ``j``, ``e_rpa``, ``shift`` in eV) and then ``phase``
     (the RP phase codes, read and not modified).  RP energy changes are differences of
@@ -368,7 +370,9 @@ def naive_event_rates(
                     ea = max(ea0 + de / 2, de, 0.0)
                     out.append((site, SLOT_RP, p["nu"] * math.exp(-p["beta"] * ea)))
         elif sp == VAC and p["recession"] and k > 0:
-            out.append((site, SLOT_RECEDE, p["nu"] * math.exp(-p["beta"] * p["e_rec"])))
+            de_rec = flip_delta(occupations, site, OUT)
+            ea = max(0.0, p["e_rec"] + p["alpha"] * (de_rec - p.get("rec_ref", 0.0)))
+            out.append((site, SLOT_RECEDE, p["nu"] * math.exp(-p["beta"] * ea)))
     return out
 
 
@@ -436,6 +440,7 @@ def naive_kmc(
         elif slot == SLOT_RP:
             phase[site] = PH_ZONE if phase[site] == PH_RP else PH_RP
         else:
+            de_sum += flip_delta(occ, site, OUT)
             occ[site] = OUT
         de_sum += e_rp() - e_before
         events.append((site, slot, t))

@@ -36,6 +36,7 @@ def _naive_params(params, temperature_k, theta, ref):
         "ref": {species.PB: ref[0], species.CD: ref[1]},
         "alpha": params.bep_alpha,
         "e_rec": params.e_rec_ev,
+        "rec_ref": ref[2] if len(ref) > 2 else 0.0,
         "theta": theta,
         "hop": params.hop,
         "expulsion": params.expulsion,
@@ -53,7 +54,7 @@ def _start(lattice, rng, x_cd, n_vac):
 
 
 def _engine(tables, lattice, occ, params, temperature_k, theta, seed):
-    ref = kinetics.removal_reference_ev(tables, lattice) if lattice.pad else (0.0, 0.0)
+    ref = kinetics.removal_reference_ev(tables, lattice) if lattice.pad else (0.0, 0.0, 0.0)
     kp = kinetics.parameter_vector(params, temperature_k=temperature_k, theta=theta,
                                    removal_ref_ev=ref)  # fmt: skip
     state = KMCState.initial(occ, tables)
@@ -142,6 +143,37 @@ def test_rates_equal_naive_rate_law(small_system, theta):
     for present in ((expected[:, :6] > 0).any(), (expected[:, 6] > 0).any(),
                     (expected[:, 7] > 0).any(), not (expected[:, 8] > 0).any()):  # fmt: skip
         assert present
+
+
+def test_recession_barrier_is_e_rec_at_the_reference_site_and_bep_elsewhere(small_system):
+    """V -> O: ``Ea = E_rec`` at the reference face site; elsewhere the BEP share of dE_rec.
+
+    Three-species CE: V and O are both X, so every recession has ``Ea = E_rec`` (MODEL.md).
+    Four-species CE: a corner vacancy has its own ``dE_rec``, hence its own rate.
+    """
+    _, model, lattice, tables = small_system
+    temp = 500.0
+    beta = beta_per_ev(temp)
+    ref = kinetics.removal_reference_ev(tables, lattice)
+    p, n = lattice.pad, lattice.n_edge
+    c0 = p + n // 2
+    face = int(lattice.site_index(np.array([c0]), np.array([c0]), np.array([p]))[0])
+    corner = int(lattice.site_index(np.array([p]), np.array([p]), np.array([p]))[0])
+    occ = lattice.empty_occupations()
+    occ[[face, corner]] = species.VAC
+    eng, _ = _engine(tables, lattice, occ, PARAMS, temp, 0.0, 0)
+    nu, e_rec, alpha = PARAMS.attempt_frequency_per_s, PARAMS.e_rec_ev, PARAMS.bep_alpha
+    assert eng.rates[face, K.SLOT_RECEDE] == pytest.approx(nu * np.exp(-beta * e_rec), rel=1e-12)
+    one = lattice.empty_occupations()
+    one[corner] = species.VAC
+    de_corner = tables.flip_energy_change(one, corner, species.OUT)
+    ea = max(0.0, e_rec + alpha * (de_corner - ref[2]))
+    assert eng.rates[corner, K.SLOT_RECEDE] == pytest.approx(nu * np.exp(-beta * ea), rel=1e-9)
+    if model.n_ce_species == 3:
+        assert ref[2] == 0.0
+        assert de_corner == 0.0
+    else:
+        assert abs(de_corner - ref[2]) > 1e-3  # the corner differs: the rule is not inert
 
 
 def test_kernel_trajectory_equals_naive_twin(small_system):
