@@ -725,6 +725,12 @@ class FitConfig:
     separate_vacancy: bool = False  # four-species CE (Pb, Cd, V, X) instead of (Pb, Cd, X)
     check_edge_nm: float = 12.0  # extrapolation check: MC of one NC of this edge (nm)
     check_steps: int = 4_000_000  # its trial swaps (0: no check)
+    # MC validation (segsim.training.mc_validation): cells such as "bulk4", "nc6" whose
+    # CE-MC result the reference calculator checks; empty: off
+    mc_validation: tuple[str, ...] = ()
+    mc_validation_x: float = 0.25  # their Cd fraction
+    mc_validation_sweeps: int = 2000  # MC trial swaps per cation site
+    mc_validation_temperature_k: float = 343.0  # MC temperature (K)
 
 
 @dataclass(frozen=True)
@@ -737,6 +743,19 @@ class TrainConfig:
     database: Path  # ASE database of reference results (created if missing)
     output_dir: Path  # where the .ce, parameters and report go
     source: str = "<dict>"
+
+
+def _validation_cells(cells: Any) -> str | None:
+    """Check MC validation cells: ``bulk<n>`` (n >= 2) or ``nc<n>`` (n >= 2), no repeats."""
+    import re
+
+    for c in cells:
+        m = re.fullmatch(r"(bulk|nc)(\d+)", str(c))
+        if m is None or int(m.group(2)) < 2:
+            return f"entries must be 'bulk<n>' or 'nc<n>' with n >= 2 (got {c!r})"
+    if len(set(cells)) != len(cells):
+        return "entries must be distinct"
+    return None
 
 
 _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
@@ -792,6 +811,10 @@ _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
         "separate_vacancy": _Field(bool, False, False),
         "check_edge_nm": _Field(float, False, 12.0, _positive),
         "check_steps": _Field(int, False, 4_000_000, _non_negative),
+        "mc_validation": _list_of(str, required=False, default=(), check=_validation_cells),
+        "mc_validation_x": _Field(float, False, 0.25, _unit_interval),
+        "mc_validation_sweeps": _Field(int, False, 2000, _non_negative),
+        "mc_validation_temperature_k": _Field(float, False, 343.0, _positive),
     },
     "paths": {
         "database": _Field(str),

@@ -15,6 +15,10 @@ The steps, each resumable or cheap to repeat:
    :mod:`segsim.training.extrapolation`; ``fit.check_steps: 0`` skips it) and, when
    ``dft_validation.json`` is present in the output folder, the CHGNet-vs-PBE table go into
    the report.
+4a. With ``fit.mc_validation`` (cells such as ``bulk4``, ``nc6``): canonical MC with the
+   fitted CE from a random arrangement, both arrangements relaxed with the reference
+   calculator (their own database, ``<database>_mcval.db``), CE and reference energy gains
+   side by side (:mod:`segsim.training.mc_validation`).
 5. ``fitted.ce``, ``derived_parameters.yaml`` and ``fit_report.md`` (+ PNGs) are written to
    the output folder.
 """
@@ -96,6 +100,60 @@ def _check_edge(records: list[dict[str, Any]], default: int) -> int:
     return max(edges)
 
 
+def _prune(db_path: Path, records: list[dict[str, Any]]) -> None:
+    """Delete the rows of ``db_path`` that are not ``records``, saying so on stderr."""
+    from segsim.training import reference
+
+    n_pruned = reference.prune_database(db_path, records)
+    if n_pruned:  # destructive: say so (rows of other settings or of dropped structures)
+        print(f"{db_path}: removed {n_pruned} rows that this input does not use", file=sys.stderr)
+
+
+def _mc_validation(
+    cfg: TrainConfig, ce_path: Path, *, progress: bool, cached_only: bool
+) -> tuple[str, str]:
+    """Run the MC validation of the CE at ``ce_path``; return the report section."""
+    from segsim.training import mc_validation, reference
+
+    f, s, c = cfg.fit, cfg.structures, cfg.calculator
+    cells = [(("bulk", int(v[4:])) if v.startswith("bulk") else ("nc", int(v[2:]))) for v in
+             f.mc_validation]  # fmt: skip
+    pairs, skipped = mc_validation.validation_pairs(
+        ce_path,
+        cells,
+        x_cd=f.mc_validation_x,
+        sweeps=f.mc_validation_sweeps,
+        temperature_k=f.mc_validation_temperature_k,
+        seed=f.seed,
+        pad=s.pad_sites,
+        vacuum_angstrom=s.vacuum_angstrom,
+    )
+    db_path = mc_validation.validation_database_path(cfg.database)
+    structs = [st for p in pairs for st in (p.start, p.final)]
+    records: list[dict[str, Any]] = []
+    if not (cached_only and not db_path.is_file()):
+        records = reference.compute_references(
+            sorted(structs, key=lambda st: (len(st.atoms), st.name)),
+            calculator_kind=c.kind,
+            calculator_settings=c.settings,
+            relax=relax_fields(c),
+            db_path=db_path,
+            progress=progress,
+            jobs=c.jobs,
+            compute=not cached_only,
+        )
+        if not cached_only:
+            _prune(db_path, records)
+    rows = mc_validation.compare(pairs, records)
+    body = mc_validation.markdown(
+        rows,
+        temperature_k=f.mc_validation_temperature_k,
+        sweeps=f.mc_validation_sweeps,
+        skipped=skipped,
+    )
+    return "MC validation: the CE's Monte Carlo against the reference", body
+
+
 def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False) -> TrainSummary:
     """Run the whole training pipeline of a validated configuration.
 
@@ -159,12 +217,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
     if cached_only:
         partial = f"; partial: {len(records)} of {len(structs)} structures computed"
     else:
-        n_pruned = reference.prune_database(cfg.database, records)
-        if n_pruned:  # destructive: say so (rows of other settings or of dropped structures)
-            print(
-                f"{cfg.database}: removed {n_pruned} rows that this input does not use",
-                file=sys.stderr,
-            )
+        _prune(cfg.database, records)
     f = cfg.fit
     result = fit.fit_cluster_expansion(
         _records_for_fit(records),
@@ -204,6 +257,9 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
             ce_path, edge_nm=f.check_edge_nm, x_cd=0.25, n_steps=f.check_steps, seed=f.seed
         )
         extra[f"Extrapolation check: a {f.check_edge_nm:g} nm NC"] = check.markdown()
+    if f.mc_validation:
+        title, body = _mc_validation(cfg, ce_path, progress=progress, cached_only=cached_only)
+        extra[title] = body
     dft_json = out / "dft_validation.json"
     if dft_json.is_file():
         from segsim.training.dft_validation import validation_markdown

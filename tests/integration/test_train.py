@@ -98,3 +98,59 @@ def test_train_cached_only_fits_a_partial_database_without_computing(tmp_path, c
     inp.write_text(yaml.safe_dump({**small, "calculator": {**small["calculator"], "max_steps": 4}}))
     assert main(["train", str(inp), "-q"]) == 0
     assert f"removed {n_small} rows that this input does not use" in capsys.readouterr().err
+
+
+def test_train_mc_validation_checks_the_ce_mc_against_the_reference(tmp_path, capsys):
+    """MC of the fitted CE, both arrangements relaxed by the reference, in a database of their own."""
+    from segsim.training import mc_validation
+
+    doc = _doc()
+    doc["fit"] = {
+        **doc["fit"],
+        "check_steps": 0,
+        "mc_validation": ["bulk2", "bulk3", "nc3"],
+        "mc_validation_sweeps": 50,
+        "mc_validation_temperature_k": 300.0,
+    }
+    inp = tmp_path / "train.yaml"
+    inp.write_text(yaml.safe_dump(doc))
+    assert main(["train", str(inp), "-q"]) == 0
+    capsys.readouterr()
+    val_db = tmp_path / "refs_mcval.db"
+    recs = {r["name"]: r for r in load_references(val_db)}
+    assert {r["kind"] for r in recs.values()} == {"mcval_bulk", "mcval_nc"}
+    assert not [r for r in load_references(tmp_path / "refs.db") if r["kind"].startswith("mcval")]
+    report = (tmp_path / "out" / "fit_report.md").read_text()
+    assert "MC validation: the CE's Monte Carlo against the reference" in report
+    assert "not computed" not in report
+    # The table's numbers are the differences of the stored energies and of the CE.
+    pairs, skipped = mc_validation.validation_pairs(
+        tmp_path / "out" / "fitted.ce",
+        [("bulk", 2), ("bulk", 3), ("nc", 3)],
+        x_cd=0.25,
+        sweeps=50,
+        temperature_k=300.0,
+        seed=2021,
+        pad=3,
+        vacuum_angstrom=8.0,
+    )
+    model = ClusterExpansionModel.from_file(tmp_path / "out" / "fitted.ce")
+    if model.reach >= 1:  # a 2^3 cell is too small for it: skipped, and the report says why
+        assert [p.label for p in pairs] == ["bulk3_x0.25", "nc3_x0.25"]
+        assert skipped[0] in report
+    rows = mc_validation.compare(pairs, list(recs.values()))
+    for p, row in zip(pairs, rows, strict=True):
+        assert p.final.name in recs  # the same MC, reproduced
+        assert p.start.name in recs
+        ref_de = recs[p.final.name]["energy_ev"] - recs[p.start.name]["energy_ev"]
+        assert row["ref_de_ev"] == ref_de
+        tables = model.compile(p.start.lattice)
+        ce_de = tables.total_energy(p.final.occupations) - tables.total_energy(p.start.occupations)
+        assert row["ce_de_ev"] == ce_de
+        assert f"{row['ref_de_ev']:+.3f}" in report
+        assert p.acceptance > 0.0
+    assert not np.array_equal(pairs[-1].start.occupations, pairs[-1].final.occupations)
+    # a rerun computes nothing; a run without validation leaves the validation database alone
+    assert main(["train", str(inp), "-q"]) == 0
+    assert "(0 computed now)" in capsys.readouterr().out
+    assert len(load_references(val_db)) == len(recs)

@@ -121,6 +121,9 @@ def test_train_input_loads_with_lists_and_paths(tmp_path):
         ("structures", "nc_edges", [1, 3], "structures.nc_edges: must be >= 2"),
         ("structures", "compositions", [0.1, 1.5], "structures.compositions: must be in [0, 1]"),
         ("calculator", "optimizer", "LBFGS", "calculator.optimizer: must be one of"),
+        ("fit", "mc_validation", ["bulk4", "slab3"], "fit.mc_validation: entries must be"),
+        ("fit", "mc_validation", ["nc6", "nc6"], "fit.mc_validation: entries must be distinct"),
+        ("fit", "mc_validation_x", 1.2, "fit.mc_validation_x: must be in [0, 1]"),
     ],
 )
 def test_bad_train_input(tmp_path, section, key, value, needle):
