@@ -725,10 +725,10 @@ class FitConfig:
     separate_vacancy: bool = False  # four-species CE (Pb, Cd, V, X) instead of (Pb, Cd, X)
     check_edge_nm: float = 12.0  # extrapolation check: MC of one NC of this edge (nm)
     check_steps: int = 4_000_000  # its trial swaps (0: no check)
-    # MC validation (segsim.training.mc_validation): cells such as "bulk4", "nc6" whose
-    # CE-MC result the reference calculator checks; empty: off
+    # MC validation (segsim.training.mc_validation): cells such as "bulk4", "nc6",
+    # "bulk4_x0.5" whose CE-MC result the reference calculator checks; empty: off
     mc_validation: tuple[str, ...] = ()
-    mc_validation_x: float = 0.25  # their Cd fraction
+    mc_validation_x: float = 0.25  # their Cd fraction where the entry gives none
     mc_validation_sweeps: int = 2000  # MC trial swaps per cation site
     mc_validation_temperature_k: float = 343.0  # MC temperature (K)
 
@@ -746,13 +746,14 @@ class TrainConfig:
 
 
 def _validation_cells(cells: Any) -> str | None:
-    """Check MC validation cells: ``bulk<n>`` (n >= 2) or ``nc<n>`` (n >= 2), no repeats."""
-    import re
+    """Check MC validation cells (``bulk4``, ``nc6``, ``bulk4_x0.5``; no repeats)."""
+    from segsim.training.mc_validation import parse_cell
 
-    for c in cells:
-        m = re.fullmatch(r"(bulk|nc)(\d+)", str(c))
-        if m is None or int(m.group(2)) < 2:
-            return f"entries must be 'bulk<n>' or 'nc<n>' with n >= 2 (got {c!r})"
+    try:
+        for c in cells:
+            parse_cell(c, 0.25)
+    except ValueError as exc:
+        return str(exc)
     if len(set(cells)) != len(cells):
         return "entries must be distinct"
     return None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +41,35 @@ __all__ = [
     "ValidationPair",
     "compare",
     "markdown",
+    "parse_cell",
     "validation_database_path",
     "validation_pairs",
 ]
 
 #: Kinds of validation cell: periodic bulk cell, or NC in vacuum.
 CELL_KINDS = ("bulk", "nc")
+
+#: A validation cell entry: ``bulk4`` / ``nc6`` (the default Cd fraction) or ``bulk4_x0.5``.
+CELL_PATTERN = re.compile(r"(bulk|nc)(\d+)(?:_x(\d*\.?\d+))?")
+
+
+def parse_cell(entry: str, default_x: float) -> tuple[str, int, float]:
+    """Return ``(kind, n, x_cd)`` of a validation cell entry (:data:`CELL_PATTERN`).
+
+    Raises
+    ------
+    ValueError
+        One line saying what is allowed, if ``entry`` is not ``bulk<n>`` / ``nc<n>`` with
+        ``n >= 2``, optionally followed by ``_x<fraction in [0, 1]>``.
+    """
+    m = CELL_PATTERN.fullmatch(str(entry))
+    x = float(m.group(3)) if m is not None and m.group(3) else float(default_x)
+    if m is None or int(m.group(2)) < 2 or not 0.0 <= x <= 1.0:
+        raise ValueError(
+            f"entries must be 'bulk<n>' or 'nc<n>' with n >= 2, optionally '_x<Cd fraction>' "
+            f"(e.g. bulk4_x0.5; got {entry!r})"
+        )
+    return m.group(1), int(m.group(2)), x
 
 
 @dataclass(frozen=True)
@@ -108,9 +132,8 @@ def _structure(
 
 def validation_pairs(
     model: Any,
-    cells: Sequence[tuple[str, int]],
+    cells: Sequence[tuple[str, int, float]],
     *,
-    x_cd: float,
     sweeps: int,
     temperature_k: float,
     seed: int,
@@ -129,9 +152,8 @@ def validation_pairs(
         The fitted cluster expansion: a :class:`ClusterExpansionModel` or a ``.ce`` path
         (three or four species).
     cells
-        ``(kind, n)`` pairs: ``kind`` in :data:`CELL_KINDS`, ``n`` B sites per edge.
-    x_cd
-        Cd fraction of the B cations (``round(x n^3)`` Cd).
+        ``(kind, n, x_cd)``: ``kind`` in :data:`CELL_KINDS`, ``n`` B sites per edge, the Cd
+        fraction of the B cations (``round(x n^3)`` Cd; :func:`parse_cell`).
     sweeps
         MC trial swaps per cation site.
     temperature_k
@@ -150,7 +172,7 @@ def validation_pairs(
     a = model.a_angstrom
     out = []
     skipped = []
-    for kind, n in cells:
+    for kind, n, x_cd in cells:
         if kind not in CELL_KINDS:
             raise ValueError(f"validation cell kind must be one of {CELL_KINDS}, got {kind!r}")
         label = f"{kind}{int(n)}_x{format_x(x_cd)}"

@@ -116,12 +116,10 @@ def _mc_validation(
     from segsim.training import mc_validation, reference
 
     f, s, c = cfg.fit, cfg.structures, cfg.calculator
-    cells = [(("bulk", int(v[4:])) if v.startswith("bulk") else ("nc", int(v[2:]))) for v in
-             f.mc_validation]  # fmt: skip
+    cells = [mc_validation.parse_cell(v, f.mc_validation_x) for v in f.mc_validation]
     pairs, skipped = mc_validation.validation_pairs(
         ce_path,
         cells,
-        x_cd=f.mc_validation_x,
         sweeps=f.mc_validation_sweeps,
         temperature_k=f.mc_validation_temperature_k,
         seed=f.seed,

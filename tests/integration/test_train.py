@@ -126,8 +126,7 @@ def test_train_mc_validation_checks_the_ce_mc_against_the_reference(tmp_path, ca
     # The table's numbers are the differences of the stored energies and of the CE.
     pairs, skipped = mc_validation.validation_pairs(
         tmp_path / "out" / "fitted.ce",
-        [("bulk", 2), ("bulk", 3), ("nc", 3)],
-        x_cd=0.25,
+        [("bulk", 2, 0.25), ("bulk", 3, 0.25), ("nc", 3, 0.25)],
         sweeps=50,
         temperature_k=300.0,
         seed=2021,

@@ -104,6 +104,11 @@ def test_train_input_loads_with_lists_and_paths(tmp_path):
     assert cfg.fit.cutoff_candidates[0] == (6.0,)
     assert cfg.database == (tmp_path / "../potentials/training.db").resolve()
     assert cfg.calculator.settings == {}
+    assert cfg.fit.mc_validation == ()
+    doc = _train_doc()
+    doc["fit"]["mc_validation"] = ["bulk4", "bulk4_x0.5", "nc6"]
+    cfg = load_any(write_yaml(tmp_path / "v.yaml", doc))
+    assert cfg.fit.mc_validation == ("bulk4", "bulk4_x0.5", "nc6")
 
 
 @pytest.mark.parametrize(
@@ -123,6 +128,7 @@ def test_train_input_loads_with_lists_and_paths(tmp_path):
         ("calculator", "optimizer", "LBFGS", "calculator.optimizer: must be one of"),
         ("fit", "mc_validation", ["bulk4", "slab3"], "fit.mc_validation: entries must be"),
         ("fit", "mc_validation", ["nc6", "nc6"], "fit.mc_validation: entries must be distinct"),
+        ("fit", "mc_validation", ["bulk4_x1.5"], "fit.mc_validation: entries must be"),
         ("fit", "mc_validation_x", 1.2, "fit.mc_validation_x: must be in [0, 1]"),
     ],
 )
