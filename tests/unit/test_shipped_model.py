@@ -56,3 +56,36 @@ def test_shipped_ce_refits_from_shipped_database(shipped):
         meta["segsim_cv_rmse_mev_per_b_site"], rel=1e-6
     )
     assert res.cv_rmse_mev_per_nc == pytest.approx(meta["segsim_cv_rmse_mev_per_nc"], rel=1e-6)
+
+
+def test_shipped_mc_validation_is_reproduced_from_the_shipped_data(shipped):
+    """The report's MC validation table: the CE's MC, redone here, meets the stored CHGNet rows."""
+    from segsim.config import load_train
+    from segsim.models.cluster_expansion import ClusterExpansionModel
+    from segsim.training import mc_validation
+
+    cfg = load_train(POTENTIALS.parent / "inputs" / "train.yaml")
+    f = cfg.fit
+    assert f.mc_validation
+    pairs, skipped = mc_validation.validation_pairs(
+        ClusterExpansionModel.from_file(POTENTIALS / "fitted.ce"),
+        [mc_validation.parse_cell(v, f.mc_validation_x) for v in f.mc_validation],
+        sweeps=f.mc_validation_sweeps,
+        temperature_k=f.mc_validation_temperature_k,
+        seed=f.seed,
+        pad=cfg.structures.pad_sites,
+        vacuum_angstrom=cfg.structures.vacuum_angstrom,
+    )
+    assert not skipped
+    db = mc_validation.validation_database_path(cfg.database)
+    assert db == POTENTIALS / "training_mcval.db"
+    records = reference.load_references(db)
+    assert {r["provenance_hash"] for r in records} == {shipped[1][0]["provenance_hash"]}
+    rows = mc_validation.compare(pairs, records)
+    assert all(r["ref_de_ev"] is not None for r in rows)  # every final arrangement is stored
+    report = (POTENTIALS / "fit_report.md").read_text()
+    for r in rows:
+        assert (
+            f"| `{r['label']}` | {r['n_b_sites']} | {r['acceptance']:.3f} | {r['ce_de_ev']:+.3f} | "
+            f"{r['ref_de_ev']:+.3f} |"
+        ) in report
