@@ -731,6 +731,9 @@ class FitConfig:
     mc_validation_x: float = 0.25  # their Cd fraction where the entry gives none
     mc_validation_sweeps: int = 2000  # MC trial swaps per cation site
     mc_validation_temperature_k: float = 343.0  # MC temperature (K)
+    # MC training rounds: before the final fit, this many times fit, run the MC of the
+    # mc_validation cells and add both arrangements to the training set (0: off)
+    mc_rounds: int = 0
 
 
 @dataclass(frozen=True)
@@ -816,6 +819,7 @@ _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
         "mc_validation_x": _Field(float, False, 0.25, _unit_interval),
         "mc_validation_sweeps": _Field(int, False, 2000, _non_negative),
         "mc_validation_temperature_k": _Field(float, False, 343.0, _positive),
+        "mc_rounds": _Field(int, False, 0, _non_negative),
     },
     "paths": {
         "database": _Field(str),
@@ -842,6 +846,8 @@ def train_from_dict(
         q = Path(p).expanduser()
         return (q if q.is_absolute() else base / q).resolve()
 
+    if sec["fit"]["mc_rounds"] and not sec["fit"]["mc_validation"]:
+        raise ConfigError(source, "fit.mc_rounds", "needs the cells of fit.mc_validation")
     calc = dict(sec["calculator"])
     calc["settings"] = dict(calc["settings"] or {})
     return TrainConfig(

@@ -108,7 +108,13 @@ def _digest(occupations: np.ndarray) -> str:
 
 
 def _structure(
-    name: str, kind: str, lattice: Any, occ: np.ndarray, vacuum_angstrom: float, **tags: Any
+    name: str,
+    prefix: str,
+    kind: str,
+    lattice: Any,
+    occ: np.ndarray,
+    vacuum_angstrom: float,
+    **tags: Any,
 ) -> ReferenceStructure:
     occ = np.asarray(occ, dtype=species.OCC_DTYPE).copy()
     occ.setflags(write=False)
@@ -120,7 +126,7 @@ def _structure(
     n_cat = int(np.count_nonzero(occ <= species.CD))
     return ReferenceStructure(
         name=name,
-        kind=f"mcval_{kind}",
+        kind=f"{'mcval' if prefix == 'mcval' else 'mcfit'}_{kind}",
         atoms=atoms,
         lattice=lattice,
         occupations=occ,
@@ -139,6 +145,7 @@ def validation_pairs(
     seed: int,
     pad: int,
     vacuum_angstrom: float,
+    prefix: str = "mcval",
 ) -> tuple[list[ValidationPair], list[str]]:
     """Build the start and MC-final structures of each validation cell with the CE ``model``.
 
@@ -164,6 +171,11 @@ def validation_pairs(
         Outside layers of the NC grids (>= the CE's reach + 1).
     vacuum_angstrom
         Vacuum around the NCs (Angstrom).
+    prefix
+        Name prefix of the structures and their kind (``mcval``: the validation, never
+        fitted; ``mcfit<r>``: round ``r`` of the MC training rounds, :func:`training_rounds`).
+        Other prefixes than ``mcval`` also seed the start arrangement, so that every round
+        starts from a new random arrangement.
     """
     from segsim.engine import MCEngine, MCState
 
@@ -183,7 +195,8 @@ def validation_pairs(
             )
             continue
         lattice = build_periodic(int(n), a) if kind == "bulk" else build_cube(int(n), a, pad)
-        key = int.from_bytes(hashlib.sha256(f"{seed}:{label}".encode()).digest()[:8], "little")
+        seed_key = f"{seed}:{label}" if prefix == "mcval" else f"{seed}:{prefix}:{label}"
+        key = int.from_bytes(hashlib.sha256(seed_key.encode()).digest()[:8], "little")
         rng = np.random.default_rng(key)
         occ = lattice.empty_occupations()
         crystal = np.flatnonzero(lattice.in_nc)
@@ -197,9 +210,17 @@ def validation_pairs(
         n_acc = engine.advance(n_steps) if n_steps else 0
         final = state.occupations.copy()
         tags = {"validation": label, "temperature_k": float(temperature_k), "sweeps": int(sweeps)}
-        start_s = _structure(f"mcval_{label}_start", kind, lattice, occ, vacuum_angstrom, **tags)
+        start_s = _structure(
+            f"{prefix}_{label}_start", prefix, kind, lattice, occ, vacuum_angstrom, **tags
+        )
         final_s = _structure(
-            f"mcval_{label}_final-{_digest(final)}", kind, lattice, final, vacuum_angstrom, **tags
+            f"{prefix}_{label}_final-{_digest(final)}",
+            prefix,
+            kind,
+            lattice,
+            final,
+            vacuum_angstrom,
+            **tags,
         )
         out.append(
             ValidationPair(

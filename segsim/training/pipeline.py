@@ -18,7 +18,10 @@ The steps, each resumable or cheap to repeat:
 4a. With ``fit.mc_validation`` (cells such as ``bulk4``, ``nc6``): canonical MC with the
    fitted CE from a random arrangement, both arrangements relaxed with the reference
    calculator (their own database, ``<database>_mcval.db``), CE and reference energy gains
-   side by side (:mod:`segsim.training.mc_validation`).
+   side by side (:mod:`segsim.training.mc_validation`).  With ``fit.mc_rounds: k`` the fit
+   first goes k times round the same MC (new random starts each round, structures
+   ``mcfit<r>_*`` in the training database) and adds those arrangements to the training set:
+   the structures on which the current CE is most wrong are the ones its own MC finds.
 5. ``fitted.ce``, ``derived_parameters.yaml`` and ``fit_report.md`` (+ PNGs) are written to
    the output folder.
 """
@@ -109,24 +112,34 @@ def _prune(db_path: Path, records: list[dict[str, Any]]) -> None:
         print(f"{db_path}: removed {n_pruned} rows that this input does not use", file=sys.stderr)
 
 
-def _mc_validation(
-    cfg: TrainConfig, ce_path: Path, *, progress: bool, cached_only: bool
-) -> tuple[str, str]:
-    """Run the MC validation of the CE at ``ce_path``; return the report section."""
+def _mc_cells(
+    cfg: TrainConfig,
+    model: Any,
+    *,
+    prefix: str,
+    db_path: Path,
+    progress: bool,
+    cached_only: bool,
+) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]]]:
+    """MC of the ``fit.mc_validation`` cells with ``model``; reference energies into ``db_path``.
+
+    Returns the comparison rows (:func:`segsim.training.mc_validation.compare`), the skipped
+    cells and the reference records of the structures.
+    """
     from segsim.training import mc_validation, reference
 
     f, s, c = cfg.fit, cfg.structures, cfg.calculator
     cells = [mc_validation.parse_cell(v, f.mc_validation_x) for v in f.mc_validation]
     pairs, skipped = mc_validation.validation_pairs(
-        ce_path,
+        model,
         cells,
         sweeps=f.mc_validation_sweeps,
         temperature_k=f.mc_validation_temperature_k,
         seed=f.seed,
         pad=s.pad_sites,
         vacuum_angstrom=s.vacuum_angstrom,
+        prefix=prefix,
     )
-    db_path = mc_validation.validation_database_path(cfg.database)
     structs = [st for p in pairs for st in (p.start, p.final)]
     records: list[dict[str, Any]] = []
     if not (cached_only and not db_path.is_file()):
@@ -140,16 +153,36 @@ def _mc_validation(
             jobs=c.jobs,
             compute=not cached_only,
         )
-        if not cached_only:
-            _prune(db_path, records)
-    rows = mc_validation.compare(pairs, records)
-    body = mc_validation.markdown(
+    return mc_validation.compare(pairs, records), skipped, records
+
+
+def _mc_markdown(cfg: TrainConfig, rows: list[dict[str, Any]], skipped: list[str]) -> str:
+    from segsim.training import mc_validation
+
+    f = cfg.fit
+    return mc_validation.markdown(
         rows,
         temperature_k=f.mc_validation_temperature_k,
         sweeps=f.mc_validation_sweeps,
         skipped=skipped,
     )
-    return "MC validation: the CE's Monte Carlo against the reference", body
+
+
+def _mc_validation(
+    cfg: TrainConfig, ce_path: Path, *, progress: bool, cached_only: bool
+) -> tuple[str, str]:
+    """Run the MC validation of the CE at ``ce_path``; return the report section."""
+    from segsim.training import mc_validation
+
+    db_path = mc_validation.validation_database_path(cfg.database)
+    rows, skipped, records = _mc_cells(
+        cfg, ce_path, prefix="mcval", db_path=db_path, progress=progress, cached_only=cached_only
+    )
+    if not cached_only:
+        _prune(db_path, records)
+    return "MC validation: the CE's Monte Carlo against the reference", _mc_markdown(
+        cfg, rows, skipped
+    )
 
 
 def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False) -> TrainSummary:
@@ -210,27 +243,59 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
     )
     records = sorted(records, key=lambda r: r["name"])  # everything below is order-free
     n_computed = sum(1 for r in records if not r.get("reused"))
-    n_missing = len(structs) - len(records)
+    n_structs = len(structs)
+    n_missing = n_structs - len(records)
     partial = ""
     if cached_only:
-        partial = f"; partial: {len(records)} of {len(structs)} structures computed"
+        partial = f"; partial: {len(records)} of {n_structs} structures computed"
+    f = cfg.fit
+
+    def fit_all(recs: list[dict[str, Any]]) -> Any:
+        return fit.fit_cluster_expansion(
+            _records_for_fit(recs),
+            cutoff_candidates=f.cutoff_candidates,
+            fit_methods=f.fit_methods,
+            n_splits=f.n_splits,
+            seed=f.seed,
+            difference_weight=f.difference_weight,
+            separate_vacancy=f.separate_vacancy,
+            a_angstrom=s.a_angstrom,
+            description=(
+                f"fitted by segsim train to {c.kind} reference energies ({cfg.source}); "
+                f"database {cfg.database.name}{partial}"
+            ),
+        )
+
+    # MC training rounds: the CE's own MC arrangements, relaxed by the reference, join the
+    # training set (the adversarial structures of the current fit), then the CE is refitted.
+    round_sections: dict[str, str] = {}
+    for r in range(1, f.mc_rounds + 1):
+        from segsim.models.cluster_expansion import ClusterExpansionModel
+
+        model_r = ClusterExpansionModel(fit_all(records).ce)
+        rows, skipped, recs_r = _mc_cells(
+            cfg,
+            model_r,
+            prefix=f"mcfit{r}",
+            db_path=cfg.database,
+            progress=progress,
+            cached_only=cached_only,
+        )
+        n_computed += sum(1 for rec in recs_r if not rec.get("reused"))
+        n_round = 2 * len(rows)
+        n_missing += n_round - len(recs_r)
+        n_structs += n_round
+        records = sorted(records + recs_r, key=lambda rec: rec["name"])
+        round_sections[f"MC training round {r}: the previous fit's Monte Carlo"] = (
+            f"Structures `mcfit{r}_*` (training set, training database). The CE here is the "
+            f"fit before round {r}; its arrangements join the training set.\n\n"
+            + _mc_markdown(cfg, rows, skipped)
+        )
+    if cached_only:
+        partial = f"; partial: {len(records)} of {n_structs} structures computed"
     else:
         _prune(cfg.database, records)
-    f = cfg.fit
-    result = fit.fit_cluster_expansion(
-        _records_for_fit(records),
-        cutoff_candidates=f.cutoff_candidates,
-        fit_methods=f.fit_methods,
-        n_splits=f.n_splits,
-        seed=f.seed,
-        difference_weight=f.difference_weight,
-        separate_vacancy=f.separate_vacancy,
-        a_angstrom=s.a_angstrom,
-        description=(
-            f"fitted by segsim train to {c.kind} reference energies ({cfg.source}); "
-            f"database {cfg.database.name}{partial}"
-        ),
-    )
+    result = fit_all(records)
     # The published configurations are x = 0.25 nominal; match the realised fraction
     # round(0.25 n^3) / n^3 of the 3 nm NC (31/125 = 0.248), which is what the records store.
     n_check = _check_edge(_records_for_fit(records), default=5)
@@ -247,7 +312,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
         "# Derived from the reference database by segsim train; see fit_report.md.\n"
         + yaml.safe_dump(params, sort_keys=False)
     )
-    extra = {"Derived parameters": derived.markdown(params)}
+    extra = {"Derived parameters": derived.markdown(params), **round_sections}
     if f.check_steps > 0:
         from segsim.training.extrapolation import run_check
 
@@ -268,7 +333,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
     return TrainSummary(
         ce_path=ce_path,
         report_path=report_path,
-        n_structures=len(structs),
+        n_structures=n_structs,
         n_computed=n_computed,
         cv_rmse_mev_per_site=float(result.cv_rmse_mev_per_site),
         checks_text=checks.summary(),

@@ -153,3 +153,44 @@ def test_train_mc_validation_checks_the_ce_mc_against_the_reference(tmp_path, ca
     assert main(["train", str(inp), "-q"]) == 0
     assert "(0 computed now)" in capsys.readouterr().out
     assert len(load_references(val_db)) == len(recs)
+
+
+def test_train_mc_rounds_add_the_ce_mc_arrangements_to_the_training_set(tmp_path, capsys):
+    doc = _doc()
+    doc["fit"] = {
+        **doc["fit"],
+        "check_steps": 0,
+        "mc_validation": ["bulk3", "nc3"],
+        "mc_validation_sweeps": 50,
+        "mc_rounds": 1,
+    }
+    inp = tmp_path / "train.yaml"
+    inp.write_text(yaml.safe_dump(doc))
+    assert main(["train", str(inp), "-q"]) == 0
+    first = capsys.readouterr().out
+    n = int(first.split()[0])
+    recs = load_references(tmp_path / "refs.db")
+    rounds = sorted(r["name"] for r in recs if r["name"].startswith("mcfit1_"))
+    assert len(rounds) == 4  # start and final of both cells, in the training database
+    assert {r["kind"] for r in recs if r["name"] in rounds} == {"mcfit_bulk", "mcfit_nc"}
+    assert len(recs) == n
+    # the round's starts are new random arrangements, not the validation's
+    val = {r["name"]: r for r in load_references(tmp_path / "refs_mcval.db")}
+    by_name = {r["name"]: r for r in recs}
+    assert not np.array_equal(
+        by_name["mcfit1_nc3_x0.25_start"]["occupations"],
+        val["mcval_nc3_x0.25_start"]["occupations"],
+    )
+    ce = ClusterExpansionModel.from_file(tmp_path / "out" / "fitted.ce")
+    assert ce.metadata["segsim_n_training_structures"] == sum(
+        1 for r in recs if r["occupations"] is not None
+    )
+    report = (tmp_path / "out" / "fit_report.md").read_text()
+    assert "MC training round 1: the previous fit's Monte Carlo" in report
+    assert "MC validation: the CE's Monte Carlo against the reference" in report
+    # resumable: a rerun computes nothing and refits the same CE
+    assert main(["train", str(inp), "-q"]) == 0
+    assert "(0 computed now)" in capsys.readouterr().out
+    assert np.array_equal(
+        ClusterExpansionModel.from_file(tmp_path / "out" / "fitted.ce").parameters, ce.parameters
+    )

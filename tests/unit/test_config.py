@@ -104,7 +104,14 @@ def test_train_input_loads_with_lists_and_paths(tmp_path):
     assert cfg.fit.cutoff_candidates[0] == (6.0,)
     assert cfg.database == (tmp_path / "../potentials/training.db").resolve()
     assert cfg.calculator.settings == {}
-    assert cfg.fit.mc_validation == ()
+    assert cfg.fit.mc_validation == ("bulk4", "bulk4_x0.5", "nc6")
+    assert cfg.fit.mc_rounds == 0
+    doc = _train_doc()
+    del doc["fit"]["mc_validation"]
+    assert load_any(write_yaml(tmp_path / "n.yaml", doc)).fit.mc_validation == ()
+    doc["fit"]["mc_rounds"] = 2  # rounds of what?
+    with pytest.raises(ConfigError, match=r"fit\.mc_rounds: needs the cells of fit\.mc_validation"):
+        load_any(write_yaml(tmp_path / "n.yaml", doc))
     doc = _train_doc()
     doc["fit"]["mc_validation"] = ["bulk4", "bulk4_x0.5", "nc6"]
     cfg = load_any(write_yaml(tmp_path / "v.yaml", doc))
