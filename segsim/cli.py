@@ -293,7 +293,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"CV RMSE {summary.cv_rmse_mev_per_site:.2f} meV per B site\n"
         f"{_group_line(summary)}"
         f"{summary.checks_text}\n"
-        f"wrote {summary.ce_path} and {summary.report_path}"
+        + "".join(f"{line}\n" for line in summary.mc_validation_lines)
+        + f"wrote {summary.ce_path} and {summary.report_path}"
     )
     return EXIT_OK
 

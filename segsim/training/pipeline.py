@@ -54,6 +54,8 @@ class TrainSummary:
     #: pooled CV error of same-crystal differences and its "all equal" baseline, meV per NC
     group_cv_mev_per_nc: float = float("nan")
     group_baseline_mev_per_nc: float = float("nan")
+    #: one line per MC validation cell (CE gain against the reference's), empty if none
+    mc_validation_lines: tuple[str, ...] = ()
 
 
 def relax_fields(calculator: CalculatorConfig) -> dict[str, Any]:
@@ -168,10 +170,18 @@ def _mc_markdown(cfg: TrainConfig, rows: list[dict[str, Any]], skipped: list[str
     )
 
 
+def _mc_line(row: dict[str, Any]) -> str:
+    """One line of the ``segsim train`` summary for an MC validation row."""
+    ref = "not computed" if row["ref_de_ev"] is None else f"{row['ref_de_ev']:+.3f} eV"
+    if row["ref_sem_ev"] is not None:
+        ref += f" +/- {row['ref_sem_ev']:.3f}"
+    return f"MC validation {row['label']}: CE {row['ce_de_ev']:+.3f} eV, reference {ref}"
+
+
 def _mc_validation(
     cfg: TrainConfig, ce_path: Path, *, progress: bool, cached_only: bool
-) -> tuple[str, str]:
-    """Run the MC validation of the CE at ``ce_path``; return the report section."""
+) -> tuple[str, str, list[dict[str, Any]]]:
+    """Run the MC validation of the CE at ``ce_path``; return the report section and rows."""
     from segsim.training import mc_validation
 
     db_path = mc_validation.validation_database_path(cfg.database)
@@ -180,9 +190,8 @@ def _mc_validation(
     )
     if not cached_only:
         _prune(db_path, records)
-    return "MC validation: the CE's Monte Carlo against the reference", _mc_markdown(
-        cfg, rows, skipped
-    )
+    title = "MC validation: the CE's Monte Carlo against the reference"
+    return title, _mc_markdown(cfg, rows, skipped), rows
 
 
 def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False) -> TrainSummary:
@@ -320,9 +329,13 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
             ce_path, edge_nm=f.check_edge_nm, x_cd=0.25, n_steps=f.check_steps, seed=f.seed
         )
         extra[f"Extrapolation check: a {f.check_edge_nm:g} nm NC"] = check.markdown()
+    val_lines: tuple[str, ...] = ()
     if f.mc_validation:
-        title, body = _mc_validation(cfg, ce_path, progress=progress, cached_only=cached_only)
+        title, body, val_rows = _mc_validation(
+            cfg, ce_path, progress=progress, cached_only=cached_only
+        )
         extra[title] = body
+        val_lines = tuple(_mc_line(r) for r in val_rows)
     dft_json = out / "dft_validation.json"
     if dft_json.is_file():
         from segsim.training.dft_validation import validation_markdown
@@ -340,4 +353,5 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
         n_missing=n_missing,
         group_cv_mev_per_nc=pooled[0].cv_mev_per_nc if pooled[0] else float("nan"),
         group_baseline_mev_per_nc=pooled[0].baseline_mev_per_nc if pooled[0] else float("nan"),
+        mc_validation_lines=val_lines,
     )

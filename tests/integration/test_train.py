@@ -115,7 +115,7 @@ def test_train_mc_validation_checks_the_ce_mc_against_the_reference(tmp_path, ca
     inp = tmp_path / "train.yaml"
     inp.write_text(yaml.safe_dump(doc))
     assert main(["train", str(inp), "-q"]) == 0
-    capsys.readouterr()
+    printed = capsys.readouterr().out
     val_db = tmp_path / "refs_mcval.db"
     recs = {r["name"]: r for r in load_references(val_db)}
     assert {r["kind"] for r in recs.values()} == {"mcval_bulk", "mcval_nc"}
@@ -147,6 +147,10 @@ def test_train_mc_validation_checks_the_ce_mc_against_the_reference(tmp_path, ca
         ce_de = tables.total_energy(p.final.occupations) - tables.total_energy(p.start.occupations)
         assert row["ce_de_ev"] == ce_de
         assert f"{row['ref_de_ev']:+.3f}" in report
+        assert (
+            f"MC validation {row['label']}: CE {row['ce_de_ev']:+.3f} eV, reference "
+            f"{row['ref_de_ev']:+.3f} eV" in printed
+        )
         assert p.acceptance > 0.0
     assert not np.array_equal(pairs[-1].start.occupations, pairs[-1].final.occupations)
     # a rerun computes nothing; a run without validation leaves the validation database alone
