@@ -82,6 +82,7 @@ KINETIC_PARAMETERS: tuple[str, ...] = (
     "e_exp_cd_ev",
     "bep_alpha",
     "e_rec_ev",
+    "bep_alpha_recession",
 )
 #: KMC event switches (``kinetics:`` keys).
 KINETIC_SWITCHES: tuple[str, ...] = ("hop", "expulsion", "recession")
@@ -168,7 +169,11 @@ class KineticsParams:
         Bronsted-Evans-Polanyi share of the removal-energy difference in the expulsion
         barrier (dimensionless, ~0.5).
     e_rec_ev
-        Surface-recession barrier of a surface vacancy (eV).
+        Surface-recession barrier of a surface vacancy at the reference face site (eV).
+    bep_alpha_recession
+        Bronsted-Evans-Polanyi share of the recession-energy difference (V -> O) in the
+        recession barrier (dimensionless); 0 gives MODEL.md's ``Ea = E_rec`` everywhere.
+        It only acts with a four-species CE (V and O distinct); see :mod:`segsim.kinetics`.
     hop, expulsion, recession
         Event switches (switch expulsion and recession off for a closed system).
     """
@@ -180,6 +185,7 @@ class KineticsParams:
     e_exp_cd_ev: float
     bep_alpha: float
     e_rec_ev: float
+    bep_alpha_recession: float = 0.0
     hop: bool = True
     expulsion: bool = True
     recession: bool = True
@@ -374,6 +380,7 @@ _KMC_SCHEMA: dict[str, dict[str, _Field]] = {
         "e_exp_cd_ev": _Field(float, False, None, _non_negative, nullable=True),
         "bep_alpha": _Field(float, False, None, _unit_interval, nullable=True),
         "e_rec_ev": _Field(float, False, None, _non_negative, nullable=True),
+        "bep_alpha_recession": _Field(float, False, None, _unit_interval, nullable=True),
         "hop": _Field(bool, False, None, nullable=True),
         "expulsion": _Field(bool, False, None, nullable=True),
         "recession": _Field(bool, False, None, nullable=True),
@@ -555,7 +562,8 @@ def load_kinetics_defaults(path: str | Path) -> dict[str, float]:
 
     The file has a ``parameters`` mapping whose entries are numbers or mappings with a
     ``value`` (and free-form ``source``/``note`` text).  Returns ``{name: value}`` for every
-    name in :data:`KINETIC_PARAMETERS`.
+    name in :data:`KINETIC_PARAMETERS`; a parameter with a default in :class:`KineticsParams`
+    (``bep_alpha_recession``, added later) may be missing and then takes that default.
     """
     src = str(path)
     data = _read_yaml(path)
@@ -570,7 +578,15 @@ def load_kinetics_defaults(path: str | Path) -> dict[str, float]:
             src, f"parameters.{unknown[0]}", f"unknown key; allowed: {list(KINETIC_PARAMETERS)}"
         )
     out: dict[str, float] = {}
+    optional = {
+        f.name: f.default
+        for f in dataclasses.fields(KineticsParams)
+        if f.default is not dataclasses.MISSING and f.name in KINETIC_PARAMETERS
+    }
     for key in KINETIC_PARAMETERS:
+        if key not in params and key in optional:  # added later: older files may omit it
+            out[key] = float(optional[key])
+            continue
         entry = params.get(key)
         value = entry.get("value") if isinstance(entry, Mapping) else entry
         dotted = f"parameters.{key}" + (".value" if isinstance(entry, Mapping) else "")

@@ -11,14 +11,14 @@ Events (MODEL.md section 3; the per-site slot layout is in :mod:`segsim.kernels.
    the CE energy change of M -> V at the site, ``dE_rm_ref(M)`` the same for M alone on the
    centre of a face of a pure CsPbBr3 NC (:func:`removal_reference_ev`).  Irreversible.
 3. **Surface recession**: a V with an outside neighbour becomes outside (O), irreversibly;
-   ``Ea = max(0, E_rec + alpha (dE_rec(site) - dE_rec_ref))``, rate ``nu exp(-Ea/kT)``, with
-   ``dE_rec`` the CE energy change of V -> O and ``dE_rec_ref`` the same for one vacancy on
-   the reference face site.  This is the Bronsted-Evans-Polanyi rule of the expulsion, with
-   the same ``alpha``: a vacancy on a corner or an edge, whose recession removes surface,
-   recedes faster than one in a flat face, whose recession digs a pit.  For a three-species
-   CE (V and O both X, MODEL.md section 2) ``dE_rec = dE_rec_ref = 0`` and ``Ea = E_rec``
-   exactly, MODEL.md's rate.  With a four-species CE (V its own species) ``dE_rec`` varies
-   from site to site; MODEL.md's ``dE = 0`` assumed V = O.
+   ``Ea = max(0, E_rec + alpha_rec (dE_rec(site) - dE_rec_ref))``, rate ``nu exp(-Ea/kT)``,
+   with ``dE_rec`` the CE energy change of V -> O and ``dE_rec_ref`` the same for one vacancy
+   on the reference face site: the Bronsted-Evans-Polanyi rule of the expulsion, with its own
+   share ``alpha_rec`` (``bep_alpha_recession``).  For a three-species CE (V and O both X,
+   MODEL.md section 2) ``dE_rec = dE_rec_ref = 0`` and ``Ea = E_rec`` exactly, MODEL.md's
+   rate.  With a four-species CE (V its own species) ``dE_rec`` varies from site to site
+   (MODEL.md's ``dE = 0`` assumed V = O); the default ``alpha_rec = 0`` keeps MODEL.md's
+   rate until a CE's V -> O energies are validated (``potentials/kinetics.yaml``).
 4. **RP relaxation** (and its reverse): a cation site of an RP zone that is on the surface or
    has a non-RP crystal neighbour switches RP <-> perovskite, ``Ea = E_RP_a - shift + dE/2``
    clipped to ``Ea >= max(0, dE)``, ``shift`` > 0 only on surface-adjacent sites during a
@@ -133,6 +133,7 @@ def parameter_vector(
     kp[_k.KP_REF + species.CD] = removal_ref_ev[1]
     kp[_k.KP_EREC] = params.e_rec_ev
     kp[_k.KP_REC_REF] = removal_ref_ev[2] if len(removal_ref_ev) > 2 else 0.0
+    kp[_k.KP_ALPHA_REC] = params.bep_alpha_recession
     kp[_k.KP_THETA] = theta
     kp[_k.KP_HOP_ON] = float(params.hop)
     kp[_k.KP_EXPEL_ON] = float(params.expulsion)

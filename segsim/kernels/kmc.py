@@ -21,7 +21,7 @@ Rates (``beta = 1/kT`` in 1/eV, ``nu`` in 1/s, energies in eV, ``dE`` from the C
 * expulsion: ``nu exp(-beta Ea) (1 - theta**k)``,
   ``Ea = max(0, E_exp(M) + alpha (dE_rm - dE_rm_ref(M)))`` with ``dE_rm`` the energy change
   of ``M -> V`` at this site (``M -> X`` for a three-species CE);
-* recession: ``nu exp(-beta Ea)``, ``Ea = max(0, E_rec + alpha (dE_rec - dE_rec_ref))`` with
+* recession: ``nu exp(-beta Ea)``, ``Ea = max(0, E_rec + alpha_rec (dE_rec - dE_rec_ref))`` with
   ``dE_rec`` the energy change of ``V -> O`` at this site (0 for a three-species CE, where V
   and O are both X, so that ``Ea = E_rec``);
 * RP relaxation: ``nu exp(-beta Ea)``, ``Ea = max(E_RP_a - shift [adj] + dE/2, dE, 0)``
@@ -97,7 +97,8 @@ KP_J_RP = 17  # J_RP (eV per RP/perovskite cation pair)
 KP_ERPA = 18  # E_RP_a, RP <-> perovskite switching barrier (eV)
 KP_ERPA_SHIFT = 19  # barrier lowering on surface sites during a ligand exchange (eV)
 KP_REC_REF = 20  # dE_rec_ref: V -> O energy change at the reference face site (eV)
-N_KP = 21
+KP_ALPHA_REC = 21  # Bronsted-Evans-Polanyi share of the recession-energy difference
+N_KP = 22
 
 
 @njit
@@ -128,7 +129,7 @@ def _site_rates(
             for d in range(6):
                 if occ[nn[site, d]] == _OUT:
                     de = _flip_delta(occ, site, _OUT, nbr, ce_index, weights, local_table)
-                    ea = max(kp[KP_EREC] + kp[KP_ALPHA] * (de - kp[KP_REC_REF]), 0.0)
+                    ea = max(kp[KP_EREC] + kp[KP_ALPHA_REC] * (de - kp[KP_REC_REF]), 0.0)
                     r = kp[KP_NU] * np.exp(-kp[KP_BETA] * ea)
                     rates[site, SLOT_RECEDE] = r
                     return r

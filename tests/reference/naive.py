@@ -321,8 +321,8 @@ def naive_event_rates(
 
     Written straight from MODEL.md section 3.  ``p`` holds ``beta`` (1/eV), ``nu`` (1/s),
     ``e_kra`` / ``e_exp`` / ``ref`` (dicts species code -> eV), ``alpha``, ``e_rec`` and
-    optionally ``rec_ref`` (eV; the recession barrier is
-    ``max(0, e_rec + alpha (dE(V -> O) - rec_ref))``),
+    optionally ``rec_ref`` (eV) and ``alpha_rec`` (the recession barrier is
+    ``max(0, e_rec + alpha_rec (dE(V -> O) - rec_ref))``),
     ``theta`` and the switches ``hop``, ``expulsion``, ``recession`` (bools); optionally
     ``rp`` (dict: ``eps``, ``eta``, ``j``, ``e_rpa``, ``shift`` in eV) and then ``phase``
     (the RP phase codes, read and not modified).  RP energy changes are differences of
@@ -371,7 +371,7 @@ def naive_event_rates(
                     out.append((site, SLOT_RP, p["nu"] * math.exp(-p["beta"] * ea)))
         elif sp == VAC and p["recession"] and k > 0:
             de_rec = flip_delta(occupations, site, OUT)
-            ea = max(0.0, p["e_rec"] + p["alpha"] * (de_rec - p.get("rec_ref", 0.0)))
+            ea = max(0.0, p["e_rec"] + p.get("alpha_rec", 0.0) * (de_rec - p.get("rec_ref", 0.0)))
             out.append((site, SLOT_RECEDE, p["nu"] * math.exp(-p["beta"] * ea)))
     return out
 

@@ -149,3 +149,23 @@ def test_bad_train_input(tmp_path, section, key, value, needle):
         load_train(path)
     assert needle in str(err.value)
     assert str(path) in str(err.value)
+
+
+def test_kinetics_defaults_file_and_the_later_recession_share(tmp_path):
+    from segsim.config import DEFAULT_KINETICS, load_kinetics_defaults
+
+    shipped = load_kinetics_defaults(DEFAULT_KINETICS)
+    assert shipped["bep_alpha_recession"] == 0.0  # MODEL.md's recession rate by default
+    doc = yaml.safe_load(DEFAULT_KINETICS.read_text())
+    del doc["parameters"]["bep_alpha_recession"]  # a file written before the parameter existed
+    older = load_kinetics_defaults(write_yaml(tmp_path / "old.yaml", doc))
+    assert older == shipped
+    doc["parameters"]["bep_alpha_recession"] = 1.5
+    path = write_yaml(tmp_path / "bad.yaml", doc)
+    with pytest.raises(ConfigError) as err:
+        load_kinetics_defaults(path)
+    assert str(path) in str(err.value)
+    assert "parameters.bep_alpha_recession: must be in [0, 1]" in str(err.value)
+    del doc["parameters"]["e_rec_ev"]  # a parameter without a default stays required
+    with pytest.raises(ConfigError, match="e_rec_ev"):
+        load_kinetics_defaults(write_yaml(tmp_path / "bad2.yaml", doc))

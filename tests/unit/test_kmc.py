@@ -24,6 +24,7 @@ PARAMS = kinetics.KineticsParams(
     e_exp_cd_ev=0.35,
     bep_alpha=0.5,
     e_rec_ev=0.32,
+    bep_alpha_recession=0.4,  # on, so that the four-species recession term is tested
 )
 
 
@@ -37,6 +38,7 @@ def _naive_params(params, temperature_k, theta, ref):
         "alpha": params.bep_alpha,
         "e_rec": params.e_rec_ev,
         "rec_ref": ref[2] if len(ref) > 2 else 0.0,
+        "alpha_rec": params.bep_alpha_recession,
         "theta": theta,
         "hop": params.hop,
         "expulsion": params.expulsion,
@@ -162,7 +164,7 @@ def test_recession_barrier_is_e_rec_at_the_reference_site_and_bep_elsewhere(smal
     occ = lattice.empty_occupations()
     occ[[face, corner]] = species.VAC
     eng, _ = _engine(tables, lattice, occ, PARAMS, temp, 0.0, 0)
-    nu, e_rec, alpha = PARAMS.attempt_frequency_per_s, PARAMS.e_rec_ev, PARAMS.bep_alpha
+    nu, e_rec, alpha = PARAMS.attempt_frequency_per_s, PARAMS.e_rec_ev, PARAMS.bep_alpha_recession
     assert eng.rates[face, K.SLOT_RECEDE] == pytest.approx(nu * np.exp(-beta * e_rec), rel=1e-12)
     one = lattice.empty_occupations()
     one[corner] = species.VAC
@@ -174,6 +176,12 @@ def test_recession_barrier_is_e_rec_at_the_reference_site_and_bep_elsewhere(smal
         assert de_corner == 0.0
     else:
         assert abs(de_corner - ref[2]) > 1e-3  # the corner differs: the rule is not inert
+    # bep_alpha_recession = 0 (the shipped default): MODEL.md's Ea = E_rec on every site
+    off, _ = _engine(tables, lattice, occ, PARAMS.replace(bep_alpha_recession=0.0), temp, 0.0, 0)
+    for site in (face, corner):
+        assert off.rates[site, K.SLOT_RECEDE] == pytest.approx(
+            nu * np.exp(-beta * e_rec), rel=1e-12
+        )
 
 
 def test_kernel_trajectory_equals_naive_twin(small_system):
