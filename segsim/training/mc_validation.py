@@ -310,3 +310,75 @@ def markdown(
     if skipped:
         lines += ["", *(f"- {line}" for line in skipped)]
     return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Validate any CE file(s) outside ``segsim train``: MC, reference relaxations, table.
+
+    ``python -m segsim.training.mc_validation potentials/provisional.ce --cells bulk4 nc6``
+    takes the calculator, relaxation and MC settings of ``--config`` (a ``segsim train``
+    input; ``--cells`` defaults to its ``fit.mc_validation``), stores the relaxations in
+    ``--database`` (never pruned; default ``potentials/mc_validation_extra.db``) and writes
+    one table per CE to ``--out`` (Markdown) and stdout.
+    """
+    import argparse
+
+    from segsim.config import POTENTIALS_DIR, load_train
+    from segsim.training import reference
+    from segsim.training.pipeline import relax_fields
+
+    p = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    p.add_argument("ce", nargs="+", help="cluster-expansion files (.ce)")
+    p.add_argument("--config", default="inputs/train.yaml", help="segsim train input")
+    p.add_argument("--cells", nargs="+", default=None, help="e.g. bulk4 bulk4_x0.5 nc6")
+    p.add_argument("--database", default=str(POTENTIALS_DIR / "mc_validation_extra.db"))
+    p.add_argument("--out", default=None, help="Markdown report (default: none)")
+    args = p.parse_args(argv)
+    cfg = load_train(args.config)
+    f, s, c = cfg.fit, cfg.structures, cfg.calculator
+    entries = args.cells if args.cells else list(f.mc_validation)
+    try:
+        cells = [parse_cell(v, f.mc_validation_x) for v in entries]
+    except ValueError as exc:
+        p.error(f"--cells: {exc}")
+    sections = []
+    for ce_path in args.ce:
+        pairs, skipped = validation_pairs(
+            ce_path,
+            cells,
+            sweeps=f.mc_validation_sweeps,
+            temperature_k=f.mc_validation_temperature_k,
+            seed=f.seed,
+            pad=s.pad_sites,
+            vacuum_angstrom=s.vacuum_angstrom,
+        )
+        records = reference.compute_references(
+            sorted((st for q in pairs for st in (q.start, q.final)), key=lambda st: len(st.atoms)),
+            calculator_kind=c.kind,
+            calculator_settings=c.settings,
+            relax=relax_fields(c),
+            db_path=args.database,
+            progress=True,
+            jobs=c.jobs,
+        )
+        table = markdown(
+            compare(pairs, records),
+            temperature_k=f.mc_validation_temperature_k,
+            sweeps=f.mc_validation_sweeps,
+            skipped=skipped,
+        )
+        sections.append(f"## `{ce_path}`\n\n{table}\n")
+        print(sections[-1], flush=True)
+    if args.out:
+        head = (
+            "# MC validation of cluster expansions\n\n"
+            f"`python -m segsim.training.mc_validation {' '.join(args.ce)} --config "
+            f"{args.config} --cells {' '.join(entries)}`; reference: {c.kind}, settings of "
+            f"{args.config}; database `{Path(args.database).name}`.\n\n"
+        )
+        Path(args.out).write_text(head + "\n".join(sections))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -242,6 +242,17 @@ def _canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _text_key(digest: str) -> str:
+    """Return ``digest`` as a key an ASE database stores as text.
+
+    ASE refuses a string value that reads as an integer, which a hex digest of only decimal
+    digits does (about one in 1900 16-digit digests).  Such a digest gets an ``x`` (never a
+    hex digit) for its first character; every other digest, hence every stored key, is
+    unchanged.
+    """
+    return "x" + digest[1:] if digest.isdigit() else digest
+
+
 def provenance_hash(calculator_provenance: Mapping[str, Any], relax: RelaxSettings) -> str:
     """Return the 16-hex-digit key of a calculator provenance plus relaxation criteria.
 
@@ -267,7 +278,7 @@ def provenance_hash(calculator_provenance: Mapping[str, Any], relax: RelaxSettin
         for key in ("anneal_kelvin", "anneal_femtoseconds"):
             del settings[key]
     payload = _canonical_json({"calculator": dict(calculator_provenance), "relax": settings})
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return _text_key(hashlib.sha256(payload.encode()).hexdigest()[:16])
 
 
 def structure_hash(atoms: Atoms) -> str:
@@ -278,7 +289,7 @@ def structure_hash(atoms: Atoms) -> str:
         # Round to 1e-6 Angstrom; adding 0.0 turns -0.0 into 0.0.
         h.update((np.round(np.asarray(arr, dtype=np.float64), 6) + 0.0).tobytes())
     h.update(np.asarray(atoms.pbc, dtype=np.int8).tobytes())
-    return h.hexdigest()[:16]
+    return _text_key(h.hexdigest()[:16])
 
 
 # --------------------------------------------------------------------------------------------

@@ -721,3 +721,17 @@ def test_untilted_start_keeps_every_bonded_br_on_its_bond_axis(structures):
     assert np.abs(moved[net.x_atoms]).max() > 1e-3  # but they did relax along it
     others = np.setdiff1d(np.arange(len(nc)), net.x_atoms)
     assert np.abs(moved[others]).max() > 1e-3  # B and Cs are free (rattled and relaxed)
+
+
+def test_all_digit_digests_become_text_keys_that_ase_stores(tmp_path):
+    """ASE refuses string values that read as integers; a digest of only digits is changed."""
+    import ase.db
+    from ase import Atoms
+
+    from segsim.training.reference import _text_key
+
+    assert _text_key("0123501091913323") == "x123501091913323"
+    assert _text_key("0123abc091913323") == "0123abc091913323"  # the usual case: unchanged
+    db = ase.db.connect(str(tmp_path / "k.db"), type="db")
+    db.write(Atoms("H"), key_value_pairs={"provenance_hash": _text_key("0123501091913323")})
+    assert db.get(id=1).provenance_hash == "x123501091913323"
