@@ -324,8 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     from segsim.config import POTENTIALS_DIR, load_train
-    from segsim.training import reference
-    from segsim.training.pipeline import relax_fields
+    from segsim.training.pipeline import mc_cells
 
     p = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     p.add_argument("ce", nargs="+", help="cluster-expansion files (.ce)")
@@ -335,34 +334,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="Markdown report (default: none)")
     args = p.parse_args(argv)
     cfg = load_train(args.config)
-    f, s, c = cfg.fit, cfg.structures, cfg.calculator
+    f, c = cfg.fit, cfg.calculator
     entries = args.cells if args.cells else list(f.mc_validation)
     try:
-        cells = [parse_cell(v, f.mc_validation_x) for v in entries]
+        for v in entries:
+            parse_cell(v, f.mc_validation_x)
     except ValueError as exc:
         p.error(f"--cells: {exc}")
     sections = []
     for ce_path in args.ce:
-        pairs, skipped = validation_pairs(
+        rows, skipped, _ = mc_cells(
+            cfg,
             ce_path,
-            cells,
-            sweeps=f.mc_validation_sweeps,
-            temperature_k=f.mc_validation_temperature_k,
-            seed=f.seed,
-            pad=s.pad_sites,
-            vacuum_angstrom=s.vacuum_angstrom,
-        )
-        records = reference.compute_references(
-            sorted((st for q in pairs for st in (q.start, q.final)), key=lambda st: len(st.atoms)),
-            calculator_kind=c.kind,
-            calculator_settings=c.settings,
-            relax=relax_fields(c),
-            db_path=args.database,
+            prefix="mcval",
+            db_path=Path(args.database),
             progress=True,
-            jobs=c.jobs,
+            cached_only=False,
+            entries=entries,
         )
         table = markdown(
-            compare(pairs, records),
+            rows,
             temperature_k=f.mc_validation_temperature_k,
             sweeps=f.mc_validation_sweeps,
             skipped=skipped,

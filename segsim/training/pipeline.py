@@ -114,7 +114,7 @@ def _prune(db_path: Path, records: list[dict[str, Any]]) -> None:
         print(f"{db_path}: removed {n_pruned} rows that this input does not use", file=sys.stderr)
 
 
-def _mc_cells(
+def mc_cells(
     cfg: TrainConfig,
     model: Any,
     *,
@@ -122,16 +122,19 @@ def _mc_cells(
     db_path: Path,
     progress: bool,
     cached_only: bool,
+    entries: Any = None,
 ) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]]]:
     """MC of the ``fit.mc_validation`` cells with ``model``; reference energies into ``db_path``.
 
+    ``entries`` replaces the config's cells (``python -m segsim.training.mc_validation``).
     Returns the comparison rows (:func:`segsim.training.mc_validation.compare`), the skipped
     cells and the reference records of the structures.
     """
     from segsim.training import mc_validation, reference
 
     f, s, c = cfg.fit, cfg.structures, cfg.calculator
-    cells = [mc_validation.parse_cell(v, f.mc_validation_x) for v in f.mc_validation]
+    entries = f.mc_validation if entries is None else entries
+    cells = [mc_validation.parse_cell(v, f.mc_validation_x) for v in entries]
     pairs, skipped = mc_validation.validation_pairs(
         model,
         cells,
@@ -144,7 +147,7 @@ def _mc_cells(
     )
     structs = [st for p in pairs for st in (p.start, p.final)]
     records: list[dict[str, Any]] = []
-    if not (cached_only and not db_path.is_file()):
+    if not (cached_only and not Path(db_path).is_file()):
         records = reference.compute_references(
             sorted(structs, key=lambda st: (len(st.atoms), st.name)),
             calculator_kind=c.kind,
@@ -185,7 +188,7 @@ def _mc_validation(
     from segsim.training import mc_validation
 
     db_path = mc_validation.validation_database_path(cfg.database)
-    rows, skipped, records = _mc_cells(
+    rows, skipped, records = mc_cells(
         cfg, ce_path, prefix="mcval", db_path=db_path, progress=progress, cached_only=cached_only
     )
     if not cached_only:
@@ -282,7 +285,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
         from segsim.models.cluster_expansion import ClusterExpansionModel
 
         model_r = ClusterExpansionModel(fit_all(records).ce)
-        rows, skipped, recs_r = _mc_cells(
+        rows, skipped, recs_r = mc_cells(
             cfg,
             model_r,
             prefix=f"mcfit{r}",
