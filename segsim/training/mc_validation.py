@@ -324,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     from segsim.config import POTENTIALS_DIR, load_train
-    from segsim.training.pipeline import mc_cells
+    from segsim.training.pipeline import _mc_markdown, mc_cells
 
     p = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     p.add_argument("ce", nargs="+", help="cluster-expansion files (.ce)")
@@ -352,12 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cached_only=False,
             entries=entries,
         )
-        table = markdown(
-            rows,
-            temperature_k=f.mc_validation_temperature_k,
-            sweeps=f.mc_validation_sweeps,
-            skipped=skipped,
-        )
+        table = _mc_markdown(cfg, rows, skipped)
         sections.append(f"## `{ce_path}`\n\n{table}\n")
         print(sections[-1], flush=True)
     if args.out:

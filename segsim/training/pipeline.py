@@ -165,11 +165,19 @@ def _mc_markdown(cfg: TrainConfig, rows: list[dict[str, Any]], skipped: list[str
     from segsim.training import mc_validation
 
     f = cfg.fit
+    notes = list(skipped)
+    if cfg.calculator.rattle_angstrom == 0.0 and cfg.calculator.start == "ideal":
+        notes.append(
+            "caution: the reference relaxes from ideal positions, where a symmetric arrangement "
+            "(e.g. perfect rock-salt order) keeps its symmetry and stays at the untilted saddle; "
+            "its reference energy is then too high (measured: 1.8 eV for a 4^3 rock-salt cell). "
+            "Use rattled starts (inputs/train_mean.yaml) for a verdict."
+        )
     return mc_validation.markdown(
         rows,
         temperature_k=f.mc_validation_temperature_k,
         sweeps=f.mc_validation_sweeps,
-        skipped=skipped,
+        skipped=notes,
     )
 
 
