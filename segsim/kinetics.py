@@ -95,7 +95,7 @@ def parameter_vector(
     *,
     temperature_k: float,
     theta: float,
-    removal_ref_ev: tuple[float, ...] = (0.0, 0.0, 0.0),
+    removal_ref_ev: tuple[float, float, float] = (0.0, 0.0, 0.0),
     rp: RPEnergetics | None = None,
     rp_shift_ev: float = 0.0,
 ) -> np.ndarray:
@@ -110,8 +110,7 @@ def parameter_vector(
     theta
         Passivated fraction of surface AX sites (0..1) of the ligand shell.
     removal_ref_ev
-        ``(dE_rm_ref(Pb), dE_rm_ref(Cd), dE_rec_ref)`` in eV (:func:`removal_reference_ev`);
-        a pair ``(dE_rm_ref(Pb), dE_rm_ref(Cd))`` leaves ``dE_rec_ref = 0``.
+        ``(dE_rm_ref(Pb), dE_rm_ref(Cd), dE_rec_ref)`` in eV (:func:`removal_reference_ev`).
     rp
         RP energetics and switching barrier; ``None`` switches the RP term and the RP
         events off.
@@ -132,7 +131,7 @@ def parameter_vector(
     kp[_k.KP_REF + species.PB] = removal_ref_ev[0]
     kp[_k.KP_REF + species.CD] = removal_ref_ev[1]
     kp[_k.KP_EREC] = params.e_rec_ev
-    kp[_k.KP_REC_REF] = removal_ref_ev[2] if len(removal_ref_ev) > 2 else 0.0
+    kp[_k.KP_REC_REF] = removal_ref_ev[2]
     kp[_k.KP_ALPHA_REC] = params.bep_alpha_recession
     kp[_k.KP_THETA] = theta
     kp[_k.KP_HOP_ON] = float(params.hop)

@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from segsim import atomistic, species
+from segsim import species
 from segsim.lattice import build_cube, build_periodic
 from segsim.models.cluster_expansion import ClusterExpansionModel
-from segsim.training.structures import ReferenceStructure, format_x
+from segsim.training.structures import ReferenceStructure, _nc_structure, format_x
 
 __all__ = [
     "ValidationPair",
@@ -105,35 +105,6 @@ def _digest(occupations: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(occupations, dtype=np.uint8).tobytes()).hexdigest()[
         :10
     ]
-
-
-def _structure(
-    name: str,
-    prefix: str,
-    kind: str,
-    lattice: Any,
-    occ: np.ndarray,
-    vacuum_angstrom: float,
-    **tags: Any,
-) -> ReferenceStructure:
-    occ = np.asarray(occ, dtype=species.OCC_DTYPE).copy()
-    occ.setflags(write=False)
-    if kind == "bulk":
-        atoms = atomistic.to_atoms(lattice, occ)
-    else:
-        atoms = atomistic.to_atoms(lattice, occ, vacuum_angstrom=vacuum_angstrom)
-    n_cd = int(np.count_nonzero(occ == species.CD))
-    n_cat = int(np.count_nonzero(occ <= species.CD))
-    return ReferenceStructure(
-        name=name,
-        kind=f"{'mcval' if prefix == 'mcval' else 'mcfit'}_{kind}",
-        atoms=atoms,
-        lattice=lattice,
-        occupations=occ,
-        x_cd=n_cd / n_cat if n_cat else 0.0,
-        n_edge=lattice.n_edge,
-        tags={"n_cd": n_cd, **tags},
-    )
 
 
 def validation_pairs(
@@ -210,17 +181,14 @@ def validation_pairs(
         n_acc = engine.advance(n_steps) if n_steps else 0
         final = state.occupations.copy()
         tags = {"validation": label, "temperature_k": float(temperature_k), "sweeps": int(sweeps)}
-        start_s = _structure(
-            f"{prefix}_{label}_start", prefix, kind, lattice, occ, vacuum_angstrom, **tags
+        # The periodic cells get no vacuum; the kind says validation (never fitted) or round.
+        vacuum = None if kind == "bulk" else vacuum_angstrom
+        kind_s = f"{'mcval' if prefix == 'mcval' else 'mcfit'}_{kind}"
+        start_s = _nc_structure(
+            f"{prefix}_{label}_start", lattice, occ, vacuum, kind=kind_s, **tags
         )
-        final_s = _structure(
-            f"{prefix}_{label}_final-{_digest(final)}",
-            prefix,
-            kind,
-            lattice,
-            final,
-            vacuum_angstrom,
-            **tags,
+        final_s = _nc_structure(
+            f"{prefix}_{label}_final-{_digest(final)}", lattice, final, vacuum, kind=kind_s, **tags
         )
         out.append(
             ValidationPair(

@@ -265,9 +265,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
     n_computed = sum(1 for r in records if not r.get("reused"))
     n_structs = len(structs)
     n_missing = n_structs - len(records)
-    partial = ""
-    if cached_only:
-        partial = f"; partial: {len(records)} of {n_structs} structures computed"
+    partial = ""  # set below for --cached-only; only the final fit is written
     f = cfg.fit
 
     def fit_all(recs: list[dict[str, Any]]) -> Any:

@@ -169,12 +169,15 @@ def _nc_structure(
     name: str,
     lattice: Lattice,
     occupations: np.ndarray,
-    vacuum_angstrom: float,
+    vacuum_angstrom: float | None,
     *,
     kind: str = "nc",
     **tags: Any,
 ) -> ReferenceStructure:
-    """Wrap an NC state (charge-balanced cluster in vacuum) as a :class:`ReferenceStructure`."""
+    """Wrap a lattice state as a :class:`ReferenceStructure` (charge-balanced).
+
+    An NC gets ``vacuum_angstrom`` around it; a periodic cell takes ``vacuum_angstrom=None``.
+    """
     occ = np.asarray(occupations, dtype=species.OCC_DTYPE)
     occ.setflags(write=False)
     atoms = atomistic.to_atoms(lattice, occ, vacuum_angstrom=vacuum_angstrom)

@@ -100,20 +100,22 @@ def test_train_cached_only_fits_a_partial_database_without_computing(tmp_path, c
     assert f"removed {n_small} rows that this input does not use" in capsys.readouterr().err
 
 
+def _mc_input(tmp_path, **fit):
+    """Write the stand-in input with MC validation settings (no 12 nm check) and return it."""
+    doc = _doc()
+    doc["fit"] = {**doc["fit"], "check_steps": 0, "mc_validation_sweeps": 50, **fit}
+    inp = tmp_path / "train.yaml"
+    inp.write_text(yaml.safe_dump(doc))
+    return inp
+
+
 def test_train_mc_validation_checks_the_ce_mc_against_the_reference(tmp_path, capsys):
     """MC of the fitted CE, both arrangements relaxed by the reference, in a database of their own."""
     from segsim.training import mc_validation
 
-    doc = _doc()
-    doc["fit"] = {
-        **doc["fit"],
-        "check_steps": 0,
-        "mc_validation": ["bulk2", "bulk3", "nc3"],
-        "mc_validation_sweeps": 50,
-        "mc_validation_temperature_k": 300.0,
-    }
-    inp = tmp_path / "train.yaml"
-    inp.write_text(yaml.safe_dump(doc))
+    inp = _mc_input(
+        tmp_path, mc_validation=["bulk2", "bulk3", "nc3"], mc_validation_temperature_k=300.0
+    )
     assert main(["train", str(inp), "-q"]) == 0
     printed = capsys.readouterr().out
     val_db = tmp_path / "refs_mcval.db"
@@ -153,23 +155,14 @@ def test_train_mc_validation_checks_the_ce_mc_against_the_reference(tmp_path, ca
         )
         assert p.acceptance > 0.0
     assert not np.array_equal(pairs[-1].start.occupations, pairs[-1].final.occupations)
-    # a rerun computes nothing; a run without validation leaves the validation database alone
+    # a rerun computes nothing and keeps every validation row
     assert main(["train", str(inp), "-q"]) == 0
     assert "(0 computed now)" in capsys.readouterr().out
     assert len(load_references(val_db)) == len(recs)
 
 
 def test_train_mc_rounds_add_the_ce_mc_arrangements_to_the_training_set(tmp_path, capsys):
-    doc = _doc()
-    doc["fit"] = {
-        **doc["fit"],
-        "check_steps": 0,
-        "mc_validation": ["bulk3", "nc3"],
-        "mc_validation_sweeps": 50,
-        "mc_rounds": 1,
-    }
-    inp = tmp_path / "train.yaml"
-    inp.write_text(yaml.safe_dump(doc))
+    inp = _mc_input(tmp_path, mc_validation=["bulk3", "nc3"], mc_rounds=1)
     assert main(["train", str(inp), "-q"]) == 0
     first = capsys.readouterr().out
     n = int(first.split()[0])

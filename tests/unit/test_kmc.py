@@ -37,7 +37,7 @@ def _naive_params(params, temperature_k, theta, ref):
         "ref": {species.PB: ref[0], species.CD: ref[1]},
         "alpha": params.bep_alpha,
         "e_rec": params.e_rec_ev,
-        "rec_ref": ref[2] if len(ref) > 2 else 0.0,
+        "rec_ref": ref[2],
         "alpha_rec": params.bep_alpha_recession,
         "theta": theta,
         "hop": params.hop,
