@@ -739,6 +739,10 @@ class FitConfig:
     seed: int
     difference_weight: float = 0.0  # weight of same-crystal difference rows (0 = off)
     separate_vacancy: bool = False  # four-species CE (Pb, Cd, V, X) instead of (Pb, Cd, X)
+    # energy noise of one reference structure (eV per NC / per periodic cell) that no CE can
+    # fit; both set: rows weighted by N_B / sqrt(sem^2 + noise^2) (GLS); None: per B site
+    noise_nc_ev: float | None = None
+    noise_bulk_ev: float | None = None
     check_edge_nm: float = 12.0  # extrapolation check: MC of one NC of this edge (nm)
     check_steps: int = 4_000_000  # its trial swaps (0: no check)
     # MC validation (segsim.training.mc_validation): cells such as "bulk4", "nc6",
@@ -750,6 +754,13 @@ class FitConfig:
     # MC training rounds: before the final fit, this many times fit, run the MC of the
     # mc_validation cells and add both arrangements to the training set (0: off)
     mc_rounds: int = 0
+
+    @property
+    def structure_noise_ev(self) -> tuple[float, float] | None:
+        """``(noise_nc_ev, noise_bulk_ev)`` for the fit's noise weights, or None (off)."""
+        if self.noise_nc_ev is None or self.noise_bulk_ev is None:
+            return None
+        return (self.noise_nc_ev, self.noise_bulk_ev)
 
 
 @dataclass(frozen=True)
@@ -829,6 +840,8 @@ _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
         "seed": _Field(int, False, 2021, _non_negative),
         "difference_weight": _Field(float, False, 0.0, _non_negative),
         "separate_vacancy": _Field(bool, False, False),
+        "noise_nc_ev": _Field(float, False, None, _positive, nullable=True),
+        "noise_bulk_ev": _Field(float, False, None, _positive, nullable=True),
         "check_edge_nm": _Field(float, False, 12.0, _positive),
         "check_steps": _Field(int, False, 4_000_000, _non_negative),
         "mc_validation": _list_of(str, required=False, default=(), check=_validation_cells),
@@ -862,6 +875,10 @@ def train_from_dict(
         q = Path(p).expanduser()
         return (q if q.is_absolute() else base / q).resolve()
 
+    noise = (sec["fit"]["noise_nc_ev"], sec["fit"]["noise_bulk_ev"])
+    if (noise[0] is None) != (noise[1] is None):
+        missing = "fit.noise_bulk_ev" if noise[1] is None else "fit.noise_nc_ev"
+        raise ConfigError(source, missing, "must be set with the other noise (or neither)")
     if sec["fit"]["mc_rounds"] and not sec["fit"]["mc_validation"]:
         raise ConfigError(source, "fit.mc_rounds", "needs the cells of fit.mc_validation")
     calc = dict(sec["calculator"])

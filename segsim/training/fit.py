@@ -80,8 +80,10 @@ __all__ = [
     "build_structure_container",
     "fit_cluster_expansion",
     "group_scores",
+    "noise_row_scale",
     "records_from_mappings",
     "segregation_checks",
+    "site_class_counts",
     "training_structure",
 ]
 
@@ -149,6 +151,9 @@ class TrainingRecord:
         B sites per NC edge (or per bulk cell edge).
     tags
         Free-form description (``tags["arrangement"]``: uniform, surface, core, ...).
+    energy_sem_ev
+        Standard error of ``energy_ev`` when it is a mean over relaxation starts
+        (``calculator.aggregate: mean``), eV; NaN otherwise.
     """
 
     name: str
@@ -159,6 +164,7 @@ class TrainingRecord:
     x_cd: float
     n_edge: int
     tags: dict[str, Any] = field(default_factory=dict)
+    energy_sem_ev: float = float("nan")
 
     @property
     def n_grid_sites(self) -> int:
@@ -209,10 +215,16 @@ class TrainingRecord:
             x_cd=float(record.get("x_cd", float("nan"))),
             n_edge=int(record.get("n_edge", 0)),
             tags=dict(record.get("tags") or {}),
+            energy_sem_ev=_optional_float(record.get("energy_sem_ev")),
         )
         if out.n_b_sites == 0:
             raise ValueError(f"{name}: no B site inside the crystal")
         return out
+
+
+def _optional_float(value: Any) -> float:
+    """Return ``float(value)``, or NaN for None."""
+    return float("nan") if value is None else float(value)
 
 
 def records_from_mappings(
@@ -436,6 +448,10 @@ class FitResult:
     settings: dict[str, Any]
     #: :func:`same_crystal_groups` id per training structure (-1: alone in its crystal)
     groups: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: standard error of each reference energy over its relaxation starts, eV (NaN: one start)
+    energy_sem_ev: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: :func:`site_class_counts` per training structure (rows), for :func:`group_scores`
+    site_class_counts: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
     @property
     def n_structures(self) -> int:
@@ -568,6 +584,101 @@ class GroupScore:
     cv_mev_per_nc: float
     #: the same for the residuals of the final fit
     train_mev_per_nc: float
+    #: RMS of the members' start standard errors (NaN without start-averaged energies): the
+    #: part of the baseline that is relaxation noise, not arrangement energy
+    start_sem_mev_per_nc: float = float("nan")
+    #: leave-one-out error of a model fitted to this group alone, linear in its
+    #: :func:`site_class_counts` (NaN if the group has too few members): what a
+    #: nearest-neighbour CE could at best do on this crystal
+    local_loo_mev_per_nc: float = float("nan")
+
+
+#: Columns of :func:`site_class_counts`.
+SITE_CLASS_COLUMNS: tuple[str, ...] = (
+    "Cd, 0 X neighbours",
+    "Cd, 1 X neighbour",
+    "Cd, 2 X neighbours",
+    "Cd, 3+ X neighbours",
+    "V, 0 X neighbours",
+    "V, 1 X neighbour",
+    "V, 2 X neighbours",
+    "V, 3+ X neighbours",
+    "Cd-Cd pairs",
+    "Cd-V pairs",
+    "V-V pairs",
+)
+
+
+def site_class_counts(record: TrainingRecord) -> np.ndarray:
+    """Return the short-range descriptors of a structure (counts, :data:`SITE_CLASS_COLUMNS`).
+
+    Cd and V sites counted by their number of outside (X) nearest neighbours (0: interior, 1:
+    face, 2: edge, 3 or more: corner), and the Cd-Cd, Cd-V and V-V nearest-neighbour pairs.
+    The grid is periodic (bulk cells) or padded with X (NCs), so neighbours are taken with
+    periodic wrap.  Within a crystal of fixed species counts, a nearest-neighbour pair CE is
+    linear in these counts (its Cd-X and V-X pair counts are the class counts weighted by the
+    number of X neighbours).
+    """
+    occ = np.asarray(record.occupations).reshape(record.shape)
+    cd = occ == species.CD
+    vac = occ == species.VAC
+    n_out = np.zeros(occ.shape, dtype=np.int64)
+    for axis in range(3):
+        for step in (1, -1):
+            n_out += np.roll(occ == species.OUT, step, axis)
+    n_out = np.minimum(n_out, 3)
+    counts = [np.count_nonzero(m & (n_out == k)) for m in (cd, vac) for k in range(4)]
+    for a, b in ((cd, cd), (cd, vac), (vac, vac)):
+        n = sum(int(np.count_nonzero(a & np.roll(b, 1, axis))) for axis in range(3))
+        if a is not b:  # unordered pairs of two species: count both directions
+            n += sum(int(np.count_nonzero(b & np.roll(a, 1, axis))) for axis in range(3))
+        counts.append(n)
+    return np.asarray(counts, dtype=np.float64)
+
+
+def noise_row_scale(
+    records: Sequence[TrainingRecord], structure_noise_ev: tuple[float, float]
+) -> np.ndarray:
+    """Return the generalized-least-squares scale of each structure row (mean 1).
+
+    A row (energy per B site) times ``N_B / sigma`` is the structure's energy in units of its
+    noise ``sigma = sqrt(sem**2 + tau**2)``: ``tau = tau_nc`` for NCs (grids with outside
+    sites) and ``tau_bulk`` for periodic cells (no outside site), ``sem`` the start standard
+    error of the stored energy (0 where it has none).  The scale is normalized to mean 1.
+
+    Raises
+    ------
+    ValueError
+        If a ``tau`` is not positive.
+    """
+    tau_nc, tau_bulk = (float(t) for t in structure_noise_ev)
+    if not (tau_nc > 0.0 and tau_bulk > 0.0):
+        raise ValueError(f"structure noise must be > 0 eV, got {structure_noise_ev}")
+    n_b = np.array([r.n_b_sites for r in records], dtype=np.float64)
+    periodic = np.array([r.n_b_sites == r.n_grid_sites for r in records])
+    sem = np.array([r.energy_sem_ev for r in records], dtype=np.float64)
+    sem = np.where(np.isfinite(sem), sem, 0.0)
+    scale = n_b / np.sqrt(sem**2 + np.where(periodic, tau_bulk, tau_nc) ** 2)
+    return scale / scale.mean()
+
+
+def _local_loo_rmse(energies_ev: np.ndarray, counts: np.ndarray) -> float:
+    """Leave-one-out RMS error (about its mean) of ``energies ~ 1 + counts``, eV; NaN if short.
+
+    Columns that do not vary within the group are dropped; the model needs three more members
+    than columns (so that every held-out fit is overdetermined).
+    """
+    x = counts[:, np.ptp(counts, axis=0) > 0]
+    n = energies_ev.size
+    if n < x.shape[1] + 4:
+        return float("nan")
+    a = np.column_stack([np.ones(n), x])
+    res = np.empty(n)
+    for k in range(n):
+        keep = np.arange(n) != k
+        coef, *_ = np.linalg.lstsq(a[keep], energies_ev[keep], rcond=None)
+        res[k] = energies_ev[k] - a[k] @ coef
+    return float(np.sqrt(np.mean((res - res.mean()) ** 2)))
 
 
 def _common_prefix(names: Sequence[str]) -> str:
@@ -595,8 +706,16 @@ def group_scores(result: FitResult) -> list[GroupScore]:
     cv = (np.asarray(result.cv_predicted_ev_per_site) - result.reference_ev_per_site) * n_b
     tr = (np.asarray(result.predicted_ev_per_site) - result.reference_ev_per_site) * n_b
 
+    sem = np.asarray(result.energy_sem_ev, dtype=np.float64)
+    counts = np.asarray(result.site_class_counts, dtype=np.float64)
+
     def score(label: str, mask: np.ndarray, n_b_sites: int) -> GroupScore:
         g = groups[mask]
+        s = sem[mask] if sem.size == groups.size else np.zeros(0)
+        s = s[np.isfinite(s)]
+        local = float("nan")
+        if label != "all" and counts.shape[0] == groups.size:
+            local = _MEV_PER_EV * _local_loo_rmse(ref[mask], counts[mask])
         return GroupScore(
             label=label,
             n_members=int(mask.sum()),
@@ -604,6 +723,10 @@ def group_scores(result: FitResult) -> list[GroupScore]:
             baseline_mev_per_nc=_MEV_PER_EV * relative_rmse(ref[mask], g),
             cv_mev_per_nc=_MEV_PER_EV * relative_rmse(cv[mask], g),
             train_mev_per_nc=_MEV_PER_EV * relative_rmse(tr[mask], g),
+            start_sem_mev_per_nc=(
+                _MEV_PER_EV * float(np.sqrt(np.mean(s**2))) if s.size else float("nan")
+            ),
+            local_loo_mev_per_nc=local,
         )
 
     out = []
@@ -628,6 +751,7 @@ class _Problem:
     vac: np.ndarray | None  # cluster vector of the vacuum if the constraint is on
     vacuum_ev_per_site: float
     groups: np.ndarray  # same_crystal_groups of the records
+    row_scale: np.ndarray | None = None  # noise weights of the structure rows (None: per site)
 
     @property
     def design(self) -> np.ndarray:
@@ -719,11 +843,19 @@ def _fit_rows(
     members: np.ndarray,
     method: str,
     difference_weight: float,
+    row_scale: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Fit (trainstation) to the structure rows of ``members`` plus weighted difference rows."""
+    """Fit (trainstation) to the structure rows of ``members`` plus weighted difference rows.
+
+    ``row_scale`` (per structure) multiplies the structure rows: the noise weights of
+    :func:`noise_row_scale`; None leaves the rows per B site.
+    """
     from trainstation import fit as ts_fit
 
     a, b = design[members], target[members]
+    if row_scale is not None:
+        a = a * row_scale[members, None]
+        b = b * row_scale[members]
     if difference_weight > 0.0:
         da, db = difference_rows(design, target, groups, members)
         a = np.vstack([a, difference_weight * da])
@@ -741,6 +873,7 @@ def _cross_validate(
     seed: int,
     groups: np.ndarray | None = None,
     difference_weight: float = 0.0,
+    row_scale: np.ndarray | None = None,
 ) -> _CVOutcome:
     """k-fold CV over structures and the final fit; return held-out predictions too.
 
@@ -757,10 +890,10 @@ def _cross_validate(
     cv_pred = np.full(n, np.nan)
     fold_rmse = []
     for train, test in splitter.split(design):
-        params = _fit_rows(design, target, groups, train, method, difference_weight)
+        params = _fit_rows(design, target, groups, train, method, difference_weight, row_scale)
         cv_pred[test] = design[test] @ params
         fold_rmse.append(float(np.sqrt(np.mean((cv_pred[test] - target[test]) ** 2))))
-    final = _fit_rows(design, target, groups, np.arange(n), method, difference_weight)
+    final = _fit_rows(design, target, groups, np.arange(n), method, difference_weight, row_scale)
     return _CVOutcome(
         cv_pred=cv_pred, fold_mean_rmse=float(np.mean(fold_rmse)), final_reduced=final
     )
@@ -783,7 +916,14 @@ def _score_candidate(
     rank = int(np.linalg.matrix_rank(design))
     try:
         out = _cross_validate(
-            design, target, method, n_splits, seed, problem.groups, difference_weight
+            design,
+            target,
+            method,
+            n_splits,
+            seed,
+            problem.groups,
+            difference_weight,
+            problem.row_scale,
         )
     except (ValueError, np.linalg.LinAlgError) as exc:  # a method failing is a result
         nan = float("nan")
@@ -830,7 +970,14 @@ def _learning_curve(
         k = min(n_splits, size // 2)  # at least two structures per held-out fold
         try:
             out = _cross_validate(
-                design[rows], target[rows], method, k, seed, problem.groups[rows], difference_weight
+                design[rows],
+                target[rows],
+                method,
+                k,
+                seed,
+                problem.groups[rows],
+                difference_weight,
+                None if problem.row_scale is None else problem.row_scale[rows],
             )
         except (ValueError, np.linalg.LinAlgError):
             continue
@@ -874,6 +1021,7 @@ def fit_cluster_expansion(
     description: str | None = None,
     difference_weight: float = 0.0,
     separate_vacancy: bool = False,
+    structure_noise_ev: tuple[float, float] | None = None,
 ) -> FitResult:
     """Select, fit and cross-validate a CE for the reference records.
 
@@ -910,6 +1058,12 @@ def fit_cluster_expansion(
     separate_vacancy
         Fit a four-species CE (Pb, Cd, V, X), in which an internal vacancy is a species of
         its own instead of X (:func:`build_cluster_space`).
+    structure_noise_ev
+        ``(tau_nc, tau_bulk)``: the energy noise of one reference structure (eV per
+        structure) that no CE can fit, for NCs and for periodic cells.  Each structure row is
+        then weighted by ``N_B / sqrt(sem**2 + tau**2)`` (:func:`noise_row_scale`; ``sem``: the
+        start standard error of its energy), i.e. generalized least squares on energies per
+        structure, instead of per B site.  None (default): rows per B site, unweighted.
 
     Returns
     -------
@@ -941,6 +1095,8 @@ def fit_cluster_expansion(
         cs = build_cluster_space(cutoffs, a_angstrom, separate_vacancy=separate_vacancy)
         sc = build_structure_container(cs, kept, a_angstrom)
         problem = _make_problem(cs, sc, kept, a_angstrom, vacuum_energy_ev_per_site)
+        if structure_noise_ev is not None:
+            problem.row_scale = noise_row_scale(kept, structure_noise_ev)
         for method in methods:
             score, out = _score_candidate(problem, cutoffs, method, k, seed, difference_weight)
             scores.append(score)
@@ -966,6 +1122,9 @@ def fit_cluster_expansion(
         "fit_methods": methods,
         "difference_weight": float(difference_weight),
         "separate_vacancy": bool(separate_vacancy),
+        "structure_noise_ev": (
+            None if structure_noise_ev is None else [float(t) for t in structure_noise_ev]
+        ),
     }
     metadata = _metadata(score, len(kept), settings, description)
     from icet import ClusterExpansion
@@ -998,6 +1157,8 @@ def fit_cluster_expansion(
         structure_container=sc,
         settings=settings,
         groups=problem.groups.copy(),
+        energy_sem_ev=np.array([r.energy_sem_ev for r in kept], dtype=np.float64),
+        site_class_counts=np.array([site_class_counts(r) for r in kept], dtype=np.float64),
     )
 
 

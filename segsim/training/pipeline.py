@@ -277,6 +277,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
             seed=f.seed,
             difference_weight=f.difference_weight,
             separate_vacancy=f.separate_vacancy,
+            structure_noise_ev=f.structure_noise_ev,
             a_angstrom=s.a_angstrom,
             description=(
                 f"fitted by segsim train to {c.kind} reference energies ({cfg.source}); "

@@ -189,28 +189,42 @@ def _group_lines(res: FitResult) -> list[str]:
         ),
         "",
     ]
-    rows = [
-        [
-            f"`{g.label}`",
-            g.n_members,
-            g.n_b_sites,
-            _fmt(g.baseline_mev_per_nc, ".1f"),
-            _fmt(g.cv_mev_per_nc, ".1f"),
-            _fmt(g.train_mev_per_nc, ".1f"),
+    groups = scores[:-1]
+    has_sem = any(np.isfinite(g.start_sem_mev_per_nc) for g in groups)
+    has_local = any(np.isfinite(g.local_loo_mev_per_nc) for g in groups)
+    if has_sem:
+        lines += [
+            (
+                "`start SEM`: RMS of the members' standard errors over their relaxation starts, "
+                "the part of the baseline that is relaxation noise; a baseline not well above it "
+                "leaves no arrangement energy to fit."
+            ),
+            "",
         ]
-        for g in scores[:-1]
-    ]
-    lines += _table(
-        [
-            "group",
-            "structures",
-            "B sites",
-            "baseline (meV/NC)",
-            "CV (meV/NC)",
-            "train (meV/NC)",
-        ],
-        rows,
-    )
+    if has_local:
+        lines += [
+            (
+                "`site-class LOO`: leave-one-out error of a linear model fitted to that group "
+                "alone, in the counts of Cd and V sites with 0, 1, 2 and 3+ outside neighbours "
+                "and of Cd-Cd, Cd-V and V-V nearest-neighbour pairs (within one crystal a "
+                "nearest-neighbour CE is linear in these); n/a for groups with too few members. "
+                "Where it is not below the baseline, short-range descriptors do not explain that "
+                "group's reference energies."
+            ),
+            "",
+        ]
+    header = ["group", "structures", "B sites", "baseline (meV/NC)"]
+    header += ["start SEM (meV/NC)"] * has_sem + ["site-class LOO (meV/NC)"] * has_local
+    header += ["CV (meV/NC)", "train (meV/NC)"]
+    rows = []
+    for g in groups:
+        row: list[Any] = [f"`{g.label}`", g.n_members, g.n_b_sites]
+        row.append(_fmt(g.baseline_mev_per_nc, ".1f"))
+        row += [_fmt(g.start_sem_mev_per_nc, ".1f")] * has_sem
+        row += [_fmt(g.local_loo_mev_per_nc, ".1f")] * has_local
+        row += [_fmt(g.cv_mev_per_nc, ".1f"), _fmt(g.train_mev_per_nc, ".1f")]
+        rows.append(row)
+    lines += _table(header, rows)
     return [*lines, ""]
 
 

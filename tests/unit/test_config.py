@@ -118,6 +118,21 @@ def test_train_input_loads_with_lists_and_paths(tmp_path):
     assert cfg.fit.mc_validation == ("bulk4", "bulk4_x0.5", "nc6")
 
 
+def test_train_noise_weights_come_in_pairs(tmp_path):
+    from segsim.config import load_any
+
+    assert load_any(write_yaml(tmp_path / "a.yaml", _train_doc())).fit.structure_noise_ev is None
+    doc = _train_doc()
+    doc["fit"].update(noise_nc_ev=0.12, noise_bulk_ev=0.03)
+    assert load_any(write_yaml(tmp_path / "b.yaml", doc)).fit.structure_noise_ev == (0.12, 0.03)
+    doc["fit"]["noise_bulk_ev"] = None  # one without the other
+    with pytest.raises(ConfigError, match=r"fit\.noise_bulk_ev: must be set with the other"):
+        load_any(write_yaml(tmp_path / "c.yaml", doc))
+    doc["fit"]["noise_bulk_ev"] = -0.01
+    with pytest.raises(ConfigError, match=r"fit\.noise_bulk_ev"):
+        load_any(write_yaml(tmp_path / "d.yaml", doc))
+
+
 @pytest.mark.parametrize(
     ("section", "key", "value", "needle"),
     [

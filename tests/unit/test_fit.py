@@ -469,3 +469,147 @@ def test_separate_vacancy_fit_writes_a_four_species_ce_that_the_kernels_evaluate
         assert model.predict_total(lat, occ) == pytest.approx(e_fit, abs=1e-8)
     text = write_report(res, None, tmp_path / "rep").read_text()
     assert "V is the internal vacancy" in text
+
+
+def _naive_site_class_counts(occ: np.ndarray, lat) -> np.ndarray:
+    """Site-by-site loop over the lattice's nearest-neighbour table (twin of site_class_counts)."""
+    counts = np.zeros(len(fitmod.SITE_CLASS_COLUMNS))
+    pairs = {
+        (species.CD, species.CD): 8,
+        (species.CD, species.VAC): 9,
+        (species.VAC, species.VAC): 10,
+    }
+    for i in range(lat.n_sites):
+        if occ[i] not in (species.CD, species.VAC):
+            continue
+        n_out = sum(1 for j in lat.nn[i] if occ[j] == species.OUT)
+        counts[(0 if occ[i] == species.CD else 4) + min(n_out, 3)] += 1
+        for j in lat.nn[i]:
+            key = tuple(sorted((int(occ[i]), int(occ[j]))))
+            if key in pairs:
+                counts[pairs[key]] += 0.5  # every bond is seen from both ends
+    return counts
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_site_class_counts_match_a_site_by_site_count(periodic: bool):
+    rng = np.random.default_rng(3)
+    lat = build_periodic(2, A) if periodic else build_cube(4, A, PAD)
+    for trial in range(5):
+        occ = conf.uniform_occupations(lat, 0.4, rng)
+        inside = np.flatnonzero(occ != species.OUT)
+        occ[rng.choice(inside, size=2 + trial % 2, replace=False)] = species.VAC
+        rec = fitmod.TrainingRecord(name="t", kind="nc", energy_ev=0.0, occupations=occ,
+                                    shape=lat.shape, x_cd=0.4, n_edge=lat.n_edge)  # fmt: skip
+        got = fitmod.site_class_counts(rec)
+        np.testing.assert_array_equal(got, _naive_site_class_counts(occ, lat))
+        assert got[:4].sum() == np.count_nonzero(occ == species.CD)
+        assert got[4:8].sum() == np.count_nonzero(occ == species.VAC)
+    if not periodic:  # a corner Cd has 3 outside neighbours, a centre one none
+        occ = np.where(lat.in_nc, species.PB, species.OUT).astype(np.uint8)
+        occ[np.flatnonzero(lat.n_outside_nn == 3)[0]] = species.CD
+        occ[np.flatnonzero(lat.n_outside_nn == 0)[0]] = species.CD
+        rec = fitmod.TrainingRecord(name="t", kind="nc", energy_ev=0.0, occupations=occ,
+                                    shape=lat.shape, x_cd=0.0, n_edge=4)  # fmt: skip
+        np.testing.assert_array_equal(fitmod.site_class_counts(rec)[:4], [1, 0, 0, 1])
+
+
+def test_local_loo_finds_a_linear_signal_and_not_noise():
+    rng = np.random.default_rng(5)
+    counts = rng.integers(0, 8, size=(20, 3)).astype(float)
+    counts = np.column_stack([counts, np.full(20, 4.0)])  # a constant column is dropped
+    exact = counts[:, :3] @ np.array([0.05, -0.02, 0.03]) + 7.0
+    assert fitmod._local_loo_rmse(exact, counts) == pytest.approx(0.0, abs=1e-9)
+    noise = rng.normal(0.0, 0.1, size=20)
+    base = float(np.sqrt(np.mean((noise - noise.mean()) ** 2)))
+    assert fitmod._local_loo_rmse(noise, counts) > base  # unexplained: LOO above the spread
+    # too few members for the columns: not computed
+    assert np.isnan(fitmod._local_loo_rmse(exact[:6], counts[:6]))
+
+
+def test_group_scores_report_the_start_noise(tmp_path: Path):
+    rng = np.random.default_rng(11)
+    records = [dict(r) for r in synthetic_records()]
+    sems = {}
+    for r in records:
+        if r["occupations"] is not None:
+            r["energy_sem_ev"] = sems[r["name"]] = float(rng.uniform(0.001, 0.02))
+    res = fitmod.fit_cluster_expansion(
+        records, cutoff_candidates=((7.0,),), fit_methods=("least-squares",), n_splits=5,
+        learning_fractions=(1.0,),
+    )  # fmt: skip
+    scores = fitmod.group_scores(res)
+    for g in scores[:-1]:
+        mine = [n for i, n in enumerate(res.names) if res.groups[i] >= 0 and n.startswith(g.label)]
+        mine = [
+            n
+            for n in mine
+            if res.groups[res.names.index(n)] == res.groups[res.names.index(mine[0])]
+        ]
+        expect = 1e3 * np.sqrt(np.mean([sems[n] ** 2 for n in mine]))
+        assert g.start_sem_mev_per_nc == pytest.approx(expect)
+    text = write_report(res, None, tmp_path / "rep").read_text()
+    assert "start SEM (meV/NC)" in text
+    # five arrangements per crystal are too few for the site-class model: no column
+    assert all(np.isnan(g.local_loo_mev_per_nc) for g in scores)
+    assert "site-class LOO (meV/NC)" not in text
+    # without start averages there is no SEM column
+    plain = write_report(fitted(), None, tmp_path / "rep2").read_text()
+    assert "start SEM (meV/NC)" not in plain
+
+
+def test_noise_row_scale_weights_structures_by_their_noise():
+    recs = [
+        fitmod.TrainingRecord.from_mapping(r)
+        for r in synthetic_records()
+        if r["occupations"] is not None
+    ]
+    recs[0] = fitmod.TrainingRecord.from_mapping(dict(synthetic_records()[0], energy_sem_ev=0.05))
+    scale = fitmod.noise_row_scale(recs, (0.12, 0.03))
+    assert scale.mean() == pytest.approx(1.0)
+    periodic = np.array([r.n_b_sites == r.n_grid_sites for r in recs])
+    assert periodic.any()
+    assert (~periodic).any()
+    raw = np.array(
+        [r.n_b_sites / np.hypot(0.05 if i == 0 else 0.0, 0.03 if p else 0.12)
+         for i, (r, p) in enumerate(zip(recs, periodic, strict=True))]
+    )  # fmt: skip
+    np.testing.assert_allclose(scale, raw / raw.mean())
+    with pytest.raises(ValueError, match="must be > 0"):
+        fitmod.noise_row_scale(recs, (0.0, 0.03))
+
+
+def test_noise_weights_are_a_weighted_least_squares_fit():
+    """With the noise weights, least squares is the weighted solution of the same problem."""
+    from sklearn.model_selection import KFold
+
+    records = [r for r in synthetic_records() if r["occupations"] is not None]
+    noise = (0.5, 0.001)  # NCs nearly ignored against the periodic cells
+    res = fitmod.fit_cluster_expansion(
+        records, cutoff_candidates=((7.0,),), fit_methods=("least-squares",), n_splits=5,
+        learning_fractions=(1.0,), structure_noise_ev=noise,
+    )  # fmt: skip
+    plain = fitmod.fit_cluster_expansion(
+        records, cutoff_candidates=((7.0,),), fit_methods=("least-squares",), n_splits=5,
+        learning_fractions=(1.0,),
+    )  # fmt: skip
+    assert res.settings["structure_noise_ev"] == [0.5, 0.001]
+    assert plain.settings["structure_noise_ev"] is None
+    # the same problem solved by hand with numpy's weighted least squares
+    kept = sorted(fitmod.records_from_mappings(records)[0], key=lambda r: r.name)
+    cs = fitmod.build_cluster_space((7.0,), A)
+    sc = fitmod.build_structure_container(cs, kept, A)
+    prob = fitmod._make_problem(cs, sc, kept, A, 0.0)
+    w = fitmod.noise_row_scale(kept, noise)
+    coef = np.linalg.lstsq(prob.design * w[:, None], prob.target * w, rcond=None)[0]
+    np.testing.assert_allclose(res.parameters, prob.full_parameters(coef), atol=1e-9)
+    assert not np.allclose(res.parameters, plain.parameters, atol=1e-6)
+    # CV predictions stay energies per B site (unweighted), held-out folds as KFold gives them
+    test = next(iter(KFold(5, shuffle=True, random_state=2021).split(prob.design)))[1]
+    train = np.setdiff1d(np.arange(len(kept)), test)
+    c = np.linalg.lstsq(prob.design[train] * w[train, None], prob.target[train] * w[train],
+                        rcond=None)[0]  # fmt: skip
+    shift = prob.y_site - prob.target
+    np.testing.assert_allclose(
+        res.cv_predicted_ev_per_site[test], prob.design[test] @ c + shift[test], atol=1e-9
+    )
