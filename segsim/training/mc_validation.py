@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     from segsim.config import POTENTIALS_DIR, load_train
-    from segsim.training.pipeline import _mc_markdown, mc_cells
+    from segsim.training.pipeline import mc_cells, mc_markdown
 
     p = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     p.add_argument("ce", nargs="+", help="cluster-expansion files (.ce)")
@@ -320,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cached_only=False,
             entries=entries,
         )
-        table = _mc_markdown(cfg, rows, skipped)
+        table = mc_markdown(cfg, rows, skipped)
         sections.append(f"## `{ce_path}`\n\n{table}\n")
         print(sections[-1], flush=True)
     if args.out:

@@ -161,7 +161,13 @@ def mc_cells(
     return mc_validation.compare(pairs, records), skipped, records
 
 
-def _mc_markdown(cfg: TrainConfig, rows: list[dict[str, Any]], skipped: list[str]) -> str:
+def mc_markdown(cfg: TrainConfig, rows: list[dict[str, Any]], skipped: list[str]) -> str:
+    """Return the MC validation table of ``rows`` with the input's settings and caveats.
+
+    ``skipped`` lines (cells too small for the CE) are listed under the table, with a caution
+    when the reference relaxes from ideal positions.  Used by ``segsim train`` and by
+    ``python -m segsim.training.mc_validation``.
+    """
     from segsim.training import mc_validation
 
     f = cfg.fit
@@ -202,7 +208,7 @@ def _mc_validation(
     if not cached_only:
         _prune(db_path, records)
     title = "MC validation: the CE's Monte Carlo against the reference"
-    return title, _mc_markdown(cfg, rows, skipped), rows
+    return title, mc_markdown(cfg, rows, skipped), rows
 
 
 def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False) -> TrainSummary:
@@ -308,7 +314,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
         round_sections[f"MC training round {r}: the previous fit's Monte Carlo"] = (
             f"Structures `mcfit{r}_*` (training set, training database). The CE here is the "
             f"fit before round {r}; its arrangements join the training set.\n\n"
-            + _mc_markdown(cfg, rows, skipped)
+            + mc_markdown(cfg, rows, skipped)
         )
     if cached_only:
         partial = f"; partial: {len(records)} of {n_structs} structures computed"
