@@ -410,7 +410,11 @@ def bench_kmc(
         occ = initial_kmc_occupations(lattice, 0.25, vacancy_fraction, rng)
         ref = kinetics.removal_reference_ev(tables, lattice)
         kp = kinetics.parameter_vector(
-            params, temperature_k=temperature_k, theta=theta, removal_ref_ev=ref
+            params,
+            temperature_k=temperature_k,
+            theta=theta,
+            removal_ref_ev=ref,
+            recession_mu_csbr_ev=kinetics.recession_mu_csbr_ev(tables),
         )
         t0 = time.perf_counter()
         engine = KMCEngine(tables, lattice, KMCState.initial(occ, tables), rng, kp)

@@ -19,7 +19,7 @@ from segsim import species
 from segsim.config import ConfigError, SimulationConfig, loads_resolved
 from segsim.engine import KMCEngine, KMCState, MCEngine, MCState
 from segsim.io import hdf5
-from segsim.kernels.kmc import EV_EXPEL_CD, EVENT_TYPE_NAMES, KP_REC_REF, KP_REF
+from segsim.kernels.kmc import EV_EXPEL_CD, EVENT_TYPE_NAMES, KP_MU_REC, KP_REC_REF, KP_REF
 from segsim.models import load_model
 from segsim.observers import cd_fraction_by_depth
 from segsim.progress import Progress
@@ -368,6 +368,7 @@ def kmc_parameter_vectors(
         "theta": ligand.theta,
         "removal_ref_ev": ref,
         "rp": rp,
+        "recession_mu_csbr_ev": kinetics.recession_mu_csbr_ev(tables),
     }
     kp = kinetics.parameter_vector(cfg.kinetics.params, **common)
     shift = float(ligand.rp_barrier_shift_ev) if rp is not None else 0.0
@@ -525,6 +526,7 @@ def run_kmc(
                 "theta": ligand.theta,
                 "treatment_end_s": t_treat,
                 "removal_reference_ev": np.asarray(ref),
+                "recession_mu_csbr_ev": float(kp_age[KP_MU_REC]),
                 "event_types": ",".join(EVENT_TYPE_NAMES),
             },
         )

@@ -11,10 +11,20 @@ Events (MODEL.md section 3; the per-site slot layout is in :mod:`segsim.kernels.
    the CE energy change of M -> V at the site, ``dE_rm_ref(M)`` the same for M alone on the
    centre of a face of a pure CsPbBr3 NC (:func:`removal_reference_ev`).  Irreversible.
 3. **Surface recession**: a V with an outside neighbour becomes outside (O), irreversibly;
-   ``Ea = max(0, E_rec + alpha_rec (dE_rec(site) - dE_rec_ref))``, rate ``nu exp(-Ea/kT)``,
-   with ``dE_rec`` the CE energy change of V -> O and ``dE_rec_ref`` the same for one vacancy
-   on the reference face site: the Bronsted-Evans-Polanyi rule of the expulsion, with its own
-   share ``alpha_rec`` (``bep_alpha_recession``).  For a three-species CE (V and O both X,
+   ``Ea = max(0, E_rec + alpha_rec (dOmega_rec(site) - dOmega_rec_ref))``, rate
+   ``nu exp(-Ea/kT)``, with ``dOmega_rec = dE_rec - (2 - k) mu_CsBr`` the grand-canonical
+   energy change of V -> O (``dE_rec`` from the CE, ``k`` the site's outside neighbours) and
+   ``dOmega_rec_ref`` the same for one vacancy on the reference face site (``k = 1``): the
+   Bronsted-Evans-Polanyi rule of the expulsion, with its own share ``alpha_rec``
+   (``bep_alpha_recession``).  Why ``mu_CsBr``: the atomistic structure behind an
+   occupation (:mod:`segsim.atomistic`) gains ``2 - k`` CsBr units when a vacancy with ``k``
+   outside neighbours recedes (checked for every k from 1 to 5 on rough surfaces), so a CE
+   fitted to total energies carries that many CsBr energies in ``dE_rec``: +6.3 eV on an
+   edge and +12.5 eV on a corner relative to a face for a CE fitted to CHGNet, which is
+   ``-mu_CsBr`` and ``-2 mu_CsBr`` (6.68 eV per unit) and not a barrier.  The CsBr leaves
+   to (or comes from) the solution, at ``mu_CsBr``, which ``segsim train`` stores in the
+   four-species CEs it fits (:attr:`ClusterExpansionModel.mu_csbr_ev`); without it the
+   correction is 0.  For a three-species CE (V and O both X,
    MODEL.md section 2) ``dE_rec = dE_rec_ref = 0`` and ``Ea = E_rec`` exactly, MODEL.md's
    rate.  With a four-species CE (V its own species) ``dE_rec`` varies from site to site
    (MODEL.md's ``dE = 0`` assumed V = O); the default ``alpha_rec = 0`` keeps MODEL.md's
@@ -49,6 +59,7 @@ __all__ = [
     "KineticsParams",
     "load_defaults",
     "parameter_vector",
+    "recession_mu_csbr_ev",
     "removal_reference_ev",
 ]
 
@@ -64,6 +75,17 @@ def load_defaults(path: str | Path | None = None) -> KineticsParams:
     from segsim.config import DEFAULT_KINETICS, load_kinetics_defaults
 
     return KineticsParams(**load_kinetics_defaults(path if path is not None else DEFAULT_KINETICS))
+
+
+def recession_mu_csbr_ev(tables: Any) -> float:
+    """Return the CsBr chemical potential (eV per unit) the recession rule uses for ``tables``.
+
+    The ``mu_csbr_ev`` of a four-species CE fitted by ``segsim train`` (compiled into the
+    tables' metadata by :meth:`ClusterExpansionModel.compile`); 0.0 for any other model,
+    i.e. no grand-canonical correction.
+    """
+    value = getattr(tables, "metadata", {}).get("mu_csbr_ev")
+    return 0.0 if value is None else float(value)
 
 
 def removal_reference_ev(tables: Any, lattice: Any) -> tuple[float, float, float]:
@@ -98,6 +120,7 @@ def parameter_vector(
     removal_ref_ev: tuple[float, float, float] = (0.0, 0.0, 0.0),
     rp: RPEnergetics | None = None,
     rp_shift_ev: float = 0.0,
+    recession_mu_csbr_ev: float = 0.0,
 ) -> np.ndarray:
     """Pack the parameters into the ``float64`` vector ``kp`` the compiled kernels read.
 
@@ -117,6 +140,9 @@ def parameter_vector(
     rp_shift_ev
         Lowering of the RP switching barrier of surface-adjacent sites (eV) while a
         ligand-exchange treatment acts; 0 otherwise.
+    recession_mu_csbr_ev
+        CsBr chemical potential of the CE's energy reference (eV per CsBr unit) for the
+        grand-canonical recession energy (:func:`recession_mu_csbr_ev`); 0: none.
     """
     if not 0.0 <= theta <= 1.0:
         raise ValueError(f"theta must be in [0, 1], got {theta}")
@@ -133,6 +159,7 @@ def parameter_vector(
     kp[_k.KP_EREC] = params.e_rec_ev
     kp[_k.KP_REC_REF] = removal_ref_ev[2]
     kp[_k.KP_ALPHA_REC] = params.bep_alpha_recession
+    kp[_k.KP_MU_REC] = recession_mu_csbr_ev
     kp[_k.KP_THETA] = theta
     kp[_k.KP_HOP_ON] = float(params.hop)
     kp[_k.KP_EXPEL_ON] = float(params.expulsion)

@@ -21,9 +21,12 @@ Rates (``beta = 1/kT`` in 1/eV, ``nu`` in 1/s, energies in eV, ``dE`` from the C
 * expulsion: ``nu exp(-beta Ea) (1 - theta**k)``,
   ``Ea = max(0, E_exp(M) + alpha (dE_rm - dE_rm_ref(M)))`` with ``dE_rm`` the energy change
   of ``M -> V`` at this site (``M -> X`` for a three-species CE);
-* recession: ``nu exp(-beta Ea)``, ``Ea = max(0, E_rec + alpha_rec (dE_rec - dE_rec_ref))`` with
-  ``dE_rec`` the energy change of ``V -> O`` at this site (0 for a three-species CE, where V
-  and O are both X, so that ``Ea = E_rec``);
+* recession: ``nu exp(-beta Ea)``,
+  ``Ea = max(0, E_rec + alpha_rec (dE_rec - dE_rec_ref + (k - 1) mu_CsBr))`` with ``dE_rec``
+  the energy change of ``V -> O`` at this site (0 for a three-species CE, where V and O are
+  both X, so that ``Ea = E_rec``), ``k`` its outside neighbours and ``mu_CsBr`` the CE's
+  CsBr chemical potential (0 unless the CE carries one: the grand-canonical correction of
+  :mod:`segsim.kinetics`);
 * RP relaxation: ``nu exp(-beta Ea)``, ``Ea = max(E_RP_a - shift [adj] + dE/2, dE, 0)``
   with ``dE`` the change of ``E_RP`` (:mod:`segsim.kernels.rp`) and ``shift`` the barrier
   lowering of a ligand-exchange treatment (0 outside a treatment) on surface-adjacent sites
@@ -98,7 +101,8 @@ KP_ERPA = 18  # E_RP_a, RP <-> perovskite switching barrier (eV)
 KP_ERPA_SHIFT = 19  # barrier lowering on surface sites during a ligand exchange (eV)
 KP_REC_REF = 20  # dE_rec_ref: V -> O energy change at the reference face site (eV)
 KP_ALPHA_REC = 21  # Bronsted-Evans-Polanyi share of the recession-energy difference
-N_KP = 22
+KP_MU_REC = 22  # mu_CsBr of the CE's energy reference (eV per CsBr unit; 0: no correction)
+N_KP = 23
 
 
 @njit
@@ -126,13 +130,18 @@ def _site_rates(
         if old_total != 0.0:
             _clear_row(rates, site)
         if kp[KP_RECEDE_ON] > 0.0:
+            k = 0
             for d in range(6):
                 if occ[nn[site, d]] == _OUT:
-                    de = _flip_delta(occ, site, _OUT, nbr, ce_index, weights, local_table)
-                    ea = max(kp[KP_EREC] + kp[KP_ALPHA_REC] * (de - kp[KP_REC_REF]), 0.0)
-                    r = kp[KP_NU] * np.exp(-kp[KP_BETA] * ea)
-                    rates[site, SLOT_RECEDE] = r
-                    return r
+                    k += 1
+            if k > 0:
+                de = _flip_delta(occ, site, _OUT, nbr, ce_index, weights, local_table)
+                # grand-canonical: V -> O gains 2 - k CsBr units (1 at the reference site)
+                de += (k - 1) * kp[KP_MU_REC] - kp[KP_REC_REF]
+                ea = max(kp[KP_EREC] + kp[KP_ALPHA_REC] * de, 0.0)
+                r = kp[KP_NU] * np.exp(-kp[KP_BETA] * ea)
+                rates[site, SLOT_RECEDE] = r
+                return r
         return 0.0
     # Pb or Cd: look for vacancy and outside neighbours first.
     k = 0

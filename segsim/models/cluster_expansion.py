@@ -35,6 +35,10 @@ from segsim.models.base import ModelTables
 _ATOMIC_NUMBER = {"Pb": 82, "Cd": 48, "V": 23, "X": 0}
 
 
+#: CE metadata key of the CsBr chemical potential (eV per CsBr unit) of the energy reference.
+MU_CSBR_KEY = "mu_csbr_ev"
+
+
 class ClusterExpansionModel:
     """A validated icet ``ClusterExpansion`` for the B lattice.
 
@@ -92,6 +96,24 @@ class ClusterExpansionModel:
     def metadata(self) -> dict[str, Any]:
         """The CE's metadata dictionary (icet's plus segsim's keys, e.g. ``segsim_label``)."""
         return dict(self._ce.metadata)
+
+    @property
+    def separate_vacancy(self) -> bool:
+        """True for a four-species CE (Pb, Cd, V, X): an internal vacancy is not outside."""
+        return bool(self._ce_index[species.VAC] != self._ce_index[species.OUT])
+
+    @property
+    def mu_csbr_ev(self) -> float | None:
+        """Chemical potential of a CsBr unit in this CE's energy reference (eV), or None.
+
+        ``segsim train`` stores it (metadata key ``mu_csbr_ev``, the lowest energy per CsBr
+        unit of the reference calculator's relaxed CsBr cells) in four-species CEs fitted to
+        total energies: the atomistic structures behind V -> O gain ``2 - k`` CsBr units
+        (``k`` outside neighbours of the site), so the KMC needs it to turn a recession's CE
+        energy change into a grand-canonical one (:mod:`segsim.kinetics`).
+        """
+        value = self._ce.metadata.get(MU_CSBR_KEY)
+        return None if value is None else float(value)
 
     @property
     def parameters(self) -> np.ndarray:
@@ -205,7 +227,11 @@ class ClusterExpansionModel:
             anchor_table=np.array(anchor_rows, dtype=np.int64).reshape(-1, n_anchor_cols),
             constant_ev=float(self._params[0]),
             reach=reach,
-            metadata={"source": self.source, "cutoffs": list(self._ce.cutoffs)},
+            metadata={
+                "source": self.source,
+                "cutoffs": list(self._ce.cutoffs),
+                MU_CSBR_KEY: self.mu_csbr_ev if self.separate_vacancy else None,
+            },
         )
         for arr in (
             tables.displacements,

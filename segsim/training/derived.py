@@ -51,14 +51,26 @@ def vegard(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     }
 
 
+def csbr_chemical_potential_ev(records: Sequence[dict[str, Any]]) -> float | None:
+    """Return mu_CsBr, the lowest energy per CsBr unit of the relaxed CsBr cells (eV), or None.
+
+    The energy of a CsBr unit taken from or given to the solution, in the reference
+    calculator's energy scale: used for the RP faults (extra CsBr layers) and stored in the
+    four-species CE for the KMC's recession rule (:mod:`segsim.kinetics`).
+    """
+    csbr = [r for r in records if r["kind"] == "ref_csbr"]
+    if not csbr:
+        return None
+    return float(min(r["energy_ev"] / (r["n_atoms"] / 2) for r in csbr))
+
+
 def rp_energetics(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """Return eps_RP and eta (eV) from the RP-fault NCs, or None if they are missing."""
     by = _by_name(records)
-    csbr = [r for r in records if r["kind"] == "ref_csbr"]
+    mu = csbr_chemical_potential_ev(records)
     rp = [r for r in records if r["kind"] == "nc_rp"]
-    if not csbr or not rp:
+    if mu is None or not rp:
         return None
-    mu = min(r["energy_ev"] / (r["n_atoms"] / 2) for r in csbr)
     d_e: dict[str, dict[str, Any]] = {}
     for r in rp:
         twin = by.get(r["tags"].get("no_fault", ""))

@@ -329,6 +329,12 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
         result.ce, _records_for_fit(records), n_edge=n_check, x_cd=x_check, pad=s.pad_sites
     )
     params = derived.derive_parameters(records)
+    mu_csbr = derived.csbr_chemical_potential_ev(records)
+    if f.separate_vacancy and mu_csbr is not None:
+        # the KMC's recession rule needs the CE's CsBr energy (segsim.kinetics)
+        from segsim.models.cluster_expansion import MU_CSBR_KEY
+
+        result.ce.metadata[MU_CSBR_KEY] = mu_csbr
     out = cfg.output_dir
     out.mkdir(parents=True, exist_ok=True)
     ce_path = out / "fitted.ce"

@@ -1,6 +1,7 @@
 """``segsim train`` end to end with the cheap stand-in calculator (no torch, no CP2K)."""
 
 import numpy as np
+import pytest
 import yaml
 
 from segsim.cli import main
@@ -68,6 +69,21 @@ def test_train_pipeline_resumes_and_writes_potentials(tmp_path, capsys):
     assert len(recs) == n
     assert {r["calculator_kind"] for r in recs} == {"standin"}
     assert all(r["provenance"] for r in recs)
+    # Three species: no CsBr potential in the CE.  Four species (refit from the same rows):
+    # the lowest energy per CsBr unit of the CsBr cells, which the KMC's recession rule reads.
+    assert ClusterExpansionModel.from_file(out / "fitted.ce").mu_csbr_ev is None
+    doc = _doc()
+    doc["fit"]["separate_vacancy"] = True
+    doc["paths"]["output_dir"] = "out4"
+    inp.write_text(yaml.safe_dump(doc))
+    assert main(["train", str(inp), "-q"]) == 0
+    assert "(0 computed now)" in capsys.readouterr().out
+    model = ClusterExpansionModel.from_file(tmp_path / "out4" / "fitted.ce")
+    csbr = [r for r in recs if r["kind"] == "ref_csbr"]
+    assert len(csbr) == 2
+    mu = min(r["energy_ev"] / (r["n_atoms"] / 2) for r in csbr)
+    assert model.mu_csbr_ev == pytest.approx(mu, rel=1e-12)
+    assert model.separate_vacancy
 
 
 def test_train_cached_only_fits_a_partial_database_without_computing(tmp_path, capsys):

@@ -321,8 +321,10 @@ def naive_event_rates(
 
     Written straight from MODEL.md section 3.  ``p`` holds ``beta`` (1/eV), ``nu`` (1/s),
     ``e_kra`` / ``e_exp`` / ``ref`` (dicts species code -> eV), ``alpha``, ``e_rec`` and
-    optionally ``rec_ref`` (eV) and ``alpha_rec`` (the recession barrier is
-    ``max(0, e_rec + alpha_rec (dE(V -> O) - rec_ref))``),
+    optionally ``rec_ref`` (eV), ``alpha_rec`` and ``mu_rec`` (eV per CsBr unit; the recession
+    barrier is ``max(0, e_rec + alpha_rec (dE(V -> O) + (k - 2) mu_rec - (rec_ref - mu_rec)))``:
+    the grand-canonical energy of the recession, which gains ``2 - k`` CsBr units, against that
+    of the reference face site, which gains one),
     ``theta`` and the switches ``hop``, ``expulsion``, ``recession`` (bools); optionally
     ``rp`` (dict: ``eps``, ``eta``, ``j``, ``e_rpa``, ``shift`` in eV) and then ``phase``
     (the RP phase codes, read and not modified).  RP energy changes are differences of
@@ -370,8 +372,10 @@ def naive_event_rates(
                     ea = max(ea0 + de / 2, de, 0.0)
                     out.append((site, SLOT_RP, p["nu"] * math.exp(-p["beta"] * ea)))
         elif sp == VAC and p["recession"] and k > 0:
-            de_rec = flip_delta(occupations, site, OUT)
-            ea = max(0.0, p["e_rec"] + p.get("alpha_rec", 0.0) * (de_rec - p.get("rec_ref", 0.0)))
+            mu = p.get("mu_rec", 0.0)
+            omega = flip_delta(occupations, site, OUT) - (2 - k) * mu
+            omega_ref = p.get("rec_ref", 0.0) - mu
+            ea = max(0.0, p["e_rec"] + p.get("alpha_rec", 0.0) * (omega - omega_ref))
             out.append((site, SLOT_RECEDE, p["nu"] * math.exp(-p["beta"] * ea)))
     return out
 

@@ -354,3 +354,39 @@ def test_random_vacancies_leave_orphans_only_where_no_vacancy_can_take_them():
                 and not (term.b_atom[s[0]] or term.b_atom[lat.nn[s[0], 2 * s[1]]])
             ]  # fmt: skip
             assert len(gone) >= 2, (site, i, k)
+
+
+def test_recession_gains_two_minus_k_csbr_units_and_expulsion_removes_mbr2():
+    """The composition bookkeeping behind the KMC's grand-canonical recession rule.
+
+    V -> O of a site with k outside neighbours gains 2 - k CsBr units (face +1, edge 0,
+    corner -1, ...), on flat and rough surfaces alike; M -> V always removes one MBr2.
+    """
+    lat = build_cube(5, A, 3)
+    rng = np.random.default_rng(1)
+    surface = np.flatnonzero(lat.in_nc & (lat.n_outside_nn > 0))
+    seen = set()
+    for trial in range(4):
+        occ = lat.empty_occupations()
+        if trial:  # rough: some surface sites already receded
+            occ[rng.choice(surface, 10, replace=False)] = species.OUT
+        occ[rng.choice(np.flatnonzero(occ == species.PB), 6, replace=False)] = species.CD
+        before = atomistic.formula_counts(atomistic.to_atoms(lat, occ))
+        exposed = [s for s in np.flatnonzero(occ <= species.CD)
+                   if any(occ[j] == species.OUT for j in lat.nn[s])]  # fmt: skip
+        for s in rng.choice(exposed, 6, replace=False):
+            k = int(sum(occ[j] == species.OUT for j in lat.nn[s]))
+            metal = "Cd" if occ[s] == species.CD else "Pb"
+            vac = occ.copy()
+            vac[s] = species.VAC
+            out = occ.copy()
+            out[s] = species.OUT
+            c_vac = atomistic.formula_counts(atomistic.to_atoms(lat, vac))
+            c_out = atomistic.formula_counts(atomistic.to_atoms(lat, out))
+            assert c_vac[metal] == before[metal] - 1
+            assert c_vac["Br"] == before["Br"] - 2
+            assert c_vac["Cs"] == before["Cs"]
+            assert c_out["Cs"] - c_vac["Cs"] == 2 - k
+            assert c_out["Br"] - c_vac["Br"] == 2 - k
+            seen.add(k)
+    assert {1, 2, 3} <= seen

@@ -28,7 +28,10 @@ PARAMS = kinetics.KineticsParams(
 )
 
 
-def _naive_params(params, temperature_k, theta, ref):
+MU_CSBR = -6.676  # eV per CsBr unit: the CHGNet value of potentials/derived_parameters.yaml
+
+
+def _naive_params(params, temperature_k, theta, ref, mu=0.0):
     return {
         "beta": beta_per_ev(temperature_k),
         "nu": params.attempt_frequency_per_s,
@@ -39,6 +42,7 @@ def _naive_params(params, temperature_k, theta, ref):
         "e_rec": params.e_rec_ev,
         "rec_ref": ref[2],
         "alpha_rec": params.bep_alpha_recession,
+        "mu_rec": mu,
         "theta": theta,
         "hop": params.hop,
         "expulsion": params.expulsion,
@@ -55,10 +59,10 @@ def _start(lattice, rng, x_cd, n_vac):
     return occ
 
 
-def _engine(tables, lattice, occ, params, temperature_k, theta, seed):
+def _engine(tables, lattice, occ, params, temperature_k, theta, seed, mu=0.0):
     ref = kinetics.removal_reference_ev(tables, lattice) if lattice.pad else (0.0, 0.0, 0.0)
     kp = kinetics.parameter_vector(params, temperature_k=temperature_k, theta=theta,
-                                   removal_ref_ev=ref)  # fmt: skip
+                                   removal_ref_ev=ref, recession_mu_csbr_ev=mu)  # fmt: skip
     state = KMCState.initial(occ, tables)
     return KMCEngine(tables, lattice, state, np.random.default_rng(seed), kp), ref
 
@@ -126,16 +130,16 @@ def _naive_deltas(ce, shape):
     return flip, swap
 
 
-@pytest.mark.parametrize("theta", [0.0, 0.6])
-def test_rates_equal_naive_rate_law(small_system, theta):
+@pytest.mark.parametrize(("theta", "mu"), [(0.0, 0.0), (0.6, 0.0), (0.3, MU_CSBR)])
+def test_rates_equal_naive_rate_law(small_system, theta, mu):
     ce, _, lattice, tables = small_system
     occ = _start(lattice, np.random.default_rng(5), 0.3, 8)
     occ[lattice.site_index(np.array([2]), np.array([2]), np.array([2]))] = species.OUT  # a pit
-    eng, ref = _engine(tables, lattice, occ, PARAMS, 500.0, theta, 0)
+    eng, ref = _engine(tables, lattice, occ, PARAMS, 500.0, theta, 0, mu)
     flip, swap = _naive_deltas(ce, lattice.shape)
     expected = np.zeros_like(eng.rates)
     for site, slot, rate in naive.naive_event_rates(
-        occ, lattice.nn, flip, swap, _naive_params(PARAMS, 500.0, theta, ref)
+        occ, lattice.nn, flip, swap, _naive_params(PARAMS, 500.0, theta, ref, mu)
     ):
         expected[site, slot] = rate
     np.testing.assert_allclose(eng.rates, expected, rtol=1e-9, atol=0)
@@ -182,21 +186,47 @@ def test_recession_barrier_is_e_rec_at_the_reference_site_and_bep_elsewhere(smal
         assert off.rates[site, K.SLOT_RECEDE] == pytest.approx(
             nu * np.exp(-beta * e_rec), rel=1e-12
         )
+    # With mu_CsBr the corner's V -> O, which loses one CsBr unit where the face gains one
+    # (test_atomistic), is compared grand-canonically: dE + 2 mu against the face's dE_ref;
+    # the reference site keeps E_rec exactly.
+    gc, _ = _engine(tables, lattice, occ, PARAMS, temp, 0.0, 0, mu=MU_CSBR)
+    assert gc.rates[face, K.SLOT_RECEDE] == pytest.approx(nu * np.exp(-beta * e_rec), rel=1e-12)
+    ea_gc = max(0.0, e_rec + alpha * (de_corner + 2 * MU_CSBR - ref[2]))
+    assert gc.rates[corner, K.SLOT_RECEDE] == pytest.approx(nu * np.exp(-beta * ea_gc), rel=1e-9)
 
 
-def test_kernel_trajectory_equals_naive_twin(small_system):
+def test_trained_mu_csbr_reaches_the_kmc_only_for_four_species(make_ce, make_cube):
+    """``mu_csbr_ev`` in a CE's metadata is compiled into the tables of a four-species CE."""
+    for separate in (False, True):
+        ce = make_ce([6.0], np.random.default_rng(2), scale=0.04, separate_vacancy=separate)
+        assert kinetics.recession_mu_csbr_ev(ClusterExpansionModel(ce).compile(
+            make_cube(3, 2))) == 0.0  # fmt: skip
+        ce.metadata["mu_csbr_ev"] = MU_CSBR
+        model = ClusterExpansionModel(ce)
+        assert model.mu_csbr_ev == MU_CSBR
+        assert model.separate_vacancy is separate
+        mu = kinetics.recession_mu_csbr_ev(model.compile(make_cube(3, model.reach + 1)))
+        assert mu == (MU_CSBR if separate else 0.0)
+        kp = kinetics.parameter_vector(PARAMS, temperature_k=300.0, theta=0.0,
+                                       recession_mu_csbr_ev=mu)  # fmt: skip
+        assert kp[K.KP_MU_REC] == mu
+
+
+@pytest.mark.parametrize("mu", [0.0, -0.2])  # a small mu_CsBr keeps every event type present
+def test_kernel_trajectory_equals_naive_twin(small_system, mu):
     """Same seed, same events, same times, same final state; all three event types occur."""
     ce, _, lattice, tables = small_system
     occ = _start(lattice, np.random.default_rng(6), 0.3, 6)
     theta, temp = 0.4, 600.0
-    eng, ref = _engine(tables, lattice, occ, PARAMS, temp, theta, 123)
-    n_events = 150
+    eng, ref = _engine(tables, lattice, occ, PARAMS, temp, theta, 123, mu)
+    n_events = 120  # a 4^3 NC dissolves in about 140 (all sites expelled and receded)
     n, log = eng.advance(1e3, max_events=n_events, log_events=n_events)
     flip, swap = _naive_deltas(ce, lattice.shape)
-    got = naive.naive_kmc(occ, lattice.nn, flip, swap, _naive_params(PARAMS, temp, theta, ref),
+    got = naive.naive_kmc(occ, lattice.nn, flip, swap, _naive_params(PARAMS, temp, theta, ref, mu),
                           np.random.default_rng(123), t_start=0.0, t_stop=1e3,
                           max_events=n_events)  # fmt: skip
-    assert n == n_events == len(got["events"])
+    assert n == len(got["events"])
+    assert n == n_events
     assert [(int(s), int(k)) for s, k in zip(log.site, log.slot, strict=True)] == [
         (s, k) for s, k, _ in got["events"]
     ]
