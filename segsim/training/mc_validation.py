@@ -44,6 +44,7 @@ __all__ = [
     "parse_cell",
     "validation_database_path",
     "validation_pairs",
+    "verdict",
 ]
 
 #: Kinds of validation cell: periodic bulk cell, or NC in vacuum.
@@ -205,13 +206,36 @@ def validation_pairs(
     return out, skipped
 
 
+#: Verdicts of :func:`compare` (``None``: no noise estimate or no reference yet).
+VERDICTS = ("confirmed", "not confirmed", "within noise")
+
+
+def verdict(ce_de_ev: float, ref_de_ev: float, noise_ev: float) -> str:
+    """Return what the reference says about a CE gain, at two standard deviations.
+
+    ``"not confirmed"``: CE and reference differ by more than ``2 noise``; ``"confirmed"``:
+    they agree within it and the CE gain exceeds it (so the test could have failed);
+    ``"within noise"``: they agree, but so would a CE that gains nothing.
+    """
+    if abs(ce_de_ev - ref_de_ev) > 2.0 * noise_ev:
+        return "not confirmed"
+    return "confirmed" if abs(ce_de_ev) > 2.0 * noise_ev else "within noise"
+
+
 def compare(
-    pairs: Sequence[ValidationPair], records: Sequence[Mapping[str, Any]]
+    pairs: Sequence[ValidationPair],
+    records: Sequence[Mapping[str, Any]],
+    structure_noise_ev: tuple[float, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Return one row per pair: CE and reference ``E(final) - E(start)`` (eV and meV/site).
 
     ``records`` are the reference records (:func:`segsim.training.reference.compute_references`);
     a pair whose structures are not both among them gets ``None`` reference values.
+    ``structure_noise_ev`` (``(tau_nc, tau_bulk)``, the fit's ``noise_nc_ev`` and
+    ``noise_bulk_ev``) is the noise of one relaxed energy beyond its start SEM; the noise
+    of the difference is ``sqrt(sem_start**2 + sem_final**2 + 2 tau**2)`` (``tau`` 0 without
+    it; no noise, hence no verdict, if neither SEMs nor ``tau`` are known), and each row gets
+    a :func:`verdict`.
     """
     by_name = {str(r["name"]): r for r in records}
     rows = []
@@ -219,12 +243,18 @@ def compare(
         n = p.n_b_sites
         ce_de = p.ce_final_ev - p.ce_start_ev
         rs, rf = by_name.get(p.start.name), by_name.get(p.final.name)
-        ref_de = sem = None
+        ref_de = sem = noise = None
+        periodic = n == int(np.asarray(p.start.occupations).size)
+        tau = None
+        if structure_noise_ev is not None:
+            tau = float(structure_noise_ev[1] if periodic else structure_noise_ev[0])
         if rs is not None and rf is not None:
             ref_de = float(rf["energy_ev"]) - float(rs["energy_ev"])
             sems = [r.get("energy_sem_ev") for r in (rs, rf)]
             if all(s is not None for s in sems):
                 sem = math.hypot(*sems)
+            if sem is not None or tau is not None:
+                noise = math.sqrt((sem or 0.0) ** 2 + 2.0 * (tau or 0.0) ** 2)
         rows.append(
             {
                 "label": p.label,
@@ -234,6 +264,8 @@ def compare(
                 "ce_de_ev": ce_de,
                 "ref_de_ev": ref_de,
                 "ref_sem_ev": sem,
+                "noise_ev": noise,
+                "verdict": None if noise is None else verdict(ce_de, ref_de, noise),
                 "ce_de_mev_per_site": 1e3 * ce_de / n,
                 "ref_de_mev_per_site": None if ref_de is None else 1e3 * ref_de / n,
                 "final_name": p.final.name,
@@ -256,14 +288,18 @@ def markdown(
             "site) from a random arrangement; both arrangements relaxed with the reference "
             "calculator (database `*_mcval.db`, never fitted). `E(final) - E(start)`: what "
             "the CE's MC gains, and how much of it the reference confirms. A CE gain that the "
-            "reference does not confirm is an extrapolation artefact."
+            "reference does not confirm is an extrapolation artefact. `noise`: one standard "
+            "deviation of the reference difference (start SEMs and, where the fit has them, "
+            "its structure noise); `verdict` at two of them: *confirmed* (agree, and the CE "
+            "gain exceeds the noise), *within noise* (agree, but so would no gain), *not "
+            "confirmed* (differ)."
         ),
         "",
         (
             "| cell | B sites | acceptance | CE (eV) | reference (eV) | CE (meV/site) | "
-            "reference (meV/site) |"
+            "reference (meV/site) | noise (eV) | verdict |"
         ),
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r["ref_de_ev"] is None:
@@ -271,9 +307,11 @@ def markdown(
         else:
             sem = f" +/- {r['ref_sem_ev']:.3f}" if r["ref_sem_ev"] is not None else ""
             ref, ref_site = f"{r['ref_de_ev']:+.3f}{sem}", f"{r['ref_de_mev_per_site']:+.2f}"
+        noise = "n/a" if r.get("noise_ev") is None else f"{r['noise_ev']:.3f}"
         lines.append(
             f"| `{r['label']}` | {r['n_b_sites']} | {r['acceptance']:.3f} | "
-            f"{r['ce_de_ev']:+.3f} | {ref} | {r['ce_de_mev_per_site']:+.2f} | {ref_site} |"
+            f"{r['ce_de_ev']:+.3f} | {ref} | {r['ce_de_mev_per_site']:+.2f} | {ref_site} | "
+            f"{noise} | {r.get('verdict') or 'n/a'} |"
         )
     if skipped:
         lines += ["", *(f"- {line}" for line in skipped)]

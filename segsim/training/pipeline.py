@@ -158,7 +158,7 @@ def mc_cells(
             jobs=c.jobs,
             compute=not cached_only,
         )
-    return mc_validation.compare(pairs, records), skipped, records
+    return mc_validation.compare(pairs, records, f.structure_noise_ev), skipped, records
 
 
 def mc_markdown(cfg: TrainConfig, rows: list[dict[str, Any]], skipped: list[str]) -> str:
@@ -192,7 +192,10 @@ def _mc_line(row: dict[str, Any]) -> str:
     ref = "not computed" if row["ref_de_ev"] is None else f"{row['ref_de_ev']:+.3f} eV"
     if row["ref_sem_ev"] is not None:
         ref += f" +/- {row['ref_sem_ev']:.3f}"
-    return f"MC validation {row['label']}: CE {row['ce_de_ev']:+.3f} eV, reference {ref}"
+    line = f"MC validation {row['label']}: CE {row['ce_de_ev']:+.3f} eV, reference {ref}"
+    if row.get("verdict"):
+        line += f" (noise {row['noise_ev']:.3f} eV: {row['verdict']})"
+    return line
 
 
 def _mc_validation(

@@ -56,8 +56,20 @@ def test_compare_and_markdown_with_and_without_reference_rows():
     assert row["ref_sem_ev"] == pytest.approx(0.05)
     assert row["ce_de_mev_per_site"] == pytest.approx(-50.0)
     assert row["ref_de_mev_per_site"] == pytest.approx(-12.5)
+    assert row["noise_ev"] == pytest.approx(0.05)  # no structure noise: the SEMs alone
+    assert row["verdict"] == "not confirmed"  # -0.4 against -0.1, 2 sigma = 0.1
     text = mv.markdown([row], temperature_k=343.0, sweeps=10, skipped=["`bulk9` skipped: why"])
-    assert "| `bulk2_x0.25` | 8 | 0.250 | -0.400 | -0.100 +/- 0.050 | -50.00 | -12.50 |" in text
+    assert (
+        "| `bulk2_x0.25` | 8 | 0.250 | -0.400 | -0.100 +/- 0.050 | -50.00 | -12.50 | 0.050 | "
+        "not confirmed |"
+    ) in text
+    # with the fit's structure noise (periodic cell: tau_bulk) the difference is within it
+    (row,) = mv.compare([pair], recs, structure_noise_ev=(0.5, 0.2))
+    assert row["noise_ev"] == pytest.approx(math.sqrt(0.05**2 + 2 * 0.2**2))
+    assert row["verdict"] == "within noise"  # |-0.4| < 2 sigma = 0.59: no power either
+    assert mv.verdict(-1.0, -0.9, 0.1) == "confirmed"
+    assert mv.verdict(-0.1, 0.05, 0.1) == "within noise"
+    assert mv.verdict(-1.0, -0.5, 0.1) == "not confirmed"
     assert "- `bulk9` skipped: why" in text
     # the final arrangement not computed yet (e.g. --cached-only): no reference numbers
     (row,) = mv.compare([pair], recs[:1])
@@ -68,6 +80,8 @@ def test_compare_and_markdown_with_and_without_reference_rows():
     (row,) = mv.compare([pair], [{**r, "energy_sem_ev": None} for r in recs])
     assert row["ref_sem_ev"] is None
     assert not math.isnan(row["ref_de_ev"])
+    assert row["verdict"] is None  # no noise estimate at all: no verdict
+    assert "| n/a | n/a |" in mv.markdown([row], temperature_k=343.0, sweeps=10)
 
 
 def test_module_command_validates_any_ce_file(tmp_path, capsys):
