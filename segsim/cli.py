@@ -8,6 +8,7 @@ User errors print one line ``segsim: error: ...`` on stderr and never a tracebac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -283,6 +284,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from segsim.training.pipeline import train
 
     cfg = load_train(args.input)
+    if args.jobs is not None:  # not part of the provenance: the energies do not depend on it
+        if args.jobs < 1:
+            return _fail(f"--jobs must be a positive integer (got {args.jobs})")
+        cfg = dataclasses.replace(
+            cfg, calculator=dataclasses.replace(cfg.calculator, jobs=args.jobs)
+        )
     try:
         summary = train(cfg, progress=not args.quiet, cached_only=args.cached_only)
     except FileNotFoundError as exc:
@@ -500,6 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
                 "--cached-only",
                 action="store_true",
                 help="compute nothing: fit the structures already in the database",
+            )
+            sp.add_argument(
+                "--jobs",
+                type=int,
+                help="relaxation worker processes (overrides calculator.jobs; e.g. the cores "
+                "of a cluster node)",
             )
         elif name == "validate":
             sp.add_argument("inputs", nargs="+", help="YAML input files")

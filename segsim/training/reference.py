@@ -409,18 +409,24 @@ def _anneal(atoms: Atoms, calc: Calculator, relax: RelaxSettings, seed: int) -> 
     atoms.set_momenta(np.zeros((len(atoms), 3)))
 
 
+def _submit_starts(pool: Any, atoms: Atoms, relax: RelaxSettings, relax_cell: bool) -> list[Any]:
+    """Submit every start of one structure to the worker ``pool``; return the futures."""
+    return [pool.submit(_start_job, atoms, relax, k, relax_cell) for k in range(relax.n_starts)]
+
+
 def _relax(
     atoms: Atoms,
     calc: Calculator | None,
     relax: RelaxSettings,
     relax_cell: bool,
-    pool: Any = None,
+    futures: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Relax ``atoms`` in place; return energies, steps, convergence and final forces.
 
     Each of the ``relax.n_starts`` starts is prepared by :func:`start_atoms` (tilt and rattle
-    as the settings say) and relaxed, in the worker processes of ``pool`` when given
-    (:func:`_start_pool`), else here with ``calc``.  ``atoms`` ends in the state of the
+    as the settings say) and relaxed, here with ``calc``, or in worker processes when
+    ``futures`` (:func:`_submit_starts`) are given, whose results are then collected.
+    ``atoms`` ends in the state of the
     start with the lowest final energy, and ``n_steps`` counts the steps of all starts.
     ``energy_ev`` is that lowest energy (``relax.aggregate == "min"``) or the mean over the
     starts (``"mean"``; then ``energy_min_ev``, ``energy_sem_ev`` and ``start_energies_ev``
@@ -428,8 +434,7 @@ def _relax(
     (ideal positions).
     """
     ks = range(relax.n_starts)
-    if pool is not None:
-        futures = [pool.submit(_start_job, atoms, relax, k, relax_cell) for k in ks]
+    if futures is not None:
         runs = [f.result() for f in futures]
         energy0 = runs[0][3]  # start 0 computes it; the others return nan
     else:
@@ -449,6 +454,9 @@ def _relax(
         atoms.calc = calc
     n_steps = sum(r[0]["n_steps"] for r in runs)
     result = {"energy_unrelaxed_ev": energy0, **out, "n_steps": n_steps}
+    result.pop("seconds", None)
+    if futures is not None:  # the workers' own time, summed over the starts
+        result["worker_seconds"] = float(sum(r[0]["seconds"] for r in runs))
     if relax.aggregate == "mean":
         n = len(energies)
         result.update(
@@ -480,10 +488,12 @@ def _start_job(
     Only start 0 evaluates the unrelaxed energy (one single point per structure, as serially).
     """
     assert _WORKER_CALC is not None
+    t0 = time.perf_counter()
     atoms = atoms.copy()
     atoms.calc = _WORKER_CALC
     energy0 = float(atoms.get_potential_energy()) if k == 0 else math.nan
     out, trial = relax_start(atoms, _WORKER_CALC, relax, k, relax_cell)
+    out = {**out, "seconds": time.perf_counter() - t0}
     return out, np.array(trial.positions), np.array(trial.cell), energy0
 
 
@@ -709,10 +719,12 @@ def compute_references(
         Called with each structure's record as soon as it is done (or found in the database);
         ``True`` prints :func:`format_progress` lines to stderr; None/False: quiet.
     jobs
-        With several starts per structure, relax up to this many starts at once in worker
-        processes (one calculator and one torch thread each).  The energies do not depend
-        on it (each start has its own seed); a stopped run loses only the structure it was
-        on.
+        Relax up to this many starts at once in worker processes (one calculator and one
+        torch thread each), the starts of the next structures too (up to ``2 jobs`` starts
+        queued), so that more workers than starts per structure are kept busy.  The energies
+        do not depend on it (each start has its own seed), and rows are written in input
+        order as each structure completes; a stopped run loses only the structures in
+        flight.
     compute
         False: compute nothing, return only the structures already in the database (same
         provenance and atoms); the calculator is never built.  For fitting a partial
@@ -762,46 +774,62 @@ def compute_references(
         raise ValueError(f"jobs must be a positive integer, got {jobs}")
     calc: Calculator | None = None
     pool: Any = None
+    # First the bookkeeping of every structure (reuse, skip, or drop a stale row), then the
+    # computations, so that worker processes can run ahead of the structure being stored.
+    plan: list[tuple[ReferenceStructure, str, bool]] = []
+    for structure in structures:
+        s_hash = structure_hash(structure.atoms)
+        relax_cell = bool(relax_s.relax_cell and structure.atoms.pbc.all())
+        stored = done.get(structure.name)
+        stale = stored is not None and stored["structure_hash"] != s_hash
+        wrong_cell = stored is not None and bool(stored["relax_cell"]) != relax_cell
+        if not compute and (stale or wrong_cell or structure.name not in done):
+            continue  # read-only: neither delete nor compute
+        why = None
+        if stale:
+            # The generator has changed this structure since it was computed (e.g. a new
+            # termination rule): the stored energy belongs to other atoms.
+            why = (
+                f"the stored structure differs from the generated one "
+                f"(hash {stored['structure_hash']} != {s_hash})"
+            )
+        elif wrong_cell:
+            why = (
+                f"stored with relax_cell={bool(stored['relax_cell'])}, "
+                f"the rule now asks relax_cell={relax_cell}"
+            )
+        if why is not None:
+            # Drop the row before anything is computed, so that an interrupted run never
+            # leaves two rows under one name, and recompute.
+            print(f"{structure.name}: {why}; recomputing", file=sys.stderr, flush=True)
+            db.delete([done.pop(structure.name)["id"]])
+        plan.append((structure, s_hash, relax_cell))
+    todo = [i for i, (st, _, _) in enumerate(plan) if st.name not in done]
+    parallel = jobs > 1 and bool(todo)
+    queued: dict[int, list[Any]] = {}  # plan index -> futures of its starts
+    n_submitted = 0  # entries of ``todo`` submitted so far
     try:
+        if parallel:
+            pool = _start_pool(calculator_kind, calculator_settings, jobs)
         out: list[dict[str, Any]] = []
-        for structure in structures:
-            s_hash = structure_hash(structure.atoms)
-            relax_cell = bool(relax_s.relax_cell and structure.atoms.pbc.all())
-            stored = done.get(structure.name)
-            stale = stored is not None and stored["structure_hash"] != s_hash
-            wrong_cell = stored is not None and bool(stored["relax_cell"]) != relax_cell
-            if not compute and (stale or wrong_cell or structure.name not in done):
-                continue  # read-only: neither delete nor compute
-            why = None
-            if stale:
-                # The generator has changed this structure since it was computed (e.g. a new
-                # termination rule): the stored energy belongs to other atoms.
-                why = (
-                    f"the stored structure differs from the generated one "
-                    f"(hash {stored['structure_hash']} != {s_hash})"
-                )
-            elif wrong_cell:
-                why = (
-                    f"stored with relax_cell={bool(stored['relax_cell'])}, "
-                    f"the rule now asks relax_cell={relax_cell}"
-                )
-            if why is not None:
-                # Drop the row first, so that an interrupted run never leaves two rows under
-                # one name, and recompute.
-                print(f"{structure.name}: {why}; recomputing", file=sys.stderr, flush=True)
-                db.delete([done.pop(structure.name)["id"]])
+        for i, (structure, s_hash, relax_cell) in enumerate(plan):
             if structure.name in done:
                 rec = {**done[structure.name], "reused": True}
             else:
-                parallel = jobs > 1 and relax_s.n_starts > 1
-                if parallel and pool is None:
-                    pool = _start_pool(calculator_kind, calculator_settings, jobs)
-                if not parallel and calc is None:
+                if parallel:  # keep up to 2 jobs starts queued, this structure's included
+                    while n_submitted < len(todo) and (
+                        todo[n_submitted] <= i or sum(map(len, queued.values())) < 2 * jobs
+                    ):
+                        j = todo[n_submitted]
+                        queued[j] = _submit_starts(pool, plan[j][0].atoms, relax_s, plan[j][2])
+                        n_submitted += 1
+                elif calc is None:
                     calc, _ = calculators.make_calculator(calculator_kind, calculator_settings)
                 atoms = structure.atoms.copy()
                 t0 = time.perf_counter()
-                result = _relax(atoms, calc, relax_s, relax_cell, pool if parallel else None)
-                seconds = time.perf_counter() - t0
+                result = _relax(atoms, calc, relax_s, relax_cell, queued.pop(i, None))
+                # wall time of the relaxations: serial, or summed over the worker starts
+                seconds = result.pop("worker_seconds", time.perf_counter() - t0)
                 row_id = _write_row(
                     db,
                     structure,
@@ -820,7 +848,8 @@ def compute_references(
         return out
     finally:
         if pool is not None:
-            pool.shutdown()
+            # on an interruption: drop the queued starts, wait only for the running ones
+            pool.shutdown(cancel_futures=True)
 
 
 def _select(db: Any, **query: Any) -> Iterable[dict[str, Any]]:

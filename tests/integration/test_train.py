@@ -95,9 +95,12 @@ def test_train_cached_only_fits_a_partial_database_without_computing(tmp_path, c
     assert "no reference database" in capsys.readouterr().err
     assert not (tmp_path / "refs.db").exists()
     # compute a smaller set (no n = 3 NCs but the RP one), then ask for the whole set cached-only
+    # (with two worker processes: --jobs overrides calculator.jobs, a bad value is refused)
     small = {**doc, "structures": {**doc["structures"], "nc_edges": [2]}}
     inp.write_text(yaml.safe_dump(small))
-    assert main(["train", str(inp), "-q"]) == 0
+    assert main(["train", str(inp), "-q", "--jobs", "0"]) == 2
+    assert "--jobs must be a positive integer (got 0)" in capsys.readouterr().err
+    assert main(["train", str(inp), "-q", "--jobs", "2"]) == 0
     n_small = int(capsys.readouterr().out.split()[0])
     inp.write_text(yaml.safe_dump(doc))
     assert main(["train", str(inp), "-q", "--cached-only"]) == 0

@@ -624,6 +624,24 @@ def test_mean_aggregate_stores_the_mean_of_the_starts_and_workers_agree(tmp_path
         compute_references(structures[:1], db_path=tmp_path / "x.db", jobs=0, **kw)
 
 
+def test_workers_run_ahead_across_structures_with_the_serial_result(tmp_path, structures):
+    """jobs > starts per structure: the next structures' starts run ahead, rows stay in order."""
+    kw = {"calculator_kind": "standin", "calculator_settings": None}
+    relax = {"rattle_angstrom": 0.05, "max_steps": 200}  # one start per structure
+    serial = compute_references(structures, relax=relax, db_path=tmp_path / "s.db", **kw)
+    db = tmp_path / "p.db"
+    # one structure stored already: it is reused in place, the others computed by 3 workers
+    compute_references(structures[1:2], relax=relax, db_path=db, **kw)
+    par = compute_references(structures, relax=relax, db_path=db, jobs=3, **kw)
+    assert [r["name"] for r in par] == [st.name for st in structures]
+    assert [r["reused"] for r in par] == [False, True, False, False]
+    for a, b in zip(serial, par, strict=True):
+        assert b["energy_ev"] == pytest.approx(a["energy_ev"], abs=1e-9)
+        assert b["energy_unrelaxed_ev"] == pytest.approx(a["energy_unrelaxed_ev"], abs=1e-9)
+        np.testing.assert_allclose(b["atoms"].positions, a["atoms"].positions, atol=1e-9)
+        assert b["seconds"] > 0.0
+
+
 def test_tilted_start_changes_the_hash_only_when_chosen():
     from segsim.training.reference import RelaxSettings, provenance_hash
 
