@@ -66,6 +66,14 @@ def _training_section(res: FitResult) -> list[str]:
             "the crystal (`N_B` = Pb + Cd + V sites); per-NC RMSEs are per structure."
         ),
     ]
+    noise = res.settings.get("structure_noise_ev")
+    if noise is not None:
+        lines.append(
+            f"Noise weights (generalized least squares): each fitted row is further weighted "
+            f"by `N_B / sqrt(sem^2 + tau^2)`, `tau` = {noise[0]:g} eV for NCs and {noise[1]:g} "
+            "eV for periodic cells (the fit's `noise_nc_ev`, `noise_bulk_ev`), `sem` the "
+            "start standard error of the structure's energy; the RMSEs below are unweighted."
+        )
     vac = res.settings.get("vacuum_energy_ev_per_site")
     if vac is not None:
         lines.append(

@@ -579,7 +579,7 @@ def test_noise_row_scale_weights_structures_by_their_noise():
         fitmod.noise_row_scale(recs, (0.0, 0.03))
 
 
-def test_noise_weights_are_a_weighted_least_squares_fit():
+def test_noise_weights_are_a_weighted_least_squares_fit(tmp_path: Path):
     """With the noise weights, least squares is the weighted solution of the same problem."""
     from sklearn.model_selection import KFold
 
@@ -595,6 +595,7 @@ def test_noise_weights_are_a_weighted_least_squares_fit():
     )  # fmt: skip
     assert res.settings["structure_noise_ev"] == [0.5, 0.001]
     assert plain.settings["structure_noise_ev"] is None
+    assert "`tau` = 0.5 eV for NCs and 0.001 eV" in write_report(res, None, tmp_path).read_text()
     # the same problem solved by hand with numpy's weighted least squares
     kept = sorted(fitmod.records_from_mappings(records)[0], key=lambda r: r.name)
     cs = fitmod.build_cluster_space((7.0,), A)
