@@ -84,7 +84,9 @@ def recession_mu_csbr_ev(tables: Any) -> float:
     tables' metadata by :meth:`ClusterExpansionModel.compile`); 0.0 for any other model,
     i.e. no grand-canonical correction.
     """
-    value = getattr(tables, "metadata", {}).get("mu_csbr_ev")
+    from segsim.models.cluster_expansion import MU_CSBR_KEY
+
+    value = getattr(tables, "metadata", {}).get(MU_CSBR_KEY)
     return 0.0 if value is None else float(value)
 
 
