@@ -704,6 +704,7 @@ class StructuresConfig:
     a_angstrom: float  # lattice constant of the unrelaxed structures and of the CE
     vacuum_angstrom: float  # vacuum around NCs
     pad_sites: int  # outside layers of the CE grid around each NC
+    surface_pit_edges: tuple[int, ...] = ()  # NCs with receded surface sites (pits, n >= 4)
 
 
 @dataclass(frozen=True)
@@ -802,6 +803,12 @@ _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
         "bulk_sizes": _list_of(int, required=False, default=(2,)),
         "bulk_compositions": _list_of(float, required=False, default=(0.0, 0.125, 0.25, 0.5, 1.0)),
         "rp_edges": _list_of(int, required=False, default=(4,)),
+        "surface_pit_edges": _list_of(
+            int,
+            required=False,
+            default=(),
+            check=lambda v: next((f"must be >= 4 (got {n})" for n in v if n < 4), None),
+        ),
         "seed": _Field(int, False, 2021, _non_negative),
         "a_angstrom": _Field(float, False, 5.87, _positive),
         "vacuum_angstrom": _Field(float, False, 8.0, _positive),

@@ -154,6 +154,10 @@ class TrainingRecord:
     energy_sem_ev
         Standard error of ``energy_ev`` when it is a mean over relaxation starts
         (``calculator.aggregate: mean``), eV; NaN otherwise.
+    n_atoms
+        Atoms of the reference structure (0: unknown).  Occupations with outside sites inside
+        the cube (receded surface sites) can hold different numbers of CsBr units for the
+        same species counts; :func:`same_crystal_groups` keeps those apart.
     """
 
     name: str
@@ -165,6 +169,7 @@ class TrainingRecord:
     n_edge: int
     tags: dict[str, Any] = field(default_factory=dict)
     energy_sem_ev: float = float("nan")
+    n_atoms: int = 0
 
     @property
     def n_grid_sites(self) -> int:
@@ -216,6 +221,7 @@ class TrainingRecord:
             n_edge=int(record.get("n_edge", 0)),
             tags=dict(record.get("tags") or {}),
             energy_sem_ev=_optional_float(record.get("energy_sem_ev")),
+            n_atoms=int(record.get("n_atoms") or 0),
         )
         if out.n_b_sites == 0:
             raise ValueError(f"{name}: no B site inside the crystal")
@@ -537,12 +543,14 @@ def same_crystal_groups(records: Sequence[TrainingRecord]) -> np.ndarray:
     """Return a group id per record: equal ids share grid, Pb, Cd, V and outside counts.
 
     Structures of one group differ only in where the species sit, which is exactly what
-    Monte Carlo swaps and KMC hops change; records alone in their group get id -1.
+    Monte Carlo swaps and KMC hops change; records alone in their group get id -1.  Records
+    that know their atom count (:attr:`TrainingRecord.n_atoms`) must share it too: a pit on
+    a face and one on a corner have the same species counts but not the same atoms.
     """
     keys = []
     for r in records:
         counts = np.bincount(np.asarray(r.occupations, dtype=np.int64), minlength=4)[:4]
-        keys.append((tuple(r.shape), *(int(c) for c in counts)))
+        keys.append((tuple(r.shape), *(int(c) for c in counts), int(r.n_atoms)))
     ids = np.full(len(keys), -1, dtype=np.int64)
     seen: dict[tuple, int] = {}
     for k in keys:

@@ -245,6 +245,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
         n_profiles=s.n_profiles,
         vacancy_structures=s.vacancy_structures,
         vacancy_pairs=s.vacancy_pairs,
+        surface_pit_edges=s.surface_pit_edges,
         bulk_sizes=s.bulk_sizes,
         bulk_compositions=s.bulk_compositions,
         rp_edges=s.rp_edges,

@@ -353,6 +353,68 @@ def _vacancy_set(
     return out
 
 
+#: The :func:`_surface_pit_set` structures: name suffix -> (receded sites, vacancy sites, Cd
+#: sites), each a list of (dx, dy, depth) offsets from the centre of the -z face: dx, dy in
+#: the face, depth 0 the surface shell; ``"edge"`` and ``"corner"`` name those sites.
+SURFACE_PITS: dict[str, tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]] = {
+    "pit1-face": (((0, 0, 0),), (), ()),
+    "pit1-edge": (("edge",), (), ()),
+    "pit1-corner": (("corner",), (), ()),
+    "pit2-face": (((0, 0, 0), (1, 0, 0)), (), ()),
+    "pit1-face_v-beside": (((0, 0, 0),), ((1, 0, 0),), ()),
+    "pit1-face_v-below": (((0, 0, 0),), ((0, 0, 1),), ()),
+    "pit1-face_cd-beside": (((0, 0, 0),), (), ((1, 0, 0),)),
+    "pit1-face_cd-below": (((0, 0, 0),), (), ((0, 0, 1),)),
+    "pit1-face_cd-far": (((0, 0, 0),), (), ((0, 0, "far"),)),
+}
+
+
+def _surface_pit_set(lattice: Lattice, *, vacuum_angstrom: float) -> list[ReferenceStructure]:
+    """Pure CsPbBr3 NCs with receded surface sites (:data:`SURFACE_PITS`, kind ``nc_pit``).
+
+    A receded site is outside (O) although it lies in the as-built cube: the pits and steps
+    that expulsion and recession leave, which the KMC's removal and recession energies see
+    and the cubes alone never show.  Same species counts make same-crystal groups: a pit on
+    a face, an edge or a corner (where a missing unit costs least); a vacancy beside or below
+    a pit; one Cd beside, below or far from a pit (on the centre of the opposite face).
+    """
+    n, p = lattice.n_edge, lattice.pad
+    c = p + n // 2
+
+    def site(offset: Any) -> int:
+        if offset == "edge":
+            xyz = (c, p, p)
+        elif offset == "corner":
+            xyz = (p, p, p)
+        elif offset[2] == "far":
+            xyz = (c, c, p + n - 1)
+        else:
+            xyz = (c + offset[0], c + offset[1], p + offset[2])
+        return int(lattice.site_index(*(np.array([v]) for v in xyz))[0])
+
+    out = []
+    for suffix, (pits, vacancies, cds) in SURFACE_PITS.items():
+        occ = lattice.empty_occupations()
+        occ[[site(o) for o in pits]] = species.OUT
+        occ[[site(o) for o in vacancies]] = species.VAC
+        occ[[site(o) for o in cds]] = species.CD
+        out.append(
+            _nc_structure(
+                f"nc{n}_x0_{suffix}",
+                lattice,
+                occ,
+                vacuum_angstrom,
+                kind="nc_pit",
+                arrangement="pure" if not cds else "single-cd",
+                x_nominal=0.0,
+                receded_sites=[site(o) for o in pits],
+                vacancy_sites=[site(o) for o in vacancies],
+                charge_rule=VACANCY_RULE,
+            )
+        )
+    return out
+
+
 # --- periodic bulk cells --------------------------------------------------------------------
 
 #: The 48 signed permutation matrices of the cubic point group Oh (as integer matrices).
@@ -786,6 +848,7 @@ def build_training_set(
     vacancy_structures: int = 4,
     vacancy_surface: int = 1,
     vacancy_pairs: bool = False,
+    surface_pit_edges: Sequence[int] = (),
     bulk_sizes: Sequence[int] = (2,),
     bulk_compositions: Sequence[float] = (0.0, 0.125, 0.25, 0.5, 1.0),
     n_bulk_random: int = 2,
@@ -885,6 +948,9 @@ def build_training_set(
         depth series they put the divacancy binding and the site dependence of the vacancy
         energy, which the KMC's Cd loss depends on, into the training set as same-crystal
         differences.
+    surface_pit_edges
+        NC edges ``n >= 4`` that also get :func:`_surface_pit_set`: NCs with receded surface
+        sites (O inside the as-built cube), the damaged surfaces the KMC makes.
     bulk_sizes
         Periodic cell edges ``m`` (``m^3`` B sites).
     bulk_compositions
@@ -951,6 +1017,10 @@ def build_training_set(
                 pad=pad,
                 variants=vacancy_energetics.TRAINING_VARIANTS,
             ).values()
+    for n in surface_pit_edges:
+        out += _surface_pit_set(
+            build_cube(int(n), a_angstrom, pad), vacuum_angstrom=vacuum_angstrom
+        )
     for m in bulk_sizes:
         out += _bulk_set(
             int(m),

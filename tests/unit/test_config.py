@@ -118,6 +118,20 @@ def test_train_input_loads_with_lists_and_paths(tmp_path):
     assert cfg.fit.mc_validation == ("bulk4", "bulk4_x0.5", "nc6")
 
 
+def test_train_surface_pit_edges_need_four_sites_per_edge(tmp_path):
+    from segsim.config import load_any
+
+    assert (
+        load_any(write_yaml(tmp_path / "a.yaml", _train_doc())).structures.surface_pit_edges == ()
+    )
+    doc = _train_doc()
+    doc["structures"]["surface_pit_edges"] = [4, 5]
+    assert load_any(write_yaml(tmp_path / "b.yaml", doc)).structures.surface_pit_edges == (4, 5)
+    doc["structures"]["surface_pit_edges"] = [3]
+    with pytest.raises(ConfigError, match=r"structures\.surface_pit_edges: must be >= 4 \(got 3\)"):
+        load_any(write_yaml(tmp_path / "c.yaml", doc))
+
+
 def test_train_noise_weights_come_in_pairs(tmp_path):
     from segsim.config import load_any
 

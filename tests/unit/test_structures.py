@@ -285,3 +285,50 @@ def test_vacancy_pairs_add_same_crystal_vacancy_positions():
         n_v = 1 if "_v1-" in name else 2
         assert c["Pb"] == 4**3 - n_v
         assert c["Br"] == 3 * 4**3 + 3 * 4**2 - 2 * n_v
+
+
+def test_surface_pits_add_receded_sites_kept_apart_by_their_atoms():
+    from segsim.training import fit
+
+    kw = {
+        "nc_edges": (4,), "compositions": (), "n_random": 0, "n_profiles": 0, "nc_end_members": (),
+        "vacancy_structures": 0, "bulk_sizes": (), "rp_edges": (), "csbr": False,
+    }  # fmt: skip
+    plain = {s.name for s in st.build_training_set(**kw)}
+    extra = {s.name: s for s in st.build_training_set(**kw, surface_pit_edges=(4,))}
+    pits = {n: s for n, s in extra.items() if n not in plain}
+    assert sorted(pits) == sorted(f"nc4_x0_{suffix}" for suffix in st.SURFACE_PITS)
+    lat = build_cube(4, 5.87, 3)
+    full = atomistic.formula_counts(atomistic.to_atoms(lat, lat.empty_occupations()))
+    for name, s in pits.items():
+        occ = np.asarray(s.occupations)
+        assert s.kind == "nc_pit"
+        assert atomistic.charge(s.atoms) == 0
+        receded = s.tags["receded_sites"]
+        assert all(lat.in_nc[i] and occ[i] == species.OUT for i in receded)
+        c = atomistic.formula_counts(s.atoms)
+        assert c["Pb"] + c["Cd"] == 64 - len(receded) - len(s.tags["vacancy_sites"])
+        assert c["Cd"] == ("_cd-" in name)
+    # a receded face site takes one PbBr2 and leaves a CsBr more (2 - k, k = 1 outside
+    # neighbour); an edge site 0, a corner site one CsBr less
+    for suffix, d_csbr in (("pit1-face", 1), ("pit1-edge", 0), ("pit1-corner", -1)):
+        c = atomistic.formula_counts(pits[f"nc4_x0_{suffix}"].atoms)
+        assert c["Cs"] - full["Cs"] == d_csbr
+        assert c["Br"] - full["Br"] == d_csbr - 2
+    # groups: same species counts *and* atoms; face/edge/corner pits are different crystals
+    recs = [
+        fit.TrainingRecord(
+            name=n, kind=s.kind, energy_ev=0.0, occupations=np.asarray(s.occupations),
+            shape=tuple(s.lattice.shape), x_cd=0.0, n_edge=4, n_atoms=len(s.atoms),
+        )
+        for n, s in pits.items()
+    ]  # fmt: skip
+    g = dict(zip(pits, fit.same_crystal_groups(recs), strict=True))
+    assert g["nc4_x0_pit1-face"] == g["nc4_x0_pit1-edge"] == g["nc4_x0_pit1-corner"] == -1
+    assert g["nc4_x0_pit1-face_v-beside"] == g["nc4_x0_pit1-face_v-below"] >= 0
+    assert g["nc4_x0_pit1-face_cd-beside"] == g["nc4_x0_pit1-face_cd-far"] >= 0
+    assert g["nc4_x0_pit1-face_cd-below"] == g["nc4_x0_pit1-face_cd-far"]
+    # without atom counts the three single pits would be one crystal
+    blind = [fit.TrainingRecord(**{**r.__dict__, "n_atoms": 0}) for r in recs]
+    g0 = dict(zip(pits, fit.same_crystal_groups(blind), strict=True))
+    assert g0["nc4_x0_pit1-face"] == g0["nc4_x0_pit1-corner"] >= 0
