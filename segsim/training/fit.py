@@ -84,6 +84,7 @@ __all__ = [
     "records_from_mappings",
     "segregation_checks",
     "site_class_counts",
+    "structure_noise_for",
     "training_structure",
 ]
 
@@ -644,6 +645,15 @@ def site_class_counts(record: TrainingRecord) -> np.ndarray:
     return np.asarray(counts, dtype=np.float64)
 
 
+def structure_noise_for(periodic: bool, structure_noise_ev: tuple[float, float]) -> float:
+    """Return the noise ``tau`` (eV) of one structure: ``tau_bulk`` if periodic, else ``tau_nc``.
+
+    ``structure_noise_ev`` is ``(tau_nc, tau_bulk)``, the fit's ``noise_nc_ev`` and
+    ``noise_bulk_ev``; a periodic cell is a grid without outside sites.
+    """
+    return float(structure_noise_ev[1] if periodic else structure_noise_ev[0])
+
+
 def noise_row_scale(
     records: Sequence[TrainingRecord], structure_noise_ev: tuple[float, float]
 ) -> np.ndarray:
@@ -666,7 +676,8 @@ def noise_row_scale(
     periodic = np.array([r.n_b_sites == r.n_grid_sites for r in records])
     sem = np.array([r.energy_sem_ev for r in records], dtype=np.float64)
     sem = np.where(np.isfinite(sem), sem, 0.0)
-    scale = n_b / np.sqrt(sem**2 + np.where(periodic, tau_bulk, tau_nc) ** 2)
+    tau = np.array([structure_noise_for(bool(p), (tau_nc, tau_bulk)) for p in periodic])
+    scale = n_b / np.sqrt(sem**2 + tau**2)
     return scale / scale.mean()
 
 

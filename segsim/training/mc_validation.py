@@ -35,6 +35,7 @@ import numpy as np
 from segsim import species
 from segsim.lattice import build_cube, build_periodic
 from segsim.models.cluster_expansion import ClusterExpansionModel
+from segsim.training.fit import structure_noise_for
 from segsim.training.structures import ReferenceStructure, _nc_structure, format_x
 
 __all__ = [
@@ -206,10 +207,6 @@ def validation_pairs(
     return out, skipped
 
 
-#: Verdicts of :func:`compare` (``None``: no noise estimate or no reference yet).
-VERDICTS = ("confirmed", "not confirmed", "within noise")
-
-
 def verdict(ce_de_ev: float, ref_de_ev: float, noise_ev: float) -> str:
     """Return what the reference says about a CE gain, at two standard deviations.
 
@@ -244,10 +241,10 @@ def compare(
         ce_de = p.ce_final_ev - p.ce_start_ev
         rs, rf = by_name.get(p.start.name), by_name.get(p.final.name)
         ref_de = sem = noise = None
-        periodic = n == int(np.asarray(p.start.occupations).size)
         tau = None
         if structure_noise_ev is not None:
-            tau = float(structure_noise_ev[1] if periodic else structure_noise_ev[0])
+            periodic = n == int(np.asarray(p.start.occupations).size)
+            tau = structure_noise_for(periodic, structure_noise_ev)
         if rs is not None and rf is not None:
             ref_de = float(rf["energy_ev"]) - float(rs["energy_ev"])
             sems = [r.get("energy_sem_ev") for r in (rs, rf)]

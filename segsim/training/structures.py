@@ -355,7 +355,8 @@ def _vacancy_set(
 
 #: The :func:`_surface_pit_set` structures: name suffix -> (receded sites, vacancy sites, Cd
 #: sites), each a list of (dx, dy, depth) offsets from the centre of the -z face: dx, dy in
-#: the face, depth 0 the surface shell; ``"edge"`` and ``"corner"`` name those sites.
+#: the face, depth 0 the surface shell; ``"edge"`` and ``"corner"`` name those sites, ``"far"``
+#: the centre of the opposite (+z) face.
 SURFACE_PITS: dict[str, tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]] = {
     "pit1-face": (((0, 0, 0),), (), ()),
     "pit1-edge": (("edge",), (), ()),
@@ -365,7 +366,7 @@ SURFACE_PITS: dict[str, tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]
     "pit1-face_v-below": (((0, 0, 0),), ((0, 0, 1),), ()),
     "pit1-face_cd-beside": (((0, 0, 0),), (), ((1, 0, 0),)),
     "pit1-face_cd-below": (((0, 0, 0),), (), ((0, 0, 1),)),
-    "pit1-face_cd-far": (((0, 0, 0),), (), ((0, 0, "far"),)),
+    "pit1-face_cd-far": (((0, 0, 0),), (), ("far",)),
 }
 
 
@@ -381,23 +382,19 @@ def _surface_pit_set(lattice: Lattice, *, vacuum_angstrom: float) -> list[Refere
     n, p = lattice.n_edge, lattice.pad
     c = p + n // 2
 
-    def site(offset: Any) -> int:
-        if offset == "edge":
-            xyz = (c, p, p)
-        elif offset == "corner":
-            xyz = (p, p, p)
-        elif offset[2] == "far":
-            xyz = (c, c, p + n - 1)
-        else:
-            xyz = (c + offset[0], c + offset[1], p + offset[2])
-        return int(lattice.site_index(*(np.array([v]) for v in xyz))[0])
+    named = {"edge": (c, p, p), "corner": (p, p, p), "far": (c, c, p + n - 1)}
+
+    def sites(offsets: tuple[Any, ...]) -> list[int]:
+        xyz = [named[o] if isinstance(o, str) else (c + o[0], c + o[1], p + o[2]) for o in offsets]
+        return [int(lattice.site_index(*(np.array([v]) for v in q))[0]) for q in xyz]
 
     out = []
-    for suffix, (pits, vacancies, cds) in SURFACE_PITS.items():
+    for suffix, offsets in SURFACE_PITS.items():
+        pits, vacancies, cds = (sites(o) for o in offsets)
         occ = lattice.empty_occupations()
-        occ[[site(o) for o in pits]] = species.OUT
-        occ[[site(o) for o in vacancies]] = species.VAC
-        occ[[site(o) for o in cds]] = species.CD
+        occ[pits] = species.OUT
+        occ[vacancies] = species.VAC
+        occ[cds] = species.CD
         out.append(
             _nc_structure(
                 f"nc{n}_x0_{suffix}",
@@ -407,8 +404,8 @@ def _surface_pit_set(lattice: Lattice, *, vacuum_angstrom: float) -> list[Refere
                 kind="nc_pit",
                 arrangement="pure" if not cds else "single-cd",
                 x_nominal=0.0,
-                receded_sites=[site(o) for o in pits],
-                vacancy_sites=[site(o) for o in vacancies],
+                receded_sites=pits,
+                vacancy_sites=vacancies,
                 charge_rule=VACANCY_RULE,
             )
         )
