@@ -80,6 +80,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             return _fail(f"output directory {out.parent} does not exist")
     progress = False if args.quiet else None
     if cfg.run.kind == "kmc":
+        from segsim.kinetics import calibration_warning
+
+        warning = calibration_warning(cfg.model.path, cfg.kinetics.params, cfg.kinetics.defaults)
+        if warning and not args.quiet:
+            sys.stderr.write(f"segsim: {warning}\n")
         ks = driver.run_kmc(
             cfg, out, resume=bool(args.resume), progress=progress, walltime_s=args.walltime
         )
@@ -116,6 +121,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     )
     try:
         opts = _ensemble_options(args, treatments)
+        if opts.params is None and not args.quiet:
+            from segsim.kinetics import calibration_warning
+
+            warning = calibration_warning(opts.model)
+            if warning:
+                sys.stderr.write(f"segsim: {warning}\n")
         reproduce(opts, args.output, force=args.force, quiet=args.quiet, walltime_s=args.walltime)
     except ReproduceError as exc:
         return _fail(str(exc))

@@ -44,6 +44,7 @@ be overridden per input file (``kinetics:`` section).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,63 @@ def load_defaults(path: str | Path | None = None) -> KineticsParams:
     from segsim.config import DEFAULT_KINETICS, load_kinetics_defaults
 
     return KineticsParams(**load_kinetics_defaults(path if path is not None else DEFAULT_KINETICS))
+
+
+def calibration_of(path: str | Path | None = None) -> tuple[Path | None, tuple[str, ...]]:
+    """Return the model a kinetics defaults file was calibrated with and its calibrated keys.
+
+    The model is the first word of ``calibrated_with.model`` (``potentials/kinetics.yaml``
+    unless ``path``), a path relative to the repository root such as
+    ``potentials/provisional.ce`` (None if the file names none); the keys are the parameters
+    whose ``source`` says "calibration" before its first full stop or colon.
+    """
+    from segsim.config import DEFAULT_KINETICS, POTENTIALS_DIR, _read_yaml
+
+    data = _read_yaml(path if path is not None else DEFAULT_KINETICS)
+    data = data if isinstance(data, dict) else {}
+    block = data.get("calibrated_with")
+    model = block.get("model") if isinstance(block, dict) else None
+    params = data.get("parameters")
+    keys = tuple(
+        k
+        for k, v in (params.items() if isinstance(params, dict) else ())
+        if isinstance(v, dict) and "calibration" in re.split(r"[.:]", str(v.get("source", "")))[0]
+    )
+    if not isinstance(model, str) or not model.split():
+        return None, keys
+    return (POTENTIALS_DIR.parent / model.split()[0]).resolve(), keys
+
+
+def calibration_warning(
+    model_path: str | Path,
+    params: KineticsParams | None = None,
+    defaults_path: str | Path | None = None,
+) -> str | None:
+    """Return a one-line warning if a KMC run takes calibrated rates made for another model.
+
+    The calibrated parameters of ``potentials/kinetics.yaml`` (expulsion, hop and recession
+    barriers) were chosen for the site-to-site energy scale of one model; with another one
+    the same values can dissolve the NC (README, "Training the energy model").  None when the
+    model is that file (or a byte-identical copy), when ``params`` (the run's parameters, the
+    defaults if None) set every calibrated value to something else, or when the defaults
+    file names no model.
+    """
+    calibrated, keys = calibration_of(defaults_path)
+    model = Path(model_path).resolve()
+    if calibrated is None or not keys or model == calibrated:
+        return None
+    if calibrated.is_file() and model.is_file() and model.read_bytes() == calibrated.read_bytes():
+        return None
+    defaults = load_defaults(defaults_path)
+    run = defaults if params is None else params
+    kept = [k for k in keys if getattr(run, k) == getattr(defaults, k)]
+    if not kept:
+        return None
+    return (
+        f"warning: {', '.join(kept)} are calibrated for {calibrated.name}, not for "
+        f"{model.name}; the Cd/Pb loss of this run is uncalibrated (set them in the input's "
+        "kinetics section)"
+    )
 
 
 def recession_mu_csbr_ev(tables: Any) -> float:

@@ -48,6 +48,11 @@ def test_shipped_ce_refits_from_shipped_database(shipped):
         learning_fractions=[1.0],
         difference_weight=settings["difference_weight"],
         separate_vacancy=settings.get("separate_vacancy", False),
+        structure_noise_ev=(
+            None
+            if settings.get("structure_noise_ev") is None
+            else tuple(settings["structure_noise_ev"])
+        ),
     )
     assert res.n_structures == meta["segsim_n_training_structures"]
     # ARDR is iterative: agreement to ~1e-7 relative (measured), far below any physics.
