@@ -177,7 +177,7 @@ def mc_markdown(cfg: TrainConfig, rows: list[dict[str, Any]], skipped: list[str]
             "caution: the reference relaxes from ideal positions, where a symmetric arrangement "
             "(e.g. perfect rock-salt order) keeps its symmetry and stays at the untilted saddle; "
             "its reference energy is then too high (measured: 1.8 eV for a 4^3 rock-salt cell). "
-            "Use rattled starts (inputs/train_mean.yaml) for a verdict."
+            "Use rattled starts (inputs/train.yaml) for a verdict."
         )
     return mc_validation.markdown(
         rows,

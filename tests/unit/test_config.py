@@ -121,10 +121,9 @@ def test_train_input_loads_with_lists_and_paths(tmp_path):
 def test_train_surface_pit_edges_need_four_sites_per_edge(tmp_path):
     from segsim.config import load_any
 
-    assert (
-        load_any(write_yaml(tmp_path / "a.yaml", _train_doc())).structures.surface_pit_edges == ()
-    )
     doc = _train_doc()
+    del doc["structures"]["surface_pit_edges"]  # off unless asked for
+    assert load_any(write_yaml(tmp_path / "a.yaml", doc)).structures.surface_pit_edges == ()
     doc["structures"]["surface_pit_edges"] = [4, 5]
     assert load_any(write_yaml(tmp_path / "b.yaml", doc)).structures.surface_pit_edges == (4, 5)
     doc["structures"]["surface_pit_edges"] = [3]
@@ -135,8 +134,9 @@ def test_train_surface_pit_edges_need_four_sites_per_edge(tmp_path):
 def test_train_noise_weights_come_in_pairs(tmp_path):
     from segsim.config import load_any
 
-    assert load_any(write_yaml(tmp_path / "a.yaml", _train_doc())).fit.structure_noise_ev is None
     doc = _train_doc()
+    del doc["fit"]["noise_nc_ev"], doc["fit"]["noise_bulk_ev"]  # off unless asked for
+    assert load_any(write_yaml(tmp_path / "a.yaml", doc)).fit.structure_noise_ev is None
     doc["fit"].update(noise_nc_ev=0.12, noise_bulk_ev=0.03)
     assert load_any(write_yaml(tmp_path / "b.yaml", doc)).fit.structure_noise_ev == (0.12, 0.03)
     doc["fit"]["noise_bulk_ev"] = None  # one without the other

@@ -92,5 +92,5 @@ def test_shipped_mc_validation_is_reproduced_from_the_shipped_data(shipped):
     for r in rows:
         assert (
             f"| `{r['label']}` | {r['n_b_sites']} | {r['acceptance']:.3f} | {r['ce_de_ev']:+.3f} | "
-            f"{r['ref_de_ev']:+.3f} |"
+            f"{r['ref_de_ev']:+.3f}"
         ) in report
