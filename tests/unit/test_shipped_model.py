@@ -86,11 +86,17 @@ def test_shipped_mc_validation_is_reproduced_from_the_shipped_data(shipped):
     assert db == POTENTIALS / "training_mcval.db"
     records = reference.load_references(db)
     assert {r["provenance_hash"] for r in records} == {shipped[1][0]["provenance_hash"]}
-    rows = mc_validation.compare(pairs, records)
+    rows = mc_validation.compare(pairs, records, f.structure_noise_ev)
     assert all(r["ref_de_ev"] is not None for r in rows)  # every final arrangement is stored
+    assert all(r["ref_sem_ev"] is not None for r in rows)  # start-averaged references
     report = (POTENTIALS / "fit_report.md").read_text()
     for r in rows:
         assert (
             f"| `{r['label']}` | {r['n_b_sites']} | {r['acceptance']:.3f} | {r['ce_de_ev']:+.3f} | "
-            f"{r['ref_de_ev']:+.3f}"
+            f"{r['ref_de_ev']:+.3f} +/- {r['ref_sem_ev']:.3f} | {r['ce_de_mev_per_site']:+.2f} | "
+            f"{r['ref_de_mev_per_site']:+.2f} | {r['noise_ev']:.3f} | {r['verdict']} |"
         ) in report
+    # the README's criterion for the default model
+    verdicts = [r["verdict"] for r in rows]
+    assert "not confirmed" not in verdicts
+    assert "confirmed" in verdicts
