@@ -32,6 +32,15 @@ def _fail(message: str) -> int:
     return EXIT_USER
 
 
+def _warn_if_uncalibrated(model: Any, params: Any = None, defaults: Any = None) -> None:
+    """Print :func:`segsim.kinetics.calibration_warning` for a KMC model, if there is one."""
+    from segsim.kinetics import calibration_warning
+
+    warning = calibration_warning(model, params, defaults)
+    if warning:
+        sys.stderr.write(f"segsim: {warning}\n")
+
+
 # --------------------------------------------------------------------------- commands
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate input files without running them."""
@@ -80,11 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             return _fail(f"output directory {out.parent} does not exist")
     progress = False if args.quiet else None
     if cfg.run.kind == "kmc":
-        from segsim.kinetics import calibration_warning
-
-        warning = calibration_warning(cfg.model.path, cfg.kinetics.params, cfg.kinetics.defaults)
-        if warning and not args.quiet:
-            sys.stderr.write(f"segsim: {warning}\n")
+        if not args.quiet:
+            _warn_if_uncalibrated(cfg.model.path, cfg.kinetics.params, cfg.kinetics.defaults)
         ks = driver.run_kmc(
             cfg, out, resume=bool(args.resume), progress=progress, walltime_s=args.walltime
         )
@@ -122,11 +128,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     try:
         opts = _ensemble_options(args, treatments)
         if opts.params is None and not args.quiet:
-            from segsim.kinetics import calibration_warning
-
-            warning = calibration_warning(opts.model)
-            if warning:
-                sys.stderr.write(f"segsim: {warning}\n")
+            _warn_if_uncalibrated(opts.model)
         reproduce(opts, args.output, force=args.force, quiet=args.quiet, walltime_s=args.walltime)
     except ReproduceError as exc:
         return _fail(str(exc))
