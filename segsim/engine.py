@@ -226,13 +226,36 @@ class EventLog:
     time_s: np.ndarray
 
 
+def dependency_columns(tables: ModelTables) -> np.ndarray:
+    """Return the columns of ``tables.nbr`` that a site's energy changes depend on.
+
+    The zero displacement and every displacement of the CE's local clusters
+    (``local_table``): the energy change of flipping site ``s`` reads only the sites
+    ``nbr[s, dep]``.  The set must be closed under negation (it is for any set of whole
+    clusters), so that ``s`` sees ``i`` exactly when ``i`` sees ``s``: the KMC's rate refresh
+    (:func:`segsim.kernels.kmc._refresh_after`) relies on it.
+
+    Raises
+    ------
+    ValueError
+        If the displacements are not closed under negation.
+    """
+    disp = np.asarray(tables.displacements, dtype=np.int64)
+    cols = set(np.asarray(tables.local_table)[:, 2::2].ravel().tolist()) | {0}
+    index = {tuple(d): k for k, d in enumerate(disp.tolist())}
+    for k in cols:
+        if index.get(tuple((-disp[k]).tolist())) not in cols:
+            raise ValueError("the model's cluster displacements are not closed under negation")
+    return np.array(sorted(cols), dtype=np.int64)
+
+
 class KMCEngine:
     """Rejection-free lattice kinetic Monte Carlo (n-fold way) over a compiled energy model.
 
     Each :meth:`advance` is one call of the compiled
     :func:`segsim.kernels.kmc._run_kmc_chunk`, which selects events through a rate sum tree
-    in O(log N) and recomputes only the rates near the changed sites
-    (:func:`segsim.kernels.kmc._refresh_box`).
+    in O(log N) and recomputes only the rates that the changed sites can change
+    (:func:`segsim.kernels.kmc._refresh_after`).
 
     Parameters
     ----------
@@ -268,9 +291,9 @@ class KMCEngine:
         if state.phase is None:
             state.phase = np.zeros_like(state.occupations)
         self.nn = np.ascontiguousarray(lattice.nn, dtype=np.int32)
-        self.shape = np.asarray(lattice.shape, dtype=np.int64)
-        self.reach = int(tables.reach)
+        self.dep = dependency_columns(tables)
         n = tables.n_sites
+        self._stamp = np.zeros(n + 1, dtype=np.int64)  # scratch marks of the rate refresh
         p = 1
         while p < n:
             p *= 2
@@ -313,7 +336,7 @@ class KMCEngine:
         log_time = np.zeros(log_events, dtype=np.float64)
         t_now, n_ev, de_sum = _kmc._run_kmc_chunk(
             s.occupations, s.phase, self.rates, self.site_total, self.tree, self.nn, t.nbr, t.ce_index,
-            t.weights, t.local_table, self.kp, self.shape, self.reach, float(s.time_s),
+            t.weights, t.local_table, self.kp, self.dep, self._stamp, float(s.time_s),
             float(t_stop_s), int(max_events), self.rng, s.counts, log_site, log_slot, log_time,
         )  # fmt: skip
         s.time_s = float(t_now)

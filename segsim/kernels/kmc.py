@@ -37,17 +37,19 @@ Rates (``beta = 1/kT`` in 1/eV, ``nu`` in 1/s, energies in eV, ``dE`` from the C
 ``dE`` of hops (and the energy bookkeeping of expulsions) is the CE change plus the RP change;
 the expulsion barrier uses the CE removal energy only (MODEL.md section 3).
 
-Update rule (written out in :func:`_refresh_box`): an event changes the occupation of its
-site(s).  With ``reach`` the CE's largest displacement component, the rates of every site
-within Chebyshev distance ``max(reach, 1)`` of a changed site are recomputed, plus the hop
-rates of the cation neighbours of every vacancy in that box (their partner's environment
-changed).  Only tree leaves whose site total changed are updated.  The tests check after
+Update rule (written out in :func:`_refresh_after`): an event changes the occupation (or RP
+phase) of its site(s).  The rates recomputed are the whole rows of the sites whose energy
+changes see a changed site (the CE's cluster neighbourhood ``dep``, which contains the
+nearest neighbours), plus the one hop slot of every other cation neighbour of a vacancy among
+those sites (its partner's environment changed); a recession also recomputes the sites two
+nearest-neighbour steps away when the RP phase is on.  Only tree leaves whose site total
+changed are updated.  The tests check after
 every trajectory that the maintained rates equal a rebuild from scratch.
 """
 
 import numpy as np
 
-from segsim.kernels._jit import njit, njit_inline
+from segsim.kernels._jit import borrow, njit, njit_inline
 from segsim.kernels.energy import _flip_delta, _swap_delta
 from segsim.kernels.rp import (
     PH_PV,
@@ -105,7 +107,7 @@ KP_MU_REC = 22  # mu_CsBr of the CE's energy reference (eV per CsBr unit; 0: no 
 N_KP = 23
 
 
-@njit
+@njit_inline
 def _clear_row(rates, site):
     for s in range(N_SLOTS):
         rates[site, s] = 0.0
@@ -166,11 +168,8 @@ def _site_rates(
         r = 0.0
         j = nn[site, d]
         if hop_on and occ[j] == _VAC:
-            de = _swap_delta(occ, site, j, nbr, ce_index, weights, local_table)
-            if rp_on:
-                de += _rp_hop_term(occ, phase, nn, site, j, kp)
-            ea = max(kp[KP_EKRA + ispec] + 0.5 * de, de, 0.0)
-            r = nu * np.exp(-beta * ea)
+            r = _hop_rate(site, j, sp, occ, phase, nn, nbr, ce_index, weights, local_table, kp,
+                          rp_on)  # fmt: skip
             total += r
         rates[site, d] = r
     r = 0.0
@@ -251,40 +250,14 @@ def _init_rates(occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, 
     _tree_build(tree, site_total)
 
 
-@njit
-def _wrap(c, n):
-    """Periodic image of coordinate ``c`` in ``[0, n)`` (any integer ``c``)."""
-    if c < 0:
-        c += n
-        while c < 0:
-            c += n
-    elif c >= n:
-        c -= n
-        while c >= n:
-            c -= n
-    return c
-
-
-@njit
-def _is_quiet(s, occ, nn, site_total):
-    """Return True if site ``s`` has no events and cannot get any without a neighbour change.
-
-    That is an outside site, or a cation without vacancy/outside neighbours, whose stored
-    total is zero (so its rate row is all zero and stays valid).  With the RP phase on, a
-    cation in an RP zone is never quiet (tested next to the calls in :func:`_refresh_box`,
-    written out there: an inlined helper around this call cost ~25 % of the event rate).
-    """
-    if site_total[s] != 0.0:
-        return False
-    sp = occ[s]
-    if sp == _OUT:
-        return True
-    if sp > _CD:
-        return False
-    for d in range(6):  # noqa: SIM110  (a plain loop: no generator objects in numba code)
-        if occ[nn[s, d]] >= _VAC:
-            return False
-    return True
+@njit_inline
+def _hop_rate(c, v, sp, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rp_on):
+    """Return the rate (1/s) of the hop of cation ``c`` (species ``sp``) into vacancy ``v``."""
+    de = _swap_delta(occ, c, v, nbr, ce_index, weights, local_table)
+    if rp_on:
+        de += _rp_hop_term(occ, phase, nn, c, v, kp)
+    ea = max(kp[KP_EKRA + (0 if sp == _PB else 1)] + 0.5 * de, de, 0.0)
+    return kp[KP_NU] * np.exp(-kp[KP_BETA] * ea)
 
 
 @njit_inline
@@ -300,16 +273,38 @@ def _refresh_site(
 
 
 @njit_inline
-def _refresh_box(
-    site,
-    axis,
-    lo_ext,
-    hi_ext,
-    reach,
+def _refresh_hop_slot(
+    c, d, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree, rp_on
+):
+    """Recompute only the hop of cation ``c`` into its neighbour ``nn[c, d]`` (a vacancy).
+
+    The site total is the row summed in slot order, as :func:`_site_rates` sums it, so it is
+    bitwise the value a full recompute gives.
+    """
+    r = _hop_rate(c, nn[c, d], occ[c], occ, phase, nn, nbr, ce_index, weights, local_table, kp,
+                  rp_on)  # fmt: skip
+    if r == rates[c, d]:
+        return
+    rates[c, d] = r
+    total = 0.0
+    for k in range(N_SLOTS):
+        total += rates[c, k]
+    if total != site_total[c]:
+        site_total[c] = total
+        _tree_update(tree, c, total)
+
+
+@njit_inline
+def _refresh_after(
+    i,
+    j,
+    recession,
     occ,
     phase,
     nn,
     nbr,
+    dep,
+    stamp,
     ce_index,
     weights,
     local_table,
@@ -317,90 +312,74 @@ def _refresh_box(
     rates,
     site_total,
     tree,
-    shape,
     rp_on,
 ):
-    """Recompute every rate that an event at ``site`` (and its hop partner) can change.
+    """Recompute every rate that the change of sites ``i`` and ``j`` (``-1``: none) can change.
 
-    The changed sites are ``site`` and, for a hop, its neighbour along ``axis`` (``hi_ext=1``:
-    at +1, ``lo_ext=1``: at -1).  Dependencies, with ``r = max(reach, 1)``:
+    ``dep`` lists the columns of ``nbr`` that a site's energy changes depend on (the zero
+    displacement and every displacement of the CE's local clusters, a set closed under
+    negation: :func:`segsim.engine.dependency_columns`); with the nearest neighbours they
+    make the neighbourhood of a site.  Then:
 
-    * every rate of a site within Chebyshev distance ``r`` of a changed site (expulsion and
-      recession depend on occupations within ``reach`` and on the nearest neighbours; hop
-      rates on the environments of both hop sites) -> the box of reach ``r`` around the
-      changed sites is recomputed;
-    * the hop rate of a cation farther away changes only if its vacancy partner ``v`` lies
-      within ``reach`` of a changed site -> the cation neighbours of every vacancy in that
-      box are recomputed as well.
+    * every rate of a site ``s`` in the neighbourhood of ``i`` (or ``j``) may change: its own
+      flip/swap energies see the changed site, or its outside-neighbour count ``k``, or its
+      hop partners -> the whole row of ``s`` is recomputed (pass 1);
+    * the hop of a cation ``c`` into a vacancy ``v`` depends on the environments of both, so
+      it changes too when ``v`` is such a site -> that one slot of every other cation
+      neighbour of such a vacancy is recomputed (pass 2).
 
-    An RP switch at ``site`` changes only the RP terms of ``site`` and of its cation
-    neighbours, so the same box (``r >= 1``) and the vacancy pass cover it.
+    A recession (``recession`` True) changes whether ``i`` is outside, which the RP barrier
+    lowering reads two neighbours away (:func:`_surface_adjacent`): with the RP phase on, the
+    sites within two nearest-neighbour steps of ``i`` are recomputed as well.
 
-    Tree leaves change only where a site total changed.  ``rp_on`` is a compile-time constant
-    of the chunk kernel that inlines this function (see :func:`_make_run_kmc_chunk`).
+    ``stamp`` (one entry per site plus a counter at the end) marks the sites already
+    recomputed in this call.  ``rp_on`` is a compile-time constant of the chunk kernel.
     """
-    lx = shape[0]
-    ly = shape[1]
-    lz = shape[2]
-    x = site // (ly * lz)
-    y = (site // lz) % ly
-    z = site % lz
-    r = max(reach, 1)
-    if rp_on and kp[KP_ERPA_SHIFT] != 0.0:
-        r = max(r, 2)  # surface adjacency of RP sites looks two neighbours out
-    lo0 = -r
-    hi0 = r
-    lo1 = -r
-    hi1 = r
-    lo2 = -r
-    hi2 = r
-    if axis == 0:
-        lo0 -= lo_ext
-        hi0 += hi_ext
-    elif axis == 1:
-        lo1 -= lo_ext
-        hi1 += hi_ext
-    elif axis == 2:
-        lo2 -= lo_ext
-        hi2 += hi_ext
-    # Pass 1: the box itself.
-    for dx in range(lo0, hi0 + 1):
-        xx = _wrap(x + dx, lx)
-        for dy in range(lo1, hi1 + 1):
-            base = (xx * ly + _wrap(y + dy, ly)) * lz
-            for dz in range(lo2, hi2 + 1):
-                s = base + _wrap(z + dz, lz)
-                if (rp_on and phase[s] != PH_PV) or not _is_quiet(s, occ, nn, site_total):
+    n = occ.shape[0]
+    epoch = stamp[n] + 1
+    stamp[n] = epoch
+    n_dep = dep.shape[0]
+    for t in range(2):
+        c = i if t == 0 else j
+        if c < 0:
+            break
+        for q in range(n_dep + 6):  # the nearest neighbours, then the CE's neighbourhood
+            s = nn[c, q] if q < 6 else nbr[c, dep[q - 6]]
+            if stamp[s] != epoch:
+                stamp[s] = epoch
+                _refresh_site(
+                    s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates,
+                    site_total, tree, rp_on,
+                )  # fmt: skip
+    if rp_on and recession:
+        for d in range(6):
+            s1 = nn[i, d]
+            for d2 in range(6):
+                s = nn[s1, d2]
+                if stamp[s] != epoch:
+                    stamp[s] = epoch
                     _refresh_site(
                         s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates,
                         site_total, tree, rp_on,
                     )  # fmt: skip
-    # Pass 2: cation neighbours (outside the box) of the vacancies within reach.
-    if reach < 1:
+    if kp[KP_HOP_ON] <= 0.0:
         return
-    for dx in range(lo0, hi0 + 1):
-        xx = _wrap(x + dx, lx)
-        for dy in range(lo1, hi1 + 1):
-            base = (xx * ly + _wrap(y + dy, ly)) * lz
-            for dz in range(lo2, hi2 + 1):
-                v = base + _wrap(z + dz, lz)
-                if occ[v] != _VAC:
-                    continue
-                for d in range(6):
-                    # Neighbour offset relative to ``site``; skip it if it lies in the box.
-                    ex = dx + (1 if d == 0 else (-1 if d == 1 else 0))
-                    ey = dy + (1 if d == 2 else (-1 if d == 3 else 0))
-                    ez = dz + (1 if d == 4 else (-1 if d == 5 else 0))
-                    if lo0 <= ex <= hi0 and lo1 <= ey <= hi1 and lo2 <= ez <= hi2:
-                        continue
-                    c = nn[v, d]
-                    if occ[c] <= _CD and (
-                        (rp_on and phase[c] != PH_PV) or not _is_quiet(c, occ, nn, site_total)
-                    ):
-                        _refresh_site(
-                            c, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates,
-                            site_total, tree, rp_on,
-                        )  # fmt: skip
+    for t in range(2):
+        c = i if t == 0 else j
+        if c < 0:
+            break
+        for q in range(n_dep + 6):
+            v = nn[c, q] if q < 6 else nbr[c, dep[q - 6]]
+            if occ[v] != _VAC:
+                continue
+            for d in range(6):
+                c2 = nn[v, d]
+                if stamp[c2] != epoch and occ[c2] <= _CD:
+                    # nn[c2, d ^ 1] == v: the directions come in +/- pairs
+                    _refresh_hop_slot(
+                        c2, d ^ 1, occ, phase, nn, nbr, ce_index, weights, local_table, kp,
+                        rates, site_total, tree, rp_on,
+                    )  # fmt: skip
 
 
 def _make_run_kmc_chunk(rp_enabled):
@@ -424,8 +403,8 @@ def _make_run_kmc_chunk(rp_enabled):
         weights,
         local_table,
         kp,
-        shape,
-        reach,
+        dep,
+        stamp,
         t_now,
         t_stop,
         max_events,
@@ -442,8 +421,8 @@ def _make_run_kmc_chunk(rp_enabled):
         chunk ends without an event (memoryless: the pending event is redrawn later).  Otherwise a
         second draw ``u2`` picks the event with probability proportional to its rate through the
         sum tree (site) and a scan of the site's slots, the event is applied and the rates within
-        ``reach`` of the changed sites are recomputed (see :func:`_refresh_box`).  With ``R = 0`` the clock jumps to
-        ``t_stop``.
+        reach of the changed sites are recomputed (see :func:`_refresh_after`).  With ``R = 0``
+        the clock jumps to ``t_stop``.
 
         ``occ``, ``rates``, ``site_total``, ``tree`` and ``counts`` are updated in place.  If the
         log arrays are longer than the number of events, event ``e`` of this chunk is recorded as
@@ -472,35 +451,28 @@ def _make_run_kmc_chunk(rp_enabled):
                 break
             t_now += dt
             leaf, rem = _tree_sample(tree, rng.random() * total)
-            row = rates[leaf]
             slot = -1
             last = -1
-            for k in range(N_SLOTS):
-                if row[k] > 0.0:
+            for k in range(N_SLOTS):  # (no row view: a view costs two atomic refcounts)
+                rk = rates[leaf, k]
+                if rk > 0.0:
                     last = k
-                    if rem < row[k]:
+                    if rem < rk:
                         slot = k
                         break
-                    rem -= row[k]
+                    rem -= rk
             if slot < 0:  # round-off past the last non-zero slot
                 slot = last
             sp = occ[leaf]
-            axis = -1  # the refresh box: around ``leaf``, extended to the hop partner if any
-            lo_ext = 0
-            hi_ext = 0
+            partner = -1  # the second changed site (the hop's vacancy), if any
             if slot < 6:
-                j = nn[leaf, slot]
-                de = _swap_delta(occ, leaf, j, nbr, ce_index, weights, local_table)
+                partner = nn[leaf, slot]
+                de = _swap_delta(occ, leaf, partner, nbr, ce_index, weights, local_table)
                 if rp_on:
-                    de += _rp_hop_delta(occ, phase, nn, leaf, j, eps, eta, j_rp)
-                occ[j] = sp
+                    de += _rp_hop_delta(occ, phase, nn, leaf, partner, eps, eta, j_rp)
+                occ[partner] = sp
                 occ[leaf] = _VAC
                 counts[EV_HOP_PB + sp] += 1
-                axis = slot // 2
-                if slot % 2 == 0:  # partner at +1 along the axis
-                    hi_ext = 1
-                else:
-                    lo_ext = 1
             elif slot == SLOT_EXPEL:
                 de = _flip_delta(occ, leaf, _VAC, nbr, ce_index, weights, local_table)
                 if rp_on:
@@ -515,9 +487,9 @@ def _make_run_kmc_chunk(rp_enabled):
                 de = _flip_delta(occ, leaf, _OUT, nbr, ce_index, weights, local_table)
                 occ[leaf] = _OUT
                 counts[EV_RECEDE] += 1
-            _refresh_box(
-                leaf, axis, lo_ext, hi_ext, reach, occ, phase, nn, nbr, ce_index, weights,
-                local_table, kp, rates, site_total, tree, shape, rp_on,
+            _refresh_after(
+                leaf, partner, slot == SLOT_RECEDE, occ, phase, nn, nbr, dep, stamp, ce_index,
+                weights, local_table, kp, rates, site_total, tree, rp_on,
             )  # fmt: skip
             de_sum += de
             if n_ev < n_log:
@@ -527,7 +499,21 @@ def _make_run_kmc_chunk(rp_enabled):
             n_ev += 1
         return t_now, n_ev, de_sum
 
-    return _run_kmc_chunk
+    @njit
+    def _run_kmc_chunk_borrowed(
+        occ, phase, rates, site_total, tree, nn, nbr, ce_index, weights, local_table, kp, dep,
+        stamp, t_now, t_stop, max_events, rng, counts, log_site, log_slot, log_time,
+    ):  # fmt: skip
+        # Every array is borrowed once here (no atomic reference counts in the event loop,
+        # see segsim.kernels._jit.borrow); the caller holds them for the whole call.
+        return _run_kmc_chunk(
+            borrow(occ), borrow(phase), borrow(rates), borrow(site_total), borrow(tree),
+            borrow(nn), borrow(nbr), borrow(ce_index), borrow(weights), borrow(local_table),
+            borrow(kp), borrow(dep), borrow(stamp), t_now, t_stop, max_events, rng,
+            borrow(counts), borrow(log_site), borrow(log_slot), borrow(log_time),
+        )  # fmt: skip
+
+    return _run_kmc_chunk_borrowed
 
 
 _run_kmc_chunk_pv = _make_run_kmc_chunk(False)  # no RP domains (kp[KP_RP_ON] == 0)
@@ -535,11 +521,11 @@ _run_kmc_chunk_rp = _make_run_kmc_chunk(True)
 
 
 def _run_kmc_chunk(occ, phase, rates, site_total, tree, nn, nbr, ce_index, weights,
-                   local_table, kp, shape, reach, t_now, t_stop, max_events, rng, counts,
+                   local_table, kp, dep, stamp, t_now, t_stop, max_events, rng, counts,
                    log_site, log_slot, log_time):  # fmt: skip
     """Run one chunk with the kernel compiled for ``kp[KP_RP_ON]`` (see the kernels' docstring)."""
     kernel = _run_kmc_chunk_rp if kp[KP_RP_ON] > 0.0 else _run_kmc_chunk_pv
     return kernel(
-        occ, phase, rates, site_total, tree, nn, nbr, ce_index, weights, local_table, kp, shape,
-        reach, t_now, t_stop, max_events, rng, counts, log_site, log_slot, log_time,
+        occ, phase, rates, site_total, tree, nn, nbr, ce_index, weights, local_table, kp, dep,
+        stamp, t_now, t_stop, max_events, rng, counts, log_site, log_slot, log_time,
     )  # fmt: skip

@@ -45,7 +45,7 @@ def _tree_update(tree, leaf, value):
         i //= 2
 
 
-@njit
+@njit_inline
 def _tree_sample(tree, target):
     """Return ``(leaf, remainder)`` for ``0 <= target < tree[1]``.
 
