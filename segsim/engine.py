@@ -294,6 +294,8 @@ class KMCEngine:
         self.dep = dependency_columns(tables)
         n = tables.n_sites
         self._stamp = np.zeros(n + 1, dtype=np.int64)  # scratch marks of the rate refresh
+        # scratch list of the tree leaves one event changes (at most every site it refreshes)
+        self._changed = np.zeros(14 * (self.dep.size + 6) + 36, dtype=np.int64)
         p = 1
         while p < n:
             p *= 2
@@ -336,7 +338,7 @@ class KMCEngine:
         log_time = np.zeros(log_events, dtype=np.float64)
         t_now, n_ev, de_sum = _kmc._run_kmc_chunk(
             s.occupations, s.phase, self.rates, self.site_total, self.tree, self.nn, t.nbr, t.ce_index,
-            t.weights, t.local_table, self.kp, self.dep, self._stamp, float(s.time_s),
+            t.weights, t.local_table, self.kp, self.dep, self._stamp, self._changed, float(s.time_s),
             float(t_stop_s), int(max_events), self.rng, s.counts, log_site, log_slot, log_time,
         )  # fmt: skip
         s.time_s = float(t_now)

@@ -59,7 +59,7 @@ from segsim.kernels.rp import (
     _rp_hop_delta,
     _rp_remove_delta,
 )
-from segsim.kernels.select import _tree_build, _tree_sample, _tree_update
+from segsim.kernels.select import _tree_build, _tree_fix_paths, _tree_sample
 
 # Species codes (segsim.species), repeated here as compile-time constants.
 _PB = 0
@@ -262,20 +262,30 @@ def _hop_rate(c, v, sp, occ, phase, nn, nbr, ce_index, weights, local_table, kp,
 
 @njit_inline
 def _refresh_site(
-    s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree, rp_on
-):
-    """Recompute the rates of site ``s`` and update its tree leaf if the total changed."""
+    s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree, rp_on,
+    changed, n_changed,
+):  # fmt: skip
+    """Recompute the rates of site ``s``; if its total changed, set its tree leaf.
+
+    The changed leaf is appended to ``changed`` (the sums above it are fixed once for all
+    leaves of the event by :func:`segsim.kernels.select._tree_fix_paths`); returns the new
+    number of changed leaves.
+    """
     old = site_total[s]
     r = _site_rates(s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, old, rp_on)
     if r != old:
         site_total[s] = r
-        _tree_update(tree, s, r)
+        tree[tree.shape[0] // 2 + s] = r
+        changed[n_changed] = s
+        n_changed += 1
+    return n_changed
 
 
 @njit_inline
 def _refresh_hop_slot(
-    c, d, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree, rp_on
-):
+    c, d, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree, rp_on,
+    changed, n_changed,
+):  # fmt: skip
     """Recompute only the hop of cation ``c`` into its neighbour ``nn[c, d]`` (a vacancy).
 
     The site total is the row summed in slot order, as :func:`_site_rates` sums it, so it is
@@ -284,14 +294,17 @@ def _refresh_hop_slot(
     r = _hop_rate(c, nn[c, d], occ[c], occ, phase, nn, nbr, ce_index, weights, local_table, kp,
                   rp_on)  # fmt: skip
     if r == rates[c, d]:
-        return
+        return n_changed
     rates[c, d] = r
     total = 0.0
     for k in range(N_SLOTS):
         total += rates[c, k]
     if total != site_total[c]:
         site_total[c] = total
-        _tree_update(tree, c, total)
+        tree[tree.shape[0] // 2 + c] = total
+        changed[n_changed] = c
+        n_changed += 1
+    return n_changed
 
 
 @njit_inline
@@ -312,6 +325,7 @@ def _refresh_after(
     rates,
     site_total,
     tree,
+    changed,
     rp_on,
 ):
     """Recompute every rate that the change of sites ``i`` and ``j`` (``-1``: none) can change.
@@ -333,11 +347,14 @@ def _refresh_after(
     sites within two nearest-neighbour steps of ``i`` are recomputed as well.
 
     ``stamp`` (one entry per site plus a counter at the end) marks the sites already
-    recomputed in this call.  ``rp_on`` is a compile-time constant of the chunk kernel.
+    recomputed in this call; ``changed`` is scratch space for the changed tree leaves, whose
+    sums are fixed at the end in one batch.  ``rp_on`` is a compile-time constant of the
+    chunk kernel.
     """
     n = occ.shape[0]
     epoch = stamp[n] + 1
     stamp[n] = epoch
+    m = 0
     n_dep = dep.shape[0]
     for t in range(2):
         c = i if t == 0 else j
@@ -347,9 +364,9 @@ def _refresh_after(
             s = nn[c, q] if q < 6 else nbr[c, dep[q - 6]]
             if stamp[s] != epoch:
                 stamp[s] = epoch
-                _refresh_site(
+                m = _refresh_site(
                     s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates,
-                    site_total, tree, rp_on,
+                    site_total, tree, rp_on, changed, m,
                 )  # fmt: skip
     if rp_on and recession:
         for d in range(6):
@@ -358,12 +375,25 @@ def _refresh_after(
                 s = nn[s1, d2]
                 if stamp[s] != epoch:
                     stamp[s] = epoch
-                    _refresh_site(
+                    m = _refresh_site(
                         s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates,
-                        site_total, tree, rp_on,
+                        site_total, tree, rp_on, changed, m,
                     )  # fmt: skip
-    if kp[KP_HOP_ON] <= 0.0:
-        return
+    if kp[KP_HOP_ON] > 0.0:
+        m = _refresh_vacancy_partners(
+            i, j, occ, phase, nn, nbr, dep, stamp, epoch, ce_index, weights, local_table, kp,
+            rates, site_total, tree, changed, m, rp_on,
+        )  # fmt: skip
+    _tree_fix_paths(tree, changed, m)
+
+
+@njit_inline
+def _refresh_vacancy_partners(
+    i, j, occ, phase, nn, nbr, dep, stamp, epoch, ce_index, weights, local_table, kp, rates,
+    site_total, tree, changed, m, rp_on,
+):  # fmt: skip
+    """Pass 2 of :func:`_refresh_after`: the hop slot of each other cation beside a vacancy."""
+    n_dep = dep.shape[0]
     for t in range(2):
         c = i if t == 0 else j
         if c < 0:
@@ -376,10 +406,11 @@ def _refresh_after(
                 c2 = nn[v, d]
                 if stamp[c2] != epoch and occ[c2] <= _CD:
                     # nn[c2, d ^ 1] == v: the directions come in +/- pairs
-                    _refresh_hop_slot(
+                    m = _refresh_hop_slot(
                         c2, d ^ 1, occ, phase, nn, nbr, ce_index, weights, local_table, kp,
-                        rates, site_total, tree, rp_on,
+                        rates, site_total, tree, rp_on, changed, m,
                     )  # fmt: skip
+    return m
 
 
 def _make_run_kmc_chunk(rp_enabled):
@@ -405,6 +436,7 @@ def _make_run_kmc_chunk(rp_enabled):
         kp,
         dep,
         stamp,
+        changed,
         t_now,
         t_stop,
         max_events,
@@ -489,7 +521,7 @@ def _make_run_kmc_chunk(rp_enabled):
                 counts[EV_RECEDE] += 1
             _refresh_after(
                 leaf, partner, slot == SLOT_RECEDE, occ, phase, nn, nbr, dep, stamp, ce_index,
-                weights, local_table, kp, rates, site_total, tree, rp_on,
+                weights, local_table, kp, rates, site_total, tree, changed, rp_on,
             )  # fmt: skip
             de_sum += de
             if n_ev < n_log:
@@ -502,14 +534,14 @@ def _make_run_kmc_chunk(rp_enabled):
     @njit
     def _run_kmc_chunk_borrowed(
         occ, phase, rates, site_total, tree, nn, nbr, ce_index, weights, local_table, kp, dep,
-        stamp, t_now, t_stop, max_events, rng, counts, log_site, log_slot, log_time,
+        stamp, changed, t_now, t_stop, max_events, rng, counts, log_site, log_slot, log_time,
     ):  # fmt: skip
         # Every array is borrowed once here (no atomic reference counts in the event loop,
         # see segsim.kernels._jit.borrow); the caller holds them for the whole call.
         return _run_kmc_chunk(
             borrow(occ), borrow(phase), borrow(rates), borrow(site_total), borrow(tree),
             borrow(nn), borrow(nbr), borrow(ce_index), borrow(weights), borrow(local_table),
-            borrow(kp), borrow(dep), borrow(stamp), t_now, t_stop, max_events, rng,
+            borrow(kp), borrow(dep), borrow(stamp), borrow(changed), t_now, t_stop, max_events, rng,
             borrow(counts), borrow(log_site), borrow(log_slot), borrow(log_time),
         )  # fmt: skip
 
@@ -521,11 +553,11 @@ _run_kmc_chunk_rp = _make_run_kmc_chunk(True)
 
 
 def _run_kmc_chunk(occ, phase, rates, site_total, tree, nn, nbr, ce_index, weights,
-                   local_table, kp, dep, stamp, t_now, t_stop, max_events, rng, counts,
+                   local_table, kp, dep, stamp, changed, t_now, t_stop, max_events, rng, counts,
                    log_site, log_slot, log_time):  # fmt: skip
     """Run one chunk with the kernel compiled for ``kp[KP_RP_ON]`` (see the kernels' docstring)."""
     kernel = _run_kmc_chunk_rp if kp[KP_RP_ON] > 0.0 else _run_kmc_chunk_pv
     return kernel(
         occ, phase, rates, site_total, tree, nn, nbr, ce_index, weights, local_table, kp, dep,
-        stamp, t_now, t_stop, max_events, rng, counts, log_site, log_slot, log_time,
+        stamp, changed, t_now, t_stop, max_events, rng, counts, log_site, log_slot, log_time,
     )  # fmt: skip

@@ -63,3 +63,44 @@ def _tree_sample(tree, target):
             target -= left
             i = 2 * i + 1
     return i - p, target
+
+
+@njit_inline
+def _tree_fix_paths(tree, leaves, m):
+    """Recompute the sums above the leaves ``leaves[:m]`` whose values were set directly.
+
+    The batched form of :func:`_tree_update` for several leaves changed by one event: the
+    leaves are sorted (insertion sort; ``m`` is small) so that the parents of each level come
+    out sorted too and each shared ancestor is recomputed once.  Every node is recomputed
+    from its children as in :func:`_tree_update`, so the tree stays bitwise equal to a
+    rebuild.  ``leaves`` is overwritten with node indices.
+    """
+    if m == 0:
+        return
+    p = tree.shape[0] // 2
+    for a in range(1, m):
+        x = leaves[a]
+        b = a - 1
+        while b >= 0 and leaves[b] > x:
+            leaves[b + 1] = leaves[b]
+            b -= 1
+        leaves[b + 1] = x
+    n = 0  # unique parents of the leaves
+    for a in range(m):
+        node = (p + leaves[a]) // 2
+        if n == 0 or leaves[n - 1] != node:
+            leaves[n] = node
+            n += 1
+    while True:
+        for a in range(n):
+            i = leaves[a]
+            tree[i] = tree[2 * i] + tree[2 * i + 1]
+        if leaves[0] == 1:
+            break
+        k = 0
+        for a in range(n):
+            node = leaves[a] // 2
+            if k == 0 or leaves[k - 1] != node:
+                leaves[k] = node
+                k += 1
+        n = k

@@ -420,3 +420,40 @@ def test_single_vacancy_diffusion_coefficient_matches_random_walk(make_ce_with, 
     # Waiting times are exponential with mean 1 / (6 w).
     dts = np.diff(times)
     assert dts.mean() == pytest.approx(1 / (6 * w), rel=0.02)
+
+
+def test_batched_path_fix_equals_rebuild():
+    """``_tree_fix_paths`` (one event's changed leaves, duplicates allowed) == a rebuild."""
+    from segsim.kernels.select import _tree_fix_paths
+
+    rng = np.random.default_rng(8)
+    n = 1000
+    leaves = rng.random(n) * (rng.random(n) < 0.5)
+    tree = np.zeros(2048)
+    _tree_build(tree, leaves)
+    for _ in range(300):
+        m = int(rng.integers(0, 40))
+        changed = rng.integers(0, n, size=m)
+        changed[m // 2 :] = np.minimum(changed[m // 2 :] + 1, n - 1)  # neighbours, duplicates
+        for k in changed:
+            leaves[k] = 0.0 if rng.random() < 0.3 else rng.random()
+            tree[1024 + k] = leaves[k]
+        _tree_fix_paths(tree, changed.astype(np.int64), m)
+        rebuilt = np.zeros(2048)
+        _tree_build(rebuilt, leaves)
+        np.testing.assert_array_equal(tree[1:], rebuilt[1:])
+
+
+def test_dependency_columns_are_the_clusters_displacements(small_system):
+    """The rate refresh's neighbourhood: zero displacement plus every local-cluster offset."""
+    from segsim.engine import dependency_columns
+
+    _, _, _, tables = small_system
+    dep = dependency_columns(tables)
+    disp = tables.displacements[dep]
+    assert dep[0] == 0
+    assert not disp[0].any()
+    used = set(np.asarray(tables.local_table)[:, 2::2].ravel().tolist()) | {0}
+    assert set(dep.tolist()) == used
+    as_set = {tuple(d) for d in disp.tolist()}
+    assert all(tuple(-c for c in d) in as_set for d in as_set)  # closed under negation
