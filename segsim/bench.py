@@ -369,6 +369,9 @@ def format_bench(result: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------------- KMC
+#: Simulated days of the aging runs of ``segsim bench kmc --quick`` (the full run: 14).
+AGING_QUICK_DAYS: float = 0.05
+
 #: NC edges (nm) of the KMC scaling benchmark.
 KMC_EDGES_NM: tuple[float, ...] = (6.0, 12.0, 18.0, 24.0, 30.0)
 
@@ -383,6 +386,9 @@ def bench_kmc(
     theta: float = 0.5,
     seed: int = 0,
     with_clease: bool = True,
+    plain_ces: tuple[str | Path, ...] = (),
+    aging_inputs: tuple[str | Path, ...] = (),
+    aging_days: float | None = None,
 ) -> dict[str, Any]:
     """Measure KMC events per second for cubic NCs of several edges.
 
@@ -393,50 +399,17 @@ def bench_kmc(
     (O(log N) selection, local rate updates).  If CLEASE is installed
     (``benchmarks/clease_kmc.py``), its single-vacancy KMC on a comparable model is timed
     in the same process and the ratio is reported.
-    """
-    from segsim import kinetics
-    from segsim.driver import initial_kmc_occupations
-    from segsim.engine import KMCEngine, KMCState
-    from segsim.lattice import build_cube, n_edge_from_nm
 
+    ``plain_ces`` adds ``plain_by_ce``: the events/s of the 12 nm row (the same NC, kinetics
+    and seed) with each of these CE files, so that models compare in one process.
+    ``aging_inputs`` adds ``aging_14d`` (:func:`bench_aging`): the wall time of whole aging
+    runs of those input files (``aging_days`` shortens them, for tests).
+    """
     model = ClusterExpansionModel.from_file(model_path)
-    params = kinetics.load_defaults()
-    rows = []
-    for edge in edges_nm:
-        n = n_edge_from_nm(edge, model.a_angstrom)
-        lattice = build_cube(n, model.a_angstrom, model.reach + 1)
-        tables = model.compile(lattice)
-        rng = np.random.default_rng(seed)
-        occ = initial_kmc_occupations(lattice, 0.25, vacancy_fraction, rng)
-        ref = kinetics.removal_reference_ev(tables, lattice)
-        kp = kinetics.parameter_vector(
-            params,
-            temperature_k=temperature_k,
-            theta=theta,
-            removal_ref_ev=ref,
-            recession_mu_csbr_ev=kinetics.recession_mu_csbr_ev(tables),
-        )
-        t0 = time.perf_counter()
-        engine = KMCEngine(tables, lattice, KMCState.initial(occ, tables), rng, kp)
-        setup_s = time.perf_counter() - t0
-        engine.advance(np.inf, max_events=max(1, n_events // 10))
-        c0 = engine.state.counts.copy()
-        t0 = time.perf_counter()
-        done, _ = engine.advance(np.inf, max_events=n_events)
-        wall = time.perf_counter() - t0
-        mix = engine.state.counts - c0
-        rows.append(
-            {
-                "edge_nm": edge,
-                "n_edge": n,
-                "n_grid_sites": lattice.n_sites,
-                "n_events": int(done),
-                "wall_s": wall,
-                "events_per_s": done / wall if wall > 0 else float("nan"),
-                "setup_s": setup_s,
-                "event_mix": {k: int(v) for k, v in zip(_kmc_event_names(), mix, strict=True)},
-            }
-        )
+    rows = [
+        _bench_nc_row(model_path, edge, n_events, vacancy_fraction, temperature_k, theta, seed)
+        for edge in edges_nm
+    ]
     result: dict[str, Any] = {
         "benchmark": "kmc",
         "segsim_version": segsim.__version__,
@@ -449,10 +422,119 @@ def bench_kmc(
     }
     twelve = next((r for r in rows if abs(r["edge_nm"] - 12.0) < 1e-9), rows[0])
     result["events_per_s_12nm"] = twelve["events_per_s"]
+    result["plain_by_ce"] = {
+        str(ce): _bench_nc_row(ce, twelve["edge_nm"], n_events, vacancy_fraction, temperature_k,
+                               theta, seed)["events_per_s"]
+        for ce in plain_ces
+    }  # fmt: skip
+    if aging_inputs:
+        result["aging_14d"] = bench_aging(aging_inputs, duration_days=aging_days)
     result["single_vacancy"] = _bench_single_vacancy(model, twelve["n_edge"], n_events, seed)
     if with_clease:
         result["clease"] = _bench_clease(result["single_vacancy"])
     return result
+
+
+def _bench_nc_row(
+    model_path: str | Path,
+    edge_nm: float,
+    n_events: int,
+    vacancy_fraction: float,
+    temperature_k: float,
+    theta: float,
+    seed: int,
+) -> dict[str, Any]:
+    """Time ``n_events`` KMC events of one random x = 0.25 NC (see :func:`bench_kmc`)."""
+    from segsim import kinetics
+    from segsim.driver import initial_kmc_occupations
+    from segsim.engine import KMCEngine, KMCState
+    from segsim.lattice import build_cube, n_edge_from_nm
+
+    model = ClusterExpansionModel.from_file(model_path)
+    params = kinetics.load_defaults()
+    n = n_edge_from_nm(edge_nm, model.a_angstrom)
+    lattice = build_cube(n, model.a_angstrom, model.reach + 1)
+    tables = model.compile(lattice)
+    rng = np.random.default_rng(seed)
+    occ = initial_kmc_occupations(lattice, 0.25, vacancy_fraction, rng)
+    kp = kinetics.parameter_vector(
+        params,
+        temperature_k=temperature_k,
+        theta=theta,
+        removal_ref_ev=kinetics.removal_reference_ev(tables, lattice),
+        recession_mu_csbr_ev=kinetics.recession_mu_csbr_ev(tables),
+    )
+    t0 = time.perf_counter()
+    engine = KMCEngine(tables, lattice, KMCState.initial(occ, tables), rng, kp)
+    setup_s = time.perf_counter() - t0
+    engine.advance(np.inf, max_events=max(1, n_events // 10))
+    c0 = engine.state.counts.copy()
+    t0 = time.perf_counter()
+    done, _ = engine.advance(np.inf, max_events=n_events)
+    wall = time.perf_counter() - t0
+    mix = engine.state.counts - c0
+    return {
+        "edge_nm": edge_nm,
+        "n_edge": n,
+        "n_grid_sites": lattice.n_sites,
+        "n_events": int(done),
+        "wall_s": wall,
+        "events_per_s": done / wall if wall > 0 else float("nan"),
+        "setup_s": setup_s,
+        "event_mix": {k: int(v) for k, v in zip(_kmc_event_names(), mix, strict=True)},
+    }
+
+
+def bench_aging(
+    inputs: tuple[str | Path, ...], *, duration_days: float | None = None
+) -> dict[str, Any]:
+    """Run whole aging inputs (``segsim run``'s KMC driver, frames and all) and time them.
+
+    Each input runs once, into a temporary result file, without a progress line.  Per input:
+    wall seconds, simulated days, events executed and per second, the event mix, and the
+    process's peak resident memory after the run (MiB; ``ru_maxrss``, so it includes
+    everything loaded before).  ``accelerated`` is None and ``speedup`` null: the exact
+    acceleration of issue 16 item 2 is not implemented (see ``docs/performance.md``).
+
+    Parameters
+    ----------
+    inputs
+        KMC input files (``inputs/aging_pristine.yaml`` ...).
+    duration_days
+        Simulated days instead of each input's duration (None: as written).
+    """
+    import dataclasses
+    import resource
+    import tempfile
+
+    from segsim import config as _config
+    from segsim.driver import run_kmc
+
+    out: dict[str, Any] = {}
+    for path in inputs:
+        cfg = _config.load(path)
+        if duration_days is not None:
+            cfg = dataclasses.replace(
+                cfg, run=dataclasses.replace(cfg.run, duration_s=duration_days * 86400.0)
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            summary = run_kmc(cfg, Path(tmp) / "aging.h5", progress=False)
+            wall = time.perf_counter() - t0
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        out[Path(path).stem] = {
+            "input": str(path),
+            "days": summary.time_s / 86400.0,
+            "wall_s_plain": wall,
+            "events": int(summary.n_events),
+            "events_per_s": summary.n_events / wall if wall > 0 else float("nan"),
+            "event_mix": dict(summary.counts),
+            "peak_rss_mib": peak_mib,
+            "x_cd": [summary.x_cd_start, summary.x_cd],
+            "accelerated": None,
+            "speedup": None,
+        }
+    return out
 
 
 #: The matched comparison with CLEASE: one vacancy, hops only, E_KRA = 0.7 eV for Pb and Cd.
@@ -534,6 +616,14 @@ def format_bench_kmc(result: dict[str, Any]) -> str:
         lines.append(
             f"  {r['edge_nm']:9.1f} {r['n_edge']:3d} {r['n_grid_sites']:11d} "
             f"{r['events_per_s']:10.3g} {r['setup_s']:10.2f}"
+        )
+    for ce, rate in result.get("plain_by_ce", {}).items():
+        lines.append(f"  12 nm, plain, {ce}: {rate:.3g} events/s")
+    for name, a in (result.get("aging_14d") or {}).items():
+        lines.append(
+            f"  aging {name}: {a['days']:.1f} d, {a['events']:,} events in {a['wall_s_plain']:.1f} s "
+            f"({a['events_per_s']:.3g}/s), x {a['x_cd'][0]:.3f} -> {a['x_cd'][1]:.3f}, "
+            f"peak RSS {a['peak_rss_mib']:.0f} MiB"
         )
     sv = result["single_vacancy"]
     lines.append(

@@ -266,11 +266,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = bench.bench_mc(model_path=args.model, quick=args.quick)
         text = bench.format_bench
     elif args.what == "kmc":
+        from segsim.config import POTENTIALS_DIR
+
+        inputs = POTENTIALS_DIR.parent / "inputs"
         result = bench.bench_kmc(
             model_path=args.model,
             edges_nm=(6.0, 12.0) if args.quick else bench.KMC_EDGES_NM,
             n_events=20_000 if args.quick else 400_000,
             with_clease=not args.quick,
+            plain_ces=(POTENTIALS_DIR / "provisional.ce", POTENTIALS_DIR / "fitted.ce"),
+            aging_inputs=(inputs / "aging_pristine.yaml", inputs / "aging_ddabr.yaml"),
+            aging_days=bench.AGING_QUICK_DAYS if args.quick else None,
         )
         text = bench.format_bench_kmc
     else:  # pragma: no cover - argparse restricts choices

@@ -207,3 +207,34 @@ def test_bench_rejects_bad_arguments(tmp_path: Path) -> None:
         bench_mc(model_path=path, size=6, x=1.5, quick=True)
     with pytest.raises(FileNotFoundError):
         bench_mc(model_path=tmp_path / "missing.ce", size=6, quick=True)
+
+
+def test_bench_kmc_rows_per_ce_and_aging_block(tmp_path: Path) -> None:
+    """`segsim bench kmc` figures: per-size rows, plain events/s per CE, the aging block."""
+    from segsim.bench import bench_kmc, format_bench_kmc
+    from segsim.config import POTENTIALS_DIR
+
+    repo = POTENTIALS_DIR.parent
+    ces = (POTENTIALS_DIR / "provisional.ce", POTENTIALS_DIR / "fitted.ce")
+    result = bench_kmc(
+        model_path=ces[0],
+        edges_nm=(6.0,),
+        n_events=2000,
+        with_clease=False,
+        plain_ces=ces,
+        aging_inputs=(repo / "inputs" / "aging_ddabr.yaml",),
+        aging_days=0.01,
+    )
+    json.dumps(result)  # serialisable
+    assert [r["edge_nm"] for r in result["sizes"]] == [6.0]
+    assert result["sizes"][0]["n_events"] == 2000
+    assert set(result["plain_by_ce"]) == {str(c) for c in ces}
+    assert all(v > 0 for v in result["plain_by_ce"].values())
+    aging = result["aging_14d"]["aging_ddabr"]
+    assert aging["days"] == pytest.approx(0.01)
+    assert aging["events"] == sum(aging["event_mix"].values()) > 0
+    assert aging["peak_rss_mib"] > 0
+    assert aging["speedup"] is None  # no acceleration yet: said, not faked
+    text = format_bench_kmc(result)
+    assert "aging aging_ddabr" in text
+    assert "fitted.ce" in text
