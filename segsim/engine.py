@@ -249,6 +249,68 @@ def dependency_columns(tables: ModelTables) -> np.ndarray:
     return np.array(sorted(cols), dtype=np.int64)
 
 
+#: Bits of headroom of the pair field: |field| <= 2**FIELD_BITS quanta, so that the sums of
+#: a swap's energy change (four field entries and four weights) stay far inside int64.
+FIELD_BITS = 57
+
+
+def pair_field_tables(tables: ModelTables) -> tuple[tuple[Any, ...], np.ndarray]:
+    """Split the CE's local clusters into an exact integer pair field and the rest.
+
+    Rows of ``tables.local_table`` with at most one other site (singlets and pairs) go into
+    ``pair_table`` (``[w_offset, centre_stride, d, stride]``); their energies are kept per
+    site and species in ``field`` as integer multiples of ``quantum`` = 2**-k eV, with k the
+    largest that keeps every field entry below 2**:data:`FIELD_BITS` quanta (and k >= 57).  The weights
+    scale by a power of two, so ``w_int`` is ``weights / quantum`` exactly, the field sums
+    are exact, and a field kept up to date event by event is bitwise the one a rebuild
+    gives (resume exactness).  Clusters of three or more sites stay in the returned
+    ``multi_table`` (same row layout as ``local_table``), evaluated in floating point.
+
+    Returns
+    -------
+    (fld, multi_table)
+        ``fld = (field, colinfo, w_int, pair_table, nn_col, quantum)``: ``field`` int64
+        ``(n_sites, n_ce_species)`` (zero; filled by the kernel), ``colinfo[q] =
+        [pair row with displacement q or -1, column of -displacement q]`` with one extra last
+        row ``[-1, n_disp]`` for "no column", ``nn_col[d]`` the column of nearest-neighbour
+        direction ``d`` (-1 if the CE has none), ``quantum`` in eV.
+    """
+    from segsim.lattice import NN_DISPLACEMENTS
+
+    lt = np.asarray(tables.local_table, dtype=np.int64)
+    disp = np.asarray(tables.displacements, dtype=np.int64)
+    n_disp = disp.shape[0]
+    index = {tuple(d): k for k, d in enumerate(disp.tolist())}
+    colinfo = np.full((n_disp + 1, 2), -1, dtype=np.int64)
+    colinfo[n_disp, 1] = n_disp
+    for k, d in enumerate(disp.tolist()):
+        colinfo[k, 1] = index.get(tuple(-c for c in d), n_disp)
+    pair_rows, multi_rows = [], []
+    for row in lt:
+        if np.any(row[5::2] != 0):  # a second other site: three or more sites
+            multi_rows.append(row)
+            continue
+        col = int(row[2])
+        if row[3] != 0:
+            if colinfo[col, 0] >= 0:  # a second pair row with this displacement
+                multi_rows.append(row)
+                continue
+            colinfo[col, 0] = len(pair_rows)
+        pair_rows.append(row[:4])
+    pair_table = np.array(pair_rows, dtype=np.int64).reshape(-1, 4)
+    multi_table = np.array(multi_rows, dtype=np.int64).reshape(-1, lt.shape[1])
+    weights = np.asarray(tables.weights, dtype=np.float64)
+    # at least 1 eV: the quantum is then at most 2**-57 eV, far below any energy that matters
+    bound = max(pair_table.shape[0] * float(np.abs(weights).max(initial=0.0)), 1.0)
+    k = FIELD_BITS - int(np.ceil(np.log2(bound)))
+    quantum = float(2.0**-k)
+    w_int = (weights * 2.0**k).round().astype(np.int64)  # exact: a power-of-two scaling
+    nn_col = np.array([index.get(tuple(d), -1) for d in NN_DISPLACEMENTS.tolist()], dtype=np.int64)
+    n_species = int(np.asarray(tables.ce_index).max()) + 1
+    field = np.zeros((tables.n_sites, n_species), dtype=np.int64)
+    return (field, colinfo, w_int, pair_table, nn_col, quantum), multi_table
+
+
 class KMCEngine:
     """Rejection-free lattice kinetic Monte Carlo (n-fold way) over a compiled energy model.
 
@@ -292,6 +354,7 @@ class KMCEngine:
             state.phase = np.zeros_like(state.occupations)
         self.nn = np.ascontiguousarray(lattice.nn, dtype=np.int32)
         self.dep = dependency_columns(tables)
+        self.fld, self._multi_table = pair_field_tables(tables)
         n = tables.n_sites
         self._stamp = np.zeros(n + 1, dtype=np.int64)  # scratch marks of the rate refresh
         # scratch list of the tree leaves one event changes (at most every site it refreshes)
@@ -310,8 +373,8 @@ class KMCEngine:
         """Recompute every rate and the sum tree from the occupations."""
         t = self.tables
         _kmc._init_rates(
-            self.state.occupations, self.state.phase, self.nn, t.nbr, t.ce_index, t.weights, t.local_table,
-            self.kp, self.rates, self.site_total, self.tree,
+            self.state.occupations, self.state.phase, self.nn, t.nbr, t.ce_index, t.weights,
+            self._multi_table, self.kp, self.fld, self.rates, self.site_total, self.tree,
         )  # fmt: skip
 
     @property
@@ -337,9 +400,10 @@ class KMCEngine:
         log_slot = np.zeros(log_events, dtype=np.int64)
         log_time = np.zeros(log_events, dtype=np.float64)
         t_now, n_ev, de_sum = _kmc._run_kmc_chunk(
-            s.occupations, s.phase, self.rates, self.site_total, self.tree, self.nn, t.nbr, t.ce_index,
-            t.weights, t.local_table, self.kp, self.dep, self._stamp, self._changed, float(s.time_s),
-            float(t_stop_s), int(max_events), self.rng, s.counts, log_site, log_slot, log_time,
+            s.occupations, s.phase, self.rates, self.site_total, self.tree, self.nn, t.nbr,
+            t.ce_index, t.weights, self._multi_table, self.kp, self.fld, self.dep, self._stamp,
+            self._changed, float(s.time_s), float(t_stop_s), int(max_events), self.rng, s.counts,
+            log_site, log_slot, log_time,
         )  # fmt: skip
         s.time_s = float(t_now)
         s.n_events += int(n_ev)

@@ -8,6 +8,7 @@ icet to round-off.
 
 import os
 
+from numba import config as _numba_config
 from numba import njit as _numba_njit
 from numba import types
 from numba.core import cgutils
@@ -31,6 +32,11 @@ def njit_inline(func):  # type: ignore[no-untyped-def]
     return _numba_njit(
         cache=_CACHE, nogil=True, fastmath=False, boundscheck=False, inline="always"
     )(func)
+
+
+def _borrow_python(arr):  # type: ignore[no-untyped-def]
+    """Pure-Python ``borrow`` (``NUMBA_DISABLE_JIT=1``): the array itself."""
+    return arr
 
 
 @intrinsic
@@ -57,3 +63,7 @@ def borrow(typingctx, arr):  # type: ignore[no-untyped-def]
         return dst._getvalue()
 
     return arr(arr), codegen
+
+
+if _numba_config.DISABLE_JIT:  # an intrinsic cannot run as plain Python
+    borrow = _borrow_python

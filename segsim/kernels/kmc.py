@@ -50,7 +50,12 @@ every trajectory that the maintained rates equal a rebuild from scratch.
 import numpy as np
 
 from segsim.kernels._jit import borrow, njit, njit_inline
-from segsim.kernels.energy import _flip_delta, _swap_delta
+from segsim.kernels.energy import (
+    _field_apply,
+    _field_flip_delta,
+    _field_init,
+    _field_swap_delta,
+)
 from segsim.kernels.rp import (
     PH_PV,
     PH_RP,
@@ -115,13 +120,15 @@ def _clear_row(rates, site):
 
 @njit_inline
 def _site_rates(
-    site, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, old_total, rp_on
+    site, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, old_total, rp_on
 ):
     """Write the event rates (1/s) of ``site`` into ``rates[site]``; return their sum.
 
     ``old_total`` is the site's previous sum: a row that was all zero and stays so is not
     rewritten (the common case of an interior cation with no vacancy neighbour).  ``occ`` is
-    modified transiently by the energy kernels and restored.
+    modified transiently by the energy kernels and restored.  Energy changes come from the
+    pair field ``fld`` (:func:`segsim.engine.pair_field_tables`) and ``local_table``, the
+    CE's clusters of three or more sites.
     """
     sp = occ[site]
     if sp == _OUT:
@@ -137,7 +144,8 @@ def _site_rates(
                 if occ[nn[site, d]] == _OUT:
                     k += 1
             if k > 0:
-                de = _flip_delta(occ, site, _OUT, nbr, ce_index, weights, local_table)
+                de = _field_flip_delta(occ, site, _OUT, nbr, ce_index, weights, local_table,
+                                       fld[0], fld[5])  # fmt: skip
                 # grand-canonical: V -> O gains 2 - k CsBr units (1 at the reference site)
                 de += (k - 1) * kp[KP_MU_REC] - kp[KP_REC_REF]
                 ea = max(kp[KP_EREC] + kp[KP_ALPHA_REC] * de, 0.0)
@@ -168,15 +176,16 @@ def _site_rates(
         r = 0.0
         j = nn[site, d]
         if hop_on and occ[j] == _VAC:
-            r = _hop_rate(site, j, sp, occ, phase, nn, nbr, ce_index, weights, local_table, kp,
-                          rp_on)  # fmt: skip
+            r = _hop_rate(site, d, sp, occ, phase, nn, nbr, ce_index, weights, local_table, kp,
+                          fld, rp_on)  # fmt: skip
             total += r
         rates[site, d] = r
     r = 0.0
     if k > 0 and kp[KP_EXPEL_ON] > 0.0:
         channel = 1.0 - kp[KP_THETA] ** k
         if channel > 0.0:
-            de = _flip_delta(occ, site, _VAC, nbr, ce_index, weights, local_table)
+            de = _field_flip_delta(occ, site, _VAC, nbr, ce_index, weights, local_table, fld[0],
+                                   fld[5])  # fmt: skip
             ea = max(kp[KP_EEXP + ispec] + kp[KP_ALPHA] * (de - kp[KP_REF + ispec]), 0.0)
             r = nu * np.exp(-beta * ea) * channel
             total += r
@@ -237,23 +246,28 @@ def _surface_adjacent(site, k, occ, nn):
 
 
 @njit
-def _init_rates(occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree):
-    """Compute every site's rates, their sums and the sum tree from scratch."""
+def _init_rates(
+    occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, site_total, tree
+):
+    """Compute the pair field, every site's rates, their sums and the sum tree from scratch."""
+    _field_init(occ, nbr, ce_index, fld[2], fld[3], fld[0])
     rates[:, :] = 0.0
     site_total[:] = 0.0
     rp_on = kp[KP_RP_ON] > 0.0
     for site in range(occ.shape[0]):
         site_total[site] = _site_rates(
-            site, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates,
+            site, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates,
             site_total[site], rp_on,
         )  # fmt: skip
     _tree_build(tree, site_total)
 
 
 @njit_inline
-def _hop_rate(c, v, sp, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rp_on):
-    """Return the rate (1/s) of the hop of cation ``c`` (species ``sp``) into vacancy ``v``."""
-    de = _swap_delta(occ, c, v, nbr, ce_index, weights, local_table)
+def _hop_rate(c, d, sp, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rp_on):
+    """Return the rate (1/s) of the hop of cation ``c`` (``sp``) into the vacancy ``nn[c, d]``."""
+    v = nn[c, d]
+    de = _field_swap_delta(occ, c, v, fld[4][d], nbr, ce_index, weights, local_table, fld[0],
+                           fld[1], fld[2], fld[3], fld[5])  # fmt: skip
     if rp_on:
         de += _rp_hop_term(occ, phase, nn, c, v, kp)
     ea = max(kp[KP_EKRA + (0 if sp == _PB else 1)] + 0.5 * de, de, 0.0)
@@ -262,8 +276,8 @@ def _hop_rate(c, v, sp, occ, phase, nn, nbr, ce_index, weights, local_table, kp,
 
 @njit_inline
 def _refresh_site(
-    s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree, rp_on,
-    changed, n_changed,
+    s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, site_total, tree,
+    rp_on, changed, n_changed,
 ):  # fmt: skip
     """Recompute the rates of site ``s``; if its total changed, set its tree leaf.
 
@@ -272,7 +286,9 @@ def _refresh_site(
     number of changed leaves.
     """
     old = site_total[s]
-    r = _site_rates(s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, old, rp_on)
+    r = _site_rates(
+        s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, old, rp_on
+    )
     if r != old:
         site_total[s] = r
         tree[tree.shape[0] // 2 + s] = r
@@ -283,15 +299,15 @@ def _refresh_site(
 
 @njit_inline
 def _refresh_hop_slot(
-    c, d, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates, site_total, tree, rp_on,
-    changed, n_changed,
+    c, d, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, site_total, tree,
+    rp_on, changed, n_changed,
 ):  # fmt: skip
     """Recompute only the hop of cation ``c`` into its neighbour ``nn[c, d]`` (a vacancy).
 
     The site total is the row summed in slot order, as :func:`_site_rates` sums it, so it is
     bitwise the value a full recompute gives.
     """
-    r = _hop_rate(c, nn[c, d], occ[c], occ, phase, nn, nbr, ce_index, weights, local_table, kp,
+    r = _hop_rate(c, d, occ[c], occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld,
                   rp_on)  # fmt: skip
     if r == rates[c, d]:
         return n_changed
@@ -322,6 +338,7 @@ def _refresh_after(
     weights,
     local_table,
     kp,
+    fld,
     rates,
     site_total,
     tree,
@@ -365,7 +382,7 @@ def _refresh_after(
             if stamp[s] != epoch:
                 stamp[s] = epoch
                 m = _refresh_site(
-                    s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates,
+                    s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates,
                     site_total, tree, rp_on, changed, m,
                 )  # fmt: skip
     if rp_on and recession:
@@ -376,21 +393,21 @@ def _refresh_after(
                 if stamp[s] != epoch:
                     stamp[s] = epoch
                     m = _refresh_site(
-                        s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, rates,
+                        s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates,
                         site_total, tree, rp_on, changed, m,
                     )  # fmt: skip
     if kp[KP_HOP_ON] > 0.0:
         m = _refresh_vacancy_partners(
             i, j, occ, phase, nn, nbr, dep, stamp, epoch, ce_index, weights, local_table, kp,
-            rates, site_total, tree, changed, m, rp_on,
+            fld, rates, site_total, tree, changed, m, rp_on,
         )  # fmt: skip
     _tree_fix_paths(tree, changed, m)
 
 
 @njit_inline
 def _refresh_vacancy_partners(
-    i, j, occ, phase, nn, nbr, dep, stamp, epoch, ce_index, weights, local_table, kp, rates,
-    site_total, tree, changed, m, rp_on,
+    i, j, occ, phase, nn, nbr, dep, stamp, epoch, ce_index, weights, local_table, kp, fld,
+    rates, site_total, tree, changed, m, rp_on,
 ):  # fmt: skip
     """Pass 2 of :func:`_refresh_after`: the hop slot of each other cation beside a vacancy."""
     n_dep = dep.shape[0]
@@ -407,7 +424,7 @@ def _refresh_vacancy_partners(
                 if stamp[c2] != epoch and occ[c2] <= _CD:
                     # nn[c2, d ^ 1] == v: the directions come in +/- pairs
                     m = _refresh_hop_slot(
-                        c2, d ^ 1, occ, phase, nn, nbr, ce_index, weights, local_table, kp,
+                        c2, d ^ 1, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld,
                         rates, site_total, tree, rp_on, changed, m,
                     )  # fmt: skip
     return m
@@ -434,6 +451,7 @@ def _make_run_kmc_chunk(rp_enabled):
         weights,
         local_table,
         kp,
+        fld,
         dep,
         stamp,
         changed,
@@ -456,7 +474,12 @@ def _make_run_kmc_chunk(rp_enabled):
         reach of the changed sites are recomputed (see :func:`_refresh_after`).  With ``R = 0``
         the clock jumps to ``t_stop``.
 
-        ``occ``, ``rates``, ``site_total``, ``tree`` and ``counts`` are updated in place.  If the
+        ``local_table`` holds the CE's clusters of three or more sites; pairs and singlets are
+        in the pair field ``fld`` (:func:`segsim.engine.pair_field_tables`), which is updated
+        exactly (integer quanta) with every occupation change.
+
+        ``occ``, ``rates``, ``site_total``, ``tree``, the field and ``counts`` are updated in
+        place.  If the
         log arrays are longer than the number of events, event ``e`` of this chunk is recorded as
         ``log_site[e], log_slot[e], log_time[e]`` (time after the event).
 
@@ -465,6 +488,7 @@ def _make_run_kmc_chunk(rp_enabled):
         (t_now, n_events, sum of the events' energy changes (CE + RP) in eV)
         """
         rp_on = rp_enabled
+        field, colinfo, w_int, pair_table, nn_col, quantum = fld
         eps = kp[KP_EPS_RP]
         eta = kp[KP_ETA_RP]
         j_rp = kp[KP_J_RP]
@@ -499,16 +523,24 @@ def _make_run_kmc_chunk(rp_enabled):
             partner = -1  # the second changed site (the hop's vacancy), if any
             if slot < 6:
                 partner = nn[leaf, slot]
-                de = _swap_delta(occ, leaf, partner, nbr, ce_index, weights, local_table)
+                de = _field_swap_delta(occ, leaf, partner, nn_col[slot], nbr, ce_index, weights,
+                                       local_table, field, colinfo, w_int, pair_table, quantum)  # fmt: skip
                 if rp_on:
                     de += _rp_hop_delta(occ, phase, nn, leaf, partner, eps, eta, j_rp)
+                _field_apply(leaf, ce_index[sp], ce_index[_VAC], nbr, dep, colinfo, w_int,
+                             pair_table, field)  # fmt: skip
+                _field_apply(partner, ce_index[_VAC], ce_index[sp], nbr, dep, colinfo, w_int,
+                             pair_table, field)  # fmt: skip
                 occ[partner] = sp
                 occ[leaf] = _VAC
                 counts[EV_HOP_PB + sp] += 1
             elif slot == SLOT_EXPEL:
-                de = _flip_delta(occ, leaf, _VAC, nbr, ce_index, weights, local_table)
+                de = _field_flip_delta(occ, leaf, _VAC, nbr, ce_index, weights, local_table,
+                                       field, quantum)  # fmt: skip
                 if rp_on:
                     de += _rp_remove_delta(occ, phase, nn, leaf, eps, eta, j_rp)
+                _field_apply(leaf, ce_index[sp], ce_index[_VAC], nbr, dep, colinfo, w_int,
+                             pair_table, field)  # fmt: skip
                 occ[leaf] = _VAC
                 counts[EV_EXPEL_PB + sp] += 1
             elif rp_on and slot == SLOT_RP:
@@ -516,12 +548,15 @@ def _make_run_kmc_chunk(rp_enabled):
                 phase[leaf] = PH_ZONE if phase[leaf] == PH_RP else PH_RP
                 counts[EV_RP] += 1
             else:  # SLOT_RECEDE
-                de = _flip_delta(occ, leaf, _OUT, nbr, ce_index, weights, local_table)
+                de = _field_flip_delta(occ, leaf, _OUT, nbr, ce_index, weights, local_table,
+                                       field, quantum)  # fmt: skip
+                _field_apply(leaf, ce_index[_VAC], ce_index[_OUT], nbr, dep, colinfo, w_int,
+                             pair_table, field)  # fmt: skip
                 occ[leaf] = _OUT
                 counts[EV_RECEDE] += 1
             _refresh_after(
                 leaf, partner, slot == SLOT_RECEDE, occ, phase, nn, nbr, dep, stamp, ce_index,
-                weights, local_table, kp, rates, site_total, tree, changed, rp_on,
+                weights, local_table, kp, fld, rates, site_total, tree, changed, rp_on,
             )  # fmt: skip
             de_sum += de
             if n_ev < n_log:
@@ -533,16 +568,19 @@ def _make_run_kmc_chunk(rp_enabled):
 
     @njit
     def _run_kmc_chunk_borrowed(
-        occ, phase, rates, site_total, tree, nn, nbr, ce_index, weights, local_table, kp, dep,
-        stamp, changed, t_now, t_stop, max_events, rng, counts, log_site, log_slot, log_time,
+        occ, phase, rates, site_total, tree, nn, nbr, ce_index, weights, local_table, kp, fld,
+        dep, stamp, changed, t_now, t_stop, max_events, rng, counts, log_site, log_slot,
+        log_time,
     ):  # fmt: skip
         # Every array is borrowed once here (no atomic reference counts in the event loop,
         # see segsim.kernels._jit.borrow); the caller holds them for the whole call.
+        fld_b = (borrow(fld[0]), borrow(fld[1]), borrow(fld[2]), borrow(fld[3]), borrow(fld[4]),
+                 fld[5])  # fmt: skip
         return _run_kmc_chunk(
             borrow(occ), borrow(phase), borrow(rates), borrow(site_total), borrow(tree),
             borrow(nn), borrow(nbr), borrow(ce_index), borrow(weights), borrow(local_table),
-            borrow(kp), borrow(dep), borrow(stamp), borrow(changed), t_now, t_stop, max_events, rng,
-            borrow(counts), borrow(log_site), borrow(log_slot), borrow(log_time),
+            borrow(kp), fld_b, borrow(dep), borrow(stamp), borrow(changed), t_now, t_stop,
+            max_events, rng, borrow(counts), borrow(log_site), borrow(log_slot), borrow(log_time),
         )  # fmt: skip
 
     return _run_kmc_chunk_borrowed
@@ -553,11 +591,16 @@ _run_kmc_chunk_rp = _make_run_kmc_chunk(True)
 
 
 def _run_kmc_chunk(occ, phase, rates, site_total, tree, nn, nbr, ce_index, weights,
-                   local_table, kp, dep, stamp, changed, t_now, t_stop, max_events, rng, counts,
-                   log_site, log_slot, log_time):  # fmt: skip
-    """Run one chunk with the kernel compiled for ``kp[KP_RP_ON]`` (see the kernels' docstring)."""
+                   local_table, kp, fld, dep, stamp, changed, t_now, t_stop, max_events, rng,
+                   counts, log_site, log_slot, log_time):  # fmt: skip
+    """Run one chunk with the kernel compiled for ``kp[KP_RP_ON]`` (see the kernels' docstring).
+
+    ``fld`` is the pair field tuple ``(field, colinfo, w_int, pair_table, nn_col, quantum)`` and
+    ``local_table`` the CE's clusters of three or more sites
+    (:func:`segsim.engine.pair_field_tables`).
+    """
     kernel = _run_kmc_chunk_rp if kp[KP_RP_ON] > 0.0 else _run_kmc_chunk_pv
     return kernel(
-        occ, phase, rates, site_total, tree, nn, nbr, ce_index, weights, local_table, kp, dep,
-        stamp, changed, t_now, t_stop, max_events, rng, counts, log_site, log_slot, log_time,
+        occ, phase, rates, site_total, tree, nn, nbr, ce_index, weights, local_table, kp, fld,
+        dep, stamp, changed, t_now, t_stop, max_events, rng, counts, log_site, log_slot, log_time,
     )  # fmt: skip

@@ -108,10 +108,18 @@ def test_sum_tree_sampling_frequencies():
 
 
 # ---------------------------------------------------------------- kernel == naive twin
-@pytest.fixture(scope="module", params=[False, True], ids=["PbCdX", "PbCdVX"])
+@pytest.fixture(
+    scope="module",
+    params=[(False, 6.0), (True, 6.0), (True, 8.4)],
+    ids=["PbCdX", "PbCdVX", "PbCdVX-triplets"],
+)
 def small_system(make_ce, make_cube, request):
-    # three-species CE (V and O both X) and four-species CE (V its own species)
-    ce = make_ce([8.4, 6.0], np.random.default_rng(11), scale=0.04, separate_vacancy=request.param)
+    # three-species CE (V and O both X) and four-species CE (V its own species), pairs only
+    # (the kernel's integer pair field alone) and with triplets (the field plus the float
+    # multi-site table, segsim.engine.pair_field_tables)
+    separate, triplet_cutoff = request.param
+    ce = make_ce([8.4, triplet_cutoff], np.random.default_rng(11), scale=0.04,
+                 separate_vacancy=separate)  # fmt: skip
     model = ClusterExpansionModel(ce)
     lattice = make_cube(4, model.reach + 1)
     tables = model.compile(lattice)
@@ -457,3 +465,30 @@ def test_dependency_columns_are_the_clusters_displacements(small_system):
     assert set(dep.tolist()) == used
     as_set = {tuple(d) for d in disp.tolist()}
     assert all(tuple(-c for c in d) in as_set for d in as_set)  # closed under negation
+
+
+def test_pair_field_is_exact_and_kept_bitwise(small_system):
+    """The integer pair field: energies equal the float kernels', kept field == rebuild."""
+    from segsim.engine import pair_field_tables
+
+    _, model, lattice, tables = small_system
+    fld, multi = pair_field_tables(tables)
+    n_multi = multi.shape[0]
+    assert n_multi + fld[3].shape[0] >= tables.local_table.shape[0]
+    if model.reach and tables.local_table.shape[1] > 4:
+        assert n_multi > 0  # the triplet CE exercises the float part
+    occ = _start(lattice, np.random.default_rng(12), 0.3, 6)
+    eng, _ = _engine(tables, lattice, occ, PARAMS, 600.0, 0.4, 5)
+    eng.advance(1e3, max_events=60)
+    kept = eng.fld[0].copy()
+    eng.rebuild_rates()
+    np.testing.assert_array_equal(eng.fld[0], kept)
+    from segsim.kernels.energy import _field_flip_delta
+
+    occ = eng.state.occupations
+    for site in np.flatnonzero(occ != species.OUT)[:40]:
+        for code in (species.PB, species.CD, species.VAC, species.OUT):
+            want = tables.flip_energy_change(occ, int(site), code)
+            got = _field_flip_delta(occ, int(site), code, tables.nbr, tables.ce_index,
+                                    tables.weights, multi, eng.fld[0], eng.fld[5])  # fmt: skip
+            assert got == pytest.approx(want, abs=1e-12)
