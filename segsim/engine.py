@@ -260,10 +260,10 @@ def pair_field_tables(tables: ModelTables) -> tuple[tuple[Any, ...], np.ndarray]
     Rows of ``tables.local_table`` with at most one other site (singlets and pairs) go into
     ``pair_table`` (``[w_offset, centre_stride, d, stride]``); their energies are kept per
     site and species in ``field`` as integer multiples of ``quantum`` = 2**-k eV, with k the
-    largest that keeps every field entry below 2**:data:`FIELD_BITS` quanta (and k >= 57).  The weights
-    scale by a power of two, so ``w_int`` is ``weights / quantum`` exactly, the field sums
-    are exact, and a field kept up to date event by event is bitwise the one a rebuild
-    gives (resume exactness).  Clusters of three or more sites stay in the returned
+    largest that keeps every field entry below 2**:data:`FIELD_BITS` quanta (and k >= 57).
+    ``w_int`` is ``weights / quantum`` rounded (by at most 2**-(k+1) eV per weight); from
+    there every sum is exact integer arithmetic, so a field kept up to date event by event
+    is bitwise the one a rebuild gives (resume exactness).  Clusters of three or more sites stay in the returned
     ``multi_table`` (same row layout as ``local_table``), evaluated in floating point.
 
     Returns
