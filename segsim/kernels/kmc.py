@@ -275,6 +275,15 @@ def _hop_rate(c, d, sp, occ, phase, nn, nbr, ce_index, weights, local_table, kp,
 
 
 @njit_inline
+def _set_leaf(s, total, site_total, tree, changed, n_changed):
+    """Store the new total of site ``s`` in its tree leaf and list the leaf as changed."""
+    site_total[s] = total
+    tree[tree.shape[0] // 2 + s] = total
+    changed[n_changed] = s
+    return n_changed + 1
+
+
+@njit_inline
 def _refresh_site(
     s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, site_total, tree,
     rp_on, changed, n_changed,
@@ -290,10 +299,7 @@ def _refresh_site(
         s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, old, rp_on
     )
     if r != old:
-        site_total[s] = r
-        tree[tree.shape[0] // 2 + s] = r
-        changed[n_changed] = s
-        n_changed += 1
+        n_changed = _set_leaf(s, r, site_total, tree, changed, n_changed)
     return n_changed
 
 
@@ -316,10 +322,7 @@ def _refresh_hop_slot(
     for k in range(N_SLOTS):
         total += rates[c, k]
     if total != site_total[c]:
-        site_total[c] = total
-        tree[tree.shape[0] // 2 + c] = total
-        changed[n_changed] = c
-        n_changed += 1
+        n_changed = _set_leaf(c, total, site_total, tree, changed, n_changed)
     return n_changed
 
 
