@@ -39,12 +39,14 @@ the expulsion barrier uses the CE removal energy only (MODEL.md section 3).
 
 Update rule (written out in :func:`_refresh_after`): an event changes the occupation (or RP
 phase) of its site(s).  The rates recomputed are the whole rows of the sites whose energy
-changes see a changed site (the CE's cluster neighbourhood ``dep``, which contains the
-nearest neighbours), plus the one hop slot of every other cation neighbour of a vacancy among
-those sites (its partner's environment changed); a recession also recomputes the sites two
+changes see a changed site (the nearest neighbours and the CE's cluster neighbourhood
+``dep``), plus the one hop slot of every other cation neighbour of a vacancy among those
+sites (its partner's environment changed); a recession also recomputes the sites two
 nearest-neighbour steps away when the RP phase is on.  Only tree leaves whose site total
-changed are updated.  The tests check after
-every trajectory that the maintained rates equal a rebuild from scratch.
+changed are set, and their sums fixed once per event.  Energy changes come from an exact
+integer field of the singlet and pair clusters (:func:`segsim.engine.pair_field_tables`)
+plus, in floating point, any clusters of three or more sites.  The tests check after every
+trajectory that the maintained rates, tree and field equal a rebuild from scratch.
 """
 
 import numpy as np
