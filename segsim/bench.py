@@ -407,7 +407,7 @@ def bench_kmc(
     """
     model = ClusterExpansionModel.from_file(model_path)
     rows = [
-        _bench_nc_row(model_path, edge, n_events, vacancy_fraction, temperature_k, theta, seed)
+        _bench_nc_row(model, edge, n_events, vacancy_fraction, temperature_k, theta, seed)
         for edge in edges_nm
     ]
     result: dict[str, Any] = {
@@ -423,8 +423,8 @@ def bench_kmc(
     twelve = next((r for r in rows if abs(r["edge_nm"] - 12.0) < 1e-9), rows[0])
     result["events_per_s_12nm"] = twelve["events_per_s"]
     result["plain_by_ce"] = {
-        str(ce): _bench_nc_row(ce, twelve["edge_nm"], n_events, vacancy_fraction, temperature_k,
-                               theta, seed)["events_per_s"]
+        str(ce): _bench_nc_row(ClusterExpansionModel.from_file(ce), twelve["edge_nm"], n_events,
+                               vacancy_fraction, temperature_k, theta, seed)["events_per_s"]
         for ce in plain_ces
     }  # fmt: skip
     if aging_inputs:
@@ -436,7 +436,7 @@ def bench_kmc(
 
 
 def _bench_nc_row(
-    model_path: str | Path,
+    model: ClusterExpansionModel,
     edge_nm: float,
     n_events: int,
     vacancy_fraction: float,
@@ -450,7 +450,6 @@ def _bench_nc_row(
     from segsim.engine import KMCEngine, KMCState
     from segsim.lattice import build_cube, n_edge_from_nm
 
-    model = ClusterExpansionModel.from_file(model_path)
     params = kinetics.load_defaults()
     n = n_edge_from_nm(edge_nm, model.a_angstrom)
     lattice = build_cube(n, model.a_angstrom, model.reach + 1)
