@@ -260,11 +260,13 @@ def pair_field_tables(tables: ModelTables) -> tuple[tuple[Any, ...], np.ndarray]
     Rows of ``tables.local_table`` with at most one other site (singlets and pairs) go into
     ``pair_table`` (``[w_offset, centre_stride, d, stride]``); their energies are kept per
     site and species in ``field`` as integer multiples of ``quantum`` = 2**-k eV, with k the
-    largest that keeps every field entry below 2**:data:`FIELD_BITS` quanta (and k >= 57).
-    ``w_int`` is ``weights / quantum`` rounded (by at most 2**-(k+1) eV per weight); from
-    there every sum is exact integer arithmetic, so a field kept up to date event by event
-    is bitwise the one a rebuild gives (resume exactness).  Clusters of three or more sites stay in the returned
-    ``multi_table`` (same row layout as ``local_table``), evaluated in floating point.
+    largest that keeps every field entry below 2**:data:`FIELD_BITS` quanta (k <= 57:
+    ``provisional.ce`` 57, ``fitted.ce`` 49).  ``w_int`` is ``weights / quantum`` rounded (by
+    at most 2**-(k+1) eV per weight, the weights' own float round-off for eV-sized
+    weights); from there every sum is exact integer arithmetic, so a field kept up to date
+    event by event is bitwise the one a rebuild gives (resume exactness).  Clusters of three
+    or more sites stay in the returned ``multi_table`` (same row layout as
+    ``local_table``), evaluated in floating point.
 
     Returns
     -------
@@ -300,7 +302,7 @@ def pair_field_tables(tables: ModelTables) -> tuple[tuple[Any, ...], np.ndarray]
     pair_table = np.array(pair_rows, dtype=np.int64).reshape(-1, 4)
     multi_table = np.array(multi_rows, dtype=np.int64).reshape(-1, lt.shape[1])
     weights = np.asarray(tables.weights, dtype=np.float64)
-    # at least 1 eV: the quantum is then at most 2**-57 eV, far below any energy that matters
+    # a bound of at least 1 eV keeps k finite for all-zero weights (then k = 57)
     bound = max(pair_table.shape[0] * float(np.abs(weights).max(initial=0.0)), 1.0)
     k = FIELD_BITS - int(np.ceil(np.log2(bound)))
     quantum = float(2.0**-k)
