@@ -94,6 +94,11 @@ from segsim.lattice import Lattice
 #: Formal charges used for the charge balance.
 FORMAL_CHARGES: dict[str, int] = {"Cs": 1, "Pb": 2, "Cd": 2, "Br": -1}
 
+#: Gap between the two facing CsBr (AX) layers of a Ruddlesden-Popper fault, Angstrom: the
+#: Cs-Br distance of rock-salt CsBr (half its conventional cell, 7.2 / 2), i.e. a Cs of one
+#: layer sits this far above the Br of the other.  Relaxation adjusts it.
+RP_GAP_ANGSTROM: float = 3.6
+
 #: Grid displacements from the owner of an A site to its eight B neighbours.
 A_TO_B_DISPLACEMENTS = np.array(
     [[dx, dy, dz] for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)], dtype=np.int64

@@ -164,7 +164,7 @@ def calibrate(
     """Run the calibration; write the parameter file ``out_path`` (YAML) and return it."""
     import yaml
 
-    from segsim.passivation import load_library
+    from segsim.params.ligands import load_library
 
     ens = opts.ensemble
     ens.check()
@@ -299,7 +299,7 @@ def _portable(ensemble: dict[str, Any]) -> dict[str, Any]:
     The written calibration then names ``potentials/provisional.ce`` instead of the absolute
     path of the machine that ran it; files elsewhere keep their absolute paths.
     """
-    from segsim.config import POTENTIALS_DIR
+    from segsim.params.files import POTENTIALS_DIR
 
     root = POTENTIALS_DIR.parent.resolve()
     out = dict(ensemble)

@@ -266,7 +266,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = bench.bench_mc(model_path=args.model, quick=args.quick)
         text = bench.format_bench
     elif args.what == "kmc":
-        from segsim.config import POTENTIALS_DIR
+        from segsim.params.files import POTENTIALS_DIR
 
         inputs = POTENTIALS_DIR.parent / "inputs"
         result = bench.bench_kmc(
@@ -329,7 +329,7 @@ def cmd_warmup(args: argparse.Namespace) -> int:
     """Compile and cache every kernel (run once before parallel jobs)."""
     import time
 
-    from segsim.kernels.warmup import warm_up, warm_up_kmc
+    from segsim.warmup import warm_up, warm_up_kmc
 
     t0 = time.perf_counter()
     warm_up()
@@ -423,7 +423,7 @@ def _frames(text: str) -> slice | list[int]:
 
 def default_model_path() -> Path:
     """Return the shipped default energy model (``potentials/`` next to the sources)."""
-    from segsim.config import POTENTIALS_DIR
+    from segsim.params.files import POTENTIALS_DIR
 
     return POTENTIALS_DIR / "provisional.ce"
 

@@ -58,6 +58,7 @@ Where a key exists in two units (``duration_days`` / ``duration_s``) give exactl
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,14 @@ from typing import Any
 
 import yaml
 
+from segsim.params import ligands as _ligands
+from segsim.params.files import (
+    DEFAULT_KINETICS,
+    DEFAULT_LIGANDS,
+    ConfigError,
+    read_yaml,
+)
+from segsim.params.rp import RPEnergetics, load_rp_defaults
 from segsim.units import SECONDS_PER_DAY
 
 #: Model kinds known to :func:`segsim.models.load_model` (kept here as names only).
@@ -86,32 +95,6 @@ KINETIC_PARAMETERS: tuple[str, ...] = (
 )
 #: KMC event switches (``kinetics:`` keys).
 KINETIC_SWITCHES: tuple[str, ...] = ("hop", "expulsion", "recession")
-
-#: The shipped data files (next to the sources in an editable install and a clone).
-POTENTIALS_DIR = Path(__file__).resolve().parent.parent / "potentials"
-DEFAULT_KINETICS = POTENTIALS_DIR / "kinetics.yaml"
-DEFAULT_LIGANDS = POTENTIALS_DIR / "ligands.yaml"
-
-
-class ConfigError(ValueError):
-    """An input file is unreadable or invalid.
-
-    Parameters
-    ----------
-    source
-        The file (or ``<dict>``) being read.
-    key
-        Dotted key path of the offending entry (``""`` for the whole file).
-    message
-        What is wrong and what is allowed.
-    """
-
-    def __init__(self, source: str, key: str, message: str) -> None:
-        self.source = source
-        self.key = key
-        self.message = message
-        where = f"{source}: {key}" if key else source
-        super().__init__(f"{where}: {message}")
 
 
 @dataclass(frozen=True)
@@ -213,9 +196,9 @@ class KineticsConfig:
 
 @dataclass(frozen=True)
 class PassivationConfig:
-    """The ligand shell: a resolved :class:`segsim.passivation.Ligand` and its library."""
+    """The ligand shell: a resolved :class:`segsim.params.ligands.Ligand` and its library."""
 
-    ligand: Any  # segsim.passivation.Ligand
+    ligand: Any  # segsim.params.ligands.Ligand
     library: Path
 
 
@@ -566,7 +549,7 @@ def load_kinetics_defaults(path: str | Path) -> dict[str, float]:
     (``bep_alpha_recession``, added later) may be missing and then takes that default.
     """
     src = str(path)
-    data = _read_yaml(path)
+    data = read_yaml(path)
     params = data.get("parameters") if isinstance(data, Mapping) else None
     if not isinstance(params, Mapping):
         raise ConfigError(
@@ -620,12 +603,12 @@ def _kmc_from_dict(data: Mapping[str, Any], source: str, base_dir: Path | None) 
         if kin[key] is not None:
             values[key] = kin[key]
 
-    from segsim import passivation as _pas  # reads YAML through this module
-
     pas = sec.get("passivation") or {"ligand": "pristine", "library": None}
     library_path = _resolve_path(pas["library"], base_dir) if pas["library"] else DEFAULT_LIGANDS
-    library = _pas.load_library(library_path)
-    ligand = _pas.resolve_ligand(pas["ligand"], library, source=source, key="passivation.ligand")
+    library = _ligands.load_library(library_path)
+    ligand = _ligands.resolve_ligand(
+        pas["ligand"], library, source=source, key="passivation.ligand"
+    )
     rp, synthesis = _rp_and_synthesis(sec.get("rp"), sec.get("synthesis"), base_dir)
 
     return SimulationConfig(
@@ -654,8 +637,6 @@ def _rp_and_synthesis(
     rp_sec: Mapping[str, Any] | None, syn_sec: Mapping[str, Any] | None, base_dir: Path | None
 ) -> tuple[Any, SynthesisConfig | None]:
     """Merge ``potentials/rp.yaml`` (or ``rp.defaults``) with the input's overrides."""
-    from segsim.rp import RPEnergetics, load_rp_defaults
-
     rp_sec = rp_sec or {}
     path = _resolve_path(rp_sec["defaults"], base_dir) if rp_sec.get("defaults") else None
     energetics, seeding, syn = load_rp_defaults(path)
@@ -776,10 +757,31 @@ class TrainConfig:
     source: str = "<dict>"
 
 
+#: A validation cell entry: ``bulk4`` / ``nc6`` (the default Cd fraction) or ``bulk4_x0.5``.
+CELL_PATTERN = re.compile(r"(bulk|nc)(\d+)(?:_x(\d*\.?\d+))?")
+
+
+def parse_cell(entry: str, default_x: float) -> tuple[str, int, float]:
+    """Return ``(kind, n, x_cd)`` of a validation cell entry (:data:`CELL_PATTERN`).
+
+    Raises
+    ------
+    ValueError
+        One line saying what is allowed, if ``entry`` is not ``bulk<n>`` / ``nc<n>`` with
+        ``n >= 2``, optionally followed by ``_x<fraction in [0, 1]>``.
+    """
+    m = CELL_PATTERN.fullmatch(str(entry))
+    x = float(m.group(3)) if m is not None and m.group(3) else float(default_x)
+    if m is None or int(m.group(2)) < 2 or not 0.0 <= x <= 1.0:
+        raise ValueError(
+            f"entries must be 'bulk<n>' or 'nc<n>' with n >= 2, optionally '_x<Cd fraction>' "
+            f"(e.g. bulk4_x0.5; got {entry!r})"
+        )
+    return m.group(1), int(m.group(2)), x
+
+
 def _validation_cells(cells: Any) -> str | None:
     """Check MC validation cells (``bulk4``, ``nc6``, ``bulk4_x0.5``; no repeats)."""
-    from segsim.training.mc_validation import parse_cell
-
     try:
         for c in cells:
             parse_cell(c, 0.25)
@@ -900,33 +902,15 @@ def train_from_dict(
     )
 
 
-def _read_yaml(path: str | Path) -> Any:
-    p = Path(path)
-    source = str(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise ConfigError(source, "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(source, "", f"cannot read file ({exc.__class__.__name__})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(source, "", f"not valid YAML{where}: {problem}") from None
-
-
 def load_train(path: str | Path) -> TrainConfig:
     """Read and validate a ``segsim train`` YAML input file."""
-    data = _read_yaml(path)
+    data = read_yaml(path)
     return train_from_dict(data, source=str(path), base_dir=Path(path).resolve().parent)
 
 
 def load_any(path: str | Path) -> SimulationConfig | TrainConfig:
     """Read an input of any kind (simulation or training), told apart by its sections."""
-    data = _read_yaml(path)
+    data = read_yaml(path)
     base = Path(path).resolve().parent
     if isinstance(data, Mapping) and "fit" in data:
         return train_from_dict(data, source=str(path), base_dir=base)
@@ -941,7 +925,7 @@ def load(path: str | Path) -> SimulationConfig:
     ConfigError
         If the file cannot be read or parsed, or any entry is invalid.
     """
-    data = _read_yaml(path)
+    data = read_yaml(path)
     return from_dict(data, source=str(path), base_dir=Path(path).resolve().parent)
 
 

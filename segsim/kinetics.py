@@ -35,7 +35,7 @@ Events (MODEL.md section 3; the per-site slot layout is in :mod:`segsim.kernels.
    ligand-exchange treatment (:mod:`segsim.rp`, :mod:`segsim.kernels.rp`).
 
 Passivation enters only through the quasi-equilibrium coverage ``theta`` of the ligand
-(:mod:`segsim.passivation`): ligand adsorption/desorption is much faster than any cation
+(:mod:`segsim.params.ligands`): ligand adsorption/desorption is much faster than any cation
 event, so it is eliminated as a fast variable instead of being simulated event by event.
 
 Parameters are read from ``potentials/kinetics.yaml`` (each default with its source) and can
@@ -86,9 +86,9 @@ def calibration_of(path: str | Path | None = None) -> tuple[Path | None, tuple[s
     ``potentials/provisional.ce`` (None if the file names none); the keys are the parameters
     whose ``source`` says "calibration" before its first full stop or colon.
     """
-    from segsim.config import DEFAULT_KINETICS, POTENTIALS_DIR, _read_yaml
+    from segsim.params.files import DEFAULT_KINETICS, POTENTIALS_DIR, read_yaml
 
-    data = _read_yaml(path if path is not None else DEFAULT_KINETICS)
+    data = read_yaml(path if path is not None else DEFAULT_KINETICS)
     data = data if isinstance(data, dict) else {}
     block = data.get("calibrated_with")
     model = block.get("model") if isinstance(block, dict) else None

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from segsim import species
-from segsim.config import POTENTIALS_DIR
+from segsim.params.files import POTENTIALS_DIR, ConfigError, read_yaml
 from segsim.units import ANGSTROM_PER_NM
 
 #: h c in eV nm (CODATA 2018): photon energy in eV = HC_EV_NM / wavelength in nm.
@@ -126,8 +126,6 @@ class OpticsData:
 
 def _number(value: Any, src: str, key: str, *, positive: bool = False) -> float:
     """Return ``value`` as a finite float or raise a one-line ConfigError."""
-    from segsim.config import ConfigError
-
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ConfigError(src, key, f"must be a finite number (got {value!r})")
     if positive and not value > 0:
@@ -136,24 +134,18 @@ def _number(value: Any, src: str, key: str, *, positive: bool = False) -> float:
 
 
 def _check_keys(data: Mapping, allowed: tuple[str, ...], src: str, prefix: str) -> None:
-    from segsim.config import ConfigError
-
     for key in data:
         if key not in allowed:
             raise ConfigError(src, f"{prefix}{key}", f"unknown key; allowed keys: {list(allowed)}")
 
 
 def _mapping(value: Any, src: str, key: str, allowed: tuple[str, ...]) -> Mapping:
-    from segsim.config import ConfigError
-
     if not isinstance(value, Mapping):
         raise ConfigError(src, key, f"must be a mapping with keys {list(allowed)}")
     return value
 
 
 def _parse_table(rows: Any, src: str, source: str) -> PLTable:
-    from segsim.config import ConfigError
-
     key = "composition_vs_pl"
     if not isinstance(rows, list) or len(rows) < 2:
         raise ConfigError(
@@ -210,10 +202,8 @@ def _default_optics() -> OpticsData:
 
 
 def _load_optics(p: Path) -> OpticsData:
-    from segsim.config import ConfigError, _read_yaml
-
     src = str(p)
-    data = _mapping(_read_yaml(p), src, "", _TOP_KEYS)
+    data = _mapping(read_yaml(p), src, "", _TOP_KEYS)
     _check_keys(data, _TOP_KEYS, src, "")
     for key in _TOP_KEYS:
         if key not in data:
@@ -301,10 +291,8 @@ def _default_vegard_slope() -> float:
 
 
 def _read_vegard_slope(p: Path) -> float:
-    from segsim.config import _read_yaml
-
     if p.exists():
-        data = _read_yaml(p)
+        data = read_yaml(p)
         vegard = data.get("vegard") if isinstance(data, Mapping) else None
         slope = vegard.get("slope_angstrom") if isinstance(vegard, Mapping) else None
         if slope is not None:

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from segsim.config import POTENTIALS_DIR
+from segsim.params.files import POTENTIALS_DIR
 from segsim.units import SECONDS_PER_DAY
 
 #: The six treatments of the published study, in the paper's order.
@@ -222,7 +222,7 @@ def physics_key(task: Task, opts: ReproduceOptions, params: dict[str, Any]) -> s
     shipped library) produce identical trajectories: the ligand's name enters no rate and no
     random number.
     """
-    from segsim.passivation import load_library, resolve_ligand
+    from segsim.params.ligands import load_library, resolve_ligand
 
     doc = task_input(task, opts, params)
     lig = resolve_ligand(

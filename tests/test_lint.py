@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_ruff_check_clean():
     proc = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "segsim", "tests"],
+        [sys.executable, "-m", "ruff", "check", "segsim", "tests", "studies", "benchmarks"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from segsim import species
+from segsim.config import parse_cell
 from segsim.lattice import build_cube, build_periodic
 from segsim.models.cluster_expansion import ClusterExpansionModel
 from segsim.training.fit import structure_noise_for
@@ -50,28 +50,6 @@ __all__ = [
 
 #: Kinds of validation cell: periodic bulk cell, or NC in vacuum.
 CELL_KINDS = ("bulk", "nc")
-
-#: A validation cell entry: ``bulk4`` / ``nc6`` (the default Cd fraction) or ``bulk4_x0.5``.
-CELL_PATTERN = re.compile(r"(bulk|nc)(\d+)(?:_x(\d*\.?\d+))?")
-
-
-def parse_cell(entry: str, default_x: float) -> tuple[str, int, float]:
-    """Return ``(kind, n, x_cd)`` of a validation cell entry (:data:`CELL_PATTERN`).
-
-    Raises
-    ------
-    ValueError
-        One line saying what is allowed, if ``entry`` is not ``bulk<n>`` / ``nc<n>`` with
-        ``n >= 2``, optionally followed by ``_x<fraction in [0, 1]>``.
-    """
-    m = CELL_PATTERN.fullmatch(str(entry))
-    x = float(m.group(3)) if m is not None and m.group(3) else float(default_x)
-    if m is None or int(m.group(2)) < 2 or not 0.0 <= x <= 1.0:
-        raise ValueError(
-            f"entries must be 'bulk<n>' or 'nc<n>' with n >= 2, optionally '_x<Cd fraction>' "
-            f"(e.g. bulk4_x0.5; got {entry!r})"
-        )
-    return m.group(1), int(m.group(2)), x
 
 
 @dataclass(frozen=True)
@@ -313,61 +291,3 @@ def markdown(
     if skipped:
         lines += ["", *(f"- {line}" for line in skipped)]
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Validate any CE file(s) outside ``segsim train``: MC, reference relaxations, table.
-
-    ``python -m segsim.training.mc_validation potentials/provisional.ce --cells bulk4 nc6``
-    takes the calculator, relaxation and MC settings of ``--config`` (a ``segsim train``
-    input; ``--cells`` defaults to its ``fit.mc_validation``), stores the relaxations in
-    ``--database`` (never pruned; default ``potentials/mc_validation_extra.db``) and writes
-    one table per CE to ``--out`` (Markdown) and stdout.
-    """
-    import argparse
-
-    from segsim.config import POTENTIALS_DIR, load_train
-    from segsim.training.pipeline import mc_cells, mc_markdown
-
-    p = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
-    p.add_argument("ce", nargs="+", help="cluster-expansion files (.ce)")
-    p.add_argument("--config", default="inputs/train.yaml", help="segsim train input")
-    p.add_argument("--cells", nargs="+", default=None, help="e.g. bulk4 bulk4_x0.5 nc6")
-    p.add_argument("--database", default=str(POTENTIALS_DIR / "mc_validation_extra.db"))
-    p.add_argument("--out", default=None, help="Markdown report (default: none)")
-    args = p.parse_args(argv)
-    cfg = load_train(args.config)
-    f, c = cfg.fit, cfg.calculator
-    entries = args.cells if args.cells else list(f.mc_validation)
-    try:
-        for v in entries:
-            parse_cell(v, f.mc_validation_x)
-    except ValueError as exc:
-        p.error(f"--cells: {exc}")
-    sections = []
-    for ce_path in args.ce:
-        rows, skipped, _ = mc_cells(
-            cfg,
-            ce_path,
-            prefix="mcval",
-            db_path=Path(args.database),
-            progress=True,
-            cached_only=False,
-            entries=entries,
-        )
-        table = mc_markdown(cfg, rows, skipped)
-        sections.append(f"## `{ce_path}`\n\n{table}\n")
-        print(sections[-1], flush=True)
-    if args.out:
-        head = (
-            "# MC validation of cluster expansions\n\n"
-            f"`python -m segsim.training.mc_validation {' '.join(args.ce)} --config "
-            f"{args.config} --cells {' '.join(entries)}`; reference: {c.kind}, settings of "
-            f"{args.config}; database `{Path(args.database).name}`.\n\n"
-        )
-        Path(args.out).write_text(head + "\n".join(sections))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,8 +13,8 @@ The steps, each resumable or cheap to repeat:
 4. The physics checks (uniform / surface / core, reference vs CE), the derived parameters
    (:mod:`segsim.training.derived`), the extrapolation check (MC of a 12 nm NC with the CE,
    :mod:`segsim.training.extrapolation`; ``fit.check_steps: 0`` skips it) and, when
-   ``dft_validation.json`` is present in the output folder, the CHGNet-vs-PBE table go into
-   the report.
+   ``dft_validation.md`` (written by ``studies/dft_validation``) is in the output folder, the
+   CHGNet-vs-PBE table go into the report.
 4a. With ``fit.mc_validation`` (cells such as ``bulk4``, ``nc6``): canonical MC with the
    fitted CE from a random arrangement, both arrangements relaxed with the reference
    calculator (their own database, ``<database>_mcval.db``), CE and reference energy gains
@@ -28,7 +28,6 @@ The steps, each resumable or cheap to repeat:
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -362,11 +361,9 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
         )
         extra[title] = body
         val_lines = tuple(_mc_line(r) for r in val_rows)
-    dft_json = out / "dft_validation.json"
-    if dft_json.is_file():
-        from segsim.training.dft_validation import validation_markdown
-
-        extra["DFT validation"] = validation_markdown(json.loads(dft_json.read_text()))
+    dft_md = out / "dft_validation.md"
+    if dft_md.is_file():  # written by studies/dft_validation (CP2K); included as it is
+        extra["DFT validation"] = dft_md.read_text()
     report_path = report.write_report(result, checks, out, extra_sections=extra)
     pooled = fit.group_scores(result)[-1:] or [None]
     return TrainSummary(

@@ -80,7 +80,7 @@ W_CDCD_EV: float = 0.030
 #:   lead-halide perovskites (Walsh et al., Angew. Chem. Int. Ed. 54, 1791 (2015), MAPbI3:
 #:   Schottky disorder of order 0.1-0.2 eV per defect, > 0.4 % vacancies at room
 #:   temperature); 0.20 eV gave 0.6 eV;
-#: * CHGNet (potentials/vacancy_energetics.md, 4^3 pure CsPbBr3 NC): vacancy injection costs
+#: * CHGNet (studies/vacancy_energetics/vacancy_energetics.md, 4^3 pure CsPbBr3 NC): vacancy injection costs
 #:   +0.03 +/- 0.06 eV averaged over tilted relaxations and +0.086 eV without tilts (5^3 NC:
 #:   +0.05 +/- 0.13 eV to depth 1, -0.01 +/- 0.09 eV to the centre), well below 0.20.  Divacancies bind more strongly than that: two face vacancies side by side
 #:   +0.14 +/- 0.05 eV (tilted average; +0.02 eV without tilts), a vacancy right below a

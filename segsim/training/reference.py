@@ -37,8 +37,8 @@ minima depending on tiny differences in the start (0.09-0.29 eV for one 4^3 NC, 
 spread between Cd arrangements).  ``start="tilted"`` imposes one common tilt pattern, the
 a-a-c+ Glazer tilt of orthorhombic CsPbBr3 (:mod:`segsim.training.tilt`), on every structure
 first; ``rattle_angstrom`` / ``n_starts`` add random displacements on top (several starts, the
-lowest energy kept).  ``python -m segsim.training.start_spread`` measures how far final
-energies of one structure scatter between starts (``potentials/start_spread.md``).
+lowest energy kept).  ``python -m studies.start_spread.start_spread`` measures how far final
+energies of one structure scatter between starts (``studies/start_spread/start_spread.md``).
 
 Provenance and resuming
 -----------------------
@@ -143,7 +143,7 @@ class RelaxSettings:
         is the lowest start's).  The relaxed energy of a NC is a random variable of the
         start: the tilt landscape is glassy, and the minimum over a few starts is an
         extreme-value statistic that does not converge, while the mean does, as
-        std / sqrt(n_starts) (``potentials/start_spread_notes.md``).  The mean is the
+        std / sqrt(n_starts) (``studies/start_spread/start_spread_notes.md``).  The mean is the
         energy of a typical quenched tilt state, the inherent-structure average of a NC
         whose tilts fluctuate at room temperature.
     start

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from segsim import atomistic, species
+from segsim.atomistic import RP_GAP_ANGSTROM
 from segsim.lattice import FACE, Lattice, build_cube, build_periodic
 from segsim.training import configurations
 
@@ -94,11 +95,6 @@ class ReferenceStructure:
 
 #: Cd fraction of the three published DFT configurations (uniform, surface, core).
 PUBLISHED_X_CD: float = 0.25
-
-#: Gap between the two facing CsBr (AX) layers of a Ruddlesden-Popper fault, Angstrom: the
-#: Cs-Br distance of rock-salt CsBr (half its conventional cell, 7.2 / 2), i.e. a Cs of one
-#: layer sits this far above the Br of the other.  Relaxation adjusts it.
-RP_GAP_ANGSTROM: float = 3.6
 
 #: Conventional cubic cell of hypothetical rock-salt CsBr (the RP fault layer's structure).
 CSBR_ROCKSALT_A_ANGSTROM: float = 7.2
@@ -939,7 +935,7 @@ def build_training_set(
         How many of them have the vacancies on face sites of the surface shell.
     vacancy_pairs
         Also, for every edge ``n >= 4``, the pure NCs of
-        :data:`segsim.training.vacancy_energetics.TRAINING_VARIANTS`: two vacancies side by
+        :data:`TRAINING_VARIANTS`: two vacancies side by
         side on a face, on opposite faces, one right below the other and apart, and one
         vacancy on an edge and on a corner (``nc{n}_x0_v2-face-adjacent``, ...).  With the
         depth series they put the divacancy binding and the site dependence of the vacancy
@@ -1005,14 +1001,12 @@ def build_training_set(
             vacuum_angstrom=vacuum_angstrom,
         )
         if vacancy_pairs and lattice.n_edge >= 4:
-            from segsim.training import vacancy_energetics
-
-            out += vacancy_energetics.build_structures(
+            out += build_vacancy_variants(
                 lattice.n_edge,
                 a_angstrom=a_angstrom,
                 vacuum_angstrom=vacuum_angstrom,
                 pad=pad,
-                variants=vacancy_energetics.TRAINING_VARIANTS,
+                variants=TRAINING_VARIANTS,
             ).values()
     for n in surface_pit_edges:
         out += _surface_pit_set(
@@ -1044,4 +1038,106 @@ def build_training_set(
     if len(set(names)) != len(names):
         dup = sorted({x for x in names if names.count(x) > 1})
         raise RuntimeError(f"duplicate structure names: {dup}")  # pragma: no cover
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Vacancy structures (also measured by studies/vacancy_energetics)
+
+#: Structure variants (suffix of the name -> description); the grid sites around the centres
+#: of the bottom (-z), top (+z) and -x faces are chosen by :func:`_vacancy_sites`.
+VARIANTS: dict[str, str] = {
+    "v1-face": "one V at the centre of the bottom face",
+    "v1-depth1": "one V one layer below the centre of the bottom face",
+    "v1-depth2": "one V two layers below the centre of the bottom face (n >= 5)",
+    "v2-face-adjacent": "two V side by side (along x) at the centre of the bottom face",
+    "v2-face-apart": "two V at the centres of the bottom and top faces",
+    "v2-normal-adjacent": "V at the bottom face centre and V directly below it (depth 1)",
+    "v2-normal-apart": "V at the bottom face centre and V one layer below the -x face centre",
+    "v1-edge": "one V at the centre of the bottom -y edge",
+    "v1-corner": "one V at the bottom -x -y corner",
+}
+
+#: The variants that :func:`build_training_set` adds with
+#: ``vacancy_pairs`` (the depth series already holds ``v1-face`` and ``v1-depth*``).
+TRAINING_VARIANTS: tuple[str, ...] = (
+    "v2-face-adjacent",
+    "v2-face-apart",
+    "v2-normal-adjacent",
+    "v2-normal-apart",
+    "v1-edge",
+    "v1-corner",
+)
+
+
+def structure_name(n_edge: int, variant: str) -> str:
+    """Return the name of one structure (``nc4_x0_v2-face-adjacent``)."""
+    return f"nc{n_edge}_x0_{variant}"
+
+
+def _vacancy_sites(lattice: Any, variant: str) -> list[int]:
+    """Return the grid sites of the vacancies of ``variant`` on an NC ``lattice``."""
+    n, p = lattice.n_edge, lattice.pad
+    c = p + n // 2
+    bottom, top = p, p + n - 1
+
+    def site(ix: int, iy: int, iz: int) -> int:
+        return int(lattice.site_index(np.array([ix]), np.array([iy]), np.array([iz]))[0])
+
+    table = {
+        "v1-face": [(c, c, bottom)],
+        "v1-depth1": [(c, c, bottom + 1)],
+        "v1-depth2": [(c, c, bottom + 2)],
+        "v2-face-adjacent": [(c, c, bottom), (c - 1, c, bottom)],
+        "v2-face-apart": [(c, c, bottom), (c, c, top)],
+        "v2-normal-adjacent": [(c, c, bottom), (c, c, bottom + 1)],
+        "v2-normal-apart": [(c, c, bottom), (p + 1, c, c)],
+        "v1-edge": [(c, p, bottom)],
+        "v1-corner": [(p, p, bottom)],
+    }
+    return [site(*xyz) for xyz in table[variant]]
+
+
+def build_vacancy_variants(
+    n_edge: int,
+    *,
+    a_angstrom: float,
+    vacuum_angstrom: float,
+    pad: int,
+    variants: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Return the :class:`~segsim.training.structures.ReferenceStructure` of every variant.
+
+    Parameters
+    ----------
+    n_edge
+        B sites per NC edge (>= 4, so that depth 1 under both faces are distinct sites).
+    a_angstrom, vacuum_angstrom, pad
+        As in the ``structures`` section of a ``segsim train`` input (Angstrom, sites).
+    variants
+        Keys of :data:`VARIANTS` to build (default: all).
+    """
+    if n_edge < 4:
+        raise ValueError(f"n_edge must be >= 4, got {n_edge}")
+    lattice = build_cube(n_edge, a_angstrom, pad)
+    out = {}
+    for variant in VARIANTS if variants is None else variants:
+        if variant == "v1-depth2" and n_edge < 5:
+            continue  # (c, c, bottom + 2) is not at depth 2
+        sites = _vacancy_sites(lattice, variant)
+        occ = lattice.empty_occupations()
+        occ[sites] = species.VAC
+        name = structure_name(n_edge, variant)
+        out[name] = _nc_structure(
+            name,
+            lattice,
+            occ,
+            vacuum_angstrom,
+            kind="nc_vacancy",
+            arrangement="pure",
+            vacancy_sites=sites,
+            vacancy_depths=[int(lattice.depth[s]) for s in sites],
+            vacancy_series="energetics",
+            charge_rule=VACANCY_RULE,
+        )
     return out

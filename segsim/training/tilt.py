@@ -8,7 +8,7 @@ With CHGNet, a 4^3 NC (416 atoms, x = 0.25) relaxed from them (FIRE, 0.01 eV/Ang
 spread between Cd arrangements.  Imposing one fixed tilt pattern on every structure before
 relaxing is meant to put all of them in the same tilt basin.
 
-Measured with CHGNet (``potentials/start_spread.md``, four 4^3 NCs at x = 0.25, three
+Measured with CHGNet (``studies/start_spread/start_spread.md``, four 4^3 NCs at x = 0.25, three
 rattled starts each): from this pattern the relaxations stay in it and the start-to-start
 spread drops from 0.02-0.09 eV (rattled ideal starts) to 0.01-0.05 eV, but the a-a-c+ basin
 of the NC lies 0.13-0.22 eV above the lowest rattled-ideal minima (which are dominated by
@@ -66,7 +66,7 @@ periodic 2 x 2 x 2 cell (40 atoms, a = 5.87 Angstrom) relaxed with positions and
 9.1 +- 1.7 degrees (antiphase) and 9.7 degrees (in phase); from rattled ideal positions it
 relaxes to the same pattern, 8.7 +- 1.5 and 10.6 degrees, 0.78 eV (0.098 eV per formula
 unit) below the cubic saddle (measured by :func:`measure_tilt_degrees`;
-``python -m segsim.training.start_spread --bulk``, table in ``potentials/start_spread.md``).
+``python -m studies.start_spread.start_spread --bulk``, table in ``studies/start_spread/start_spread.md``).
 :data:`CHGNET_BULK_TILT_DEGREES` rounds the first to half degrees.
 """
 

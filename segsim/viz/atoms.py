@@ -23,7 +23,7 @@ a phase field):
    of sites along ``k``) is moved by ``s gap e_k`` plus ``(a/2)(e_u + e_v)`` (``u``, ``v`` the
    other two axes) for an odd number of faults crossed, so consecutive blocks are offset by
    half a cell, as in the RP phase.  ``gap`` is
-   :data:`segsim.training.structures.RP_GAP_ANGSTROM` (3.6 Angstrom, the Cs-Br distance of
+   :data:`segsim.atomistic.RP_GAP_ANGSTROM` (3.6 Angstrom, the Cs-Br distance of
    rock-salt CsBr).  Atoms move with the grid site that owns them (``owner_site`` of
    :func:`segsim.atomistic.to_atoms`), so every formula unit stays whole.
 5. **Inserted layer.**  Each fault adds one CsBr unit per column, the missing AX layer of the
@@ -165,7 +165,7 @@ def frame_atoms(
         Lattice constant for the positions, Angstrom (normally the Vegard ``a(x)`` of the
         snapshot).
     gap_angstrom
-        Fault gap, Angstrom; default :data:`segsim.training.structures.RP_GAP_ANGSTROM`.
+        Fault gap, Angstrom; default :data:`segsim.atomistic.RP_GAP_ANGSTROM`.
 
     Returns
     -------
@@ -174,7 +174,7 @@ def frame_atoms(
         ``tags``), ``b_site`` and ``owner_site`` (as in :func:`segsim.atomistic.to_atoms`;
         ``b_site`` -1 for inserted atoms, whose ``owner_site`` is the site they move with).
     """
-    from segsim.training.structures import RP_GAP_ANGSTROM
+    from segsim.atomistic import RP_GAP_ANGSTROM
 
     gap = RP_GAP_ANGSTROM if gap_angstrom is None else float(gap_angstrom)
     atoms = atomistic.to_atoms(lattice, occupations, a_angstrom=a_angstrom)

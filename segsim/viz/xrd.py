@@ -299,7 +299,7 @@ def write_xrd(
     tuple
         The PNG and the CSV (or None).
     """
-    from segsim.training.structures import RP_GAP_ANGSTROM
+    from segsim.atomistic import RP_GAP_ANGSTROM
     from segsim.viz.plot import new_figure, save_figure
 
     out = Path(output)

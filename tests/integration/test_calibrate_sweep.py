@@ -149,7 +149,7 @@ def test_bad_sweep_and_calibrate_options_one_line(tmp_path, capsys):
 def test_rp_shift_fit_clears_rp_in_the_ddabr_exchange_and_not_below(ensemble):
     """The fitted shift is the smallest that leaves no RP after the 2-min DDABr exchange."""
     from segsim.calibrate import RP_SHIFT_BOUNDS_EV, _fit_rp_shift
-    from segsim.passivation import load_library
+    from segsim.params.ligands import load_library
 
     d, opts = ensemble
     dd = replace(opts, n_ncs=3, seed=5, treatments=("ddabr",), frame_interval_days=0.25)
@@ -214,7 +214,7 @@ def test_calibrate_over_two_ranks_with_an_odd_task_count_equals_serial(ensemble,
 
 def test_calibration_records_repository_files_relative_to_the_root(tmp_path):
     from segsim.calibrate import _portable
-    from segsim.config import POTENTIALS_DIR
+    from segsim.params.files import POTENTIALS_DIR
 
     ens = {"model": str(POTENTIALS_DIR / "provisional.ce"), "params": str(tmp_path / "p.yaml")}
     out = _portable(ens)

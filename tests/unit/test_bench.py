@@ -212,7 +212,7 @@ def test_bench_rejects_bad_arguments(tmp_path: Path) -> None:
 def test_bench_kmc_rows_per_ce_and_aging_block(tmp_path: Path) -> None:
     """`segsim bench kmc` figures: per-size rows, plain events/s per CE, the aging block."""
     from segsim.bench import bench_kmc, format_bench_kmc
-    from segsim.config import POTENTIALS_DIR
+    from segsim.params.files import POTENTIALS_DIR
 
     repo = POTENTIALS_DIR.parent
     ces = (POTENTIALS_DIR / "provisional.ce", POTENTIALS_DIR / "fitted.ce")

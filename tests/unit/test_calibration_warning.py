@@ -6,7 +6,7 @@ import dataclasses
 import shutil
 
 from segsim import kinetics
-from segsim.config import POTENTIALS_DIR
+from segsim.params.files import POTENTIALS_DIR
 
 CALIBRATED = {"e_kra_pb_ev", "e_kra_cd_ev", "e_exp_cd_ev", "e_rec_ev"}
 

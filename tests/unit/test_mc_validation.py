@@ -82,37 +82,3 @@ def test_compare_and_markdown_with_and_without_reference_rows():
     assert not math.isnan(row["ref_de_ev"])
     assert row["verdict"] is None  # no noise estimate at all: no verdict
     assert "| n/a | n/a |" in mv.markdown([row], temperature_k=343.0, sweeps=10)
-
-
-def test_module_command_validates_any_ce_file(tmp_path, capsys):
-    """``python -m segsim.training.mc_validation``: the provisional CE against the stand-in."""
-    import yaml
-
-    from segsim.config import POTENTIALS_DIR
-    from segsim.training.reference import load_references
-
-    doc = {
-        "structures": {"nc_edges": [3], "compositions": [0.25]},
-        "calculator": {"kind": "standin", "max_steps": 5},
-        "fit": {
-            "cutoff_candidates": [[6.0]],
-            "fit_methods": ["least-squares"],
-            "mc_validation_sweeps": 20,
-        },
-        "paths": {"database": "refs.db", "output_dir": "out"},
-    }
-    cfg = tmp_path / "train.yaml"
-    cfg.write_text(yaml.safe_dump(doc))
-    db, out = tmp_path / "extra.db", tmp_path / "val.md"
-    ce = str(POTENTIALS_DIR / "provisional.ce")
-    argv = [ce, "--config", str(cfg), "--cells", "bulk3", "nc3", "--database", str(db)]
-    assert mv.main([*argv, "--out", str(out)]) == 0
-    recs = load_references(db)
-    assert len(recs) == 4
-    text = out.read_text()
-    assert "| `bulk3_x0.25` | 27 |" in text
-    assert "| `nc3_x0.25` | 27 |" in text
-    assert "not computed" not in text
-    with pytest.raises(SystemExit):
-        mv.main([ce, "--config", str(cfg), "--cells", "slab4"])
-    assert "--cells: entries must be" in capsys.readouterr().err

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import yaml
 
-from segsim import passivation
 from segsim.config import ConfigError
-from segsim.passivation import Ligand, expulsion_channel_factor, load_library, resolve_ligand
+from segsim.params import ligands as passivation
+from segsim.params.ligands import Ligand, expulsion_channel_factor, load_library, resolve_ligand
 
 SIX = ["pristine", "cs_oleate", "cs_phace", "olabr", "pheabr", "ddabr"]
 
@@ -34,8 +34,8 @@ def _assert_one_line(err, source, key, fragment):
 def test_library_has_the_six_treatments():
     lib = load_library()
     assert list(lib) == SIX
-    root = Path(passivation.__file__).resolve().parents[1]
-    assert root / "potentials" / "ligands.yaml" == passivation.DEFAULT_LIBRARY_PATH
+    repo = Path(__file__).resolve().parents[2]
+    assert repo / "potentials" / "ligands.yaml" == passivation.DEFAULT_LIBRARY_PATH
     for name, lig in lib.items():
         assert isinstance(lig, Ligand)
         assert lig.name == name
@@ -235,7 +235,7 @@ def test_modules_stay_light():
     import sys
 
     code = (
-        "import sys, segsim.optics, segsim.passivation; "
+        "import sys, segsim.optics, segsim.params.ligands, segsim.config; "
         "bad = [m for m in ('numba', 'h5py', 'icet') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )

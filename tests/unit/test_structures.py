@@ -253,7 +253,6 @@ def test_minimum_distance():
 
 def test_vacancy_pairs_add_same_crystal_vacancy_positions():
     from segsim.training import fit
-    from segsim.training import vacancy_energetics as ve
 
     kw = {
         "nc_edges": (3, 4), "compositions": (), "n_random": 0, "n_profiles": 0, "nc_end_members": (),
@@ -263,7 +262,7 @@ def test_vacancy_pairs_add_same_crystal_vacancy_positions():
     extra = {s.name: s for s in st.build_training_set(**kw, vacancy_pairs=True)}
     new = sorted(set(extra) - set(plain))
     # only n >= 4, every training variant once; the rest of the set is unchanged
-    assert new == sorted(ve.structure_name(4, v) for v in ve.TRAINING_VARIANTS)
+    assert new == sorted(st.structure_name(4, v) for v in st.TRAINING_VARIANTS)
     for name, s in plain.items():
         assert np.array_equal(s.occupations, extra[name].occupations)
     # single vacancies join the depth series' crystal, divacancies form their own
@@ -277,7 +276,7 @@ def test_vacancy_pairs_add_same_crystal_vacancy_positions():
     ]  # fmt: skip
     groups = dict(zip([r.name for r in recs], fit.same_crystal_groups(recs), strict=True))
     assert groups["nc4_x0_v1-edge"] == groups["nc4_x0_v1-corner"] == groups["nc4_x0_vac1-depth0"]
-    pairs = {groups[ve.structure_name(4, v)] for v in ve.TRAINING_VARIANTS if v.startswith("v2")}
+    pairs = {groups[st.structure_name(4, v)] for v in st.TRAINING_VARIANTS if v.startswith("v2")}
     assert len(pairs) == 1
     assert pairs.pop() not in (-1, groups["nc4_x0_v1-edge"])
     for name in new:

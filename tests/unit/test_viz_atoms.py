@@ -5,8 +5,9 @@ import pytest
 from ase.neighborlist import neighbor_list
 
 from segsim import atomistic, species
+from segsim.atomistic import RP_GAP_ANGSTROM
 from segsim.lattice import build_cube
-from segsim.training.structures import RP_GAP_ANGSTROM, build_rp_fault
+from segsim.training.structures import build_rp_fault
 from segsim.viz.atoms import RP_INSERTED, RP_SITE, frame_atoms
 
 A = 5.87

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from segsim import atomistic, optics, species
+from segsim.atomistic import RP_GAP_ANGSTROM
 from segsim.lattice import build_cube, random_occupations
-from segsim.training.structures import RP_GAP_ANGSTROM
 from segsim.viz import xrd
 from segsim.viz.atoms import frame_atoms
 from tests.reference.naive import naive_debye_intensity

@@ -1,6 +1,6 @@
 """Measure how much relaxed reference energies depend on the start geometry.
 
-``python -m segsim.training.start_spread`` relaxes a few NCs of the training set (default: the
+``python -m studies.start_spread.start_spread`` relaxes a few NCs of the training set (default: the
 four 4^3 NCs at x = 0.25 ``nc4_x0.25_uniform_0``, ``_uniform_1``, ``_core``, ``_surface``)
 from several starts of one start kind (:func:`segsim.training.reference.start_atoms`: ideal or
 a-a-c+ tilted positions, each rattled with seeds ``1000 + k``) and reports, per structure, the
@@ -43,6 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+#: This study's folder (its outputs live here).
+HERE = Path(__file__).resolve().parent
 
 __all__ = ["DEFAULT_NAMES", "bulk_tilt", "main", "markdown", "run_starts"]
 
@@ -448,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--starts", type=int, default=3, help="starts per structure (seeds 1000+k)")
     p.add_argument("--jobs", type=int, default=1, help="parallel relaxations")
     p.add_argument("--bulk", action="store_true", help="also the 2x2x2 bulk tilt calibration")
-    p.add_argument("--out", default="potentials/start_spread.md")
+    p.add_argument("--out", default=str(HERE / "start_spread.md"))
     p.add_argument("--cache", default=None, help="JSON lines (default: --out with .jsonl)")
     p.add_argument("--notes", default=None, help="Markdown file appended to the report")
     p.add_argument("--save-dir", default=None, help="write the relaxed structures here")
@@ -470,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     cache = Path(args.cache) if args.cache else out.with_suffix(".jsonl")
     bulk_path = cache.with_name(cache.stem + "_bulk.json")
-    command = "OMP_NUM_THREADS=1 python -m segsim.training.start_spread " + shlex.join(
+    command = "OMP_NUM_THREADS=1 python -m studies.start_spread.start_spread " + shlex.join(
         list(sys.argv[1:] if argv is None else argv)
     )
     reference_ev = _ideal_reference(cfg, args.names)

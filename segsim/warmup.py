@@ -47,10 +47,10 @@ def warm_up_kmc() -> None:
     reach every kernel.
     """
     from segsim import kinetics
-    from segsim.config import POTENTIALS_DIR
     from segsim.engine import KMCEngine, KMCState
     from segsim.lattice import build_cube
     from segsim.models import load_model
+    from segsim.params.files import POTENTIALS_DIR
     from segsim.rp import PH_RP, RPEnergetics
 
     model = load_model("cluster_expansion", POTENTIALS_DIR / "provisional.ce")

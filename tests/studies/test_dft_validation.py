@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from segsim.atomistic import charge, formula_counts
-from segsim.training import dft_validation as dv
+from studies.dft_validation import dft_validation as dv
 
 A = 5.87
 

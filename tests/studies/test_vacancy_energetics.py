@@ -7,10 +7,11 @@ import pytest
 import yaml
 
 from segsim import species
-from segsim.config import POTENTIALS_DIR
+from segsim.params.files import POTENTIALS_DIR
 from segsim.training import provisional
-from segsim.training import vacancy_energetics as ve
+from segsim.training import structures as structs
 from segsim.training.reference import structure_hash
+from studies.vacancy_energetics import vacancy_energetics as ve
 
 REPO = POTENTIALS_DIR.parent
 CHARGE = {"Cs": 1, "Pb": 2, "Cd": 2, "Br": -1}
@@ -18,11 +19,11 @@ CHARGE = {"Cs": 1, "Pb": 2, "Cd": 2, "Br": -1}
 
 @pytest.fixture(scope="module")
 def nc4():
-    return ve.build_structures(4, a_angstrom=5.87, vacuum_angstrom=8.0, pad=3)
+    return structs.build_vacancy_variants(4, a_angstrom=5.87, vacuum_angstrom=8.0, pad=3)
 
 
 def test_structures_are_neutral_and_place_the_vacancies_as_named(nc4):
-    assert set(nc4) == {ve.structure_name(4, v) for v in ve.VARIANTS if v != "v1-depth2"}
+    assert set(nc4) == {structs.structure_name(4, v) for v in structs.VARIANTS if v != "v1-depth2"}
     for name, st in nc4.items():
         occ = np.asarray(st.occupations)
         v_sites = np.flatnonzero(occ == species.VAC)
@@ -51,22 +52,22 @@ def test_structures_are_neutral_and_place_the_vacancies_as_named(nc4):
 
 def test_provisional_ce_gives_one_broken_bond_for_every_difference(nc4):
     # NN broken-bond model: each difference gains or loses exactly one cation-X contact pair
-    nc5 = ve.build_structures(5, a_angstrom=5.87, vacuum_angstrom=8.0, pad=3)
+    nc5 = structs.build_vacancy_variants(5, a_angstrom=5.87, vacuum_angstrom=8.0, pad=3)
     for n, structures in ((4, nc4), (5, nc5)):
         ce = ve.ce_energies(structures, [POTENTIALS_DIR / "provisional.ce"])["provisional.ce"]
         for key, (plus, minus, _) in ve.DIFFERENCES.items():
             if key == "injection_depth2" and n < 5:
                 continue
-            diff = ce[ve.structure_name(n, plus)] - ce[ve.structure_name(n, minus)]
+            diff = ce[structs.structure_name(n, plus)] - ce[structs.structure_name(n, minus)]
             assert diff == pytest.approx(provisional.GAMMA_BOND_EV, abs=1e-9), (n, key)
 
 
 def test_summary_differences_and_report():
     rng = np.random.default_rng(0)
-    truth = {v: 0.1 * i for i, v in enumerate(ve.VARIANTS) if v != "v1-depth2"}
+    truth = {v: 0.1 * i for i, v in enumerate(structs.VARIANTS) if v != "v1-depth2"}
     records = [
         {
-            "name": ve.structure_name(4, v),
+            "name": structs.structure_name(4, v),
             "energy_ev": e + 0.01 * rng.standard_normal(),
             "seed": 1000 + k,
             "n_steps": 10,
@@ -79,8 +80,8 @@ def test_summary_differences_and_report():
         for k in range(5)
     ]
     summary = ve.summarise(records)
-    s = summary[ve.structure_name(4, "v1-face")]
-    vals = [r["energy_ev"] for r in records if r["name"] == ve.structure_name(4, "v1-face")]
+    s = summary[structs.structure_name(4, "v1-face")]
+    vals = [r["energy_ev"] for r in records if r["name"] == structs.structure_name(4, "v1-face")]
     assert s["n"] == 5
     assert s["mean"] == pytest.approx(np.mean(vals))
     assert s["sem"] == pytest.approx(np.std(vals, ddof=1) / np.sqrt(5))
@@ -100,13 +101,13 @@ def test_summary_differences_and_report():
     other = [{**r, "start_kind": "untilted", "energy_ev": r["energy_ev"] + 5.0} for r in records]
     text2 = ve.markdown(records + other, 4, ce={})
     assert "## Start: untilted (Br on bond axes) + rattle 0.02 A" in text2
-    mean_face = ve.summarise(records)[ve.structure_name(4, "v1-face")]["mean"]
+    mean_face = ve.summarise(records)[structs.structure_name(4, "v1-face")]["mean"]
     assert f"| {mean_face:.4f} |" in text2
 
 
 def test_builder_rejects_too_small_ncs():
     with pytest.raises(ValueError, match="n_edge"):
-        ve.build_structures(3, a_angstrom=5.87, vacuum_angstrom=8.0, pad=3)
+        structs.build_vacancy_variants(3, a_angstrom=5.87, vacuum_angstrom=8.0, pad=3)
 
 
 def test_cli_with_standin_calculator_caches_and_resumes(tmp_path):
@@ -121,9 +122,9 @@ def test_cli_with_standin_calculator_caches_and_resumes(tmp_path):
     assert ve.main(args) == 0
     cache = out.with_suffix(".jsonl")
     lines = cache.read_text().splitlines()
-    assert len(lines) == 2 * (len(ve.VARIANTS) - 1)  # no depth-2 site at n = 4
+    assert len(lines) == 2 * (len(structs.VARIANTS) - 1)  # no depth-2 site at n = 4
     assert {json.loads(line)["name"] for line in lines} == set(
-        ve.build_structures(4, a_angstrom=5.87, vacuum_angstrom=8.0, pad=3)
+        structs.build_vacancy_variants(4, a_angstrom=5.87, vacuum_angstrom=8.0, pad=3)
     )
     assert "binding_normal" in out.read_text()
     assert ve.main(args) == 0  # resumes: nothing recomputed
@@ -136,7 +137,7 @@ def test_cli_with_standin_calculator_caches_and_resumes(tmp_path):
     after = [json.loads(line) for line in cache.read_text().splitlines()]
     assert len(after) == len(recs) + 1
     assert after[-1]["key"] == recs[0]["key"]
-    built = ve.build_structures(4, a_angstrom=5.87, vacuum_angstrom=8.0, pad=3)
+    built = structs.build_vacancy_variants(4, a_angstrom=5.87, vacuum_angstrom=8.0, pad=3)
     assert after[-1]["structure_hash"] == structure_hash(built[recs[0]["name"]].atoms)
 
 
@@ -144,7 +145,7 @@ def test_cache_key_ignores_how_starts_are_counted_and_combined():
     from dataclasses import replace
 
     from segsim.training.reference import RelaxSettings
-    from segsim.training.start_spread import cache_fields
+    from studies.start_spread.start_spread import cache_fields
 
     base = RelaxSettings(rattle_angstrom=0.02, n_starts=6)
     keys = cache_fields(base)
@@ -155,5 +156,5 @@ def test_cache_key_ignores_how_starts_are_counted_and_combined():
     assert cache_fields(replace(base, fmax_ev_per_angstrom=0.05)) != keys
     assert "anneal_kelvin" in cache_fields(replace(base, start="tilted_anneal"))
     # the shipped caches were keyed before aggregate existed: they still match
-    rec = json.loads((POTENTIALS_DIR / "vacancy_energetics_nc5.jsonl").read_text().splitlines()[0])
+    rec = json.loads((ve.HERE / "vacancy_energetics_nc5.jsonl").read_text().splitlines()[0])
     assert set(json.loads(rec["key"])["relax"]) == set(keys)

@@ -1,6 +1,6 @@
 """Measure the B-vacancy energetics that decide how deep Cd loss reaches in the KMC.
 
-``python -m segsim.training.vacancy_energetics`` relaxes a few pure CsPbBr3 NCs with one or
+``python -m studies.vacancy_energetics.vacancy_energetics`` relaxes a few pure CsPbBr3 NCs with one or
 two B vacancies (charge-balanced by :data:`segsim.training.structures.VACANCY_RULE`) from
 several rattled starts each, with the calculator and criteria of a ``segsim train`` input,
 and reports three energy differences next to what the shipped cluster expansions predict for
@@ -25,10 +25,10 @@ This measurement is what the reference calculator says about them (and the basis
 0.07 eV, :data:`segsim.training.provisional.GAMMA_BOND_EV`).
 
 Energies are relaxation-path averages: the tilt landscape of these NCs is glassy (see
-``potentials/start_spread.md``), so every structure is relaxed from ``--starts`` rattled
+``studies/start_spread/start_spread.md``), so every structure is relaxed from ``--starts`` rattled
 starts (seeds ``1000 + k``) and the mean and its standard error are reported; differences
 carry the combined error.  Relaxations are cached in a JSON-lines file (``--cache``, same
-records as :mod:`segsim.training.start_spread`), so an interrupted run resumes; the Markdown
+records as :mod:`studies.start_spread.start_spread`), so an interrupted run resumes; the Markdown
 report (``--out``) is rewritten after every relaxation.  Run with ``OMP_NUM_THREADS=1``.
 """
 
@@ -46,40 +46,19 @@ from typing import Any
 
 import numpy as np
 
+from segsim.training.structures import VARIANTS, build_vacancy_variants, structure_name
+
+#: This study's folder (its outputs live here).
+HERE = Path(__file__).resolve().parent
+
 __all__ = [
     "DIFFERENCES",
-    "build_structures",
     "ce_energies",
     "main",
     "markdown",
     "structures_for",
     "summarise",
 ]
-
-#: Structure variants (suffix of the name -> description); the grid sites around the centres
-#: of the bottom (-z), top (+z) and -x faces are chosen by :func:`_vacancy_sites`.
-VARIANTS: dict[str, str] = {
-    "v1-face": "one V at the centre of the bottom face",
-    "v1-depth1": "one V one layer below the centre of the bottom face",
-    "v1-depth2": "one V two layers below the centre of the bottom face (n >= 5)",
-    "v2-face-adjacent": "two V side by side (along x) at the centre of the bottom face",
-    "v2-face-apart": "two V at the centres of the bottom and top faces",
-    "v2-normal-adjacent": "V at the bottom face centre and V directly below it (depth 1)",
-    "v2-normal-apart": "V at the bottom face centre and V one layer below the -x face centre",
-    "v1-edge": "one V at the centre of the bottom -y edge",
-    "v1-corner": "one V at the bottom -x -y corner",
-}
-
-#: The variants that :func:`segsim.training.structures.build_training_set` adds with
-#: ``vacancy_pairs`` (the depth series already holds ``v1-face`` and ``v1-depth*``).
-TRAINING_VARIANTS: tuple[str, ...] = (
-    "v2-face-adjacent",
-    "v2-face-apart",
-    "v2-normal-adjacent",
-    "v2-normal-apart",
-    "v1-edge",
-    "v1-corner",
-)
 
 #: The reported differences: name -> (minuend variant, subtrahend variant, meaning).
 DIFFERENCES: dict[str, tuple[str, str, str]] = {
@@ -98,87 +77,10 @@ DIFFERENCES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def structure_name(n_edge: int, variant: str) -> str:
-    """Return the name of one structure (``nc4_x0_v2-face-adjacent``)."""
-    return f"nc{n_edge}_x0_{variant}"
-
-
-def _vacancy_sites(lattice: Any, variant: str) -> list[int]:
-    """Return the grid sites of the vacancies of ``variant`` on an NC ``lattice``."""
-    n, p = lattice.n_edge, lattice.pad
-    c = p + n // 2
-    bottom, top = p, p + n - 1
-
-    def site(ix: int, iy: int, iz: int) -> int:
-        return int(lattice.site_index(np.array([ix]), np.array([iy]), np.array([iz]))[0])
-
-    table = {
-        "v1-face": [(c, c, bottom)],
-        "v1-depth1": [(c, c, bottom + 1)],
-        "v1-depth2": [(c, c, bottom + 2)],
-        "v2-face-adjacent": [(c, c, bottom), (c - 1, c, bottom)],
-        "v2-face-apart": [(c, c, bottom), (c, c, top)],
-        "v2-normal-adjacent": [(c, c, bottom), (c, c, bottom + 1)],
-        "v2-normal-apart": [(c, c, bottom), (p + 1, c, c)],
-        "v1-edge": [(c, p, bottom)],
-        "v1-corner": [(p, p, bottom)],
-    }
-    return [site(*xyz) for xyz in table[variant]]
-
-
-def build_structures(
-    n_edge: int,
-    *,
-    a_angstrom: float,
-    vacuum_angstrom: float,
-    pad: int,
-    variants: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """Return the :class:`~segsim.training.structures.ReferenceStructure` of every variant.
-
-    Parameters
-    ----------
-    n_edge
-        B sites per NC edge (>= 4, so that depth 1 under both faces are distinct sites).
-    a_angstrom, vacuum_angstrom, pad
-        As in the ``structures`` section of a ``segsim train`` input (Angstrom, sites).
-    variants
-        Keys of :data:`VARIANTS` to build (default: all).
-    """
-    from segsim import species
-    from segsim.lattice import build_cube
-    from segsim.training.structures import VACANCY_RULE, _nc_structure
-
-    if n_edge < 4:
-        raise ValueError(f"n_edge must be >= 4, got {n_edge}")
-    lattice = build_cube(n_edge, a_angstrom, pad)
-    out = {}
-    for variant in VARIANTS if variants is None else variants:
-        if variant == "v1-depth2" and n_edge < 5:
-            continue  # (c, c, bottom + 2) is not at depth 2
-        sites = _vacancy_sites(lattice, variant)
-        occ = lattice.empty_occupations()
-        occ[sites] = species.VAC
-        name = structure_name(n_edge, variant)
-        out[name] = _nc_structure(
-            name,
-            lattice,
-            occ,
-            vacuum_angstrom,
-            kind="nc_vacancy",
-            arrangement="pure",
-            vacancy_sites=sites,
-            vacancy_depths=[int(lattice.depth[s]) for s in sites],
-            vacancy_series="energetics",
-            charge_rule=VACANCY_RULE,
-        )
-    return out
-
-
 def structures_for(cfg: Any, n_edge: int) -> dict[str, Any]:
-    """Return :func:`build_structures` with the ``structures`` settings of a train input."""
+    """Return :func:`~segsim.training.structures.build_vacancy_variants` with the ``structures`` settings of a train input."""
     s = cfg.structures
-    return build_structures(
+    return build_vacancy_variants(
         n_edge, a_angstrom=s.a_angstrom, vacuum_angstrom=s.vacuum_angstrom, pad=s.pad_sites
     )
 
@@ -245,7 +147,7 @@ def markdown(
     Records of different start kinds (``start_spread._setting_label``) are never averaged
     together: each gets its own section.
     """
-    from segsim.training.start_spread import _setting_label
+    from studies.start_spread.start_spread import _setting_label
 
     groups: dict[str, list[dict[str, Any]]] = {}
     for rec in records:
@@ -264,7 +166,7 @@ def markdown(
         f"# B-vacancy energetics of a pure CsPbBr3 NC ({n_edge}^3 B sites)",
         "",
         (
-            "Generated by `python -m segsim.training.vacancy_energetics` (module docstring) from "
+            "Generated by `python -m studies.vacancy_energetics.vacancy_energetics` (module docstring) from "
             "the cached relaxations; commands:"
         ),
         "",
@@ -275,7 +177,7 @@ def markdown(
         (
             "Each structure is relaxed (FIRE, positions only, the criteria of the `segsim train` "
             "input) from rattled starts (seeds 1000 + k); its energy is the mean over starts "
-            "(relaxation-path average, `potentials/start_spread.md`), with the standard error of "
+            "(relaxation-path average, `studies/start_spread/start_spread.md`), with the standard error of "
             "the mean.  CE columns: the shipped cluster expansions on the same occupations.  "
             "One section per start kind."
         ),
@@ -336,8 +238,10 @@ def markdown(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
-    from segsim.config import POTENTIALS_DIR, load_train
-    from segsim.training import reference, start_spread
+    from segsim.config import load_train
+    from segsim.params.files import POTENTIALS_DIR
+    from segsim.training import reference
+    from studies.start_spread import start_spread
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="inputs/train.yaml", help="segsim train input")
@@ -350,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rattle", type=float, default=0.02, help="rattle stdev, Angstrom")
     p.add_argument("--starts", type=int, default=6, help="starts per structure (seeds 1000+k)")
     p.add_argument("--jobs", type=int, default=1, help="parallel relaxations")
-    p.add_argument("--out", default="potentials/vacancy_energetics.md")
+    p.add_argument("--out", default=str(HERE / "vacancy_energetics.md"))
     p.add_argument("--cache", default=None, help="JSON lines (default: --out with .jsonl)")
     p.add_argument("--notes", default=None, help="Markdown file appended to the report")
     p.add_argument(
@@ -372,8 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     fields = start_spread.cache_fields(relax)
     out = Path(args.out)
     cache = Path(args.cache) if args.cache else out.with_suffix(".jsonl")
-    command = "OMP_NUM_THREADS=1 python -m segsim.training.vacancy_energetics " + shlex.join(
-        list(sys.argv[1:] if argv is None else argv)
+    command = (
+        "OMP_NUM_THREADS=1 python -m studies.vacancy_energetics.vacancy_energetics "
+        + shlex.join(list(sys.argv[1:] if argv is None else argv))
     )
     ce = ce_energies(structures, args.ce)
 

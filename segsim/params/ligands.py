@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from segsim.config import DEFAULT_LIGANDS
+from segsim.params.files import DEFAULT_LIGANDS, ConfigError, read_yaml
 
 #: The shipped ligand library.
 DEFAULT_LIBRARY_PATH: Path = DEFAULT_LIGANDS
@@ -122,8 +122,6 @@ def expulsion_channel_factor(theta: float, k: int | np.ndarray) -> float | np.nd
 
 
 def _number(value: Any, src: str, key: str, *, lo: float, hi: float, what: str) -> float:
-    from segsim.config import ConfigError
-
     ok = (
         not isinstance(value, bool)
         and isinstance(value, int | float)
@@ -136,8 +134,6 @@ def _number(value: Any, src: str, key: str, *, lo: float, hi: float, what: str) 
 
 
 def _string(value: Any, src: str, key: str) -> str:
-    from segsim.config import ConfigError
-
     if not isinstance(value, str):
         raise ConfigError(src, key, f"must be a string (got {value!r})")
     return " ".join(value.split())
@@ -176,8 +172,6 @@ def _fields(entry: Mapping, src: str, prefix: str) -> dict[str, Any]:
 
 
 def _check_keys(entry: Any, allowed: tuple[str, ...], src: str, prefix: str) -> Mapping:
-    from segsim.config import ConfigError
-
     if not isinstance(entry, Mapping):
         raise ConfigError(src, prefix, f"must be a mapping with keys {list(allowed)}")
     for key in entry:
@@ -205,7 +199,7 @@ def load_library(path: str | Path | None = None) -> dict[str, Ligand]:
 
     Raises
     ------
-    segsim.config.ConfigError
+    segsim.params.files.ConfigError
         One line naming the file and the dotted key (e.g. ``ligands.ddabr.theta``) and what
         is allowed, if the file is unreadable or an entry is invalid or unknown.
     """
@@ -220,10 +214,8 @@ def _default_library() -> dict[str, Ligand]:
 
 
 def _load_library(p: Path) -> dict[str, Ligand]:
-    from segsim.config import ConfigError, _read_yaml
-
     src = str(p)
-    data = _check_keys(_read_yaml(p), ("ligands",), src, "")
+    data = _check_keys(read_yaml(p), ("ligands",), src, "")
     entries = data.get("ligands")
     if not isinstance(entries, Mapping) or not entries:
         raise ConfigError(src, "ligands", "must be a non-empty mapping of name -> ligand fields")
@@ -266,13 +258,11 @@ def resolve_ligand(
 
     Raises
     ------
-    segsim.config.ConfigError
+    segsim.params.files.ConfigError
         One line naming ``source``, the dotted key and what is allowed: unknown library name
         (lists the names), unknown field, ``theta`` outside [0, 1], negative shift/duration,
         missing ``name``/``theta`` without ``base``.
     """
-    from segsim.config import ConfigError
-
     names = list(library)
     if isinstance(spec, str):
         if spec not in library:
