@@ -437,7 +437,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "validate": (cmd_validate, "check YAML inputs without running them"),
     "info": (cmd_info, "summarise a result file"),
     "bench": (cmd_bench, "benchmarks (speed ratios against reference codes)"),
-    "train": (cmd_train, "fit the cluster expansion to reference energies (potentials/)"),
+    "train": (cmd_train, "fit the cluster expansion to reference energies (to paths.output_dir)"),
     "warmup": (cmd_warmup, "compile and cache the numba kernels (before parallel jobs)"),
     "export": (cmd_export, "write atomistic frames of a result file for OVITO / ase gui"),
     "plot": (cmd_plot, "plot result files: x(t), PL, depth profiles, slices, histograms"),

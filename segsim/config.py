@@ -70,6 +70,7 @@ from segsim.params import ligands as _ligands
 from segsim.params.files import (
     DEFAULT_KINETICS,
     DEFAULT_LIGANDS,
+    POTENTIALS_DIR,
     ConfigError,
     read_yaml,
 )
@@ -890,6 +891,14 @@ def train_from_dict(
         raise ConfigError(source, missing, "must be set with the other noise (or neither)")
     if sec["fit"]["mc_rounds"] and not sec["fit"]["mc_validation"]:
         raise ConfigError(source, "fit.mc_rounds", "needs the cells of fit.mc_validation")
+    output_dir = resolve(sec["paths"]["output_dir"])
+    if output_dir == POTENTIALS_DIR.resolve():
+        raise ConfigError(
+            source,
+            "paths.output_dir",
+            f"must not be the shipped data folder {POTENTIALS_DIR} (simulations read it); "
+            "write to a folder of your own and copy a new model into potentials/ deliberately",
+        )
     calc = dict(sec["calculator"])
     calc["settings"] = dict(calc["settings"] or {})
     return TrainConfig(
@@ -897,7 +906,7 @@ def train_from_dict(
         calculator=CalculatorConfig(**calc),
         fit=FitConfig(**sec["fit"]),
         database=resolve(sec["paths"]["database"]),
-        output_dir=resolve(sec["paths"]["output_dir"]),
+        output_dir=output_dir,
         source=source,
     )
 

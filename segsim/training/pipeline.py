@@ -23,7 +23,9 @@ The steps, each resumable or cheap to repeat:
    ``mcfit<r>_*`` in the training database) and adds those arrangements to the training set:
    the structures on which the current CE is most wrong are the ones its own MC finds.
 5. ``fitted.ce``, ``derived_parameters.yaml`` and ``fit_report.md`` (+ PNGs) are written to
-   the output folder.
+   the output folder (``paths.output_dir``), which may not be the shipped ``potentials/``
+   (simulations read ``derived_parameters.yaml`` there): a new model becomes the shipped one
+   only by a deliberate copy.
 """
 
 from __future__ import annotations

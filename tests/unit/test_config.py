@@ -118,6 +118,18 @@ def test_train_input_loads_with_lists_and_paths(tmp_path):
     assert cfg.fit.mc_validation == ("bulk4", "bulk4_x0.5", "nc6")
 
 
+def test_train_never_writes_into_the_shipped_data_folder(tmp_path):
+    from segsim.config import load_train
+    from segsim.params.files import POTENTIALS_DIR
+
+    doc = _train_doc()
+    assert load_train(write_yaml(tmp_path / "a.yaml", doc)).output_dir != POTENTIALS_DIR
+    doc["paths"]["output_dir"] = str(POTENTIALS_DIR)
+    with pytest.raises(ConfigError, match=r"paths\.output_dir: must not be the shipped data") as e:
+        load_train(write_yaml(tmp_path / "b.yaml", doc))
+    assert "\n" not in str(e.value)
+
+
 def test_train_surface_pit_edges_need_four_sites_per_edge(tmp_path):
     from segsim.config import load_any
 
