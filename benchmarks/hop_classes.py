@@ -19,7 +19,7 @@ import sys
 import h5py
 import numpy as np
 
-from segsim import config, driver, species
+from segsim import config, driver, kinetics, species
 from segsim.engine import KMCEngine, KMCState
 
 N_EVENTS = 100_000
@@ -35,7 +35,7 @@ def main(input_path: str, result_path: str, snapshots: tuple[int, ...] = (1, 3, 
     print("snapshot | x | vacancies (surface) | both interior | pure-Pb cube r=1 / 2 / 3")
     for snap in snapshots:
         state = KMCState.initial(occs[snap], tables, phases[snap])
-        _, kp_age, _ = driver.kmc_parameter_vectors(cfg, tables, lattice, state.phase)
+        _, kp_age, _ = kinetics.treatment_parameter_vectors(cfg, tables, lattice, state.phase)
         occ = state.occupations.copy()
         n_vac = int(np.count_nonzero(occ == species.VAC))
         surf = sum(

@@ -446,9 +446,9 @@ def _bench_nc_row(
 ) -> dict[str, Any]:
     """Time ``n_events`` KMC events of one random x = 0.25 NC (see :func:`bench_kmc`)."""
     from segsim import kinetics
-    from segsim.driver import initial_kmc_occupations
     from segsim.engine import KMCEngine, KMCState
     from segsim.lattice import build_cube, n_edge_from_nm
+    from segsim.synthesis import initial_kmc_occupations
 
     params = kinetics.load_defaults()
     n = n_edge_from_nm(edge_nm, model.a_angstrom)

@@ -1,7 +1,10 @@
 """Wiring for one run: config -> lattice -> model -> engine -> observers -> HDF5 sink.
 
-No loops over sites or events here; the engine runs compiled chunks, this module decides
-what happens between them (frames, snapshots, checkpoints, progress, interruption).
+No loops here: the engine runs compiled chunks and :func:`segsim.runloop.run_frames` decides
+what happens between them (frames, snapshots, checkpoints, progress, interruption).  This
+module only builds the pieces from a configuration: :func:`run_canonical` and
+:func:`run_kmc` differ in the state, the engine, the schedule and the observers they wire,
+and share :func:`_run` for everything else (seed, sink, resume, signals, wall time, drift).
 """
 
 from __future__ import annotations
@@ -15,15 +18,15 @@ from typing import Any, Self
 import numpy as np
 
 from segsim import lattice as lat
-from segsim import species
 from segsim.config import ConfigError, SimulationConfig, loads_resolved
 from segsim.engine import KMCEngine, KMCState, MCEngine, MCState
 from segsim.io import hdf5
-from segsim.kernels.kmc import EV_EXPEL_CD, EVENT_TYPE_NAMES, KP_MU_REC, KP_REC_REF, KP_REF
+from segsim.kernels.kmc import EVENT_TYPE_NAMES, KP_MU_REC, KP_REC_REF, KP_REF
 from segsim.models import load_model
-from segsim.observers import cd_fraction_by_depth
-from segsim.progress import Progress
-from segsim.units import SECONDS_PER_DAY
+from segsim.observers import cd_fraction_by_depth, kmc_observers, mc_observers, trace_shapes
+from segsim.progress import Progress, TimeProgress
+from segsim.rng import make_rng, state_from_json
+from segsim.runloop import StepSchedule, TimeSchedule, run_frames, write_first_frame
 
 
 class UserError(Exception):
@@ -112,32 +115,6 @@ def _lattice_payload(lattice: lat.Lattice) -> dict[str, Any]:
     }
 
 
-def _frame(engine: MCEngine, lattice: lat.Lattice, n_acc: int, n_steps: int) -> dict[str, Any]:
-    s = engine.state
-    return {
-        "step": s.step,
-        "energy_ev": engine.tables.total_energy(s.occupations),
-        "acceptance": n_acc / n_steps if n_steps else 0.0,
-        "n_accepted": s.n_accepted,
-        "cd_fraction_by_depth": cd_fraction_by_depth(
-            s.occupations, lattice.depth, lattice.n_layers
-        ),
-    }
-
-
-def _checkpoint(engine: MCEngine, complete: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    s = engine.state
-    arrays = {"occupations": s.occupations, "pb_sites": s.pb_sites, "cd_sites": s.cd_sites}
-    attrs = {
-        "step": s.step,
-        "energy_ev": s.energy_ev,
-        "n_accepted": s.n_accepted,
-        "rng_state": hdf5.rng_state_to_json(engine.rng.bit_generator.state),
-        "complete": complete,
-    }
-    return arrays, attrs
-
-
 def _resume_checkpoint(
     out_path: Path, lattice: lat.Lattice, rng: np.random.Generator
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -148,7 +125,7 @@ def _resume_checkpoint(
     arrays, attrs = ck
     if arrays["occupations"].shape != (lattice.n_sites,):
         raise UserError(f"{out_path}: checkpoint does not match the configured lattice")
-    rng.bit_generator.state = hdf5.rng_state_from_json(attrs["rng_state"])
+    rng.bit_generator.state = state_from_json(attrs["rng_state"])
     return arrays, attrs
 
 
@@ -157,6 +134,78 @@ def _check_drift(engine: MCEngine | KMCEngine) -> None:
     drift = engine.energy_drift_ev()
     if abs(drift) > 1e-6 * max(1.0, abs(engine.state.energy_ev)):
         raise RuntimeError(f"energy drift {drift:.3e} eV: kernel bookkeeping error")
+
+
+@dataclass
+class _Wiring:
+    """What differs between the run kinds: everything :func:`_run` needs to run one task."""
+
+    engine: Any
+    schedule: Any
+    frame: int  # last frame already written
+    observers: list
+    bar: Any
+    create: dict[str, Any] | None  # sink.create keywords of a new run (None: resumed)
+    on_frame: Any = None
+
+
+def _run(
+    cfg: SimulationConfig,
+    out_path: Path,
+    wire: Any,
+    *,
+    resume: bool,
+    walltime_s: float | None,
+    stop_at: float | None,
+) -> tuple[Any, Any, float]:
+    """Build, seed, (re)open the sink, wire, run the frames; return (engine, lattice, t0).
+
+    Raises :class:`Interrupted` (after a checkpoint) when the run stops before its end.
+    """
+    import time
+
+    t_start = time.perf_counter()
+    model, lattice, tables = build_system(cfg)
+    rng = make_rng(cfg.run.seed)
+    sink = hdf5.H5Sink(out_path)
+    ck = _resume_checkpoint(out_path, lattice, rng) if resume else None
+    w: _Wiring = wire(model, lattice, tables, rng, ck)
+    if ck is not None:
+        sink.truncate_to_step(int(ck[1]["step"]))
+    else:
+        sink.create(
+            config_yaml=cfg.to_yaml(),
+            run_kind=cfg.run.kind,
+            **_lattice_payload(lattice),
+            trace_shapes=trace_shapes(w.observers),
+            n_sites=lattice.n_sites,
+            model_source=str(cfg.model.path),
+            extra_metadata={
+                "model_label": str(model.metadata.get("segsim_label", "")),
+                **(w.create or {}),
+            },
+        )
+        write_first_frame(w.engine, w.schedule, observers=w.observers, sink=sink)
+    with _StopFlag() as flag:
+        done = run_frames(
+            w.engine,
+            w.schedule,
+            w.frame,
+            observers=w.observers,
+            sink=sink,
+            stop=flag,
+            bar=w.bar,
+            deadline=None if walltime_s is None else t_start + walltime_s,
+            stop_at=stop_at,
+            on_frame=w.on_frame,
+        )
+    w.bar.close()
+    if not done:
+        raise Interrupted(
+            f"stopped at {w.engine.where()}; resume with: segsim run --resume {out_path}"
+        )
+    _check_drift(w.engine)
+    return w.engine, lattice, t_start
 
 
 def run_canonical(
@@ -189,94 +238,33 @@ def run_canonical(
     """
     import time
 
-    t_start = time.perf_counter()
-    out_path = Path(out_path)
-    model, lattice, tables = build_system(cfg)
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(cfg.run.seed)))
-    sink = hdf5.H5Sink(out_path)
-    out = cfg.output
+    out, total = cfg.output, cfg.run.n_steps
+    schedule = StepSchedule(
+        total, out.trace_interval_steps, out.snapshot_interval_steps, out.checkpoint_interval_steps
+    )
 
-    if resume:
-        arrays, attrs = _resume_checkpoint(out_path, lattice, rng)
-        state = MCState(
-            occupations=arrays["occupations"].astype(np.uint8),
-            pb_sites=arrays["pb_sites"].astype(np.int64),
-            cd_sites=arrays["cd_sites"].astype(np.int64),
-            step=int(attrs["step"]),
-            energy_ev=float(attrs["energy_ev"]),
-            n_accepted=int(attrs["n_accepted"]),
-        )
-        sink.truncate_to_step(state.step)
-    else:
-        occ = lat.random_occupations(lattice, cfg.system.x_cd, rng)
-        state = MCState.initial(occ, tables)
-    engine = MCEngine(tables, state, rng, temperature_k=cfg.run.temperature_k)
-
-    if not resume:
-        sink.create(
-            config_yaml=cfg.to_yaml(),
-            run_kind=cfg.run.kind,
-            **_lattice_payload(lattice),
-            trace_shapes={
-                "step": ((), "i8"),
-                "energy_ev": ((), "f8"),
-                "acceptance": ((), "f8"),
-                "n_accepted": ((), "i8"),
-                "cd_fraction_by_depth": ((lattice.n_layers,), "f8"),
-            },
-            n_sites=lattice.n_sites,
-            model_source=str(cfg.model.path),
-            extra_metadata={"model_label": str(model.metadata.get("segsim_label", ""))},
-        )
-        sink.append(
-            _frame(engine, lattice, 0, 0),
-            snapshot=(0, state.occupations) if out.snapshot_interval_steps else None,
-            checkpoint=_checkpoint(engine, state.step >= cfg.run.n_steps),
+    def wire(model: Any, lattice: lat.Lattice, tables: Any, rng: Any, ck: Any) -> _Wiring:
+        if ck is not None:
+            state = MCState.from_checkpoint(*ck)
+        else:
+            state = MCState.initial(lat.random_occupations(lattice, cfg.system.x_cd, rng), tables)
+        return _Wiring(
+            engine=MCEngine(tables, state, rng, temperature_k=cfg.run.temperature_k),
+            schedule=schedule,
+            frame=schedule.frame_of(state.step),
+            observers=mc_observers(lattice),
+            bar=Progress(total, start_step=state.step, enabled=progress),
+            create=None if ck is not None else {},
         )
 
-    total = cfg.run.n_steps
-    bar = Progress(total, start_step=state.step, enabled=progress)
-    last_acc = 0.0
-    with _StopFlag() as flag:
-        while state.step < total:
-            n = min(
-                out.trace_interval_steps - state.step % out.trace_interval_steps, total - state.step
-            )
-            n_acc = engine.advance(n)
-            last_acc = n_acc / n
-            done = state.step >= total
-            if (walltime_s is not None and time.perf_counter() - t_start > walltime_s) or (
-                stop_at_step is not None and state.step >= stop_at_step
-            ):
-                flag.stop = True
-            snap = out.snapshot_interval_steps and (
-                state.step % out.snapshot_interval_steps == 0 or done
-            )
-            ckpt = (
-                done
-                or flag.stop
-                or (
-                    out.checkpoint_interval_steps
-                    and state.step % out.checkpoint_interval_steps == 0
-                )
-            )
-            sink.append(
-                _frame(engine, lattice, n_acc, n),
-                snapshot=(state.step, state.occupations) if snap else None,
-                checkpoint=_checkpoint(engine, done) if ckpt else None,
-            )
-            bar.update(state.step, acceptance=last_acc, force=done)
-            if flag.stop and not done:
-                bar.close()
-                raise Interrupted(
-                    f"stopped at step {state.step}; resume with: segsim run --resume {out_path}"
-                )
-    bar.close()
-    _check_drift(engine)
+    engine, lattice, t_start = _run(
+        cfg, Path(out_path), wire, resume=resume, walltime_s=walltime_s, stop_at=stop_at_step
+    )
+    state = engine.state
     return RunSummary(
-        path=out_path,
+        path=Path(out_path),
         step=state.step,
-        energy_ev=tables.total_energy(state.occupations),
+        energy_ev=engine.tables.total_energy(state.occupations),
         acceptance=state.n_accepted / state.step if state.step else 0.0,
         x_profile=cd_fraction_by_depth(state.occupations, lattice.depth, lattice.n_layers),
         wall_s=time.perf_counter() - t_start,
@@ -296,152 +284,6 @@ def resume_config(out_path: str | Path) -> SimulationConfig:
 #: Events per compiled call between progress updates and stop-flag checks.  Chunk boundaries
 #: that are not output times do not change the trajectory (see KMCEngine.advance).
 KMC_CHUNK_EVENTS = 200_000
-
-
-def initial_kmc_occupations(
-    lattice: lat.Lattice, x_cd: float, vacancy_fraction: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Return random NC occupations with ``round(vacancy_fraction * n**3)`` vacancies.
-
-    Cd is placed first (``round(x_cd * n**3)`` sites, uniformly at random), then vacancies
-    replace randomly chosen Pb sites, so ``x`` of the cations is slightly above ``x_cd`` when
-    vacancies are present.
-    """
-    occ = lat.random_occupations(lattice, x_cd, rng)
-    n_vac = round(vacancy_fraction * lattice.n_nc_sites)
-    if n_vac:
-        pb = np.flatnonzero(occ == species.PB)
-        if n_vac > pb.size:
-            raise ValueError("vacancy_fraction leaves no room for the Pb sites")
-        occ[rng.choice(pb, size=n_vac, replace=False)] = species.VAC
-    return occ
-
-
-def synthesise(
-    cfg: SimulationConfig, lattice: lat.Lattice, tables: Any, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return the occupations and RP phase field of a freshly made NC.
-
-    Random Cd (and ``system.vacancy_fraction`` vacancies); without a ``synthesis`` section
-    that is all (no RP).  With it: one RP zone with probability ``rp_probability``
-    (:func:`segsim.rp.seed_zone`), then canonical MC of the Pb/Cd arrangement at the
-    synthesis temperature with the RP term (``mc_sweeps`` trial swaps per cation site), then
-    the quench (the arrangement is kept as is).  Every draw comes from ``rng``.
-    """
-    from segsim import rp as _rp
-
-    occ = initial_kmc_occupations(lattice, cfg.system.x_cd, cfg.system.vacancy_fraction, rng)
-    syn = cfg.synthesis
-    if syn is None:
-        return occ, _rp.empty_phase(lattice.n_sites)
-    seeding = _rp.RPSeeding(syn.rp_probability, syn.rp_thickness_layers, syn.rp_width_fraction)
-    phase = _rp.seed_zone(lattice, seeding, rng)
-    n_cat = int(np.count_nonzero(occ <= species.CD))
-    if syn.mc_sweeps and n_cat:
-        state = MCState.initial(occ, tables, phase)
-        mc = MCEngine(
-            tables, state, rng, temperature_k=syn.temperature_k, rp=cfg.rp, lattice=lattice
-        )
-        mc.advance(syn.mc_sweeps * n_cat)
-        occ = state.occupations
-    return occ, phase
-
-
-def kmc_parameter_vectors(
-    cfg: SimulationConfig, tables: Any, lattice: lat.Lattice, phase: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Return ``(kp during the treatment, kp of the aging, end of the treatment in s)``.
-
-    The RP term is on only if the NC has an RP zone.  The ligand-exchange treatment lowers
-    the RP switching barrier of surface-adjacent sites by ``rp_barrier_shift_ev`` for the
-    first ``treatment_duration_s`` of the run; without a treatment both vectors are equal
-    and the treatment ends at 0.
-    """
-    from segsim import kinetics
-    from segsim.rp import zone_mask
-
-    ligand = cfg.passivation.ligand
-    ref = kinetics.removal_reference_ev(tables, lattice)
-    rp = cfg.rp if zone_mask(phase).any() else None
-    common = {
-        "temperature_k": cfg.run.temperature_k,
-        "theta": ligand.theta,
-        "removal_ref_ev": ref,
-        "rp": rp,
-        "recession_mu_csbr_ev": kinetics.recession_mu_csbr_ev(tables),
-    }
-    kp = kinetics.parameter_vector(cfg.kinetics.params, **common)
-    shift = float(ligand.rp_barrier_shift_ev) if rp is not None else 0.0
-    t_treat = float(ligand.treatment_duration_s) if shift > 0 else 0.0
-    kp_treat = (
-        kinetics.parameter_vector(cfg.kinetics.params, **common, rp_shift_ev=shift)
-        if t_treat > 0
-        else kp
-    )
-    return kp_treat, kp, t_treat
-
-
-def kmc_frame_times(total_s: float, interval_s: float, t_treat_s: float = 0.0) -> np.ndarray:
-    """Return the frame times (s) of a KMC run: 0, every ``interval_s``, the end.
-
-    The end of a ligand-exchange treatment (``t_treat_s`` > 0) is a frame time as well: it is
-    the "fresh" state measured after the exchange, and the rates switch there.
-    """
-    n = int(np.ceil(total_s / interval_s - 1e-9))
-    grid = [min(k * interval_s, total_s) for k in range(n + 1)]
-    if 0.0 < t_treat_s < total_s:
-        grid.append(t_treat_s)
-    return np.unique(np.asarray(grid, dtype=np.float64))
-
-
-def _kmc_frame(engine: KMCEngine, lattice: lat.Lattice, a0: float) -> dict[str, Any]:
-    from segsim import optics
-    from segsim.rp import rp_observables
-
-    s = engine.state
-    occ = s.occupations
-    counts = s.counts_by_name()
-    depth = lat.depth_from_occupations(lattice, occ)
-    obs = optics.observables(occ, lattice.coords, a0_angstrom=a0)
-    rp_obs = rp_observables(
-        occ, s.phase, lambda x: optics.vegard_a_angstrom(x, a0_angstrom=a0), lattice.nn
-    )
-    return {
-        **rp_obs,
-        "step": s.n_events,
-        "time_s": s.time_s,
-        "energy_ev": engine.total_energy_ev(),
-        "n_pb": int(np.count_nonzero(occ == species.PB)),
-        "n_cd": int(np.count_nonzero(occ == species.CD)),
-        "n_vac": int(np.count_nonzero(occ == species.VAC)),
-        "cd_expelled": counts["expel_cd"],
-        "pb_expelled": counts["expel_pb"],
-        "event_counts": s.counts.copy(),
-        "total_rate_per_s": engine.total_rate_per_s,
-        "cd_fraction_by_depth": cd_fraction_by_depth(occ, depth, lattice.n_layers),
-        **{_obs_name(k): float(v) for k, v in obs.items()},
-    }
-
-
-def _kmc_checkpoint(engine: KMCEngine, frame: int, complete: bool) -> tuple[dict, dict]:
-    s = engine.state
-    arrays = {"occupations": s.occupations, "counts": s.counts, "phase": s.phase}
-    attrs = {
-        "step": s.n_events,
-        "time_s": s.time_s,
-        "frame": frame,
-        "energy_ev": s.energy_ev,
-        "rng_state": hdf5.rng_state_to_json(engine.rng.bit_generator.state),
-        "complete": complete,
-    }
-    return arrays, attrs
-
-
-def _kmc_interrupted(state: KMCState, out_path: Path) -> Interrupted:
-    return Interrupted(
-        f"stopped at t = {state.time_s / SECONDS_PER_DAY:.4f} d; "
-        f"resume with: segsim run --resume {out_path}"
-    )
 
 
 def run_kmc(
@@ -477,51 +319,44 @@ def run_kmc(
     """
     import time
 
-    from segsim.progress import TimeProgress
+    from segsim.kinetics import treatment_parameter_vectors
+    from segsim.synthesis import synthesise
 
-    t_start = time.perf_counter()
-    out_path = Path(out_path)
-    model, lattice, tables = build_system(cfg)
-    if lattice.n_edge < 3:
-        raise ConfigError(cfg.source, "system.edge_nm", "KMC needs at least 3 B sites per edge")
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(cfg.run.seed)))
-    sink = hdf5.H5Sink(out_path)
-    out = cfg.output
+    out, total_s = cfg.output, cfg.run.duration_s
     ligand = cfg.passivation.ligand
-    a0 = lattice.a_angstrom
-    frame = 0
-    if resume:
-        arrays, attrs = _resume_checkpoint(out_path, lattice, rng)
-        state = KMCState(
-            occupations=arrays["occupations"].astype(np.uint8),
-            time_s=float(attrs["time_s"]),
-            n_events=int(attrs["step"]),
-            counts=arrays["counts"].astype(np.int64),
-            energy_ev=float(attrs["energy_ev"]),
-            phase=arrays["phase"].astype(np.uint8),
-        )
-        frame = int(attrs["frame"])
-        sink.truncate_to_step(state.n_events)
-    else:
-        occ, phase = synthesise(cfg, lattice, tables, rng)
-        state = KMCState.initial(occ, tables, phase)
-    kp_treat, kp_age, t_treat = kmc_parameter_vectors(cfg, tables, lattice, state.phase)
-    ref = (float(kp_age[KP_REF]), float(kp_age[KP_REF + 1]), float(kp_age[KP_REC_REF]))
-    engine = KMCEngine(tables, lattice, state, rng, kp_treat if state.time_s < t_treat else kp_age)
-    total_s = cfg.run.duration_s
-    times = kmc_frame_times(total_s, out.frame_interval_s, t_treat)
-    n_frames = len(times) - 1
 
-    if not resume:
-        sink.create(
-            config_yaml=cfg.to_yaml(),
-            run_kind=cfg.run.kind,
-            **_lattice_payload(lattice),
-            trace_shapes=_kmc_trace_shapes(lattice),
-            n_sites=lattice.n_sites,
-            model_source=str(cfg.model.path),
-            extra_metadata={
-                "model_label": str(model.metadata.get("segsim_label", "")),
+    def wire(model: Any, lattice: lat.Lattice, tables: Any, rng: Any, ck: Any) -> _Wiring:
+        if lattice.n_edge < 3:
+            raise ConfigError(cfg.source, "system.edge_nm", "KMC needs at least 3 B sites per edge")
+        if ck is not None:
+            state, frame = KMCState.from_checkpoint(*ck), int(ck[1]["frame"])
+        else:
+            occ, phase = synthesise(cfg, lattice, tables, rng)
+            state, frame = KMCState.initial(occ, tables, phase), 0
+        kp_treat, kp_age, t_treat = treatment_parameter_vectors(cfg, tables, lattice, state.phase)
+        engine = KMCEngine(
+            tables, lattice, state, rng, kp_treat if state.time_s < t_treat else kp_age
+        )
+        engine.chunk_events = KMC_CHUNK_EVENTS
+
+        def end_of_treatment(eng: KMCEngine) -> None:
+            if eng.state.time_s >= t_treat and eng.kp is kp_treat and kp_treat is not kp_age:
+                eng.set_parameters(kp_age)  # the ligand exchange is over (a frame time)
+
+        ref = (float(kp_age[KP_REF]), float(kp_age[KP_REF + 1]), float(kp_age[KP_REC_REF]))
+        return _Wiring(
+            engine=engine,
+            schedule=TimeSchedule.regular(
+                total_s,
+                out.frame_interval_s,
+                extra_s=(t_treat,),
+                snapshot_every=out.snapshot_every_frames,
+                checkpoint_every=out.checkpoint_every_frames,
+            ),
+            frame=frame,
+            observers=kmc_observers(lattice),
+            bar=TimeProgress(total_s, start_s=state.time_s, enabled=progress),
+            create={
                 "ligand": ligand.name,
                 "theta": ligand.theta,
                 "treatment_end_s": t_treat,
@@ -529,49 +364,16 @@ def run_kmc(
                 "recession_mu_csbr_ev": float(kp_age[KP_MU_REC]),
                 "event_types": ",".join(EVENT_TYPE_NAMES),
             },
-        )
-        sink.append(
-            _kmc_frame(engine, lattice, a0),
-            snapshot=(0, state.occupations, state.phase) if out.snapshot_every_frames else None,
-            checkpoint=_kmc_checkpoint(engine, 0, total_s <= 0),
+            on_frame=end_of_treatment,
         )
 
-    bar = TimeProgress(total_s, start_s=state.time_s, enabled=progress)
-    with _StopFlag() as flag:
-        while frame < n_frames:
-            t_next = times[frame + 1]
-            while state.time_s < t_next and not flag.stop:
-                engine.advance(t_next, max_events=KMC_CHUNK_EVENTS)
-                x = state.counts[EV_EXPEL_CD]
-                bar.update_time(state.time_s, state.n_events, extra=f"Cd out {x}")
-                if walltime_s is not None and time.perf_counter() - t_start > walltime_s:
-                    flag.stop = True
-            if state.time_s < t_next:  # stopped inside a frame interval
-                sink.checkpoint(*_kmc_checkpoint(engine, frame, False))
-                bar.close()
-                raise _kmc_interrupted(state, out_path)
-            frame += 1
-            done = frame >= n_frames
-            if state.time_s >= t_treat and engine.kp is kp_treat and kp_treat is not kp_age:
-                engine.set_parameters(kp_age)  # the ligand exchange is over (a frame time)
-            if stop_at_time_s is not None and state.time_s >= stop_at_time_s:
-                flag.stop = True
-            snap = out.snapshot_every_frames and (frame % out.snapshot_every_frames == 0 or done)
-            ckpt = done or flag.stop or frame % out.checkpoint_every_frames == 0
-            sink.append(
-                _kmc_frame(engine, lattice, a0),
-                snapshot=(state.n_events, state.occupations, state.phase) if snap else None,
-                checkpoint=_kmc_checkpoint(engine, frame, done) if ckpt else None,
-            )
-            if flag.stop and not done:
-                bar.close()
-                raise _kmc_interrupted(state, out_path)
-    bar.update_time(state.time_s, state.n_events, force=True)
-    bar.close()
-    _check_drift(engine)
+    engine, _, t_start = _run(
+        cfg, Path(out_path), wire, resume=resume, walltime_s=walltime_s, stop_at=stop_at_time_s
+    )
+    state = engine.state
     last = hdf5.read_trace(out_path)
     return KMCSummary(
-        path=out_path,
+        path=Path(out_path),
         time_s=state.time_s,
         n_events=state.n_events,
         counts=state.counts_by_name(),
@@ -582,29 +384,6 @@ def run_kmc(
         edge_nm=float(last["edge_nm"][-1]),
         wall_s=time.perf_counter() - t_start,
     )
-
-
-def _obs_name(key: str) -> str:
-    """Trace name of an optics observable (``x`` is stored as ``x_cd``)."""
-    return "x_cd" if key == "x" else key
-
-
-#: RP observables written per frame (:func:`segsim.rp.rp_observables`).
-RP_OBSERVABLE_KEYS = ("rp_fraction", "has_rp", "x_rp", "x_pv", "a_rp_angstrom", "a_pv_angstrom")
-
-
-def _kmc_trace_shapes(lattice: lat.Lattice) -> dict[str, tuple[tuple[int, ...], str]]:
-    from segsim import optics
-
-    scalars_f = ("time_s", "energy_ev", "total_rate_per_s")
-    scalars_i = ("step", "n_pb", "n_cd", "n_vac", "cd_expelled", "pb_expelled")
-    shapes: dict[str, tuple[tuple[int, ...], str]] = dict.fromkeys(scalars_f, ((), "f8"))
-    shapes.update(dict.fromkeys(scalars_i, ((), "i8")))
-    shapes["event_counts"] = ((len(EVENT_TYPE_NAMES),), "i8")
-    shapes["cd_fraction_by_depth"] = ((lattice.n_layers,), "f8")
-    shapes.update({_obs_name(k): ((), "f8") for k in optics.OBSERVABLE_KEYS})
-    shapes.update(dict.fromkeys(RP_OBSERVABLE_KEYS, ((), "f8")))
-    return shapes
 
 
 @dataclass

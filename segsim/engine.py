@@ -16,8 +16,9 @@ from segsim import species
 from segsim.kernels import kmc as _kmc
 from segsim.kernels.metropolis import _run_mc_chunk
 from segsim.models.base import ModelTables
+from segsim.rng import state_to_json
 from segsim.rp import RPEnergetics, rp_energy_ev
-from segsim.units import beta_per_ev
+from segsim.units import SECONDS_PER_DAY, beta_per_ev
 
 
 @dataclass
@@ -69,17 +70,35 @@ class MCState:
             phase=ph,
         )
 
-    def arrays(self) -> dict[str, Any]:
-        """Return the state as named arrays and scalars (for checkpoints)."""
-        return {
+    @classmethod
+    def from_checkpoint(cls, arrays: dict[str, Any], attrs: dict[str, Any]) -> MCState:
+        """Return the state stored by :meth:`checkpoint` (the phase field is not stored)."""
+        return cls(
+            occupations=arrays["occupations"].astype(species.OCC_DTYPE),
+            pb_sites=arrays["pb_sites"].astype(np.int64),
+            cd_sites=arrays["cd_sites"].astype(np.int64),
+            step=int(attrs["step"]),
+            energy_ev=float(attrs["energy_ev"]),
+            n_accepted=int(attrs["n_accepted"]),
+        )
+
+    def checkpoint(
+        self, rng: np.random.Generator, complete: bool
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return ``(arrays, attrs)`` of a checkpoint: the state and the generator's state."""
+        arrays = {
             "occupations": self.occupations,
             "pb_sites": self.pb_sites,
             "cd_sites": self.cd_sites,
+        }
+        attrs = {
             "step": self.step,
             "energy_ev": self.energy_ev,
             "n_accepted": self.n_accepted,
-            "phase": self.phase,
+            "rng_state": state_to_json(rng.bit_generator.state),
+            "complete": complete,
         }
+        return arrays, attrs
 
 
 class MCEngine:
@@ -124,6 +143,8 @@ class MCEngine:
             raise ValueError("an RP term needs the lattice (neighbour table)")
         if state.step == 0 and rp is not None:
             state.energy_ev = self.total_energy_ev()  # at step 0: the full energy, CE + RP
+        #: Acceptance ratio of the last :meth:`advance_to` (0 before the first).
+        self.last_acceptance = 0.0
 
     def advance(self, n_steps: int) -> int:
         """Run ``n_steps`` trial swaps in one compiled call; return the number accepted."""
@@ -149,6 +170,34 @@ class MCEngine:
         s.n_accepted += int(n_acc)
         s.energy_ev += float(de_sum)
         return int(n_acc)
+
+    # ---- the run loop's view (segsim.runloop): position = trial steps done
+    @property
+    def position(self) -> int:
+        """How far the run is: trial swaps done (frames are placed in steps)."""
+        return self.state.step
+
+    def advance_to(self, target: int) -> None:
+        """Run up to trial step ``target`` in one compiled call (a whole frame interval)."""
+        n = int(target) - self.state.step
+        n_acc = self.advance(n)
+        self.last_acceptance = n_acc / n if n else 0.0
+
+    def checkpoint(self, frame: int, complete: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return the checkpoint ``(arrays, attrs)`` (``frame`` is implied by the step)."""
+        return self.state.checkpoint(self.rng, complete)
+
+    def snapshot(self) -> tuple[int, np.ndarray]:
+        """Return ``(step, occupations)`` for the snapshot datasets."""
+        return self.state.step, self.state.occupations
+
+    def report(self, bar: Any, *, force: bool = False) -> None:
+        """Update a :class:`segsim.progress.Progress` line."""
+        bar.update(self.state.step, acceptance=self.last_acceptance, force=force)
+
+    def where(self) -> str:
+        """Say where the run stands (for the message of an interrupted run)."""
+        return f"step {self.state.step}"
 
     def total_energy_ev(self) -> float:
         """Return the full recompute of the energy (CE + RP) in eV."""
@@ -215,6 +264,33 @@ class KMCState:
     def counts_by_name(self) -> dict[str, int]:
         """Return the event counters keyed by event type name."""
         return {n: int(c) for n, c in zip(_kmc.EVENT_TYPE_NAMES, self.counts, strict=True)}
+
+    @classmethod
+    def from_checkpoint(cls, arrays: dict[str, Any], attrs: dict[str, Any]) -> KMCState:
+        """Return the state stored by :meth:`checkpoint`."""
+        return cls(
+            occupations=arrays["occupations"].astype(species.OCC_DTYPE),
+            time_s=float(attrs["time_s"]),
+            n_events=int(attrs["step"]),
+            counts=arrays["counts"].astype(np.int64),
+            energy_ev=float(attrs["energy_ev"]),
+            phase=arrays["phase"].astype(np.uint8),
+        )
+
+    def checkpoint(
+        self, rng: np.random.Generator, frame: int, complete: bool
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return ``(arrays, attrs)`` of a checkpoint at ``frame`` (the last frame written)."""
+        arrays = {"occupations": self.occupations, "counts": self.counts, "phase": self.phase}
+        attrs = {
+            "step": self.n_events,
+            "time_s": self.time_s,
+            "frame": frame,
+            "energy_ev": self.energy_ev,
+            "rng_state": state_to_json(rng.bit_generator.state),
+            "complete": complete,
+        }
+        return arrays, attrs
 
 
 @dataclass
@@ -436,6 +512,40 @@ class KMCEngine:
         if rp is not None:
             e += rp_energy_ev(self.state.occupations, self.state.phase, self.lattice.nn, rp)
         return e
+
+    # ---- the run loop's view (segsim.runloop): position = simulated time in s
+    #: Events per compiled call in :meth:`advance_to` (between progress updates and stop
+    #: checks); chunk boundaries that are not frame times do not change the trajectory.
+    chunk_events: int = 200_000
+
+    @property
+    def position(self) -> float:
+        """How far the run is: simulated time in s (frames are placed in time)."""
+        return self.state.time_s
+
+    def advance_to(self, target: float) -> None:
+        """Run one chunk of at most :attr:`chunk_events` events towards time ``target`` (s)."""
+        self.advance(float(target), max_events=self.chunk_events)
+
+    def checkpoint(self, frame: int, complete: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return the checkpoint ``(arrays, attrs)``; ``frame`` is the last frame written."""
+        return self.state.checkpoint(self.rng, frame, complete)
+
+    def snapshot(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """Return ``(events, occupations, phase)`` for the snapshot datasets."""
+        return self.state.n_events, self.state.occupations, self.state.phase
+
+    def report(self, bar: Any, *, force: bool = False) -> None:
+        """Update a :class:`segsim.progress.TimeProgress` line."""
+        s = self.state
+        if force:
+            bar.update_time(s.time_s, s.n_events, force=True)
+        else:
+            bar.update_time(s.time_s, s.n_events, extra=f"Cd out {s.counts[_kmc.EV_EXPEL_CD]}")
+
+    def where(self) -> str:
+        """Say where the run stands (for the message of an interrupted run)."""
+        return f"t = {self.state.time_s / SECONDS_PER_DAY:.4f} d"
 
     def set_parameters(self, kp: np.ndarray) -> None:
         """Switch to another parameter vector (e.g. at the end of a treatment); rebuilds rates."""

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from segsim import species
-from segsim.config import KineticsParams
+from segsim.config import KineticsParams, SimulationConfig
 from segsim.kernels import kmc as _k
 from segsim.rp import RPEnergetics
 from segsim.units import beta_per_ev
@@ -62,6 +62,7 @@ __all__ = [
     "parameter_vector",
     "recession_mu_csbr_ev",
     "removal_reference_ev",
+    "treatment_parameter_vectors",
 ]
 
 
@@ -234,3 +235,34 @@ def parameter_vector(
     elif rp_shift_ev:
         raise ValueError("rp_shift_ev needs the RP term (rp)")
     return kp
+
+
+def treatment_parameter_vectors(
+    cfg: SimulationConfig, tables: Any, lattice: Any, phase: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Return ``(kp during the treatment, kp of the aging, end of the treatment in s)``.
+
+    The RP term is on only if the NC has an RP zone.  The ligand-exchange treatment lowers
+    the RP switching barrier of surface-adjacent sites by ``rp_barrier_shift_ev`` for the
+    first ``treatment_duration_s`` of the run; without a treatment both vectors are equal
+    and the treatment ends at 0.
+    """
+    from segsim.rp import zone_mask
+
+    ligand = cfg.passivation.ligand
+    ref = removal_reference_ev(tables, lattice)
+    rp = cfg.rp if zone_mask(phase).any() else None
+    common = {
+        "temperature_k": cfg.run.temperature_k,
+        "theta": ligand.theta,
+        "removal_ref_ev": ref,
+        "rp": rp,
+        "recession_mu_csbr_ev": recession_mu_csbr_ev(tables),
+    }
+    kp = parameter_vector(cfg.kinetics.params, **common)
+    shift = float(ligand.rp_barrier_shift_ev) if rp is not None else 0.0
+    t_treat = float(ligand.treatment_duration_s) if shift > 0 else 0.0
+    kp_treat = (
+        parameter_vector(cfg.kinetics.params, **common, rp_shift_ev=shift) if t_treat > 0 else kp
+    )
+    return kp_treat, kp, t_treat

@@ -3,7 +3,7 @@
 Protocol (Imran et al., Chem. Mater. 2021; ``potentials/aging_targets.yaml``), for every NC
 of the ensemble and every one of the six treatments:
 
-1. **Synthesis** (:func:`segsim.driver.synthesise`): a cube of edge drawn from
+1. **Synthesis** (:func:`segsim.synthesis.synthesise`): a cube of edge drawn from
    N(12.1 nm, 1.4 nm), x = 0.25 random Cd; with probability 0.63 one RP zone bordering the
    surface; canonical MC of the Cd arrangement at 343 K with the RP term; quench.
 2. **Treatment**: the ligand exchange (2 min) lowers the RP switching barrier of

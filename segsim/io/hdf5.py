@@ -45,22 +45,6 @@ class ResultFileError(ValueError):
     """A result file is missing, unreadable or incompatible."""
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    raise TypeError(type(o))
-
-
-def rng_state_to_json(state: Mapping[str, Any]) -> str:
-    """Serialise ``Generator.bit_generator.state`` (PCG64 ints are arbitrary precision)."""
-    return json.dumps(state, default=_json_default)
-
-
-def rng_state_from_json(text: str) -> dict[str, Any]:
-    """Inverse of :func:`rng_state_to_json`."""
-    return dict(json.loads(text))
-
-
 def _open_writable(path: Path, *, timeout_s: float = 60.0) -> h5py.File:
     """Open ``path`` for appending, waiting while a reader (e.g. ``segsim info``) holds it."""
     import time

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from segsim.io import hdf5
+from segsim.rng import state_from_json as rng_state_from_json
+from segsim.rng import state_to_json as rng_state_to_json
 
 
 def _sink(tmp_path):
@@ -46,12 +48,12 @@ def test_checkpoint_roundtrip_with_rng_state(tmp_path):
     rng.random(7)
     sink.checkpoint(
         {"occupations": np.arange(8, dtype=np.uint8)},
-        {"step": 42, "rng_state": hdf5.rng_state_to_json(rng.bit_generator.state)},
+        {"step": 42, "rng_state": rng_state_to_json(rng.bit_generator.state)},
     )
     arrays, attrs = hdf5.read_checkpoint(sink.path)
     assert attrs["step"] == 42
     other = np.random.default_rng()
-    other.bit_generator.state = hdf5.rng_state_from_json(attrs["rng_state"])
+    other.bit_generator.state = rng_state_from_json(attrs["rng_state"])
     assert other.random() == rng.random()
     assert np.array_equal(arrays["occupations"], np.arange(8))
 
