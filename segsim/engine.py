@@ -477,12 +477,21 @@ class KMCEngine:
         log_site = np.zeros(log_events, dtype=np.int64)
         log_slot = np.zeros(log_events, dtype=np.int64)
         log_time = np.zeros(log_events, dtype=np.float64)
-        t_now, n_ev, de_sum = _kmc._run_kmc_chunk(
+        arrays = _kmc.KMCArrays(
             s.occupations, s.phase, self.rates, self.site_total, self.tree, self.nn, t.nbr,
             t.ce_index, t.weights, self._multi_table, self.kp, self.fld, self.dep, self._stamp,
-            self._changed, float(s.time_s), float(t_stop_s), int(max_events), self.rng, s.counts,
-            log_site, log_slot, log_time,
+            self._changed, s.counts,
         )  # fmt: skip
+        t_now, n_ev, de_sum = _kmc._run_kmc_chunk(
+            arrays,
+            float(s.time_s),
+            float(t_stop_s),
+            int(max_events),
+            self.rng,
+            log_site,
+            log_slot,
+            log_time,
+        )
         s.time_s = float(t_now)
         s.n_events += int(n_ev)
         s.energy_ev += float(de_sum)

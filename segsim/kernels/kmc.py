@@ -49,6 +49,8 @@ plus, in floating point, any clusters of three or more sites.  The tests check a
 trajectory that the maintained rates, tree and field equal a rebuild from scratch.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from segsim.kernels._jit import borrow, njit, njit_inline
@@ -67,6 +69,34 @@ from segsim.kernels.rp import (
     _rp_remove_delta,
 )
 from segsim.kernels.select import _tree_build, _tree_fix_paths, _tree_sample
+
+
+class KMCArrays(NamedTuple):
+    """Every array the KMC event loop reads or updates, packed into one argument.
+
+    A named tuple crosses into numba as one heterogeneous tuple (its fields become static
+    members), so the chunk kernel takes this plus the clock, the generator and the event log
+    instead of twenty-three separate arguments; unpacking it at the kernel's entry costs
+    nothing measurable (``docs/performance.md``).  Built by :class:`segsim.engine.KMCEngine`.
+    """
+
+    occ: np.ndarray  # species per grid site (uint8)
+    phase: np.ndarray  # RP phase per site (uint8)
+    rates: np.ndarray  # (n_sites, N_SLOTS) event rates, 1/s
+    site_total: np.ndarray  # row sums of rates, 1/s
+    tree: np.ndarray  # rate sum tree (segsim.kernels.select)
+    nn: np.ndarray  # (n_sites, 6) nearest neighbours (int32)
+    nbr: np.ndarray  # CE neighbour table (ModelTables.nbr)
+    ce_index: np.ndarray  # species -> CE species index
+    weights: np.ndarray  # CE weights per cluster table
+    local_table: np.ndarray  # CE clusters of three or more sites
+    kp: np.ndarray  # parameter vector (segsim.kinetics.parameter_vector)
+    fld: tuple  # exact pair field (segsim.engine.pair_field_tables)
+    dep: np.ndarray  # CE dependency columns (segsim.engine.dependency_columns)
+    stamp: np.ndarray  # scratch marks of the rate refresh
+    changed: np.ndarray  # scratch list of changed tree leaves
+    counts: np.ndarray  # events by type (int64)
+
 
 # Species codes (segsim.species), repeated here as compile-time constants.
 _PB = 0
@@ -444,31 +474,7 @@ def _make_run_kmc_chunk(rp_enabled):
     """
 
     @njit
-    def _run_kmc_chunk(
-        occ,
-        phase,
-        rates,
-        site_total,
-        tree,
-        nn,
-        nbr,
-        ce_index,
-        weights,
-        local_table,
-        kp,
-        fld,
-        dep,
-        stamp,
-        changed,
-        t_now,
-        t_stop,
-        max_events,
-        rng,
-        counts,
-        log_site,
-        log_slot,
-        log_time,
-    ):
+    def _run_kmc_chunk(a, t_now, t_stop, max_events, rng, log_site, log_slot, log_time):
         """Advance the KMC until simulated time ``t_stop`` (s) or ``max_events`` events.
 
         Each event draws ``u1 = rng.random()`` for the waiting time ``dt = -ln(1 - u1) / R``
@@ -483,16 +489,19 @@ def _make_run_kmc_chunk(rp_enabled):
         in the pair field ``fld`` (:func:`segsim.engine.pair_field_tables`), which is updated
         exactly (integer quanta) with every occupation change.
 
-        ``occ``, ``rates``, ``site_total``, ``tree``, the field and ``counts`` are updated in
-        place.  If the
-        log arrays are longer than the number of events, event ``e`` of this chunk is recorded as
-        ``log_site[e], log_slot[e], log_time[e]`` (time after the event).
+        ``a`` is the :class:`KMCArrays` of the run; its ``occ``, ``phase``, ``rates``,
+        ``site_total``, ``tree``, field, scratch arrays and ``counts`` are updated in place.  If
+        the log arrays are longer than the number of events, event ``e`` of this chunk is
+        recorded as ``log_site[e], log_slot[e], log_time[e]`` (time after the event).
 
         Returns
         -------
         (t_now, n_events, sum of the events' energy changes (CE + RP) in eV)
         """
         rp_on = rp_enabled
+        occ, phase, rates, site_total, tree = a.occ, a.phase, a.rates, a.site_total, a.tree
+        nn, nbr, ce_index, weights, local_table = a.nn, a.nbr, a.ce_index, a.weights, a.local_table
+        kp, fld, dep, stamp, changed, counts = a.kp, a.fld, a.dep, a.stamp, a.changed, a.counts
         field, colinfo, w_int, pair_table, nn_col, quantum = fld
         eps = kp[KP_EPS_RP]
         eta = kp[KP_ETA_RP]
@@ -572,20 +581,20 @@ def _make_run_kmc_chunk(rp_enabled):
         return t_now, n_ev, de_sum
 
     @njit
-    def _run_kmc_chunk_borrowed(
-        occ, phase, rates, site_total, tree, nn, nbr, ce_index, weights, local_table, kp, fld,
-        dep, stamp, changed, t_now, t_stop, max_events, rng, counts, log_site, log_slot,
-        log_time,
-    ):  # fmt: skip
+    def _run_kmc_chunk_borrowed(a, t_now, t_stop, max_events, rng, log_site, log_slot, log_time):
         # Every array is borrowed once here (no atomic reference counts in the event loop,
         # see segsim.kernels._jit.borrow); the caller holds them for the whole call.
-        fld_b = (borrow(fld[0]), borrow(fld[1]), borrow(fld[2]), borrow(fld[3]), borrow(fld[4]),
-                 fld[5])  # fmt: skip
+        f = a.fld
+        fld_b = (borrow(f[0]), borrow(f[1]), borrow(f[2]), borrow(f[3]), borrow(f[4]), f[5])
+        b = KMCArrays(
+            borrow(a.occ), borrow(a.phase), borrow(a.rates), borrow(a.site_total),
+            borrow(a.tree), borrow(a.nn), borrow(a.nbr), borrow(a.ce_index), borrow(a.weights),
+            borrow(a.local_table), borrow(a.kp), fld_b, borrow(a.dep), borrow(a.stamp),
+            borrow(a.changed), borrow(a.counts),
+        )  # fmt: skip
         return _run_kmc_chunk(
-            borrow(occ), borrow(phase), borrow(rates), borrow(site_total), borrow(tree),
-            borrow(nn), borrow(nbr), borrow(ce_index), borrow(weights), borrow(local_table),
-            borrow(kp), fld_b, borrow(dep), borrow(stamp), borrow(changed), t_now, t_stop,
-            max_events, rng, borrow(counts), borrow(log_site), borrow(log_slot), borrow(log_time),
+            b, t_now, t_stop, max_events, rng, borrow(log_site), borrow(log_slot),
+            borrow(log_time),
         )  # fmt: skip
 
     return _run_kmc_chunk_borrowed
@@ -595,17 +604,12 @@ _run_kmc_chunk_pv = _make_run_kmc_chunk(False)  # no RP domains (kp[KP_RP_ON] ==
 _run_kmc_chunk_rp = _make_run_kmc_chunk(True)
 
 
-def _run_kmc_chunk(occ, phase, rates, site_total, tree, nn, nbr, ce_index, weights,
-                   local_table, kp, fld, dep, stamp, changed, t_now, t_stop, max_events, rng,
-                   counts, log_site, log_slot, log_time):  # fmt: skip
-    """Run one chunk with the kernel compiled for ``kp[KP_RP_ON]`` (see the kernels' docstring).
+def _run_kmc_chunk(a, t_now, t_stop, max_events, rng, log_site, log_slot, log_time):
+    """Run one chunk with the kernel compiled for ``a.kp[KP_RP_ON]`` (see the kernels' docstring).
 
-    ``fld`` is the pair field tuple ``(field, colinfo, w_int, pair_table, nn_col, quantum)`` and
-    ``local_table`` the CE's clusters of three or more sites
-    (:func:`segsim.engine.pair_field_tables`).
+    ``a`` is the :class:`KMCArrays` of the run: ``a.fld`` is the pair field tuple
+    ``(field, colinfo, w_int, pair_table, nn_col, quantum)`` and ``a.local_table`` the CE's
+    clusters of three or more sites (:func:`segsim.engine.pair_field_tables`).
     """
-    kernel = _run_kmc_chunk_rp if kp[KP_RP_ON] > 0.0 else _run_kmc_chunk_pv
-    return kernel(
-        occ, phase, rates, site_total, tree, nn, nbr, ce_index, weights, local_table, kp, fld,
-        dep, stamp, changed, t_now, t_stop, max_events, rng, counts, log_site, log_slot, log_time,
-    )  # fmt: skip
+    kernel = _run_kmc_chunk_rp if a.kp[KP_RP_ON] > 0.0 else _run_kmc_chunk_pv
+    return kernel(a, t_now, t_stop, max_events, rng, log_site, log_slot, log_time)
