@@ -188,91 +188,12 @@ def calibrate(
     with tempfile.TemporaryDirectory(prefix="segsim-calibrate-") as tmp:
         work = Path(tmp)
         if opts.fit_rp and "pristine" in ens.treatments and ens.duration_days > 6:
-            from segsim.rp import load_rp_defaults
-
-            e_lo, e_hi = 0.9, 1.4
-            top = _pl14(ens, {**params, "rp": {"e_rp_a_ev": e_hi}}, "pristine", work)
-            any_rp = top["rp_day0"] > 0
-            constrained = any_rp and top["rp_day6"] > 0
-            for _ in range(opts.n_iter if constrained else 0):
-                mid = 0.5 * (e_lo + e_hi)
-                r = _pl14(ens, {**params, "rp": {"e_rp_a_ev": mid}}, "pristine", work)
-                if r["rp_day6"] > 0:
-                    e_hi = mid
-                else:
-                    e_lo = mid
-            default = load_rp_defaults()[0].e_rp_a_ev
-            if constrained:
-                params["rp"] = {"e_rp_a_ev": round(e_lo, 4)}
-            report["rp.e_rp_a_ev"] = {
-                "target": "no RP domain left in pristine NCs at day 6",
-                "value": params["rp"]["e_rp_a_ev"] if constrained else default,
-                "constrained": constrained,
-                "default": default,
-            }
-            if constrained:
-                say(f"rp.e_rp_a_ev = {e_lo:.3f} eV (the largest barrier with RP gone by day 6)")
-            elif any_rp:
-                report["rp.e_rp_a_ev"]["note"] = (
-                    f"RP gone by day 6 even at {e_hi} eV (the upper bound): not constrained"
-                )
-                say(f"rp.e_rp_a_ev: not constrained (RP gone by day 6 even at {e_hi} eV)")
-            else:
-                say("rp.e_rp_a_ev: not constrained (no NC of the ensemble has an RP domain)")
+            _fit_rp_barrier(ens, params, report, work, opts.n_iter, say)
         if opts.fit_rp_shift and "ddabr" in ens.treatments:
             _fit_rp_shift(ens, params, report, library, work, opts.n_iter, say)
         if opts.fit_e_exp and "pristine" in ens.treatments:
-            target = _shift(pub["pristine"])
-
-            def f_exp(e: float) -> float:
-                p = {**params, "kinetics": {**params["kinetics"], "e_exp_cd_ev": e}}
-                r = _pl14(ens, p, "pristine", work)
-                return (r["pl14_nm"] - r["pl0_nm"] - target) ** 2
-
-            x, y, _ = golden_section(f_exp, 0.85, 1.20, opts.n_iter)
-            params["kinetics"]["e_exp_cd_ev"] = round(x, 4)
-            report["kinetics.e_exp_cd_ev"] = _entry(
-                "pristine PL shift over 14 days", target, x, y, (0.85, 1.20)
-            )
-            say(f"kinetics.e_exp_cd_ev = {x:.3f} eV, pristine PL-shift miss {math.sqrt(y):.1f} nm")
-        fitted: dict[tuple, str] = {}  # (ligand parameters, target) -> treatment fitted
-        for t in ens.treatments:
-            if t == "pristine":
-                continue
-            target = _shift(pub[t])
-            lib = library[t]
-            same = (lib.theta, lib.rp_barrier_shift_ev, lib.treatment_duration_s, target)
-            if same in fitted:  # equal parameters and target: the same search, done once
-                u = fitted[same]
-                params["ligands"][t] = dict(params["ligands"][u])
-                report[f"ligands.{t}.theta"] = {
-                    **report[f"ligands.{u}.theta"],
-                    "target": f"{t} PL shift over 14 days = {target:g} nm",
-                    "same_as": u,
-                }
-                say(f"ligands.{t}.theta = that of {u} (same parameters and target)")
-                continue
-            fitted[same] = t
-
-            def f_theta(lg: float, t: str = t, target: float = target) -> float:
-                lig = {**params["ligands"].get(t, {}), "theta": 1.0 - 10.0**lg}
-                p = {**params, "ligands": {**params["ligands"], t: lig}}
-                r = _pl14(ens, p, t, work)
-                return (r["pl14_nm"] - r["pl0_nm"] - target) ** 2
-
-            lg, y, _ = golden_section(f_theta, -4.0, 0.0, opts.n_iter)
-            theta = round(1.0 - 10.0**lg, 6)
-            params["ligands"][t] = {**params["ligands"].get(t, {}), "theta": theta}
-            report[f"ligands.{t}.theta"] = _entry(
-                f"{t} PL shift over 14 days",
-                target,
-                theta,
-                y,
-                (0.0, 0.9999),
-                prior=library[t].theta,
-                searched=(lg, -4.0, 0.0),
-            )  # fmt: skip  (at_bound is judged on log10(1 - theta), the searched variable)
-            say(f"ligands.{t}.theta = {theta:.4f}, PL-shift miss {math.sqrt(y):.1f} nm")
+            _fit_e_exp(ens, params, report, _shift(pub["pristine"]), work, opts.n_iter, say)
+        _fit_thetas(ens, params, report, library, pub, work, opts.n_iter, say)
     doc = {
         "calibration": {
             "targets": str(opts.targets or "potentials/aging_targets.yaml"),
@@ -317,6 +238,131 @@ RP_SHIFT_BOUNDS_EV: tuple[float, float] = (0.0, 0.45)
 # The upper bound: with the default barrier (1.1 eV) a shift of 0.45 eV makes each RP site
 # switch ~1e5 times per s during the 120-s exchange (events, and run time, grow as
 # exp(shift / kT)); clearing RP within 120 s needs only a barrier of ~kT ln(nu 120 s) ~ 0.86 eV.
+
+
+def _fit_rp_barrier(
+    ens: ReproduceOptions,
+    params: dict[str, Any],
+    report: dict[str, Any],
+    work: Path,
+    n_iter: int,
+    say: Any,
+) -> None:
+    """Bisect the RP switch barrier: the largest with no RP domain left in pristine at day 6.
+
+    Sets ``params["rp"]["e_rp_a_ev"]`` when the ensemble constrains it and records the
+    search in ``report["rp.e_rp_a_ev"]`` either way.
+    """
+    from segsim.params.rp import load_rp_defaults
+
+    e_lo, e_hi = 0.9, 1.4
+    top = _pl14(ens, {**params, "rp": {"e_rp_a_ev": e_hi}}, "pristine", work)
+    any_rp = top["rp_day0"] > 0
+    constrained = any_rp and top["rp_day6"] > 0
+    for _ in range(n_iter if constrained else 0):
+        mid = 0.5 * (e_lo + e_hi)
+        r = _pl14(ens, {**params, "rp": {"e_rp_a_ev": mid}}, "pristine", work)
+        if r["rp_day6"] > 0:
+            e_hi = mid
+        else:
+            e_lo = mid
+    default = load_rp_defaults()[0].e_rp_a_ev
+    if constrained:
+        params["rp"] = {"e_rp_a_ev": round(e_lo, 4)}
+    report["rp.e_rp_a_ev"] = {
+        "target": "no RP domain left in pristine NCs at day 6",
+        "value": params["rp"]["e_rp_a_ev"] if constrained else default,
+        "constrained": constrained,
+        "default": default,
+    }
+    if constrained:
+        say(f"rp.e_rp_a_ev = {e_lo:.3f} eV (the largest barrier with RP gone by day 6)")
+    elif any_rp:
+        report["rp.e_rp_a_ev"]["note"] = (
+            f"RP gone by day 6 even at {e_hi} eV (the upper bound): not constrained"
+        )
+        say(f"rp.e_rp_a_ev: not constrained (RP gone by day 6 even at {e_hi} eV)")
+    else:
+        say("rp.e_rp_a_ev: not constrained (no NC of the ensemble has an RP domain)")
+
+
+def _fit_e_exp(
+    ens: ReproduceOptions,
+    params: dict[str, Any],
+    report: dict[str, Any],
+    target: float,
+    work: Path,
+    n_iter: int,
+    say: Any,
+) -> None:
+    """Golden-section search of the Cd expulsion barrier on the pristine PL shift (nm)."""
+
+    def f_exp(e: float) -> float:
+        p = {**params, "kinetics": {**params["kinetics"], "e_exp_cd_ev": e}}
+        r = _pl14(ens, p, "pristine", work)
+        return (r["pl14_nm"] - r["pl0_nm"] - target) ** 2
+
+    x, y, _ = golden_section(f_exp, 0.85, 1.20, n_iter)
+    params["kinetics"]["e_exp_cd_ev"] = round(x, 4)
+    report["kinetics.e_exp_cd_ev"] = _entry(
+        "pristine PL shift over 14 days", target, x, y, (0.85, 1.20)
+    )
+    say(f"kinetics.e_exp_cd_ev = {x:.3f} eV, pristine PL-shift miss {math.sqrt(y):.1f} nm")
+
+
+def _fit_thetas(
+    ens: ReproduceOptions,
+    params: dict[str, Any],
+    report: dict[str, Any],
+    library: dict[str, Any],
+    pub: dict[str, Any],
+    work: Path,
+    n_iter: int,
+    say: Any,
+) -> None:
+    """Golden-section search of each treated ligand's coverage on its PL shift (nm).
+
+    The search runs on ``log10(1 - theta)`` in [-4, 0]; treatments with the same library
+    parameters and target share one search.
+    """
+    fitted: dict[tuple, str] = {}  # (ligand parameters, target) -> treatment fitted
+    for t in ens.treatments:
+        if t == "pristine":
+            continue
+        target = _shift(pub[t])
+        lib = library[t]
+        same = (lib.theta, lib.rp_barrier_shift_ev, lib.treatment_duration_s, target)
+        if same in fitted:  # equal parameters and target: the same search, done once
+            u = fitted[same]
+            params["ligands"][t] = dict(params["ligands"][u])
+            report[f"ligands.{t}.theta"] = {
+                **report[f"ligands.{u}.theta"],
+                "target": f"{t} PL shift over 14 days = {target:g} nm",
+                "same_as": u,
+            }
+            say(f"ligands.{t}.theta = that of {u} (same parameters and target)")
+            continue
+        fitted[same] = t
+
+        def f_theta(lg: float, t: str = t, target: float = target) -> float:
+            lig = {**params["ligands"].get(t, {}), "theta": 1.0 - 10.0**lg}
+            p = {**params, "ligands": {**params["ligands"], t: lig}}
+            r = _pl14(ens, p, t, work)
+            return (r["pl14_nm"] - r["pl0_nm"] - target) ** 2
+
+        lg, y, _ = golden_section(f_theta, -4.0, 0.0, n_iter)
+        theta = round(1.0 - 10.0**lg, 6)
+        params["ligands"][t] = {**params["ligands"].get(t, {}), "theta": theta}
+        report[f"ligands.{t}.theta"] = _entry(
+            f"{t} PL shift over 14 days",
+            target,
+            theta,
+            y,
+            (0.0, 0.9999),
+            prior=library[t].theta,
+            searched=(lg, -4.0, 0.0),
+        )  # fmt: skip  (at_bound is judged on log10(1 - theta), the searched variable)
+        say(f"ligands.{t}.theta = {theta:.4f}, PL-shift miss {math.sqrt(y):.1f} nm")
 
 
 def _fit_rp_shift(

@@ -520,6 +520,52 @@ def write_master(
 
 
 # ------------------------------------------------------------------------------ driver
+def _claim(out_dir: Path, opts: ReproduceOptions, force: bool, w: Any) -> None:
+    """Make ``out_dir`` this run's folder (rank 0 writes its options stamp; all ranks agree).
+
+    Raises
+    ------
+    ReproduceError
+        On every rank, if the folder holds a run with other options and not ``force``.
+    """
+    stamp = out_dir / "reproduce.json"
+    if w.is_root:
+        (out_dir / "ncs").mkdir(parents=True, exist_ok=True)
+        new = json.dumps(asdict(opts), indent=1, sort_keys=True)
+        if stamp.exists() and stamp.read_text() != new and not force:
+            msg = f"{out_dir} holds a reproduce run with other options; use --force or another -o"
+        else:
+            stamp.write_text(new)
+            msg = ""
+    else:
+        msg = None
+    msg = w.bcast(msg)
+    if msg:
+        raise ReproduceError(msg)
+
+
+def _gather(
+    tasks: list[Task],
+    ran: dict[int, NCResult | None],
+    shared: dict[int, int],
+    opts: ReproduceOptions,
+    params: dict[str, Any],
+    days: list[float],
+) -> list[NCResult | None]:
+    """Return the result of every task: those run, and the copies of identical ones.
+
+    ``ran`` maps task index -> result of the tasks that ran (None: stopped at the wall time);
+    ``shared`` maps a copied task -> the task it copies (:func:`shared_tasks`).
+    """
+    results: list[NCResult | None] = [ran.get(k) for k in range(len(tasks))]
+    for k, j in shared.items():
+        if results[j] is None:  # its source stopped at the walltime: reported as missing
+            continue
+        _copy_result(tasks[j], tasks[k], opts, params)  # cheap: always from the current run
+        results[k] = summarise(Path(tasks[k].path), tasks[k], days)
+    return results
+
+
 def reproduce(
     opts: ReproduceOptions,
     out_dir: str | Path,
@@ -548,20 +594,7 @@ def reproduce(
     params = load_params(opts.params)
     targets = load_targets()
     days = _report_days(opts, targets)
-    stamp = out_dir / "reproduce.json"
-    if w.is_root:
-        (out_dir / "ncs").mkdir(parents=True, exist_ok=True)
-        new = json.dumps(asdict(opts), indent=1, sort_keys=True)
-        if stamp.exists() and stamp.read_text() != new and not force:
-            msg = f"{out_dir} holds a reproduce run with other options; use --force or another -o"
-        else:
-            stamp.write_text(new)
-            msg = ""
-    else:
-        msg = None
-    msg = w.bcast(msg)
-    if msg:
-        raise ReproduceError(msg)
+    _claim(out_dir, opts, force, w)
     tasks = make_tasks(opts, out_dir)
     if force and w.is_root:
         for task in tasks:
@@ -598,14 +631,7 @@ def reproduce(
     if not w.is_root:
         return None
     assert ran is not None
-    results: list[NCResult | None] = [None] * len(tasks)
-    for k, r in zip(own, ran, strict=True):
-        results[k] = r
-    for k, j in shared.items():
-        if results[j] is None:  # its source stopped at the walltime: reported as missing
-            continue
-        _copy_result(tasks[j], tasks[k], opts, params)  # cheap: always from the current run
-        results[k] = summarise(Path(tasks[k].path), tasks[k], days)
+    results = _gather(tasks, dict(zip(own, ran, strict=True)), shared, opts, params, days)
     missing = sum(r is None for r in results)
     if missing:
         raise Unfinished(
