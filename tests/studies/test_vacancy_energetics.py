@@ -1,4 +1,4 @@
-"""The B-vacancy energetics measurement (segsim.training.vacancy_energetics)."""
+"""The B-vacancy energetics measurement (studies/vacancy_energetics)."""
 
 import json
 
