@@ -1,0 +1,132 @@
+"""What barriers each shipped cluster expansion gives the KMC events (issue 17, item 1, start).
+
+``python -m studies.ce_barriers.ce_barriers [--out FILE]`` builds the 12 nm NC of the aging
+inputs (random Cd at x = 0.25, seed 0) for ``potentials/provisional.ce`` and
+``potentials/fitted.ce`` and tabulates, from the compiled tables (the numbers the KMC kernel
+uses), the energy changes that enter the barriers of ``segsim.kinetics``:
+
+* removal ``dE_rm`` (M -> V) of surface Pb and Cd by outside neighbours k (1 face, 2 edge,
+  3 corner), relative to the model's reference (the face centre of a pure NC): the
+  expulsion barrier is ``E_exp(M) + bep_alpha * (dE_rm - dE_rm_ref(M))``;
+* the same on the face next to one surface vacancy (pit growth);
+* recession ``dE_rec + (k - 1) mu_CsBr`` (V -> O) relative to the reference (enters the
+  barrier only with ``bep_alpha_recession > 0``);
+* vacancy injection (a face-centre V swapped with the Pb below it, pure NC) and the energy
+  changes of hops of a surface vacancy (x = 0.25).
+
+Barriers in eV follow with the shipped ``potentials/kinetics.yaml``.  It is a first
+measurement for the diagnosis asked by issue 17, not the diagnosis itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from segsim import kinetics, species
+from segsim.lattice import build_cube, n_edge_from_nm
+from segsim.models import load_model
+from segsim.params.files import POTENTIALS_DIR
+from segsim.synthesis import initial_kmc_occupations
+
+HERE = Path(__file__).resolve().parent
+NAMES = {species.PB: "Pb", species.CD: "Cd"}
+
+
+def _stats(values: Sequence[float], ref: float) -> str:
+    d = np.asarray(values) - ref
+    if d.size == 0:
+        return "| - | - | - | 0 |"
+    return f"| {d.mean():+.3f} | {d.min():+.3f} | {d.max():+.3f} | {d.size} |"
+
+
+def model_rows(ce: str, edge_nm: float = 12.0, seed: int = 0) -> list[str]:
+    """Return the Markdown rows of one CE file in ``potentials/``."""
+    m = load_model("cluster_expansion", POTENTIALS_DIR / ce)
+    n = n_edge_from_nm(edge_nm, m.a_angstrom)
+    lat = build_cube(n, m.a_angstrom, m.reach + 1)
+    t = m.compile(lat)
+    ref_pb, ref_cd, ref_rec = kinetics.removal_reference_ev(t, lat)
+    mu = kinetics.recession_mu_csbr_ev(t)
+    occ = initial_kmc_occupations(lat, 0.25, 0.0, np.random.default_rng(seed))
+    k = lat.n_outside_nn
+    surf = np.flatnonzero(lat.in_nc & (k > 0))
+    rows = [
+        (
+            f"### `{ce}` (reach {m.reach}; references: dE_rm(Pb) {ref_pb:.3f}, dE_rm(Cd) "
+            f"{ref_cd:.3f}, dE_rec {ref_rec:.3f}, mu_CsBr {mu:.3f} eV)"
+        ),
+        "",
+        "| quantity (eV, relative to the reference) | mean | min | max | sites |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for sp, ref in ((species.PB, ref_pb), (species.CD, ref_cd)):
+        for kk in (1, 2, 3):
+            sites = [s for s in surf if k[s] == kk and occ[s] == sp]
+            d = [t.flip_energy_change(occ, s, species.VAC) for s in sites]
+            rows.append(f"| dE_rm({NAMES[sp]}), k = {kk} " + _stats(d, ref))
+        pit = []
+        for s in surf:
+            if k[s] != 1 or occ[s] != sp:
+                continue
+            v = next((j for j in lat.nn[s] if k[j] == 1 and occ[j] <= species.CD), None)
+            if v is None:
+                continue
+            o = occ.copy()
+            o[v] = species.VAC
+            pit.append(t.flip_energy_change(o, s, species.VAC))
+        rows.append(f"| dE_rm({NAMES[sp]}), face, beside a surface V " + _stats(pit, ref))
+    for kk in (1, 2, 3):
+        d = []
+        for s in (s for s in surf if k[s] == kk):
+            o = occ.copy()
+            o[s] = species.VAC
+            d.append(t.flip_energy_change(o, s, species.OUT) + (kk - 1) * mu)
+        rows.append(f"| dE_rec + (k - 1) mu_CsBr, k = {kk} " + _stats(d, ref_rec))
+    o = lat.empty_occupations()
+    c = lat.pad + n // 2
+    f0, f1 = (int(lat.site_index(np.array([c]), np.array([c]), np.array([z]))[0])
+              for z in (lat.pad, lat.pad + 1))  # fmt: skip
+    o[f0] = species.VAC
+    rows.append("| V injection (face centre -> depth 1, pure NC) " + _stats(
+        [t.swap_energy_change(o, f0, f1)], 0.0))  # fmt: skip
+    hops = []
+    for s in surf:
+        if occ[s] > species.CD:
+            continue
+        o = occ.copy()
+        o[s] = species.VAC
+        hops += [t.swap_energy_change(o, s, j) for j in lat.nn[s] if o[j] <= species.CD]
+    rows.append("| hop of a surface V (dE, all neighbours) " + _stats(hops, 0.0))
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the table for both shipped CEs (``--out``, default ``ce_barriers.md`` here)."""
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--out", default=str(HERE / "ce_barriers.md"))
+    args = p.parse_args(argv)
+    kp = kinetics.load_defaults()
+    text = [
+        "# Energy changes behind the KMC barriers, per shipped CE",
+        "",
+        (
+            "Generated by `python -m studies.ce_barriers.ce_barriers` (module docstring). Shipped "
+            f"kinetics: bep_alpha {kp.bep_alpha}, bep_alpha_recession {kp.bep_alpha_recession}, "
+            f"E_exp(Pb) {kp.e_exp_pb_ev}, E_exp(Cd) {kp.e_exp_cd_ev}, E_KRA(Pb) {kp.e_kra_pb_ev}, "
+            f"E_KRA(Cd) {kp.e_kra_cd_ev}, E_rec {kp.e_rec_ev} eV."
+        ),
+        "",
+    ]
+    for ce in ("provisional.ce", "fitted.ce"):
+        text += [*model_rows(ce), ""]
+    Path(args.out).write_text("\n".join(text))
+    print("\n".join(text))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
