@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
@@ -23,7 +24,13 @@ from segsim.engine import KMCEngine, KMCState, MCEngine, MCState
 from segsim.io import hdf5
 from segsim.kernels.kmc import EVENT_TYPE_NAMES, KP_MU_REC, KP_REC_REF, KP_REF
 from segsim.models import load_model
-from segsim.observers import cd_fraction_by_depth, kmc_observers, mc_observers, trace_shapes
+from segsim.observers import (
+    Observer,
+    cd_fraction_by_depth,
+    kmc_observers,
+    mc_observers,
+    trace_shapes,
+)
 from segsim.progress import Progress, TimeProgress
 from segsim.rng import make_rng, state_from_json
 from segsim.runloop import StepSchedule, TimeSchedule, run_frames, write_first_frame
@@ -140,19 +147,19 @@ def _check_drift(engine: MCEngine | KMCEngine) -> None:
 class _Wiring:
     """What differs between the run kinds: everything :func:`_run` needs to run one task."""
 
-    engine: Any
-    schedule: Any
-    frame: int  # last frame already written
-    observers: list
-    bar: Any
-    create: dict[str, Any] | None  # sink.create keywords of a new run (None: resumed)
-    on_frame: Any = None
+    engine: MCEngine | KMCEngine
+    schedule: StepSchedule | TimeSchedule
+    frame: int  # last frame already written (0 for a new run)
+    observers: list[Observer]
+    bar: Progress
+    metadata: dict[str, Any] = field(default_factory=dict)  # extra /metadata of a new file
+    on_frame: Callable[[Any], None] | None = None  # see segsim.runloop.run_frames
 
 
 def _run(
     cfg: SimulationConfig,
     out_path: Path,
-    wire: Any,
+    wire: Callable[..., _Wiring],
     *,
     resume: bool,
     walltime_s: float | None,
@@ -182,7 +189,7 @@ def _run(
             model_source=str(cfg.model.path),
             extra_metadata={
                 "model_label": str(model.metadata.get("segsim_label", "")),
-                **(w.create or {}),
+                **w.metadata,
             },
         )
         write_first_frame(w.engine, w.schedule, observers=w.observers, sink=sink)
@@ -254,7 +261,6 @@ def run_canonical(
             frame=schedule.frame_of(state.step),
             observers=mc_observers(lattice),
             bar=Progress(total, start_step=state.step, enabled=progress),
-            create=None if ck is not None else {},
         )
 
     engine, lattice, t_start = _run(
@@ -356,7 +362,7 @@ def run_kmc(
             frame=frame,
             observers=kmc_observers(lattice),
             bar=TimeProgress(total_s, start_s=state.time_s, enabled=progress),
-            create={
+            metadata={
                 "ligand": ligand.name,
                 "theta": ligand.theta,
                 "treatment_end_s": t_treat,
