@@ -96,6 +96,111 @@ def autocorrelation_stderr(samples: np.ndarray) -> tuple[float, float, float]:
     return mean, float(np.sqrt(var * tau / n)), tau
 
 
+def _segsim_mc_run(
+    tables: Any,
+    occ0: np.ndarray,
+    seq: np.random.SeedSequence,
+    temperature_k: float,
+    sweeps: int,
+    sweep_steps: int,
+) -> dict[str, Any]:
+    """Run and time segsim's MC for :func:`bench_mc`: energy per site after every sweep (eV).
+
+    A warm-up call on a scratch state is timed separately (``compile_s``: numba compilation
+    or its cache load), so ``wall_s`` is the sweeps alone.
+    """
+    n_sites = occ0.size
+    t0 = time.perf_counter()
+    scratch = MCEngine(
+        tables, MCState.initial(occ0, tables), np.random.default_rng(0), temperature_k=temperature_k
+    )
+    scratch.advance(1)
+    compile_s = time.perf_counter() - t0
+    state = MCState.initial(occ0, tables)
+    e0 = state.energy_ev / n_sites
+    engine = MCEngine(tables, state, np.random.default_rng(seq), temperature_k=temperature_k)
+    energies = np.empty(sweeps, dtype=np.float64)
+    t0 = time.perf_counter()
+    for k in range(sweeps):
+        engine.advance(sweep_steps)
+        energies[k] = state.energy_ev
+    wall_s = time.perf_counter() - t0
+    return {
+        "energies": energies / n_sites,
+        "e0": e0,
+        "wall_s": wall_s,
+        "compile_s": compile_s,
+        "drift_ev": engine.energy_drift_ev(),
+        "state": state,
+    }
+
+
+def _icet_mc_run(
+    model: ClusterExpansionModel,
+    lattice: Any,
+    tables: Any,
+    occ0: np.ndarray,
+    temperature_k: float,
+    seed: int,
+    sweeps: int,
+    sweep_steps: int,
+) -> dict[str, Any]:
+    """Run and time icet's ``CanonicalEnsemble`` for :func:`bench_mc` (energies per site, eV).
+
+    icet seeds Python's global :mod:`random`; its state is restored afterwards.  The energy of
+    icet's final configuration is recomputed with segsim's tables (``final_check_ev``).
+    """
+    from mchammer.calculators import ClusterExpansionCalculator
+    from mchammer.ensembles import CanonicalEnsemble
+
+    n_sites = lattice.n_sites
+    structure = model.to_icet_structure(lattice, occ0)
+    icet_steps = sweeps * sweep_steps
+    saved_random_state = random.getstate()
+    try:
+        t0 = time.perf_counter()
+        calculator = ClusterExpansionCalculator(structure, model.icet_ce)
+        ensemble = CanonicalEnsemble(
+            structure=structure,
+            calculator=calculator,
+            temperature=float(temperature_k),
+            boltzmann_constant=K_B_EV_PER_K,
+            random_seed=int(seed),
+            dc_filename=None,
+            ensemble_data_write_interval=sweep_steps,
+            trajectory_write_interval=icet_steps,
+        )
+        setup_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ensemble.run(icet_steps)
+        wall_s = time.perf_counter() - t0
+    finally:
+        random.setstate(saved_random_state)
+    with warnings.catch_warnings():
+        # mchammer's DataContainer.get calls DataFrame.dropna(inplace=True), deprecated in
+        # pandas 3.1; silence only that message (the suite turns warnings into errors).
+        warnings.filterwarnings("ignore", message=r"The inplace keyword in DataFrame\.dropna")
+        mctrial, potential, acceptance = ensemble.data_container.get(
+            "mctrial", "potential", "acceptance_ratio"
+        )
+    mctrial = np.asarray(mctrial, dtype=np.int64)
+    energies_all = np.asarray(potential, dtype=np.float64) / n_sites
+    if mctrial[0] != 0 or mctrial.size != sweeps + 1:
+        raise RuntimeError(f"unexpected icet sampling steps {mctrial[:3]}... ({mctrial.size})")
+    final_codes = np.array(
+        [_ATOMIC_NUMBER_TO_CODE[int(z)] for z in ensemble.configuration.occupations],
+        dtype=species.OCC_DTYPE,
+    )
+    return {
+        "energies": energies_all[1:],
+        "e0": float(energies_all[0]),
+        "wall_s": wall_s,
+        "setup_s": setup_s,
+        "acceptance": np.asarray(acceptance, dtype=np.float64)[1:],
+        "final_check_ev": abs(tables.total_energy(final_codes) / n_sites - float(energies_all[-1])),
+    }
+
+
 def bench_mc(
     *,
     model_path: str | Path,
@@ -145,9 +250,6 @@ def bench_mc(
         ``segsim_energy_mean_ev_per_site`` and ``icet_energy_mean_ev_per_site`` with their
         ``*_stderr_ev_per_site``, and ``energies_agree``.
     """
-    from mchammer.calculators import ClusterExpansionCalculator
-    from mchammer.ensembles import CanonicalEnsemble
-
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     if not 0.0 <= x <= 1.0:
@@ -155,7 +257,6 @@ def bench_mc(
     if not temperature_k > 0.0:
         raise ValueError(f"temperature_k must be > 0, got {temperature_k}")
 
-    # ---------------------------------------------------------------- common setup
     t0 = time.perf_counter()
     model = ClusterExpansionModel.from_file(model_path)
     lattice = build_periodic(size, model.a_angstrom)
@@ -169,84 +270,21 @@ def bench_mc(
     segsim_sweeps = SEGSIM_SWEEPS[1] if quick else SEGSIM_SWEEPS[0]
     icet_sweeps = ICET_SWEEPS[1] if quick else ICET_SWEEPS[0]
 
-    # ---------------------------------------------------------------- segsim
-    t0 = time.perf_counter()
-    scratch = MCEngine(
-        tables,
-        MCState.initial(occ0, tables),
-        np.random.default_rng(0),
-        temperature_k=temperature_k,
-    )
-    scratch.advance(1)
-    segsim_compile_s = time.perf_counter() - t0
-
-    state = MCState.initial(occ0, tables)
-    segsim_e0 = state.energy_ev / n_sites
-    engine = MCEngine(tables, state, np.random.default_rng(seq_mc), temperature_k=temperature_k)
-    segsim_energies = np.empty(segsim_sweeps, dtype=np.float64)
-    t0 = time.perf_counter()
-    for k in range(segsim_sweeps):
-        engine.advance(sweep_steps)
-        segsim_energies[k] = state.energy_ev
-    segsim_wall_s = time.perf_counter() - t0
-    segsim_steps = segsim_sweeps * sweep_steps
-    segsim_energies /= n_sites
-    segsim_drift_ev = engine.energy_drift_ev()
-
-    # ---------------------------------------------------------------- icet
-    structure = model.to_icet_structure(lattice, occ0)
-    icet_steps = icet_sweeps * sweep_steps
-    saved_random_state = random.getstate()
-    try:
-        t0 = time.perf_counter()
-        calculator = ClusterExpansionCalculator(structure, model.icet_ce)
-        ensemble = CanonicalEnsemble(
-            structure=structure,
-            calculator=calculator,
-            temperature=float(temperature_k),
-            boltzmann_constant=K_B_EV_PER_K,
-            random_seed=int(seed),
-            dc_filename=None,
-            ensemble_data_write_interval=sweep_steps,
-            trajectory_write_interval=icet_steps,
-        )
-        icet_setup_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ensemble.run(icet_steps)
-        icet_wall_s = time.perf_counter() - t0
-    finally:
-        random.setstate(saved_random_state)
-    with warnings.catch_warnings():
-        # mchammer's DataContainer.get calls DataFrame.dropna(inplace=True), deprecated in
-        # pandas 3.1; silence only that message (the suite turns warnings into errors).
-        warnings.filterwarnings("ignore", message=r"The inplace keyword in DataFrame\.dropna")
-        mctrial, potential, acceptance = ensemble.data_container.get(
-            "mctrial", "potential", "acceptance_ratio"
-        )
-    mctrial = np.asarray(mctrial, dtype=np.int64)
-    icet_energies_all = np.asarray(potential, dtype=np.float64) / n_sites
-    if mctrial[0] != 0 or mctrial.size != icet_sweeps + 1:
-        raise RuntimeError(f"unexpected icet sampling steps {mctrial[:3]}... ({mctrial.size})")
-    icet_e0 = float(icet_energies_all[0])
-    icet_energies = icet_energies_all[1:]
-    icet_acceptance = np.asarray(acceptance, dtype=np.float64)[1:]
-    final_codes = np.array(
-        [_ATOMIC_NUMBER_TO_CODE[int(z)] for z in ensemble.configuration.occupations],
-        dtype=species.OCC_DTYPE,
-    )
-    icet_final_check_ev = abs(
-        tables.total_energy(final_codes) / n_sites - float(icet_energies_all[-1])
-    )
+    sg = _segsim_mc_run(tables, occ0, seq_mc, temperature_k, segsim_sweeps, sweep_steps)
+    ic = _icet_mc_run(model, lattice, tables, occ0, temperature_k, seed, icet_sweeps, sweep_steps)
+    segsim_steps, icet_steps = segsim_sweeps * sweep_steps, icet_sweeps * sweep_steps
+    segsim_e0, icet_e0 = sg["e0"], ic["e0"]
 
     # ---------------------------------------------------------------- statistics
     s_burn = int(BURN_IN_FRACTION * segsim_sweeps)
     i_burn = int(BURN_IN_FRACTION * icet_sweeps)
-    s_mean, s_err, s_tau = autocorrelation_stderr(segsim_energies[s_burn:])
-    i_mean, i_err, i_tau = autocorrelation_stderr(icet_energies[i_burn:])
+    s_mean, s_err, s_tau = autocorrelation_stderr(sg["energies"][s_burn:])
+    i_mean, i_err, i_tau = autocorrelation_stderr(ic["energies"][i_burn:])
     diff = s_mean - i_mean
     combined = float(np.hypot(s_err, i_err))
-    segsim_rate = segsim_steps / segsim_wall_s
-    icet_rate = icet_steps / icet_wall_s
+    segsim_rate = segsim_steps / sg["wall_s"]
+    icet_rate = icet_steps / ic["wall_s"]
+    state = sg["state"]
 
     import icet
     import numba
@@ -265,14 +303,14 @@ def bench_mc(
         "burn_in_fraction": BURN_IN_FRACTION,
         # rates
         "segsim_steps": int(segsim_steps),
-        "segsim_wall_s": float(segsim_wall_s),
+        "segsim_wall_s": float(sg["wall_s"]),
         "segsim_steps_per_s": float(segsim_rate),
-        "segsim_compile_s": float(segsim_compile_s),
+        "segsim_compile_s": float(sg["compile_s"]),
         "segsim_setup_s": float(segsim_setup_s),
         "icet_steps": int(icet_steps),
-        "icet_wall_s": float(icet_wall_s),
+        "icet_wall_s": float(ic["wall_s"]),
         "icet_steps_per_s": float(icet_rate),
-        "icet_setup_s": float(icet_setup_s),
+        "icet_setup_s": float(ic["setup_s"]),
         "ratio": float(segsim_rate / icet_rate),
         # same quantity at step 0
         "step0_segsim_energy_ev_per_site": float(segsim_e0),
@@ -280,22 +318,22 @@ def bench_mc(
         "step0_abs_diff_ev_per_site": float(abs(segsim_e0 - icet_e0)),
         "step0_energies_agree": bool(abs(segsim_e0 - icet_e0) < STEP0_TOLERANCE_EV_PER_SITE),
         # equilibrium check
-        "segsim_n_samples": int(segsim_energies.size - s_burn),
+        "segsim_n_samples": int(sg["energies"].size - s_burn),
         "segsim_energy_mean_ev_per_site": s_mean,
         "segsim_energy_stderr_ev_per_site": s_err,
         "segsim_tau_int_sweeps": s_tau,
         "segsim_acceptance": float(state.n_accepted / max(state.step, 1)),
-        "icet_n_samples": int(icet_energies.size - i_burn),
+        "icet_n_samples": int(ic["energies"].size - i_burn),
         "icet_energy_mean_ev_per_site": i_mean,
         "icet_energy_stderr_ev_per_site": i_err,
         "icet_tau_int_sweeps": i_tau,
-        "icet_acceptance": float(icet_acceptance.mean()),
+        "icet_acceptance": float(ic["acceptance"].mean()),
         "energy_diff_ev_per_site": float(diff),
         "energy_diff_combined_stderr_ev_per_site": combined,
         "energies_agree": bool(abs(diff) <= 3.0 * combined),
         # consistency
-        "segsim_energy_drift_ev": float(segsim_drift_ev),
-        "icet_final_config_abs_diff_ev_per_site": float(icet_final_check_ev),
+        "segsim_energy_drift_ev": float(sg["drift_ev"]),
+        "icet_final_config_abs_diff_ev_per_site": float(ic["final_check_ev"]),
         # environment
         "segsim_version": segsim.__version__,
         "icet_version": str(icet.__version__),
