@@ -215,6 +215,60 @@ def _mc_validation(
     return title, mc_markdown(cfg, rows, skipped), rows
 
 
+def _training_structures(cfg: TrainConfig) -> list[Any]:
+    """Return the reference structures of the ``structures`` section (step 1)."""
+    from segsim.training import structures
+
+    s = cfg.structures
+    return structures.build_training_set(
+        nc_edges=s.nc_edges,
+        compositions=s.compositions,
+        n_random=s.n_random,
+        n_profiles=s.n_profiles,
+        vacancy_structures=s.vacancy_structures,
+        vacancy_pairs=s.vacancy_pairs,
+        surface_pit_edges=s.surface_pit_edges,
+        bulk_sizes=s.bulk_sizes,
+        bulk_compositions=s.bulk_compositions,
+        rp_edges=s.rp_edges,
+        seed=s.seed,
+        a_angstrom=s.a_angstrom,
+        vacuum_angstrom=s.vacuum_angstrom,
+        pad=s.pad_sites,
+    )
+
+
+def _checks_of_the_fit(
+    cfg: TrainConfig, ce_path: Path, progress: bool, cached_only: bool
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Run the checks of a written CE that go into the report (step 4, 4a).
+
+    Returns the report sections by title (extrapolation check, MC validation, and the DFT
+    validation when ``dft_validation.md`` is in the output folder) and the MC-validation
+    summary lines.
+    """
+    f = cfg.fit
+    sections: dict[str, str] = {}
+    if f.check_steps > 0:
+        from segsim.training.extrapolation import run_check
+
+        check = run_check(
+            ce_path, edge_nm=f.check_edge_nm, x_cd=0.25, n_steps=f.check_steps, seed=f.seed
+        )
+        sections[f"Extrapolation check: a {f.check_edge_nm:g} nm NC"] = check.markdown()
+    val_lines: tuple[str, ...] = ()
+    if f.mc_validation:
+        title, body, val_rows = _mc_validation(
+            cfg, ce_path, progress=progress, cached_only=cached_only
+        )
+        sections[title] = body
+        val_lines = tuple(_mc_line(r) for r in val_rows)
+    dft_md = cfg.output_dir / "dft_validation.md"
+    if dft_md.is_file():  # written by studies/dft_validation (CP2K); included as it is
+        sections["DFT validation"] = dft_md.read_text()
+    return sections, val_lines
+
+
 def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False) -> TrainSummary:
     """Run the whole training pipeline of a validated configuration.
 
@@ -236,25 +290,10 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
     FileNotFoundError
         With ``cached_only`` and no database.
     """
-    from segsim.training import derived, fit, reference, report, structures
+    from segsim.training import derived, fit, reference, report
 
     s = cfg.structures
-    structs = structures.build_training_set(
-        nc_edges=s.nc_edges,
-        compositions=s.compositions,
-        n_random=s.n_random,
-        n_profiles=s.n_profiles,
-        vacancy_structures=s.vacancy_structures,
-        vacancy_pairs=s.vacancy_pairs,
-        surface_pit_edges=s.surface_pit_edges,
-        bulk_sizes=s.bulk_sizes,
-        bulk_compositions=s.bulk_compositions,
-        rp_edges=s.rp_edges,
-        seed=s.seed,
-        a_angstrom=s.a_angstrom,
-        vacuum_angstrom=s.vacuum_angstrom,
-        pad=s.pad_sites,
-    )
+    structs = _training_structures(cfg)
     c = cfg.calculator
     if cached_only and not cfg.database.is_file():
         raise FileNotFoundError(f"--cached-only: no reference database at {cfg.database}")
@@ -349,23 +388,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
         + yaml.safe_dump(params, sort_keys=False)
     )
     extra = {"Derived parameters": derived.markdown(params), **round_sections}
-    if f.check_steps > 0:
-        from segsim.training.extrapolation import run_check
-
-        check = run_check(
-            ce_path, edge_nm=f.check_edge_nm, x_cd=0.25, n_steps=f.check_steps, seed=f.seed
-        )
-        extra[f"Extrapolation check: a {f.check_edge_nm:g} nm NC"] = check.markdown()
-    val_lines: tuple[str, ...] = ()
-    if f.mc_validation:
-        title, body, val_rows = _mc_validation(
-            cfg, ce_path, progress=progress, cached_only=cached_only
-        )
-        extra[title] = body
-        val_lines = tuple(_mc_line(r) for r in val_rows)
-    dft_md = out / "dft_validation.md"
-    if dft_md.is_file():  # written by studies/dft_validation (CP2K); included as it is
-        extra["DFT validation"] = dft_md.read_text()
+    checks_extra, val_lines = _checks_of_the_fit(cfg, ce_path, progress, cached_only)
+    extra.update(checks_extra)
     report_path = report.write_report(result, checks, out, extra_sections=extra)
     pooled = fit.group_scores(result)[-1:] or [None]
     return TrainSummary(
