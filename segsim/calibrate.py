@@ -44,6 +44,7 @@ import hashlib
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -186,14 +187,14 @@ def calibrate(
             print(msg, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="segsim-calibrate-") as tmp:
-        work = Path(tmp)
+        search = _Search(ens, params, report, library, Path(tmp), opts.n_iter, say)
         if opts.fit_rp and "pristine" in ens.treatments and ens.duration_days > 6:
-            _fit_rp_barrier(ens, params, report, work, opts.n_iter, say)
+            _fit_rp_barrier(search)
         if opts.fit_rp_shift and "ddabr" in ens.treatments:
-            _fit_rp_shift(ens, params, report, library, work, opts.n_iter, say)
+            _fit_rp_shift(search)
         if opts.fit_e_exp and "pristine" in ens.treatments:
-            _fit_e_exp(ens, params, report, _shift(pub["pristine"]), work, opts.n_iter, say)
-        _fit_thetas(ens, params, report, library, pub, work, opts.n_iter, say)
+            _fit_e_exp(search, _shift(pub["pristine"]))
+        _fit_thetas(search, pub)
     doc = {
         "calibration": {
             "targets": str(opts.targets or "potentials/aging_targets.yaml"),
@@ -240,19 +241,27 @@ RP_SHIFT_BOUNDS_EV: tuple[float, float] = (0.0, 0.45)
 # exp(shift / kT)); clearing RP within 120 s needs only a barrier of ~kT ln(nu 120 s) ~ 0.86 eV.
 
 
-def _fit_rp_barrier(
-    ens: ReproduceOptions,
-    params: dict[str, Any],
-    report: dict[str, Any],
-    work: Path,
-    n_iter: int,
-    say: Any,
-) -> None:
+@dataclass
+class _Search:
+    """What every parameter search of :func:`calibrate` shares; ``params``/``report`` grow."""
+
+    ens: ReproduceOptions  # the ensemble every evaluation runs
+    params: dict[str, Any]  # parameters found so far: kinetics / rp / ligands
+    report: dict[str, Any]  # one entry per fitted parameter
+    library: dict[str, Any]  # the ligand library
+    work: Path  # scratch folder of the evaluations
+    n_iter: int  # iterations of each search
+    say: Callable[[str], None]  # progress line (rank 0, unless quiet)
+
+
+def _fit_rp_barrier(search: _Search) -> None:
     """Bisect the RP switch barrier: the largest with no RP domain left in pristine at day 6.
 
     Sets ``params["rp"]["e_rp_a_ev"]`` when the ensemble constrains it and records the
     search in ``report["rp.e_rp_a_ev"]`` either way.
     """
+    ens, params, report, say = search.ens, search.params, search.report, search.say
+    work, n_iter = search.work, search.n_iter
     from segsim.params.rp import load_rp_defaults
 
     e_lo, e_hi = 0.9, 1.4
@@ -286,16 +295,10 @@ def _fit_rp_barrier(
         say("rp.e_rp_a_ev: not constrained (no NC of the ensemble has an RP domain)")
 
 
-def _fit_e_exp(
-    ens: ReproduceOptions,
-    params: dict[str, Any],
-    report: dict[str, Any],
-    target: float,
-    work: Path,
-    n_iter: int,
-    say: Any,
-) -> None:
+def _fit_e_exp(search: _Search, target: float) -> None:
     """Golden-section search of the Cd expulsion barrier on the pristine PL shift (nm)."""
+    ens, params, report, say = search.ens, search.params, search.report, search.say
+    work, n_iter = search.work, search.n_iter
 
     def f_exp(e: float) -> float:
         p = {**params, "kinetics": {**params["kinetics"], "e_exp_cd_ev": e}}
@@ -310,21 +313,14 @@ def _fit_e_exp(
     say(f"kinetics.e_exp_cd_ev = {x:.3f} eV, pristine PL-shift miss {math.sqrt(y):.1f} nm")
 
 
-def _fit_thetas(
-    ens: ReproduceOptions,
-    params: dict[str, Any],
-    report: dict[str, Any],
-    library: dict[str, Any],
-    pub: dict[str, Any],
-    work: Path,
-    n_iter: int,
-    say: Any,
-) -> None:
+def _fit_thetas(search: _Search, pub: dict[str, Any]) -> None:
     """Golden-section search of each treated ligand's coverage on its PL shift (nm).
 
     The search runs on ``log10(1 - theta)`` in [-4, 0]; treatments with the same library
     parameters and target share one search.
     """
+    ens, params, report, say = search.ens, search.params, search.report, search.say
+    library, work, n_iter = search.library, search.work, search.n_iter
     fitted: dict[tuple, str] = {}  # (ligand parameters, target) -> treatment fitted
     for t in ens.treatments:
         if t == "pristine":
@@ -365,20 +361,14 @@ def _fit_thetas(
         say(f"ligands.{t}.theta = {theta:.4f}, PL-shift miss {math.sqrt(y):.1f} nm")
 
 
-def _fit_rp_shift(
-    ens: ReproduceOptions,
-    params: dict[str, Any],
-    report: dict[str, Any],
-    library: dict[str, Any],
-    work: Path,
-    n_iter: int,
-    say: Any,
-) -> None:
+def _fit_rp_shift(search: _Search) -> None:
     """Fit the exchange RP barrier shift to "no RP after the DDABr exchange" (in place).
 
     Only day 0 matters, so each evaluation runs one frame interval of aging.  The fitted
     shift is set for every treatment with an exchange (``treatment_duration_s > 0``).
     """
+    ens, params, report, say = search.ens, search.params, search.report, search.say
+    library, work, n_iter = search.library, search.work, search.n_iter
     short = replace(ens, duration_days=ens.frame_interval_days)
     lo, hi = RP_SHIFT_BOUNDS_EV
 

@@ -148,7 +148,7 @@ def test_bad_sweep_and_calibrate_options_one_line(tmp_path, capsys):
 
 def test_rp_shift_fit_clears_rp_in_the_ddabr_exchange_and_not_below(ensemble):
     """The fitted shift is the smallest that leaves no RP after the 2-min DDABr exchange."""
-    from segsim.calibrate import RP_SHIFT_BOUNDS_EV, _fit_rp_shift
+    from segsim.calibrate import RP_SHIFT_BOUNDS_EV, _fit_rp_shift, _Search
     from segsim.params.ligands import load_library
 
     d, opts = ensemble
@@ -163,7 +163,7 @@ def test_rp_shift_fit_clears_rp_in_the_ddabr_exchange_and_not_below(ensemble):
     params = {"kinetics": {}, "rp": {}, "ligands": {}}
     report = {}
     n_iter = 5
-    _fit_rp_shift(dd, params, report, load_library(), d / "fit", n_iter, lambda m: None)
+    _fit_rp_shift(_Search(dd, params, report, load_library(), d / "fit", n_iter, lambda m: None))
     entry = report["ligands.*.rp_barrier_shift_ev"]
     assert entry["constrained"]
     assert entry["reached"]
