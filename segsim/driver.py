@@ -287,9 +287,10 @@ def resume_config(out_path: str | Path) -> SimulationConfig:
 
 
 # --------------------------------------------------------------------------- kinetic MC
-#: Events per compiled call between progress updates and stop-flag checks.  Chunk boundaries
-#: that are not output times do not change the trajectory (see KMCEngine.advance).
-KMC_CHUNK_EVENTS = 200_000
+#: Events per compiled call between progress updates and stop-flag checks (the engine's
+#: default; tests lower it).  Chunk boundaries that are not output times do not change the
+#: trajectory (see KMCEngine.advance).
+KMC_CHUNK_EVENTS = KMCEngine.chunk_events
 
 
 def run_kmc(
