@@ -13,7 +13,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from segsim import species
+from segsim import optics, species
+from segsim.lattice import depth_from_occupations
+from segsim.rp import rp_observables
 
 
 def cd_fraction_by_depth(occupations: np.ndarray, depth: np.ndarray, n_layers: int) -> np.ndarray:
@@ -144,8 +146,6 @@ class DepthProfileObserver:
 
     def observe(self, engine: Any) -> dict[str, Any]:
         """Return the values of one frame."""
-        from segsim.lattice import depth_from_occupations
-
         lat, occ = self.lattice, engine.state.occupations
         depth = depth_from_occupations(lat, occ) if self.moving_surface else lat.depth
         return {"cd_fraction_by_depth": cd_fraction_by_depth(occ, depth, lat.n_layers)}
@@ -156,7 +156,7 @@ class KMCCountObserver:
 
     def trace_shapes(self) -> dict[str, TraceShape]:
         """Return the declared datasets."""
-        from segsim.kernels.kmc import EVENT_TYPE_NAMES
+        from segsim.kernels.kmc import EVENT_TYPE_NAMES  # numba: only when a KMC runs
 
         shapes: dict[str, TraceShape] = dict.fromkeys(
             ("time_s", "energy_ev", "total_rate_per_s"), ((), "f8")
@@ -210,14 +210,10 @@ class OpticsObserver:
 
     def trace_shapes(self) -> dict[str, TraceShape]:
         """Return the declared datasets."""
-        from segsim import optics
-
         return {_optics_name(k): ((), "f8") for k in optics.OBSERVABLE_KEYS}
 
     def observe(self, engine: Any) -> dict[str, Any]:
         """Return the values of one frame."""
-        from segsim import optics
-
         obs = optics.observables(
             engine.state.occupations, self.lattice.coords, a0_angstrom=self.a0_angstrom
         )
@@ -241,9 +237,6 @@ class RPObserver:
 
     def observe(self, engine: Any) -> dict[str, Any]:
         """Return the values of one frame."""
-        from segsim import optics
-        from segsim.rp import rp_observables
-
         a0 = self.a0_angstrom
         s = engine.state
         return rp_observables(
