@@ -15,7 +15,6 @@ import numpy as np
 
 from segsim import optics, species
 from segsim.lattice import depth_from_occupations
-from segsim.rp import rp_observables
 
 
 def cd_fraction_by_depth(occupations: np.ndarray, depth: np.ndarray, n_layers: int) -> np.ndarray:
@@ -237,6 +236,8 @@ class RPObserver:
 
     def observe(self, engine: Any) -> dict[str, Any]:
         """Return the values of one frame."""
+        from segsim.rp import rp_observables  # numba (RP kernels): only when a KMC runs
+
         a0 = self.a0_angstrom
         s = engine.state
         return rp_observables(
