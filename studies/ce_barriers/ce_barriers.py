@@ -11,6 +11,8 @@ uses), the energy changes that enter the barriers of ``segsim.kinetics``:
 * the same on the face next to one surface vacancy (pit growth);
 * recession ``dE_rec + (k - 1) mu_CsBr`` (V -> O) relative to the reference (enters the
   barrier only with ``bep_alpha_recession > 0``);
+* removal of the face-centre Pb of a pure NC with m vacant nearest neighbours, and with m
+  surface vacancies at its second and third neighbours (how removal changes as a pit grows);
 * vacancy injection (a face-centre V swapped with the Pb below it, pure NC) and the energy
   changes of hops of a surface vacancy (x = 0.25).
 
@@ -86,8 +88,35 @@ def model_rows(ce: str, edge_nm: float = 12.0, seed: int = 0) -> list[str]:
             o[s] = species.VAC
             d.append(t.flip_energy_change(o, s, species.OUT) + (kk - 1) * mu)
         rows.append(f"| dE_rec + (k - 1) mu_CsBr, k = {kk} " + _stats(d, ref_rec))
+    # Pb at the centre of a face of a pure NC with m of its crystal neighbours vacant (the
+    # four in-plane ones first, then the one below): how removal changes as a pit grows
     o = lat.empty_occupations()
     c = lat.pad + n // 2
+    centre = int(lat.site_index(np.array([c]), np.array([c]), np.array([lat.pad]))[0])
+    around = [j for j in lat.nn[centre] if k[j] == 1] + [
+        j for j in lat.nn[centre] if k[j] == 0 and lat.in_nc[j]
+    ]
+    for m in range(len(around) + 1):
+        o = lat.empty_occupations()
+        o[around[:m]] = species.VAC
+        d = t.flip_energy_change(o, centre, species.VAC)
+        rows.append(
+            f"| dE_rm(Pb), face centre of a pure NC, {m} vacant neighbours " + _stats([d], ref_pb)
+        )
+    # ... and with m vacancies on the surface within the CE's reach but not beside it (the
+    # second and third neighbours in the face): a CE whose pair terms sum linearly lowers the
+    # removal energy by every vacancy it sees
+    d2 = ((lat.coords - lat.coords[centre]) ** 2).sum(axis=1)
+    shell = [int(j) for j in np.flatnonzero((k == 1) & (d2 >= 2) & (d2 <= 4))]
+    for m in (2, 4, len(shell)):
+        o = lat.empty_occupations()
+        o[shell[:m]] = species.VAC
+        d = t.flip_energy_change(o, centre, species.VAC)
+        rows.append(
+            f"| dE_rm(Pb), face centre of a pure NC, {m} surface V at 2nd/3rd neighbours "
+            + _stats([d], ref_pb)
+        )
+    o = lat.empty_occupations()
     f0, f1 = (int(lat.site_index(np.array([c]), np.array([c]), np.array([z]))[0])
               for z in (lat.pad, lat.pad + 1))  # fmt: skip
     o[f0] = species.VAC
