@@ -12,7 +12,8 @@ uses), the energy changes that enter the barriers of ``segsim.kinetics``:
 * recession ``dE_rec + (k - 1) mu_CsBr`` (V -> O) relative to the reference (enters the
   barrier only with ``bep_alpha_recession > 0``);
 * removal of the face-centre Pb of a pure NC with m vacant nearest neighbours, and with m
-  surface vacancies at its second and third neighbours (how removal changes as a pit grows);
+  surface vacancies at its second and third neighbours, and with one vacancy one layer below
+  at the first, second or third neighbour distance (how removal changes as a pit grows);
 * vacancy injection (a face-centre V swapped with the Pb below it, pure NC) and the energy
   changes of hops of a surface vacancy (x = 0.25).
 
@@ -114,6 +115,19 @@ def model_rows(ce: str, edge_nm: float = 12.0, seed: int = 0) -> list[str]:
         d = t.flip_energy_change(o, centre, species.VAC)
         rows.append(
             f"| dE_rm(Pb), face centre of a pure NC, {m} surface V at 2nd/3rd neighbours "
+            + _stats([d], ref_pb)
+        )
+    # ... and with one vacancy one layer below it at the 1st, 2nd or 3rd neighbour distance
+    # (d^2 = 1, 2, 3 lattice units): the V-V pair energies at those distances, relative to
+    # Pb-V, as the removal sees them
+    below = np.flatnonzero((k == 0) & lat.in_nc & (lat.coords[:, 2] == lat.pad + 1))
+    for dd in (1, 2, 3):
+        j = int(below[np.flatnonzero(d2[below] == dd)[0]])
+        o = lat.empty_occupations()
+        o[j] = species.VAC
+        d = t.flip_energy_change(o, centre, species.VAC)
+        rows.append(
+            f"| dE_rm(Pb), face centre of a pure NC, one V below at d^2 = {dd} "
             + _stats([d], ref_pb)
         )
     o = lat.empty_occupations()

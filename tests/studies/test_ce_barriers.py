@@ -29,3 +29,15 @@ def test_provisional_removal_recession_and_injection_are_the_broken_bond_values(
     for k in (1, 2, 3):
         assert _row(rows, f"dE_rec + (k - 1) mu_CsBr, k = {k}") == pytest.approx([0.0] * 3)
     assert _row(rows, "V injection (face centre -> depth 1, pure NC)")[0] == pytest.approx(g)
+
+
+def test_provisional_sees_only_nearest_neighbour_vacancies():
+    rows = ce_barriers.model_rows("provisional.ce", edge_nm=4.0)
+    g = GAMMA_BOND_EV
+    for m in range(6):
+        label = f"dE_rm(Pb), face centre of a pure NC, {m} vacant neighbours"
+        assert _row(rows, label)[0] == pytest.approx(-m * g, abs=1e-9)
+    below = "dE_rm(Pb), face centre of a pure NC, one V below at d^2 = {}"
+    assert _row(rows, below.format(1))[0] == pytest.approx(-g, abs=1e-9)
+    assert _row(rows, below.format(2))[0] == pytest.approx(0.0, abs=1e-9)
+    assert _row(rows, below.format(3))[0] == pytest.approx(0.0, abs=1e-9)
