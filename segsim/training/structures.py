@@ -365,9 +365,33 @@ SURFACE_PITS: dict[str, tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]
     "pit1-face_cd-far": (((0, 0, 0),), (), ("far",)),
 }
 
+#: Vacancy clusters at and under a face, built like :data:`SURFACE_PITS` (same offsets; on a
+#: 4^3 NC the depth-1 sites have dx, dy in {-1, 0}).  They pin the V-V and V-O interactions
+#: beyond nearest neighbours that the expulsion kinetics visit and that the first training
+#: set left to the fit's regularisation: no V-V pair at squared distance 3 or 4 (lattice
+#: units), and with it a fitted third-neighbour V-V term that lowered a Pb's removal energy by
+#: 1.49 eV and dissolved the NC in the KMC (studies/ce_barriers, issue 17).  Names give the
+#: vacancy count and the squared distance of the pair that is new.
+SURFACE_VACANCIES: dict[str, tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]] = {
+    "v2-d2-face": ((), ((0, 0, 0), (-1, -1, 0)), ()),
+    "v2-d2-normal": ((), ((0, 0, 0), (-1, 0, 1)), ()),
+    "v2-d3-normal": ((), ((0, 0, 0), (-1, -1, 1)), ()),
+    "v2-d3-edge": ((), ((-2, 0, 1), (-1, 1, 0)), ()),
+    "v2-d4-face": ((), ((-1, 0, 0), (1, 0, 0)), ()),
+    "v3-face-line": ((), ((-1, 0, 0), (0, 0, 0), (1, 0, 0)), ()),
+    "v3-face-l": ((), ((0, 0, 0), (-1, 0, 0), (0, -1, 0)), ()),
+    "v3-d3": ((), ((0, 0, 0), (-1, 0, 0), (-1, -1, 1)), ()),
+    "v4-face-square": ((), ((0, 0, 0), (-1, 0, 0), (0, -1, 0), (-1, -1, 0)), ()),
+    "pit1-face_v-d2": (((0, 0, 0),), ((-1, -1, 0),), ()),
+    "pit1-face_v-d3": (((0, 0, 0),), ((-1, -1, 1),), ()),
+    "v1-face_cd-d3": ((), ((0, 0, 0),), ((-1, -1, 1),)),
+}
+
 
 def _surface_pit_set(lattice: Lattice, *, vacuum_angstrom: float) -> list[ReferenceStructure]:
-    """Pure CsPbBr3 NCs with receded surface sites (:data:`SURFACE_PITS`, kind ``nc_pit``).
+    """Pure CsPbBr3 NCs with receded surface sites and surface vacancy clusters (kind ``nc_pit``).
+
+    :data:`SURFACE_PITS` and :data:`SURFACE_VACANCIES`.
 
     A receded site is outside (O) although it lies in the as-built cube: the pits and steps
     that expulsion and recession leave, which the KMC's removal and recession energies see
@@ -385,7 +409,7 @@ def _surface_pit_set(lattice: Lattice, *, vacuum_angstrom: float) -> list[Refere
         return [int(lattice.site_index(*(np.array([v]) for v in q))[0]) for q in xyz]
 
     out = []
-    for suffix, offsets in SURFACE_PITS.items():
+    for suffix, offsets in {**SURFACE_PITS, **SURFACE_VACANCIES}.items():
         pits, vacancies, cds = (sites(o) for o in offsets)
         occ = lattice.empty_occupations()
         occ[pits] = species.OUT

@@ -296,7 +296,8 @@ def test_surface_pits_add_receded_sites_kept_apart_by_their_atoms():
     plain = {s.name for s in st.build_training_set(**kw)}
     extra = {s.name: s for s in st.build_training_set(**kw, surface_pit_edges=(4,))}
     pits = {n: s for n, s in extra.items() if n not in plain}
-    assert sorted(pits) == sorted(f"nc4_x0_{suffix}" for suffix in st.SURFACE_PITS)
+    suffixes = [*st.SURFACE_PITS, *st.SURFACE_VACANCIES]
+    assert sorted(pits) == sorted(f"nc4_x0_{suffix}" for suffix in suffixes)
     lat = build_cube(4, 5.87, 3)
     full = atomistic.formula_counts(atomistic.to_atoms(lat, lat.empty_occupations()))
     for name, s in pits.items():
@@ -331,3 +332,51 @@ def test_surface_pits_add_receded_sites_kept_apart_by_their_atoms():
     blind = [fit.TrainingRecord(**{**r.__dict__, "n_atoms": 0}) for r in recs]
     g0 = dict(zip(pits, fit.same_crystal_groups(blind), strict=True))
     assert g0["nc4_x0_pit1-face"] == g0["nc4_x0_pit1-corner"] >= 0
+
+
+def test_surface_vacancy_clusters_hold_the_pairs_their_names_promise():
+    """``v2-d3-normal``: a face V and a depth-1 V at squared distance 3, and so on."""
+    kw = {
+        "nc_edges": (4,), "compositions": (), "n_random": 0, "n_profiles": 0, "nc_end_members": (),
+        "vacancy_structures": 0, "bulk_sizes": (), "rp_edges": (), "csbr": False,
+    }  # fmt: skip
+    built = {s.name: s for s in st.build_training_set(**kw, surface_pit_edges=(4,))}
+    lat = build_cube(4, 5.87, 3)
+    coord = np.asarray(lat.coords, dtype=float)  # grid units
+
+    def d2(i: int, j: int) -> int:
+        return round(float(np.sum((coord[i] - coord[j]) ** 2)))
+
+    # (vacancy depths, squared V-V distances) per structure
+    expect = {
+        "v2-d2-face": ([0, 0], {2}),
+        "v2-d2-normal": ([0, 1], {2}),
+        "v2-d3-normal": ([0, 1], {3}),
+        "v2-d3-edge": ([0, 0], {3}),
+        "v2-d4-face": ([0, 0], {4}),
+        "v3-face-line": ([0, 0, 0], {1, 4}),
+        "v3-face-l": ([0, 0, 0], {1, 2}),
+        "v3-d3": ([0, 0, 1], {1, 2, 3}),
+        "v4-face-square": ([0] * 4, {1, 2}),
+    }
+    assert set(expect) | {"pit1-face_v-d2", "pit1-face_v-d3", "v1-face_cd-d3"} == set(
+        st.SURFACE_VACANCIES
+    )
+    for suffix, (depths, dists) in expect.items():
+        s = built[f"nc4_x0_{suffix}"]
+        v = list(s.tags["vacancy_sites"])
+        occ = np.asarray(s.occupations)
+        assert all(lat.in_nc[i] and occ[i] == species.VAC for i in v), suffix
+        assert sorted(int(lat.depth[i]) for i in v) == depths, suffix
+        assert {d2(i, j) for k, i in enumerate(v) for j in v[k + 1 :]} == dists, suffix
+    # the receded site and the vacancy, the vacancy and the Cd
+    for suffix, other, dist in (
+        ("pit1-face_v-d2", species.OUT, 2),
+        ("pit1-face_v-d3", species.OUT, 3),
+        ("v1-face_cd-d3", species.CD, 3),
+    ):
+        s = built[f"nc4_x0_{suffix}"]
+        occ = np.asarray(s.occupations)
+        (v,) = s.tags["vacancy_sites"]
+        (o,) = [i for i in np.flatnonzero(occ == other) if lat.in_nc[i]]
+        assert d2(v, o) == dist, suffix
