@@ -428,3 +428,86 @@ def formula_counts(atoms: Atoms) -> dict[str, int]:
     out = dict.fromkeys(("Cs", "Pb", "Cd", "Br"), 0)
     out.update({str(s): int(c) for s, c in zip(symbols, counts, strict=True)})
     return out
+
+
+#: Depth of the XPS-like surface shell, Angstrom: photoelectrons of Cs 3d and Pb 4f excited by
+#: Al K-alpha have inelastic mean free paths of about 1.5-2 nm in lead-halide perovskites, so
+#: XPS ratios report on the outer ~1.5 nm.
+XPS_SHELL_ANGSTROM: float = 15.0
+
+
+def _outside_distance(
+    lattice: Lattice, occ: np.ndarray, points: np.ndarray, reach: float
+) -> np.ndarray:
+    """Distance (grid units) of ``points`` (grid units) to the nearest O site; inf beyond ``reach``."""
+    from scipy.spatial import cKDTree
+
+    box = np.asarray(lattice.shape, dtype=np.float64)
+    outside = lattice.coords[occ == species.OUT].astype(np.float64)
+    if outside.size == 0:
+        return np.full(len(points), np.inf)
+    tree = cKDTree(outside, boxsize=box)
+    dist, _ = tree.query(np.mod(points, box), distance_upper_bound=reach)
+    return dist
+
+
+def depth_below_surface_angstrom(
+    lattice: Lattice,
+    occupations: np.ndarray,
+    atoms: Atoms | None = None,
+    max_depth_angstrom: float = 2.5 * XPS_SHELL_ANGSTROM,
+) -> np.ndarray:
+    """Return the depth of every atom of the atomistic view below the NC's outer surface.
+
+    The outer surface is taken half a lattice constant in front of the outside (O) B sites,
+    where the CsBr termination layer lies (the apical Br of a surface octahedron is at depth
+    0, a surface B atom at ``a / 2``): depth = (distance to the nearest O grid site) - a / 2.
+    Pits and receded sites count as outside, so the surface follows them.
+
+    Parameters
+    ----------
+    lattice
+        The NC lattice.
+    occupations
+        Species codes, shape ``(n_sites,)``.
+    atoms
+        The atomistic view of this state (:func:`to_atoms` with the lattice's own ``a`` and
+        no vacuum); built here when not given.
+    max_depth_angstrom
+        Atoms deeper than this get ``inf`` (the search stops there).
+
+    Returns
+    -------
+    numpy.ndarray
+        Depths in Angstrom, one per atom in the order of ``atoms``.
+    """
+    a = lattice.a_angstrom
+    occ = _check_occupations(lattice, occupations)
+    if atoms is None:
+        atoms = to_atoms(lattice, occ)
+    reach = max_depth_angstrom / a + 0.5
+    return (_outside_distance(lattice, occ, atoms.positions / a, reach) - 0.5) * a
+
+
+def surface_cation_ratio(
+    lattice: Lattice, occupations: np.ndarray, shell_angstrom: float = XPS_SHELL_ANGSTROM
+) -> float:
+    """Return the Cs/(Pb+Cd) atomic ratio of the outer ``shell_angstrom`` of the NC (XPS-like).
+
+    Counts the Cs and B atoms of the atomistic view (charge-balanced termination,
+    :func:`terminate`) whose depth below the outer surface (as in
+    :func:`depth_below_surface_angstrom`) is at most ``shell_angstrom``: a sharp shell, not
+    XPS's exponential attenuation.  A perfect cube of ``n^3`` B sites has ``1 + 3 / n`` over
+    the whole NC; a vacancy keeps its Cs and loses its B atom, so Cd expulsion raises the
+    ratio.  NaN for a shell without B atoms.
+    """
+    if not shell_angstrom > 0:
+        raise ValueError(f"shell_angstrom must be positive, got {shell_angstrom}")
+    occ = _check_occupations(lattice, occupations)
+    term = terminate(lattice, occ)
+    coords = lattice.coords.astype(np.float64)
+    reach = shell_angstrom / lattice.a_angstrom + 0.5
+    d_b = _outside_distance(lattice, occ, coords[term.b_atom], reach)
+    d_cs = _outside_distance(lattice, occ, coords[term.cs] + 0.5, reach)
+    n_b = int(np.count_nonzero(np.isfinite(d_b)))
+    return float(np.count_nonzero(np.isfinite(d_cs))) / n_b if n_b else float("nan")

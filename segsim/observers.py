@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from segsim import optics, species
+from segsim import atomistic, optics, species
 from segsim.lattice import depth_from_occupations
 
 
@@ -248,6 +248,25 @@ class RPObserver:
         )
 
 
+class SurfaceRatioObserver:
+    """XPS-like Cs/(Pb+Cd) ratio of the outer 1.5 nm (:func:`segsim.atomistic.surface_cation_ratio`)."""
+
+    def __init__(self, lattice: Any) -> None:
+        self.lattice = lattice
+
+    def trace_shapes(self) -> dict[str, TraceShape]:
+        """Return the declared datasets."""
+        return {"cs_ratio_surface": ((), "f8")}
+
+    def observe(self, engine: Any) -> dict[str, Any]:
+        """Return the values of one frame."""
+        return {
+            "cs_ratio_surface": atomistic.surface_cation_ratio(
+                self.lattice, engine.state.occupations
+            )
+        }
+
+
 def mc_observers(lattice: Any) -> list[Observer]:
     """Return the observers of a canonical MC run (the MC trace schema)."""
     return [MCStepObserver(), DepthProfileObserver(lattice, moving_surface=False)]
@@ -261,4 +280,5 @@ def kmc_observers(lattice: Any) -> list[Observer]:
         DepthProfileObserver(lattice, moving_surface=True),
         OpticsObserver(lattice, a0),
         RPObserver(lattice, a0),
+        SurfaceRatioObserver(lattice),
     ]

@@ -58,11 +58,13 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "pl_published_nm",
     "pl_diff_nm",
     "x_cd",
+    "x_cd_std",
     "edge_nm",
     "rp_nc_fraction",
     "a_rp_angstrom",
     "a_pv_angstrom",
     "cubic_fraction",
+    "cs_ratio_surface",
     "n_ncs",
 )
 
@@ -141,6 +143,7 @@ class NCResult:
     a_rp: list[float]
     a_pv: list[float]
     cubic: list[float]
+    cs_ratio: list[float] = field(default_factory=list)
     events: int = 0
     wall_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -340,6 +343,8 @@ def summarise(path: Path, task: Task, days: list[float]) -> NCResult:
         idx.append(k)
 
     def pick(name: str) -> list[float]:
+        if name not in tr:  # a file written before the observable existed
+            return [math.nan] * len(idx)
         return [float(tr[name][k]) for k in idx]
 
     return NCResult(
@@ -354,6 +359,7 @@ def summarise(path: Path, task: Task, days: list[float]) -> NCResult:
         a_rp=pick("a_rp_angstrom"),
         a_pv=pick("a_pv_angstrom"),
         cubic=pick("is_cubic"),
+        cs_ratio=pick("cs_ratio_surface"),
         events=int(tr["step"][-1]),
     )
 
@@ -363,6 +369,12 @@ def _nanmean(v: list[float]) -> float:
     a = np.asarray(v, dtype=float)
     a = a[np.isfinite(a)]
     return float(a.mean()) if a.size else math.nan
+
+
+def _spread(v: list[float]) -> float:
+    """Sample standard deviation between NCs (ddof 1); NaN for a single NC."""
+    a = np.asarray(v, dtype=float)
+    return float(a.std(ddof=1)) if a.size > 1 else math.nan
 
 
 def ensemble_table(
@@ -392,12 +404,15 @@ def ensemble_table(
                     "pl_published_nm": math.nan if published is None else float(published),
                     "pl_diff_nm": math.nan if published is None else pl - float(published),
                     "x_cd": float(np.mean([r.x_cd[k] for r in mine])),
+                    # spread between single NCs (what EDX on single NCs sees), n - 1
+                    "x_cd_std": _spread([r.x_cd[k] for r in mine]),
                     "edge_nm": float(np.mean([r.edge_nm[k] for r in mine])),
                     "rp_nc_fraction": float(np.mean([r.has_rp[k] for r in mine])),
                     # only NCs with an RP domain (isolated flickers are not a region)
                     "a_rp_angstrom": _nanmean([r.a_rp[k] for r in mine if r.has_rp[k]]),
                     "a_pv_angstrom": _nanmean([r.a_pv[k] for r in mine]),
                     "cubic_fraction": float(np.mean([r.cubic[k] for r in mine])),
+                    "cs_ratio_surface": _nanmean([r.cs_ratio[k] for r in mine]),
                     "n_ncs": len(mine),
                 }
             )
@@ -415,11 +430,12 @@ def _fmt(v: Any, spec: str) -> str:
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Return the table as terminal text, one block per treatment."""
     head = (
-        f"{'day':>4} {'PL model':>8} {'PL pub':>7} {'diff':>6} {'x':>6} {'edge':>6} "
-        f"{'f_RP':>5} {'a_RP':>6} {'a_pv':>6} {'cubic':>5}"
+        f"{'day':>4} {'PL model':>8} {'PL pub':>7} {'diff':>6} {'x':>6} {'sd(x)':>6} "
+        f"{'edge':>6} {'f_RP':>5} {'a_RP':>6} {'a_pv':>6} {'cubic':>5} {'Cs/B':>5}"
     )
     units = (
-        f"{'':>4} {'nm':>8} {'nm':>7} {'nm':>6} {'':>6} {'nm':>6} {'':>5} {'A':>6} {'A':>6} {'':>5}"
+        f"{'':>4} {'nm':>8} {'nm':>7} {'nm':>6} {'':>6} {'':>6} {'nm':>6} {'':>5} {'A':>6} "
+        f"{'A':>6} {'':>5} {'srf':>5}"
     )
     out = []
     for t in dict.fromkeys(r["treatment"] for r in rows):
@@ -431,9 +447,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             out.append(
                 f"{r['day']:>4g} {_fmt(r['pl_model_nm'], '8.1f')} "
                 f"{_fmt(r['pl_published_nm'], '7.0f')} {_fmt(r['pl_diff_nm'], '+6.1f')} "
-                f"{r['x_cd']:6.3f} {r['edge_nm']:6.2f} {r['rp_nc_fraction']:5.2f} "
+                f"{r['x_cd']:6.3f} {_fmt(r['x_cd_std'], '6.3f')} {r['edge_nm']:6.2f} "
+                f"{r['rp_nc_fraction']:5.2f} "
                 f"{_fmt(r['a_rp_angstrom'], '6.3f')} {_fmt(r['a_pv_angstrom'], '6.3f')} "
-                f"{r['cubic_fraction']:5.2f}"
+                f"{r['cubic_fraction']:5.2f} {_fmt(r['cs_ratio_surface'], '5.2f')}"
             )
         out.append("")
     return "\n".join(out)

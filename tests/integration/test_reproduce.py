@@ -66,6 +66,14 @@ def test_table_figure_and_master_file(setup):
     assert float(day0["pl_diff_nm"]) == pytest.approx(float(day0["pl_model_nm"]) - 478.0, abs=1e-9)
     assert float(table[0]["x_cd"]) == pytest.approx(0.25, abs=0.03)
     assert float(table[1]["x_cd"]) < float(table[0]["x_cd"])  # pristine loses Cd
+    # the spread of x between the two NCs, from their own files; the XPS-like ratio likewise
+    for row, k in ((table[0], 0), (table[1], -1)):
+        day = [hdf5.read_trace(out / "ncs" / f"pristine_nc{i}.h5") for i in range(2)]
+        xs = [tr["x_cd"][k] for tr in day]
+        assert float(row["x_cd_std"]) == pytest.approx(np.std(xs, ddof=1), abs=1e-12)
+        ratios = [tr["cs_ratio_surface"][k] for tr in day]
+        assert float(row["cs_ratio_surface"]) == pytest.approx(np.mean(ratios), abs=1e-12)
+        assert 1.0 < float(row["cs_ratio_surface"]) < 2.5
     png = (out / "pl_vs_days.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(png) > 5000

@@ -480,3 +480,22 @@ def naive_debye_intensity(
                 total += f[i] * f[j] * (1.0 if r == 0 else math.sin(qk * r) / (qk * r))
         out[k] = total
     return 0.5 * (1 + np.cos(np.radians(tt)) ** 2) * out
+
+
+def naive_distance_to_outside(points: np.ndarray, is_out: np.ndarray) -> np.ndarray:
+    """Twin of the distances behind :func:`segsim.atomistic.depth_below_surface_angstrom`.
+
+    Distances in grid units from each point to the nearest O site of the periodic grid
+    ``is_out`` (minimum image), every O site tried, no tree and no search window.
+    """
+    shape = np.asarray(is_out.shape, dtype=np.float64)
+    outs = np.argwhere(is_out).astype(np.float64)
+    res = np.full(len(points), np.inf)
+    for p, x in enumerate(np.asarray(points, dtype=np.float64)):
+        best = math.inf
+        for o in outs:
+            d = x - o
+            d -= shape * np.round(d / shape)
+            best = min(best, math.sqrt(float(d @ d)))
+        res[p] = best
+    return res

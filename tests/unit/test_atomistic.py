@@ -390,3 +390,74 @@ def test_recession_gains_two_minus_k_csbr_units_and_expulsion_removes_mbr2():
             assert c_out["Br"] - c_vac["Br"] == 2 - k
             seen.add(k)
     assert {1, 2, 3} <= seen
+
+
+# --- XPS-like surface shell -----------------------------------------------------------------
+
+
+def _damaged_cube(n: int = 4, seed: int = 3) -> tuple:
+    """A small NC with Cd, vacancies and receded sites (pits), for the shell tests."""
+    lat = build_cube(n, 5.87, 3)
+    rng = np.random.default_rng(seed)
+    occ = lat.empty_occupations()
+    inside = np.flatnonzero(lat.in_nc)
+    occ[rng.choice(inside, n**3 // 4, replace=False)] = species.CD
+    surf = inside[lat.depth[inside] == 0]
+    picks = rng.choice(surf, 6, replace=False)
+    occ[picks[:3]] = species.OUT
+    occ[picks[3:]] = species.VAC
+    return lat, occ
+
+
+def test_depth_below_surface_agrees_with_every_outside_site_by_hand():
+    from tests.reference.naive import naive_distance_to_outside
+
+    lat, occ = _damaged_cube()
+    atoms = atomistic.to_atoms(lat, occ)
+    got = atomistic.depth_below_surface_angstrom(lat, occ, atoms)
+    is_out = (occ == species.OUT).reshape(lat.shape)
+    ref = (naive_distance_to_outside(atoms.positions / lat.a_angstrom, is_out) - 0.5) * 5.87
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
+    # the pits are outside: atoms next to a receded site are at the surface
+    assert (
+        np.count_nonzero(got <= 1e-9)
+        > np.count_nonzero(
+            atomistic.depth_below_surface_angstrom(lat, lat.empty_occupations()) <= 1e-9
+        )
+        - 1
+    )
+
+
+def test_depth_below_surface_puts_the_termination_layer_at_zero():
+    lat = build_cube(4, 5.87, 3)
+    occ = lat.empty_occupations()
+    atoms = atomistic.to_atoms(lat, occ)
+    depth = atomistic.depth_below_surface_angstrom(lat, occ, atoms)
+    a = lat.a_angstrom
+    b = atoms.arrays["b_site"] >= 0
+    # surface B atoms half a lattice constant deep, the centre ones 2 a (n = 4: layers 0, 1)
+    np.testing.assert_allclose(np.unique(np.round(depth[b] / a, 9)), [0.5, 1.5], rtol=0, atol=1e-9)
+    assert depth.min() == pytest.approx(0.0)  # apical Br of the surface octahedra
+    assert np.all(depth >= 0)
+
+
+def test_surface_cation_ratio_of_a_cube_and_of_a_damaged_nc():
+    n = 6
+    lat = build_cube(n, 5.87, 3)
+    occ = lat.empty_occupations()
+    # a shell deeper than the NC: the whole crystal, n^3 + 3 n^2 Cs on n^3 B
+    whole = atomistic.surface_cation_ratio(lat, occ, shell_angstrom=100.0)
+    assert whole == pytest.approx((n**3 + 3 * n**2) / n**3)
+    # a 3 Angstrom shell holds the surface B layer (depth a / 2) and the outer Cs layer
+    # (depth (sqrt(3) - 1) a / 2), not the next Cs layer (about 1.16 a): the surface A sites
+    # less the 3 n + 1 Cs of the charge balance, on the surface B sites
+    outer = atomistic.surface_cation_ratio(lat, occ, shell_angstrom=3.0)
+    n_cs = (n + 1) ** 3 - (n - 1) ** 3 - (3 * n + 1)
+    assert outer == pytest.approx(n_cs / (n**3 - (n - 2) ** 3))
+    # Cd leaving a surface site as a vacancy keeps its Cs: the ratio rises
+    surf = np.flatnonzero(lat.in_nc & (lat.depth == 0))
+    occ2 = occ.copy()
+    occ2[surf[:5]] = species.VAC
+    assert atomistic.surface_cation_ratio(lat, occ2, shell_angstrom=3.0) > outer
+    with pytest.raises(ValueError, match="shell_angstrom"):
+        atomistic.surface_cation_ratio(lat, occ, shell_angstrom=0.0)
