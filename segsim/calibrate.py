@@ -74,6 +74,7 @@ class CalibrateOptions:
     ensemble: ReproduceOptions
     n_iter: int = 8
     targets: str | None = None  # default potentials/aging_targets.yaml
+    cache: str | None = None  # JSON file of finished evaluations: a rerun skips them
     fit_rp: bool = True
     fit_rp_shift: bool = True
     fit_e_exp: bool = True
@@ -187,7 +188,8 @@ def calibrate(
             print(msg, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="segsim-calibrate-") as tmp:
-        search = _Search(ens, params, report, library, Path(tmp), opts.n_iter, say)
+        cache = Path(opts.cache) if opts.cache else None
+        search = _Search(ens, params, report, library, Path(tmp), opts.n_iter, say, cache)
         if opts.fit_rp and "pristine" in ens.treatments and ens.duration_days > 6:
             _fit_rp_barrier(search)
         if opts.fit_rp_shift and "ddabr" in ens.treatments:
@@ -252,6 +254,59 @@ class _Search:
     work: Path  # scratch folder of the evaluations
     n_iter: int  # iterations of each search
     say: Callable[[str], None]  # progress line (rank 0, unless quiet)
+    cache: Path | None = None  # JSON file of finished evaluations (--cache)
+
+    def evaluate(
+        self, ens: ReproduceOptions, params: dict[str, Any], treatment: str
+    ) -> dict[str, Any]:
+        """Run one evaluation (:func:`_pl14`), or take it from the cache file if it is there.
+
+        The key is everything the result depends on (:func:`evaluation_key`); every rank
+        reads the cache, rank 0 writes it after each new evaluation (atomically).
+        """
+        if self.cache is None:
+            return _pl14(ens, params, treatment, self.work)
+        import json
+
+        from segsim import parallel
+
+        key = evaluation_key(ens, params, treatment)
+        done = json.loads(self.cache.read_text()) if self.cache.is_file() else {}
+        if key in done:
+            self.say(f"  ({treatment}: evaluation {key[:10]} from {self.cache.name})")
+            return dict(done[key]["result"])
+        t0 = time.perf_counter()
+        res = _pl14(ens, params, treatment, self.work)
+        if parallel.world().is_root:
+            done = json.loads(self.cache.read_text()) if self.cache.is_file() else {}
+            done[key] = {
+                "treatment": treatment,
+                "params": _flat(_merged(load_params(ens.params), params)),
+                "wall_s": round(time.perf_counter() - t0, 1),
+                "result": res,
+            }
+            tmp = self.cache.with_name(self.cache.name + ".part")
+            tmp.write_text(json.dumps(done, indent=1, sort_keys=True))
+            tmp.replace(self.cache)
+        return res
+
+
+def evaluation_key(ens: ReproduceOptions, params: dict[str, Any], treatment: str) -> str:
+    """Return the cache key of one evaluation: a digest of all that decides its result.
+
+    The ensemble (NC count, seed, days, frames, edge distribution, composition, temperature),
+    the model file's bytes, the merged parameters (``--params`` with the fitted values on top)
+    and the treatment.  Not the code: delete a cache after changing the kinetics.
+    """
+    import json
+
+    d = asdict(ens)
+    d.pop("treatments", None)
+    d.pop("params", None)
+    d["model"] = hashlib.sha1(Path(ens.model).read_bytes()).hexdigest()
+    d["merged_params"] = _flat(_merged(load_params(ens.params), params))
+    d["treatment"] = treatment
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _fit_rp_barrier(search: _Search) -> None:
@@ -261,16 +316,16 @@ def _fit_rp_barrier(search: _Search) -> None:
     search in ``report["rp.e_rp_a_ev"]`` either way.
     """
     ens, params, report, say = search.ens, search.params, search.report, search.say
-    work, n_iter = search.work, search.n_iter
+    n_iter = search.n_iter
     from segsim.params.rp import load_rp_defaults
 
     e_lo, e_hi = 0.9, 1.4
-    top = _pl14(ens, {**params, "rp": {"e_rp_a_ev": e_hi}}, "pristine", work)
+    top = search.evaluate(ens, {**params, "rp": {"e_rp_a_ev": e_hi}}, "pristine")
     any_rp = top["rp_day0"] > 0
     constrained = any_rp and top["rp_day6"] > 0
     for _ in range(n_iter if constrained else 0):
         mid = 0.5 * (e_lo + e_hi)
-        r = _pl14(ens, {**params, "rp": {"e_rp_a_ev": mid}}, "pristine", work)
+        r = search.evaluate(ens, {**params, "rp": {"e_rp_a_ev": mid}}, "pristine")
         if r["rp_day6"] > 0:
             e_hi = mid
         else:
@@ -298,11 +353,11 @@ def _fit_rp_barrier(search: _Search) -> None:
 def _fit_e_exp(search: _Search, target: float) -> None:
     """Golden-section search of the Cd expulsion barrier on the pristine PL shift (nm)."""
     ens, params, report, say = search.ens, search.params, search.report, search.say
-    work, n_iter = search.work, search.n_iter
+    n_iter = search.n_iter
 
     def f_exp(e: float) -> float:
         p = {**params, "kinetics": {**params["kinetics"], "e_exp_cd_ev": e}}
-        r = _pl14(ens, p, "pristine", work)
+        r = search.evaluate(ens, p, "pristine")
         return (r["pl14_nm"] - r["pl0_nm"] - target) ** 2
 
     x, y, _ = golden_section(f_exp, 0.85, 1.20, n_iter)
@@ -320,7 +375,7 @@ def _fit_thetas(search: _Search, pub: dict[str, Any]) -> None:
     parameters and target share one search.
     """
     ens, params, report, say = search.ens, search.params, search.report, search.say
-    library, work, n_iter = search.library, search.work, search.n_iter
+    library, n_iter = search.library, search.n_iter
     fitted: dict[tuple, str] = {}  # (ligand parameters, target) -> treatment fitted
     for t in ens.treatments:
         if t == "pristine":
@@ -343,7 +398,7 @@ def _fit_thetas(search: _Search, pub: dict[str, Any]) -> None:
         def f_theta(lg: float, t: str = t, target: float = target) -> float:
             lig = {**params["ligands"].get(t, {}), "theta": 1.0 - 10.0**lg}
             p = {**params, "ligands": {**params["ligands"], t: lig}}
-            r = _pl14(ens, p, t, work)
+            r = search.evaluate(ens, p, t)
             return (r["pl14_nm"] - r["pl0_nm"] - target) ** 2
 
         lg, y, _ = golden_section(f_theta, -4.0, 0.0, n_iter)
@@ -368,14 +423,14 @@ def _fit_rp_shift(search: _Search) -> None:
     shift is set for every treatment with an exchange (``treatment_duration_s > 0``).
     """
     ens, params, report, say = search.ens, search.params, search.report, search.say
-    library, work, n_iter = search.library, search.work, search.n_iter
+    library, n_iter = search.library, search.n_iter
     short = replace(ens, duration_days=ens.frame_interval_days)
     lo, hi = RP_SHIFT_BOUNDS_EV
 
     def rp0(shift: float) -> float:
         lig = {**params["ligands"].get("ddabr", {}), "rp_barrier_shift_ev": shift}
         p = {**params, "ligands": {**params["ligands"], "ddabr": lig}}
-        return _pl14(short, p, "ddabr", work)["rp_day0"]
+        return search.evaluate(short, p, "ddabr")["rp_day0"]
 
     entry: dict[str, Any] = {
         "target": "no RP domain in DDABr NCs right after the exchange",

@@ -168,6 +168,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             ensemble=_ensemble_options(args, treatments),
             n_iter=args.iterations,
             targets=args.targets,
+            cache=args.cache,
         )
         doc = calibrate(opts, args.output, quiet=args.quiet)
     except (CalibrateError, ReproduceError) as exc:
@@ -519,6 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "--iterations", type=int, default=8, help="evaluations per 1-D search (8)"
                 )
                 sp.add_argument("--targets", help="targets file (potentials/aging_targets.yaml)")
+                sp.add_argument(
+                    "--cache",
+                    metavar="FILE",
+                    help="JSON file of finished evaluations: a stopped calibration rerun "
+                    "with it skips them (same results)",
+                )
         elif name == "train":
             sp.add_argument("input", help="training YAML (e.g. inputs/train.yaml)")
             sp.add_argument("-q", "--quiet", action="store_true", help="no per-structure lines")

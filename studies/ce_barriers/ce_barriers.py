@@ -48,9 +48,10 @@ def _stats(values: Sequence[float], ref: float) -> str:
     return f"| {d.mean():+.3f} | {d.min():+.3f} | {d.max():+.3f} | {d.size} |"
 
 
-def model_rows(ce: str, edge_nm: float = 12.0, seed: int = 0) -> list[str]:
-    """Return the Markdown rows of one CE file in ``potentials/``."""
-    m = load_model("cluster_expansion", POTENTIALS_DIR / ce)
+def model_rows(ce: str | Path, edge_nm: float = 12.0, seed: int = 0) -> list[str]:
+    """Return the Markdown rows of one CE file (a path, or a file name in ``potentials/``)."""
+    path = Path(ce) if Path(ce).is_file() else POTENTIALS_DIR / ce
+    m = load_model("cluster_expansion", path)
     n = n_edge_from_nm(edge_nm, m.a_angstrom)
     lat = build_cube(n, m.a_angstrom, m.reach + 1)
     t = m.compile(lat)
@@ -179,6 +180,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Write the table for both shipped CEs (``--out``, default ``ce_barriers.md`` here)."""
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--out", default=str(HERE / "ce_barriers.md"))
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["provisional.ce", "fitted.ce"],
+        help="CE files (paths, or names in potentials/)",
+    )
+    p.add_argument("--database", default=str(POTENTIALS_DIR / "training.db"))
     args = p.parse_args(argv)
     kp = kinetics.load_defaults()
     text = [
@@ -192,11 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         "",
     ]
-    for ce in ("provisional.ce", "fitted.ce"):
+    for ce in args.models:
         text += [*model_rows(ce), ""]
-    vv = training_vv_distances()
+    vv = training_vv_distances(args.database)
     text += [
-        "### V-V pairs in the training database of `fitted.ce` (`potentials/training.db`)",
+        f"### V-V pairs in the training database `{Path(args.database).name}`",
         "",
         "| squared V-V distance (lattice units) | " + " | ".join(str(k) for k in vv) + " |",
         "|---|" + "---:|" * len(vv),

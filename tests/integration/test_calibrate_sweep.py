@@ -100,6 +100,39 @@ def test_treatments_with_equal_parameters_and_targets_are_fitted_once(ensemble, 
     assert doc["ligands"]["pheabr"]["theta"] == doc["ligands"]["olabr"]["theta"]
 
 
+def test_a_calibration_rerun_with_its_cache_runs_nothing_and_gives_the_same_file(
+    ensemble, monkeypatch
+):
+    import segsim.calibrate as cal
+
+    d, opts = ensemble
+    pub = {"pl_fresh_nm": 477.0, "pl_day14_nm": 479.0}
+    targets = write_yaml(d / "targets3.yaml", {"report_days": [0, 1],
+                                               "treatments": {"olabr": pub}})  # fmt: skip
+    copt = CalibrateOptions(
+        ensemble=replace(opts, n_ncs=1), n_iter=3, targets=str(targets), fit_rp=False,
+        fit_e_exp=False, cache=str(d / "evals.json"),
+    )  # fmt: skip
+    first = calibrate(copt, d / "c1.yaml", quiet=True)
+    import json
+
+    cached = json.loads((d / "evals.json").read_text())
+    assert len(cached) == 5  # n_iter evaluations plus the two bounds, all distinct
+    assert {v["treatment"] for v in cached.values()} == {"olabr"}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an evaluation ran although it is in the cache")
+
+    monkeypatch.setattr(cal, "_pl14", refuse)
+    again = calibrate(copt, d / "c2.yaml", quiet=True)
+    assert again["ligands"] == first["ligands"]
+    assert again["calibration"]["fits"] == first["calibration"]["fits"]
+    # another seed is another ensemble: not in the cache
+    other = replace(copt, ensemble=replace(copt.ensemble, seed=4))
+    with pytest.raises(AssertionError, match="in the cache"):
+        calibrate(other, d / "c3.yaml", quiet=True)
+
+
 def test_sweep_grid_and_run_over_two_ranks_equals_serial(tmp_path):
     ce = write_random_ce(tmp_path / "r.ce", cutoffs=[6.0], scale=0.02)
     base = write_yaml(tmp_path / "base.yaml", kmc_input(ce))
