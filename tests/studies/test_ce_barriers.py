@@ -41,3 +41,20 @@ def test_provisional_sees_only_nearest_neighbour_vacancies():
     assert _row(rows, below.format(1))[0] == pytest.approx(-g, abs=1e-9)
     assert _row(rows, below.format(2))[0] == pytest.approx(0.0, abs=1e-9)
     assert _row(rows, below.format(3))[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_training_database_now_holds_third_neighbour_vacancy_pairs():
+    vv = ce_barriers.training_vv_distances()
+    assert vv.get(3, 0) >= 3
+    assert vv.get(2, 0) >= 4
+    assert vv.get(4, 0) >= 1
+
+
+def test_the_refit_removes_the_third_neighbour_avalanche_term():
+    """studies/ce_barriers/refit: a V at d^2 = 3 no longer lowers a Pb's removal by ~1.5 eV."""
+    refit = ce_barriers.HERE / "refit" / "fitted.ce"
+    rows = ce_barriers.model_rows(str(refit), edge_nm=4.0)
+    for d2 in (1, 2, 3):
+        label = f"dE_rm(Pb), face centre of a pure NC, one V below at d^2 = {d2}"
+        assert abs(_row(rows, label)[0]) < 0.1
+    assert abs(_row(rows, "dE_rm(Pb), face centre of a pure NC, 5 vacant neighbours")[0]) < 0.3

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from segsim.training import fit, reference
+from segsim.training.structures import SURFACE_VACANCIES
 
 POTENTIALS = Path(__file__).resolve().parents[2] / "potentials"
 
@@ -37,6 +38,11 @@ def test_shipped_ce_refits_from_shipped_database(shipped):
     meta = ce.metadata
     settings = meta["segsim_fit_settings"]
     on_lattice = [r for r in records if r["occupations"] is not None and r["shape"] is not None]
+    # The database has since grown by the surface vacancy clusters (2026-12-04, issue 17),
+    # which the shipped fit has not seen; studies/ce_barriers/refit is the fit with them.
+    added = {f"nc4_x0_{suffix}" for suffix in SURFACE_VACANCIES}
+    assert added <= {r["name"] for r in on_lattice}
+    on_lattice = [r for r in on_lattice if r["name"] not in added]
     res = fit.fit_cluster_expansion(
         on_lattice,
         cutoff_candidates=[meta["segsim_cutoffs_angstrom"]],
