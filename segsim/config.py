@@ -722,6 +722,9 @@ class FitConfig:
     seed: int
     difference_weight: float = 0.0  # weight of same-crystal difference rows (0 = off)
     separate_vacancy: bool = False  # four-species CE (Pb, Cd, V, X) instead of (Pb, Cd, X)
+    # pair interactions of the vacancy vanish beyond this distance (Angstrom; needs
+    # separate_vacancy); None: unconstrained
+    vacancy_pair_cutoff_angstrom: float | None = None
     # energy noise of one reference structure (eV per NC / per periodic cell) that no CE can
     # fit; both set: rows weighted by N_B / sqrt(sem^2 + noise^2) (GLS); None: per B site
     noise_nc_ev: float | None = None
@@ -850,6 +853,7 @@ _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
         "seed": _Field(int, False, 2021, _non_negative),
         "difference_weight": _Field(float, False, 0.0, _non_negative),
         "separate_vacancy": _Field(bool, False, False),
+        "vacancy_pair_cutoff_angstrom": _Field(float, False, None, _positive, nullable=True),
         "noise_nc_ev": _Field(float, False, None, _positive, nullable=True),
         "noise_bulk_ev": _Field(float, False, None, _positive, nullable=True),
         "check_edge_nm": _Field(float, False, 12.0, _positive),
@@ -889,6 +893,15 @@ def train_from_dict(
     if (noise[0] is None) != (noise[1] is None):
         missing = "fit.noise_bulk_ev" if noise[1] is None else "fit.noise_nc_ev"
         raise ConfigError(source, missing, "must be set with the other noise (or neither)")
+    if (
+        sec["fit"]["vacancy_pair_cutoff_angstrom"] is not None
+        and not sec["fit"]["separate_vacancy"]
+    ):
+        raise ConfigError(
+            source,
+            "fit.vacancy_pair_cutoff_angstrom",
+            "needs fit.separate_vacancy: true (the vacancy a species of its own), or null",
+        )
     if sec["fit"]["mc_rounds"] and not sec["fit"]["mc_validation"]:
         raise ConfigError(source, "fit.mc_rounds", "needs the cells of fit.mc_validation")
     output_dir = resolve(sec["paths"]["output_dir"])

@@ -369,6 +369,139 @@ def vacuum_cluster_vector(cluster_space: Any, a_angstrom: float = A_ANGSTROM) ->
 
 
 # ------------------------------------------------------------------------------- results
+def pair_vectors(max_distance_angstrom: float, a_angstrom: float = A_ANGSTROM) -> list[tuple]:
+    """Return one lattice vector per pair distance up to ``max_distance_angstrom``.
+
+    Sorted by distance: ``(1, 0, 0)``, ``(1, 1, 0)``, ``(1, 1, 1)``, ``(2, 0, 0)``, ...
+    (lattice units; the simple-cubic B lattice of spacing ``a_angstrom``).
+    """
+    reach = math.floor(max_distance_angstrom / a_angstrom + 1e-9)
+    by_d2: dict[int, tuple] = {}
+    for i in range(reach + 1):
+        for j in range(i + 1):
+            for k in range(j + 1):
+                d2 = i * i + j * j + k * k
+                if d2 and math.sqrt(d2) * a_angstrom <= max_distance_angstrom + 1e-6:
+                    by_d2.setdefault(d2, (i, j, k))
+    return [by_d2[d2] for d2 in sorted(by_d2)]
+
+
+def vacancy_pair_constraints(
+    cluster_space: Any, beyond_angstrom: float, a_angstrom: float = A_ANGSTROM
+) -> np.ndarray:
+    """Return rows ``C`` with ``C @ J == 0`` iff the vacancy has no pair interaction beyond a distance.
+
+    For every pair distance ``d`` of the cluster space with ``beyond_angstrom < d``, and every
+    species ``s`` in (Cd, V, X), one row: the interaction energy of a vacancy and ``s`` at
+    distance ``d`` in a Pb crystal,
+
+        W(s, V; d) = E(s at 0, V at r) - E(s at 0) - E(V at r) + E(all Pb) = 0,
+
+    i.e. a vacancy at distance ``d`` feels Cd, a second vacancy and the outside exactly as it
+    feels Pb.  The energies are evaluated as icet cluster-vector differences of a periodic
+    all-Pb cell (so the rows are in the cluster space's own basis, whatever its point
+    functions), each row normalized to unit length.  With triplet cutoffs the rows also
+    carry the triplets that contain both sites (in a Pb background).
+
+    Parameters
+    ----------
+    cluster_space
+        A four-species icet cluster space (:func:`build_cluster_space` with
+        ``separate_vacancy=True``).
+    beyond_angstrom
+        Distance (Angstrom) beyond which vacancy pair interactions vanish.
+    a_angstrom
+        Lattice constant of the cluster space's primitive cell.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_rows, n_parameters)``; no rows if no pair distance exceeds ``beyond_angstrom``.
+
+    Raises
+    ------
+    ValueError
+        If the vacancy is not a species of its own in ``cluster_space``.
+    """
+    symbols = code_symbols_of(cluster_space)
+    if len(set(symbols)) < 4:
+        raise ValueError("vacancy pair constraints need a separate vacancy species (Pb, Cd, V, X)")
+    p = len(cluster_space)
+    pair_cut = float(cluster_space.cutoffs[0]) if len(cluster_space.cutoffs) else 0.0
+    vectors = [
+        r
+        for r in pair_vectors(pair_cut, a_angstrom)
+        if math.sqrt(sum(c * c for c in r)) * a_angstrom > beyond_angstrom + 1e-6
+    ]
+    if not vectors:
+        return np.zeros((0, p))
+    reach = max(float(c) for c in cluster_space.cutoffs)
+    n = 2 * math.ceil(reach / a_angstrom) + 3  # no periodic image within the cluster reach
+    shape = (n, n, n)
+
+    def cv(changes: dict[tuple, int]) -> np.ndarray:
+        occ = np.full(shape, species.PB, dtype=species.OCC_DTYPE)
+        for site, code in changes.items():
+            occ[site] = code
+        atoms = grid_atoms(occ.reshape(-1), shape, a_angstrom, symbols)
+        return np.asarray(cluster_space.get_cluster_vector(atoms), dtype=np.float64)
+
+    base = cv({})
+    rows = []
+    for r in vectors:
+        with_v = cv({r: species.VAC})
+        for code in (species.CD, species.VAC, species.OUT):
+            row = cv({(0, 0, 0): code, r: species.VAC}) - cv({(0, 0, 0): code}) - with_v + base
+            rows.append(row / np.linalg.norm(row))
+    return np.array(rows)
+
+
+def constrained_basis(constraints: np.ndarray, n_parameters: int) -> np.ndarray:
+    """Return a basis ``B`` (``n_parameters`` x q) of the parameters that satisfy ``constraints``.
+
+    Parameters untouched by any constraint row keep their own column (so that sparse fits
+    stay sparse in them); the rows are split into blocks of overlapping support and each
+    block's null space spans its parameters.  ``J = B @ z`` satisfies ``constraints @ J = 0``
+    for every ``z``.
+    """
+    from scipy.linalg import null_space
+
+    c = np.asarray(constraints, dtype=np.float64).reshape(-1, n_parameters)
+    scale = np.abs(c).max(initial=0.0)
+    touched = np.abs(c) > 1e-9 * max(scale, 1e-300)
+    # blocks: rows joined when they share a parameter (union-find over rows)
+    parent = list(range(c.shape[0]))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for col in range(n_parameters):
+        rows = np.flatnonzero(touched[:, col])
+        for i in rows[1:]:
+            parent[root(int(i))] = root(int(rows[0]))
+    columns: list[tuple[int, np.ndarray]] = []  # (first parameter, column) for ordering
+    free = ~touched.any(axis=0)
+    for col in np.flatnonzero(free):
+        e = np.zeros(n_parameters)
+        e[col] = 1.0
+        columns.append((int(col), e))
+    for r in sorted({root(i) for i in range(c.shape[0])}):
+        rows = [i for i in range(c.shape[0]) if root(i) == r]
+        support = np.flatnonzero(touched[rows].any(axis=0))
+        ns = null_space(c[np.ix_(rows, support)])
+        for k in range(ns.shape[1]):
+            col = np.zeros(n_parameters)
+            col[support] = ns[:, k]
+            columns.append((int(support[0]), col))
+    columns.sort(key=lambda t: t[0])
+    if not columns:
+        return np.zeros((n_parameters, 0))
+    return np.column_stack([col for _, col in columns])
+
+
 @dataclass(frozen=True)
 class CandidateScore:
     """Cross-validation score of one (cutoffs, fit method) candidate.
@@ -391,6 +524,9 @@ class CandidateScore:
     #: CV RMSE of energy differences between structures of the same crystal (same grid, same
     #: numbers of Pb, Cd, V and outside sites), meV per structure; NaN without such groups.
     cv_relative_rmse_mev_per_nc: float = float("nan")
+    #: pair interactions of the vacancy are constrained to zero beyond this distance
+    #: (Angstrom, :func:`vacancy_pair_constraints`); None: unconstrained
+    vacancy_pair_cutoff_angstrom: float | None = None
 
 
 @dataclass(frozen=True)
@@ -771,6 +907,10 @@ class _Problem:
     vacuum_ev_per_site: float
     groups: np.ndarray  # same_crystal_groups of the records
     row_scale: np.ndarray | None = None  # noise weights of the structure rows (None: per site)
+    #: parameters = basis @ fitted ones (linear constraints, :func:`constrained_basis`), in
+    #: the coordinates of the design without the basis (constant column already eliminated
+    #: if the vacuum is constrained); None: no constraint
+    basis: np.ndarray | None = None
 
     @property
     def design(self) -> np.ndarray:
@@ -778,6 +918,8 @@ class _Problem:
         a = self.a_full
         if self.vac is not None:
             a = a[:, 1:] - np.outer(a[:, 0], self.vac[1:])
+        if self.basis is not None:
+            a = a @ self.basis
         return a * self.weights[:, None]
 
     @property
@@ -790,6 +932,8 @@ class _Problem:
     def full_parameters(self, reduced: np.ndarray) -> np.ndarray:
         """Return the icet parameter vector from the fitted (reduced) one."""
         reduced = np.asarray(reduced, dtype=np.float64)
+        if self.basis is not None:
+            reduced = self.basis @ reduced
         if self.vac is None:
             return reduced.copy()
         j0 = self.vacuum_ev_per_site - float(self.vac[1:] @ reduced)
@@ -802,8 +946,18 @@ def _make_problem(
     records: Sequence[TrainingRecord],
     a_angstrom: float,
     vacuum_energy_ev_per_site: float | None,
+    vacancy_pair_cutoff_angstrom: float | None = None,
 ) -> _Problem:
     a_full, y_grid = sc.get_fit_data(key=PROPERTY_KEY)
+    basis = None
+    if vacancy_pair_cutoff_angstrom is not None:
+        rows = vacancy_pair_constraints(cs, vacancy_pair_cutoff_angstrom, a_angstrom)
+        if rows.shape[0]:
+            if vacuum_energy_ev_per_site is not None:  # the constant is eliminated
+                if np.any(np.abs(rows[:, 0]) > 1e-9):
+                    raise ValueError("a vacancy pair constraint involves the constant term")
+                rows = rows[:, 1:]
+            basis = constrained_basis(rows, rows.shape[1])
     n_grid = np.array([r.n_grid_sites for r in records], dtype=np.float64)
     n_b = np.array([r.n_b_sites for r in records], dtype=np.float64)
     weights = n_grid / n_b
@@ -816,6 +970,7 @@ def _make_problem(
         vac=vac,
         vacuum_ev_per_site=float(vacuum_energy_ev_per_site or 0.0),
         groups=same_crystal_groups(records),
+        basis=basis,
     )
 
 
@@ -929,6 +1084,7 @@ def _score_candidate(
     n_splits: int,
     seed: int,
     difference_weight: float = 0.0,
+    vacancy_pair_cutoff_angstrom: float | None = None,
 ) -> tuple[CandidateScore, _CVOutcome | None]:
     design, target = problem.design, problem.target
     n_params = problem.a_full.shape[1]
@@ -947,7 +1103,18 @@ def _score_candidate(
     except (ValueError, np.linalg.LinAlgError) as exc:  # a method failing is a result
         nan = float("nan")
         score = CandidateScore(
-            cutoffs, method, n_params, 0, rank, nan, nan, nan, nan, nan, error=str(exc)
+            cutoffs,
+            method,
+            n_params,
+            0,
+            rank,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            error=str(exc),
+            vacancy_pair_cutoff_angstrom=vacancy_pair_cutoff_angstrom,
         )
         return score, None
     cv_res = out.cv_pred - target
@@ -966,6 +1133,7 @@ def _score_candidate(
         train_rmse_mev_per_nc=_MEV_PER_EV * _rmse(tr_res * problem.n_b),
         cv_relative_rmse_mev_per_nc=_MEV_PER_EV
         * relative_rmse(cv_res * problem.n_b, problem.groups),
+        vacancy_pair_cutoff_angstrom=vacancy_pair_cutoff_angstrom,
     )
     return score, out
 
@@ -1041,6 +1209,7 @@ def fit_cluster_expansion(
     difference_weight: float = 0.0,
     separate_vacancy: bool = False,
     structure_noise_ev: tuple[float, float] | None = None,
+    vacancy_pair_cutoff_angstrom: float | None = None,
 ) -> FitResult:
     """Select, fit and cross-validate a CE for the reference records.
 
@@ -1083,6 +1252,11 @@ def fit_cluster_expansion(
         then weighted by ``N_B / sqrt(sem**2 + tau**2)`` (:func:`noise_row_scale`; ``sem``: the
         start standard error of its energy), i.e. generalized least squares on energies per
         structure, instead of per B site.  None (default): rows per B site, unweighted.
+    vacancy_pair_cutoff_angstrom
+        With ``separate_vacancy``: the pair interactions of the vacancy (with Cd, V and X,
+        relative to Pb) are constrained to zero beyond this distance, Angstrom
+        (:func:`vacancy_pair_constraints`), in every candidate; the other pair terms keep the
+        candidate's cutoff.  None (default): no constraint.
 
     Returns
     -------
@@ -1113,11 +1287,21 @@ def fit_cluster_expansion(
     for cutoffs in candidates:
         cs = build_cluster_space(cutoffs, a_angstrom, separate_vacancy=separate_vacancy)
         sc = build_structure_container(cs, kept, a_angstrom)
-        problem = _make_problem(cs, sc, kept, a_angstrom, vacuum_energy_ev_per_site)
+        problem = _make_problem(
+            cs, sc, kept, a_angstrom, vacuum_energy_ev_per_site, vacancy_pair_cutoff_angstrom
+        )
         if structure_noise_ev is not None:
             problem.row_scale = noise_row_scale(kept, structure_noise_ev)
         for method in methods:
-            score, out = _score_candidate(problem, cutoffs, method, k, seed, difference_weight)
+            score, out = _score_candidate(
+                problem,
+                cutoffs,
+                method,
+                k,
+                seed,
+                difference_weight,
+                vacancy_pair_cutoff_angstrom if problem.basis is not None else None,
+            )
             scores.append(score)
             if out is None or not math.isfinite(score.cv_rmse_mev_per_site):
                 continue
@@ -1143,6 +1327,9 @@ def fit_cluster_expansion(
         "separate_vacancy": bool(separate_vacancy),
         "structure_noise_ev": (
             None if structure_noise_ev is None else [float(t) for t in structure_noise_ev]
+        ),
+        "vacancy_pair_cutoff_angstrom": (
+            None if vacancy_pair_cutoff_angstrom is None else float(vacancy_pair_cutoff_angstrom)
         ),
     }
     metadata = _metadata(score, len(kept), settings, description)

@@ -202,15 +202,18 @@ def _mc_line(row: dict[str, Any]) -> str:
 def _mc_validation(
     cfg: TrainConfig, ce_path: Path, *, progress: bool, cached_only: bool
 ) -> tuple[str, str, list[dict[str, Any]]]:
-    """Run the MC validation of the CE at ``ce_path``; return the report section and rows."""
+    """Run the MC validation of the CE at ``ce_path``; return the report section and rows.
+
+    The validation database is never pruned: it holds the MC arrangements of every CE that
+    was validated (the shipped one, candidates), which are evidence, not stale rows of an
+    old training set, and the shipped model's tests reproduce its rows from it.
+    """
     from segsim.training import mc_validation
 
     db_path = mc_validation.validation_database_path(cfg.database)
-    rows, skipped, records = mc_cells(
+    rows, skipped, _ = mc_cells(
         cfg, ce_path, prefix="mcval", db_path=db_path, progress=progress, cached_only=cached_only
     )
-    if not cached_only:
-        _prune(db_path, records)
     title = "MC validation: the CE's Monte Carlo against the reference"
     return title, mc_markdown(cfg, rows, skipped), rows
 
@@ -328,6 +331,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
             difference_weight=f.difference_weight,
             separate_vacancy=f.separate_vacancy,
             structure_noise_ev=f.structure_noise_ev,
+            vacancy_pair_cutoff_angstrom=f.vacancy_pair_cutoff_angstrom,
             a_angstrom=s.a_angstrom,
             description=(
                 f"fitted by segsim train to {c.kind} reference energies ({cfg.source}); "

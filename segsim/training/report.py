@@ -125,6 +125,18 @@ def _cv_section(res: FitResult) -> list[str]:
         ),
         "",
     ]
+    vcut = s.get("vacancy_pair_cutoff_angstrom")
+    if vcut is not None:
+        lines += [
+            (
+                f"Vacancy pair constraint: in every candidate, the pair interactions of the "
+                f"vacancy V (with Cd, V and X, relative to Pb) are zero beyond {vcut:g} Angstrom "
+                "(`segsim.training.fit.vacancy_pair_constraints`); the Cd-Cd, Cd-X and X-X "
+                "pairs keep the candidate's cutoff. Column `V pairs to` below: the distance "
+                "beyond which that candidate's vacancy pairs vanish (`-`: none beyond its cutoff)."
+            ),
+            "",
+        ]
     lines += _group_lines(res)
     lines += [
         "All candidates:",
@@ -137,6 +149,13 @@ def _cv_section(res: FitResult) -> list[str]:
             [
                 ("**" if chosen else "") + str(list(c.cutoffs)) + ("**" if chosen else ""),
                 c.fit_method,
+                *(
+                    [_fmt(c.vacancy_pair_cutoff_angstrom, "g")]
+                    if vcut is not None and c.vacancy_pair_cutoff_angstrom is not None
+                    else ["-"]
+                    if vcut is not None
+                    else []
+                ),
                 c.n_parameters,
                 c.n_nonzero_parameters,
                 c.rank,
@@ -152,6 +171,7 @@ def _cv_section(res: FitResult) -> list[str]:
         [
             "cutoffs (A)",
             "method",
+            *(["V pairs to (A)"] if vcut is not None else []),
             "parameters",
             "non-zero",
             "rank",

@@ -178,6 +178,15 @@ def test_train_mc_validation_checks_the_ce_mc_against_the_reference(tmp_path, ca
     assert main(["train", str(inp), "-q"]) == 0
     assert "(0 computed now)" in capsys.readouterr().out
     assert len(load_references(val_db)) == len(recs)
+    # another MC (seed) adds its arrangements and keeps every earlier row: the validation
+    # database holds the evidence of every CE validated, a shipped one's included
+    doc = yaml.safe_load(inp.read_text())
+    doc["fit"]["seed"] = 7
+    inp.write_text(yaml.safe_dump(doc))
+    assert main(["train", str(inp), "-q"]) == 0
+    assert "rows that this input does not use" not in capsys.readouterr().err
+    after = {r["name"] for r in load_references(val_db)}
+    assert set(recs) < after
 
 
 def test_train_mc_rounds_add_the_ce_mc_arrangements_to_the_training_set(tmp_path, capsys):

@@ -159,6 +159,23 @@ def test_train_noise_weights_come_in_pairs(tmp_path):
         load_any(write_yaml(tmp_path / "d.yaml", doc))
 
 
+def test_train_vacancy_pair_cutoff_needs_a_separate_vacancy(tmp_path):
+    from segsim.config import load_any
+
+    doc = _train_doc()
+    assert load_any(write_yaml(tmp_path / "a.yaml", doc)).fit.vacancy_pair_cutoff_angstrom == 6.0
+    del doc["fit"]["vacancy_pair_cutoff_angstrom"]  # off unless asked for
+    assert load_any(write_yaml(tmp_path / "b.yaml", doc)).fit.vacancy_pair_cutoff_angstrom is None
+    doc["fit"].update(vacancy_pair_cutoff_angstrom=6.0, separate_vacancy=False)
+    with pytest.raises(
+        ConfigError, match=r"fit\.vacancy_pair_cutoff_angstrom: needs fit\.separate_vacancy"
+    ):
+        load_any(write_yaml(tmp_path / "c.yaml", doc))
+    doc["fit"].update(vacancy_pair_cutoff_angstrom=-1.0, separate_vacancy=True)
+    with pytest.raises(ConfigError, match=r"fit\.vacancy_pair_cutoff_angstrom"):
+        load_any(write_yaml(tmp_path / "d.yaml", doc))
+
+
 @pytest.mark.parametrize(
     ("section", "key", "value", "needle"),
     [

@@ -614,3 +614,112 @@ def test_noise_weights_are_a_weighted_least_squares_fit(tmp_path: Path):
     np.testing.assert_allclose(
         res.cv_predicted_ev_per_site[test], prob.design[test] @ c + shift[test], atol=1e-9
     )
+
+
+def _vacancy_interaction_ev(tables, n_sites: int, j: int, code: int) -> float:
+    """W = E(code at 0, V at j) - E(code at 0) - E(V at j) + E(all Pb), from segsim's kernels."""
+
+    def energy(changes: dict[int, int]) -> float:
+        occ = np.full(n_sites, species.PB, dtype=species.OCC_DTYPE)
+        for site, c in changes.items():
+            occ[site] = c
+        return float(tables.total_energy(occ))
+
+    return (
+        energy({0: code, j: species.VAC})
+        - energy({0: code})
+        - energy({j: species.VAC})
+        + energy({})
+    )
+
+
+def _vacancy_interactions(ce) -> dict[tuple[int, int], float]:
+    """W(code, V; d^2) for d^2 = 1..4 and code in (Cd, V, X), in a periodic 7^3 cell."""
+    lat = build_periodic(7, A)
+    tables = ClusterExpansionModel(ce).compile(lat)
+    out = {}
+    for r in ((1, 0, 0), (1, 1, 0), (1, 1, 1), (2, 0, 0)):
+        j = int(lat.site_index(np.array(r[0]), np.array(r[1]), np.array(r[2])))
+        for code in (species.CD, species.VAC, species.OUT):
+            out[(sum(c * c for c in r), code)] = _vacancy_interaction_ev(
+                tables, lat.n_sites, j, code
+            )
+    return out
+
+
+def test_vacancy_pair_constraint_removes_exactly_the_vacancy_interactions_beyond_the_cutoff():
+    """Any CE in the constrained basis: a vacancy feels Cd, V and X beyond 6 A exactly as Pb.
+
+    The interactions are evaluated with segsim's compiled kernels (not icet's cluster
+    vectors, from which the constraint rows are built), on a periodic cell of another size.
+    """
+    from icet import ClusterExpansion
+
+    cs = fitmod.build_cluster_space((12.0,), A, separate_vacancy=True)
+    rows = fitmod.vacancy_pair_constraints(cs, 6.0, A)
+    assert rows.shape == (9, len(cs))  # d^2 = 2, 3, 4, each for Cd, V and X
+    basis = fitmod.constrained_basis(rows, len(cs))
+    assert np.linalg.matrix_rank(rows) == 9
+    assert basis.shape == (len(cs), len(cs) - 9)
+    assert np.allclose(rows @ basis, 0.0, atol=1e-12)
+    assert np.allclose(basis.T @ basis, np.eye(basis.shape[1]), atol=1e-12)
+    # parameters no constraint touches (at least the constant, the points and the
+    # nearest-neighbour pairs) keep a unit column of their own: sparse fits stay sparse
+    free = np.flatnonzero(np.all(np.abs(rows) < 1e-12, axis=0))
+    assert set(range(1 + 3 + 6)) <= set(free.tolist())
+    for k in free:
+        assert np.sum(np.isclose(basis[k], 1.0)) == 1
+        assert np.sum(np.abs(basis[k])) == 1.0
+    params = basis @ np.random.default_rng(3).normal(0.0, 0.05, basis.shape[1])
+    w = _vacancy_interactions(ClusterExpansion(cs, params))
+    for (d2, code), value in w.items():
+        if d2 == 1:
+            assert abs(value) > 1e-4, (d2, code)  # nearest neighbours: free
+        else:
+            assert abs(value) < 1e-9, (d2, code, value)
+    # the same random parameters without the constraint interact at every distance
+    free = ClusterExpansion(cs, np.random.default_rng(3).normal(0.0, 0.05, len(cs)))
+    assert all(abs(v) > 1e-4 for v in _vacancy_interactions(free).values())
+    # below the nearest-neighbour distance nothing is left free; beyond the pairs, nothing
+    assert fitmod.vacancy_pair_constraints(cs, 12.0, A).shape == (0, len(cs))
+    assert fitmod.vacancy_pair_constraints(cs, 1.0, A).shape == (12, len(cs))
+    with pytest.raises(ValueError, match="separate vacancy"):
+        fitmod.vacancy_pair_constraints(fitmod.build_cluster_space((12.0,), A), 6.0, A)
+
+
+def test_constrained_fit_has_no_long_range_vacancy_interaction(tmp_path: Path):
+    kwargs = {
+        "fit_methods": ["bayesian-ridge"],
+        "n_splits": 5,
+        "seed": 2021,
+        "learning_fractions": (1.0,),
+        "separate_vacancy": True,
+    }
+    recs = list(synthetic_records())
+    res = fitmod.fit_cluster_expansion(
+        recs, cutoff_candidates=[(6.0,), (12.0,)], vacancy_pair_cutoff_angstrom=6.0, **kwargs
+    )
+    assert res.settings["vacancy_pair_cutoff_angstrom"] == 6.0
+    # the nearest-neighbour candidate has nothing to constrain
+    by_cut = {c.cutoffs: c for c in res.candidates}
+    assert by_cut[(6.0,)].vacancy_pair_cutoff_angstrom is None
+    assert by_cut[(12.0,)].vacancy_pair_cutoff_angstrom == 6.0
+    ce = fitmod.fit_cluster_expansion(
+        recs, cutoff_candidates=[(12.0,)], vacancy_pair_cutoff_angstrom=6.0, **kwargs
+    ).ce
+    w = _vacancy_interactions(ce)
+    assert max(abs(v) for (d2, _), v in w.items() if d2 > 1) < 1e-9
+    text = write_report(res, None, tmp_path / "rep").read_text()
+    assert "Vacancy pair constraint" in text
+    assert "| V pairs to (A) |" in text
+    free = fitmod.fit_cluster_expansion(recs, cutoff_candidates=[(12.0,)], **kwargs).ce
+    assert max(abs(v) for (d2, _), v in _vacancy_interactions(free).items() if d2 > 1) > 1e-4
+    # the constrained CE still reproduces its training energies through the compiled kernels
+    path = tmp_path / "c.ce"
+    ce.write(str(path))
+    model = ClusterExpansionModel.from_file(path)
+    r = next(r for r in recs if r["name"].startswith("nc4_vac1"))
+    lat = build_cube(4, A, PAD)
+    assert model.compile(lat).total_energy(np.asarray(r["occupations"])) == pytest.approx(
+        model.predict_total(lat, np.asarray(r["occupations"])), abs=1e-8
+    )

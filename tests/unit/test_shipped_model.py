@@ -59,6 +59,7 @@ def test_shipped_ce_refits_from_shipped_database(shipped):
             if settings.get("structure_noise_ev") is None
             else tuple(settings["structure_noise_ev"])
         ),
+        vacancy_pair_cutoff_angstrom=settings.get("vacancy_pair_cutoff_angstrom"),
     )
     assert res.n_structures == meta["segsim_n_training_structures"]
     # ARDR is iterative: agreement to ~1e-7 relative (measured), far below any physics.
