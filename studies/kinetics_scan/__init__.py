@@ -1,0 +1,1 @@
+"""Hand scan of the aging kinetics (issue 17)."""
