@@ -220,7 +220,7 @@ def calibrate(
 def _portable(ensemble: dict[str, Any]) -> dict[str, Any]:
     """Return the ensemble settings with files inside the repository relative to its root.
 
-    The written calibration then names ``potentials/provisional.ce`` instead of the absolute
+    The written calibration then names ``potentials/fitted.ce`` instead of the absolute
     path of the machine that ran it; files elsewhere keep their absolute paths.
     """
     from segsim.params.files import POTENTIALS_DIR

@@ -426,7 +426,7 @@ def default_model_path() -> Path:
     """Return the shipped default energy model (``potentials/`` next to the sources)."""
     from segsim.params.files import POTENTIALS_DIR
 
-    return POTENTIALS_DIR / "provisional.ce"
+    return POTENTIALS_DIR / "fitted.ce"
 
 
 #: Subcommand table: name -> (handler, one-line help).

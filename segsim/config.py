@@ -17,7 +17,7 @@ Input layout (``segsim run``)::
       pad_sites: null              # optional; outside layers around the NC (default reach + 1)
     model:
       kind: cluster_expansion      # registry: segsim.models.MODEL_KINDS
-      path: ../potentials/provisional.ce
+      path: ../potentials/fitted.ce
     run:
       kind: canonical_mc           # registry: RUN_KINDS
       temperature_k: 343.0

@@ -81,15 +81,15 @@ class Unfinished(RuntimeError):
 class ReproduceOptions:
     """Options of one ``segsim reproduce`` (units in the names)."""
 
-    # 3 NCs x 6 treatments (15 runs, PEABr shared with OlABr) take 7.7 min on 2 MPI ranks
-    # (measured with potentials/calibrated_aging.yaml): since core Cd leaves, a 14-day run of
-    # a 12 nm NC is ~1e7 events (~50 s); the CLI default (segsim.cli) repeats this value.
+    # 3 NCs x 6 treatments (15 runs, PEABr shared with OlABr); with the fitted CE and the
+    # third calibration a 14-day run of a 12 nm NC is 2e5-5e6 events (studies/kinetics_scan);
+    # the CLI default (segsim.cli) repeats this value.
     n_ncs: int = 3
     seed: int = 2021
     duration_days: float = 14.0
     frame_interval_days: float = 0.25
     treatments: tuple[str, ...] = TREATMENTS
-    model: str = str(POTENTIALS_DIR / "provisional.ce")
+    model: str = str(POTENTIALS_DIR / "fitted.ce")
     params: str | None = None  # a `segsim calibrate` parameter file
     edge_mean_nm: float = 12.1
     edge_std_nm: float = 1.4

@@ -295,4 +295,4 @@ def test_run_warns_when_calibrated_rates_meet_another_model(tmp_path, ce_file, c
     err = [line for line in capsys.readouterr().err.splitlines() if "calibrated for" in line]
     assert len(err) == 1
     assert "e_rec_ev" in err[0]
-    assert "provisional.ce" in err[0]
+    assert "calibrated for fitted.ce" in err[0]

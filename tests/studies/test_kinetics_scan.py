@@ -22,6 +22,7 @@ def test_scan_resumes_without_rerunning_finished_settings(tmp_path, monkeypatch)
             {
                 "setting": ks.label_of(setting),
                 "kinetics": setting,
+                "effective": ks.effective(setting),
                 "model": model,
                 "treatment": "pristine",
                 "day": days,
@@ -44,7 +45,11 @@ def test_scan_resumes_without_rerunning_finished_settings(tmp_path, monkeypatch)
     rows = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert [r["setting"] for r in rows] == calls
     md = (tmp_path / "s.md").read_text()
+    e = ks.effective({})
     assert (
-        "| e_rec_ev=0.9 | pristine | 1 | 1 | 0.100 | 480.0 | 495.0 | 11.00 | 1.00e+06 | hop_pb 10 | 1 |"
-        in md
-    )
+        f"| {e['e_kra_pb_ev']:.2f} | {e['e_kra_cd_ev']:.2f} | {e['e_exp_cd_ev']:.2f} | 0.90 | "
+        "pristine | 1 | 1 | 0.100 | 480.0 | 495.0 | 11.00 | 1.00e+06 | hop_pb 10 | 1 |"
+    ) in md
+    # a setting equal to the defaults is the same run as "base"
+    assert ks.main([*args, "--set", f"e_rec_ev={e['e_rec_ev']}"]) == 0
+    assert len(calls) == 3

@@ -38,11 +38,9 @@ def test_shipped_ce_refits_from_shipped_database(shipped):
     meta = ce.metadata
     settings = meta["segsim_fit_settings"]
     on_lattice = [r for r in records if r["occupations"] is not None and r["shape"] is not None]
-    # The database has since grown by the surface vacancy clusters (2026-12-04, issue 17),
-    # which the shipped fit has not seen; studies/ce_barriers/refit is the fit with them.
+    # the surface vacancy clusters of issue 17 are in the fit
     added = {f"nc4_x0_{suffix}" for suffix in SURFACE_VACANCIES}
     assert added <= {r["name"] for r in on_lattice}
-    on_lattice = [r for r in on_lattice if r["name"] not in added]
     res = fit.fit_cluster_expansion(
         on_lattice,
         cutoff_candidates=[meta["segsim_cutoffs_angstrom"]],
