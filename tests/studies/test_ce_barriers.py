@@ -58,3 +58,19 @@ def test_the_refit_removes_the_third_neighbour_avalanche_term():
         label = f"dE_rm(Pb), face centre of a pure NC, one V below at d^2 = {d2}"
         assert abs(_row(rows, label)[0]) < 0.1
     assert abs(_row(rows, "dE_rm(Pb), face centre of a pure NC, 5 vacant neighbours")[0]) < 0.3
+
+
+def test_the_shipped_fitted_ce_has_no_removal_avalanche():
+    """potentials/fitted.ce (vacancy pairs held to the nearest neighbour): no vacancy makes a
+    neighbouring removal cheaper, and vacancies beyond the nearest neighbour change nothing."""
+    rows = ce_barriers.model_rows("fitted.ce", edge_nm=4.0)
+    below = "dE_rm(Pb), face centre of a pure NC, one V below at d^2 = {}"
+    assert _row(rows, below.format(2))[0] == pytest.approx(0.0, abs=1e-9)
+    assert _row(rows, below.format(3))[0] == pytest.approx(0.0, abs=1e-9)
+    for m in range(6):  # each vacant nearest neighbour: the same, non-negative step
+        label = f"dE_rm(Pb), face centre of a pure NC, {m} vacant neighbours"
+        assert _row(rows, label)[0] >= -1e-9
+        assert _row(rows, label)[0] == pytest.approx(m * _row(rows, below.format(1))[0], abs=3e-3)
+    for n in (2, 4, 8):
+        label = f"dE_rm(Pb), face centre of a pure NC, {n} surface V at 2nd/3rd neighbours"
+        assert _row(rows, label)[0] == pytest.approx(0.0, abs=1e-9)
