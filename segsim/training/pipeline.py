@@ -285,7 +285,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
         Compute nothing: fit the structures already in the database (``segsim train
         --cached-only``), e.g. to look at a partial database while the rest is being
         computed.  The database is not pruned, and the report and the CE's description say
-        how many structures are missing.  The physics checks use the 3 nm NC (``n = 5``) if
+        how many structures are missing (with none missing, the CE is that of a full run).  The physics checks use the 3 nm NC (``n = 5``) if
         its arrangements are stored, else the largest NC that has them.
 
     Raises
@@ -365,7 +365,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
             + mc_markdown(cfg, rows, skipped)
         )
     if cached_only:
-        partial = f"; partial: {len(records)} of {n_structs} structures computed"
+        if n_missing:  # a complete database gives the same CE as a full run
+            partial = f"; partial: {len(records)} of {n_structs} structures computed"
     else:
         _prune(cfg.database, records)
     result = fit_all(records)

@@ -113,6 +113,16 @@ def test_train_cached_only_fits_a_partial_database_without_computing(tmp_path, c
     assert len(load_references(tmp_path / "refs.db")) == n_small  # nothing added or pruned
     report = (tmp_path / "out" / "fit_report.md").read_text()
     assert f"partial: {n_small} of {n_all} structures computed" in report
+    # --cached-only on a complete database: the same CE as a full run, no "partial"
+    inp.write_text(yaml.safe_dump(small))
+    assert main(["train", str(inp), "-q", "--cached-only"]) == 0
+    cached = ClusterExpansionModel.from_file(tmp_path / "out" / "fitted.ce")
+    assert "partial" not in cached.metadata["segsim_description"]
+    assert main(["train", str(inp), "-q"]) == 0
+    full = ClusterExpansionModel.from_file(tmp_path / "out" / "fitted.ce")
+    assert cached.metadata == full.metadata
+    np.testing.assert_array_equal(cached.parameters, full.parameters)
+    capsys.readouterr()
     # a full run of the smaller set again prunes the rows it does not use, and says so
     inp.write_text(yaml.safe_dump({**small, "calculator": {**small["calculator"], "max_steps": 4}}))
     assert main(["train", str(inp), "-q"]) == 0
