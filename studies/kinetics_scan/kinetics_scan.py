@@ -108,7 +108,7 @@ def run_setting(
             if float(r["day"]) != last:
                 continue
             files = sorted((out / "ncs").glob(f"{r['treatment']}_nc*.h5"))
-            n_events = [_events(p)[0] for p in files]
+            events = [_events(p) for p in files]
             rows.append(
                 {
                     "setting": label_of(setting),
@@ -120,8 +120,8 @@ def run_setting(
                     "x_cd": float(r["x_cd"]),
                     "pl_nm": float(r["pl_model_nm"]),
                     "edge_nm": float(r["edge_nm"]),
-                    "events": float(np.mean(n_events)),
-                    "event_counts": dict(zip(EVENT_TYPE_NAMES, _events(files[0])[1], strict=True)),
+                    "events": float(np.mean([n for n, _ in events])),
+                    "event_counts": dict(zip(EVENT_TYPE_NAMES, events[0][1], strict=True)),
                     "wall_s": wall,
                     "n_ncs": n_ncs,
                 }
