@@ -447,11 +447,13 @@ def vacancy_pair_constraints(
         return np.asarray(cluster_space.get_cluster_vector(atoms), dtype=np.float64)
 
     base = cv({})
+    partners = (species.CD, species.VAC, species.OUT)
+    alone = {code: cv({(0, 0, 0): code}) for code in partners}  # the same for every distance
     rows = []
     for r in vectors:
         with_v = cv({r: species.VAC})
-        for code in (species.CD, species.VAC, species.OUT):
-            row = cv({(0, 0, 0): code, r: species.VAC}) - cv({(0, 0, 0): code}) - with_v + base
+        for code in partners:
+            row = cv({(0, 0, 0): code, r: species.VAC}) - alone[code] - with_v + base
             rows.append(row / np.linalg.norm(row))
     return np.array(rows)
 
