@@ -34,6 +34,17 @@ seed.  Golden-section search on ``log10(1 - theta)`` resp. the barrier, ``n_iter
 the target lies outside what the model can reach, the search ends at a bound and the report
 says so (the fitted value is then the closest the model gets, not a match).
 
+Plateaus (:func:`plateau_edge`).  A target beyond the model's reach leaves a flat objective:
+e.g. every E_exp(Cd) below ~1 eV empties a pristine NC by day 14, and the PL then sits at
+the optics table's ceiling (507 nm at x = 0), so the misses differ only by the ensemble's
+noise (~0.3 nm).  Its minimum is then an accident of that noise, and the low end of the
+range it picks can put the next targets out of reach (a low E_exp leaves no coverage that
+keeps DDABr's Cd in).  So when the evaluations within ``PLATEAU_TOL_NM`` of the best miss
+reach one bound and not the other, the fit takes the plateau's inner edge (the evaluated
+value farthest from that bound): the slowest Cd loss that the data still allow.  The
+report gives the plateau (``plateau``) and the first evaluated value outside it
+(``plateau_limit``), so the edge's resolution is visible.
+
 Physically plausible ranges: barriers as above (computed halide-perovskite migration and
 dissolution barriers, MODEL.md), nu stays at its default (1e12-1e13 1/s, not fitted).
 """
@@ -158,6 +169,35 @@ def golden_section(f: Any, lo: float, hi: float, n_iter: int) -> tuple[float, fl
         ev(x)
     x, y = min(hist, key=lambda p: p[1])
     return x, y, hist
+
+
+#: Misses within this many nm of the best one count as the same (the ensemble's noise is
+#: ~0.3 nm at the optics ceiling): the plateau of :func:`plateau_edge`.
+PLATEAU_TOL_NM: float = 0.5
+
+
+def plateau_edge(
+    hist: list[tuple[float, float]], lo: float, hi: float, tol: float = PLATEAU_TOL_NM
+) -> tuple[float, dict[str, Any] | None]:
+    """Return the value to take from a search history of (x, squared miss in nm^2).
+
+    The plateau is the set of evaluated x whose miss (nm) is within ``tol`` of the best.  If
+    it holds exactly one of the bounds ``lo``/``hi``, the objective is flat up to that bound
+    and the result is the plateau's inner edge (its x farthest from that bound), with a
+    dict ``{"plateau": [x_min, x_max], "plateau_limit": x}`` (x: the nearest evaluated
+    value beyond the edge, None if there is none).  Otherwise the argmin and None.
+    """
+    best = min(math.sqrt(y) for _, y in hist)
+    xs = sorted({x for x, y in hist if math.sqrt(y) <= best + tol})
+    x_best = min(hist, key=lambda p: p[1])[0]
+    eps = 1e-9 * (hi - lo)
+    at_lo, at_hi = abs(xs[0] - lo) <= eps, abs(xs[-1] - hi) <= eps
+    if at_lo == at_hi:
+        return x_best, None
+    edge = xs[-1] if at_lo else xs[0]
+    beyond = [x for x, _ in hist if (x > edge if at_lo else x < edge)]
+    limit = (min(beyond) if at_lo else max(beyond)) if beyond else None
+    return edge, {"plateau": [xs[0], xs[-1]], "plateau_limit": limit}
 
 
 def calibrate(
@@ -360,10 +400,12 @@ def _fit_e_exp(search: _Search, target: float) -> None:
         r = search.evaluate(ens, p, "pristine")
         return (r["pl14_nm"] - r["pl0_nm"] - target) ** 2
 
-    x, y, _ = golden_section(f_exp, 0.85, 1.20, n_iter)
+    _, _, hist = golden_section(f_exp, 0.85, 1.20, n_iter)
+    x, plateau = plateau_edge(hist, 0.85, 1.20)
+    y = dict(hist)[x]
     params["kinetics"]["e_exp_cd_ev"] = round(x, 4)
     report["kinetics.e_exp_cd_ev"] = _entry(
-        "pristine PL shift over 14 days", target, x, y, (0.85, 1.20)
+        "pristine PL shift over 14 days", target, x, y, (0.85, 1.20), plateau=plateau
     )
     say(f"kinetics.e_exp_cd_ev = {x:.3f} eV, pristine PL-shift miss {math.sqrt(y):.1f} nm")
 
@@ -401,8 +443,13 @@ def _fit_thetas(search: _Search, pub: dict[str, Any]) -> None:
             r = search.evaluate(ens, p, t)
             return (r["pl14_nm"] - r["pl0_nm"] - target) ** 2
 
-        lg, y, _ = golden_section(f_theta, -4.0, 0.0, n_iter)
+        _, _, hist = golden_section(f_theta, -4.0, 0.0, n_iter)
+        lg, plateau = plateau_edge(hist, -4.0, 0.0)
+        y = dict(hist)[lg]
         theta = round(1.0 - 10.0**lg, 6)
+        if plateau is not None:  # reported in theta, not in log10(1 - theta)
+            plateau = {k: _theta_of(v) for k, v in plateau.items()}
+
         params["ligands"][t] = {**params["ligands"].get(t, {}), "theta": theta}
         report[f"ligands.{t}.theta"] = _entry(
             f"{t} PL shift over 14 days",
@@ -412,8 +459,18 @@ def _fit_thetas(search: _Search, pub: dict[str, Any]) -> None:
             (0.0, 0.9999),
             prior=library[t].theta,
             searched=(lg, -4.0, 0.0),
+            plateau=plateau,
         )  # fmt: skip  (at_bound is judged on log10(1 - theta), the searched variable)
         say(f"ligands.{t}.theta = {theta:.4f}, PL-shift miss {math.sqrt(y):.1f} nm")
+
+
+def _theta_of(lg: Any) -> Any:
+    """Return theta = 1 - 10**lg, rounded (lists element-wise, None kept, ascending)."""
+    if lg is None:
+        return None
+    if isinstance(lg, list):
+        return sorted(_theta_of(v) for v in lg)
+    return round(1.0 - 10.0**lg, 6)
 
 
 def _fit_rp_shift(search: _Search) -> None:
@@ -472,8 +529,8 @@ def _status(report: dict[str, Any]) -> str:
         return f"all {len(fits)} targets reached (PL shifts within 2 nm)"
     return (
         f"{len(missed)} of {len(fits)} targets not reached ({', '.join(missed)}): the "
-        "model cannot reach them, so those values are the closest it gets, not "
-        "physical estimates; do not use them as defaults"
+        "model cannot reach them, so those values are the closest it gets (see each "
+        "fit's miss and plateau), not physical estimates"
     )
 
 
@@ -490,8 +547,12 @@ def _entry(
     bounds: tuple[float, float],
     prior: float | None = None,
     searched: tuple[float, float, float] | None = None,
+    plateau: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One fit's report entry; ``searched`` = (x, lo, hi) in the search variable, if not ``value``."""
+    """One fit's report entry; ``searched`` = (x, lo, hi) in the search variable, if not ``value``.
+
+    ``plateau``: what :func:`plateau_edge` reported (in the units of ``value``), if anything.
+    """
     miss = math.sqrt(sq_miss)
     x, lo, hi = searched if searched is not None else (value, *bounds)
     at_bound = min(abs(x - lo), abs(x - hi)) < 1e-3 * (hi - lo)
@@ -505,4 +566,10 @@ def _entry(
     }
     if prior is not None:
         out["library_value"] = prior
+    if plateau is not None:
+        out.update(plateau)
+        out["note"] = (
+            "flat objective up to a bound: the value is the plateau's inner edge (misses "
+            f"within {PLATEAU_TOL_NM} nm of the best), the slowest Cd loss the data allow"
+        )
     return out

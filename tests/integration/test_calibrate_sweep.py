@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 import yaml
 
-from segsim.calibrate import CalibrateOptions, _pl14, calibrate, golden_section
+from segsim.calibrate import (
+    CalibrateOptions,
+    _pl14,
+    calibrate,
+    golden_section,
+    plateau_edge,
+)
 from segsim.cli import main
 from segsim.io import hdf5
 from segsim.reproduce import ReproduceOptions
@@ -29,6 +35,41 @@ def test_golden_section_finds_a_minimum_and_ends_at_a_bound_when_monotonic():
     assert len(hist) == 22  # n_iter evaluations plus the two bounds
     x, _, _ = golden_section(lambda v: -v, 0.0, 1.0, 6)
     assert x == 1.0
+
+
+def test_plateau_edge_takes_the_inner_edge_of_a_flat_objective_at_a_bound():
+    # A target beyond reach: the PL shift saturates at 26 nm below x ~ 1 (target 32 nm),
+    # with noise of 0.1-0.3 nm on the plateau; the noisy minimum lies deep inside it.
+    def shift(x: float) -> float:
+        noise = 0.3 * math.sin(37.0 * x)
+        return 26.0 + noise if x < 1.0 else 26.0 - 60.0 * (x - 1.0)
+
+    _, _, hist = golden_section(lambda x: (shift(x) - 32.0) ** 2, 0.85, 1.2, 10)
+    x_min = min(hist, key=lambda p: p[1])[0]
+    x, plateau = plateau_edge(hist, 0.85, 1.2)
+    assert plateau is not None
+    assert x == plateau["plateau"][1] > x_min  # the inner edge, not the noisy minimum
+    assert plateau["plateau"][0] == 0.85
+    assert x < 1.0 + 0.5 / 60.0  # inside the plateau (miss within 0.5 nm)
+    assert plateau["plateau_limit"] > x  # the first evaluated value beyond it
+    assert (
+        math.sqrt(dict(hist)[plateau["plateau_limit"]]) > math.sqrt(min(dict(hist).values())) + 0.5
+    )
+
+    # Flat towards the upper bound: the edge is the plateau's lowest value.
+    mirrored = [(2.05 - xx, y) for xx, y in hist]
+    x2, p2 = plateau_edge(mirrored, 0.85, 1.2)
+    assert x2 == pytest.approx(2.05 - x)
+    assert p2["plateau"][1] == pytest.approx(1.2)
+
+    # A proper minimum in the interior: the argmin, no plateau.
+    _, _, hist = golden_section(lambda v: (100.0 * (v - 0.3)) ** 2, 0.0, 1.0, 12)
+    x3, p3 = plateau_edge(hist, 0.0, 1.0)
+    assert p3 is None
+    assert x3 == min(hist, key=lambda p: p[1])[0]
+    # Flat everywhere (both bounds within the tolerance): nothing is constrained, argmin.
+    x4, p4 = plateau_edge([(0.0, 1.0), (0.5, 0.9), (1.0, 1.1)], 0.0, 1.0)
+    assert (x4, p4) == (0.5, None)
 
 
 @pytest.fixture(scope="module")
