@@ -42,6 +42,7 @@ __all__ = [
     "PH_ZONE",
     "RPEnergetics",
     "RPSeeding",
+    "cluster_sizes",
     "load_rp_defaults",
     "rp_energy_ev",
     "rp_observables",
@@ -105,32 +106,75 @@ def rp_energy_ev(
     return float(e + energetics.j_rp_ev * pairs)
 
 
+#: Fewest connected RP cation sites that count as an RP *domain* (:func:`rp_observables`).
+MIN_DOMAIN_SITES: int = 8
+
+
+def cluster_sizes(mask: np.ndarray, nn: np.ndarray) -> np.ndarray:
+    """Return, for every site of ``mask``, the size of its connected cluster (0 elsewhere).
+
+    Clusters are connected through the neighbour table ``nn`` (``(n_sites, n_nbr)``, e.g.
+    the six nearest neighbours of the B-site grid).  Label propagation: each marked site
+    takes the smallest label among itself and its marked neighbours until nothing changes.
+    """
+    idx = np.flatnonzero(mask)
+    out = np.zeros(mask.shape[0], dtype=np.int64)
+    if idx.size == 0:
+        return out
+    local = np.full(mask.shape[0], -1, dtype=np.int64)
+    local[idx] = np.arange(idx.size)
+    nbr = local[nn[idx]]  # (n_marked, n_nbr), -1 where the neighbour is not marked
+    label = np.arange(idx.size)
+    while True:
+        cand = np.where(nbr >= 0, label[np.maximum(nbr, 0)], idx.size)
+        new = np.minimum(label, cand.min(axis=1))
+        new = new[new]  # pointer jumping: follow labels to their own labels
+        if np.array_equal(new, label):
+            break
+        label = new
+    out[idx] = np.bincount(label, minlength=idx.size)[label]
+    return out
+
+
 def rp_observables(
-    occupations: np.ndarray, phase: np.ndarray, a_of_x: Any, nn: np.ndarray | None = None
+    occupations: np.ndarray,
+    phase: np.ndarray,
+    a_of_x: Any,
+    nn: np.ndarray | None = None,
+    min_domain_sites: int = MIN_DOMAIN_SITES,
 ) -> dict[str, float]:
     """Return the RP observables of one state.
 
-    Keys: ``rp_fraction`` (RP share of cation sites), ``has_rp`` (1.0 if the NC has an RP
-    *domain*: at least two neighbouring RP cation sites; with ``nn`` None, any RP cation site),
-    ``x_rp`` / ``x_pv`` (Cd fraction inside / outside RP, NaN if empty), ``a_rp_angstrom`` /
+    Keys: ``rp_fraction`` (RP share of cation sites, every RP site), ``has_rp`` (1.0 if the
+    NC has an RP *domain*: a cluster of at least ``min_domain_sites`` RP cation sites
+    connected through ``nn``; with ``nn`` None, any RP cation site), ``x_rp`` / ``x_pv``
+    (Cd fraction inside the RP domains / outside them, NaN if empty), ``a_rp_angstrom`` /
     ``a_pv_angstrom`` (Vegard lattice parameter of each region, NaN if empty).
 
-    Why a domain needs two sites: the RP switch is reversible (detailed balance), so inside a
-    relaxed zone single sites flicker back to RP with probability ~exp(-dE/kT) at any time.
-    Such an isolated site is not a domain that TEM or XRD would see.
+    Why a domain needs :data:`MIN_DOMAIN_SITES` (8) sites: the RP switch is reversible
+    (detailed balance), so inside a relaxed zone single sites flicker back to RP at any time,
+    with probability ~exp(-dE/kT): with the shipped rp.yaml a lone Cd site costs
+    eps_RP - eta + 6 J_RP = 0.10 eV (2 % of the zone's Cd sites at 298 K), a pair 0.18 eV, a
+    cluster of n sites ~0.04 n + J_RP x (its surface), so clusters of 1-3 sites come and go
+    in every relaxed zone while 8 (0.5 eV) practically never form.  A seeded domain has
+    100-300 sites.  Eight sites, a 2 x 2 x 2 block of ~1.2 nm, is also about the least a
+    lattice image or a diffraction peak would resolve as RP stacking.  (Before 2026-12-04 a
+    domain was two neighbouring sites, which counted thermal pairs in relaxed zones as
+    domains; the reproduce tables and calibrations before then used that.)
     """
     cat = occupations <= species.CD
     cd = occupations == species.CD
-    rp = (phase == PH_RP) & cat
+    rp_all = (phase == PH_RP) & cat
+    rp = rp_all if nn is None else cluster_sizes(rp_all, nn) >= min_domain_sites
     pv = cat & ~rp
     n_cat = int(cat.sum())
     n_rp = int(rp.sum())
     n_pv = int(pv.sum())
-    has = n_rp > 0 if nn is None else bool(np.any(rp & rp[nn].any(axis=1)))
+    has = n_rp > 0
     x_rp = float((cd & rp).sum() / n_rp) if n_rp else float("nan")
     x_pv = float((cd & pv).sum() / n_pv) if n_pv else float("nan")
     return {
-        "rp_fraction": n_rp / n_cat if n_cat else 0.0,
+        "rp_fraction": int(rp_all.sum()) / n_cat if n_cat else 0.0,
         "has_rp": 1.0 if has else 0.0,
         "x_rp": x_rp,
         "x_pv": x_pv,

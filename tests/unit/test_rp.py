@@ -13,10 +13,12 @@ from segsim.kernels import kmc as K
 from segsim.kernels import rp as KR
 from segsim.models.cluster_expansion import ClusterExpansionModel
 from segsim.rp import (
+    MIN_DOMAIN_SITES,
     PH_RP,
     PH_ZONE,
     RPEnergetics,
     RPSeeding,
+    cluster_sizes,
     rp_energy_ev,
     rp_observables,
     seed_zone,
@@ -282,15 +284,26 @@ def test_mc_with_rp_equals_naive_chain_and_enriches_rp_in_cd(rp_system):
     eng.advance(60_000)
     obs = rp_observables(eng.state.occupations, phase, lambda x: 5.87 - 0.4 * x, lattice.nn)
     assert obs["has_rp"] == 1.0
-    # One isolated RP site is not a domain; two neighbouring ones are.
+    # Thermal RP clusters of a relaxed zone (here 1, 2 and 7 sites) are not a domain; a
+    # connected cluster of MIN_DOMAIN_SITES (8) is.
+    occ = eng.state.occupations
+    cat = np.flatnonzero(occ <= species.CD)
     lone = np.zeros_like(phase)
-    site = int(np.flatnonzero(eng.state.occupations <= species.CD)[0])
-    lone[site] = PH_RP
-    assert rp_observables(eng.state.occupations, lone, float, lattice.nn)["has_rp"] == 0.0
-    assert rp_observables(eng.state.occupations, lone, float)["has_rp"] == 1.0
-    nbr = int(lattice.nn[site][eng.state.occupations[lattice.nn[site]] <= species.CD][0])
-    lone[nbr] = PH_RP
-    assert rp_observables(eng.state.occupations, lone, float, lattice.nn)["has_rp"] == 1.0
+    lone[cat[0]] = PH_RP
+    assert rp_observables(occ, lone, float, lattice.nn)["has_rp"] == 0.0
+    assert rp_observables(occ, lone, float)["has_rp"] == 1.0  # no neighbour table: any site
+    block = _connected_cations(lattice, occ, int(cat[len(cat) // 2]), MIN_DOMAIN_SITES)
+    for n in (2, MIN_DOMAIN_SITES - 1):
+        part = np.zeros_like(phase)
+        part[block[:n]] = PH_RP
+        got = rp_observables(occ, part, float, lattice.nn)
+        assert got["has_rp"] == 0.0
+        assert got["rp_fraction"] == n / len(cat)  # every RP site, domain or not
+        assert np.isnan(got["x_rp"])  # inside domains: none
+    part[block] = PH_RP
+    got = rp_observables(occ, part, float, lattice.nn)
+    assert got["has_rp"] == 1.0
+    assert got["x_rp"] == np.mean(occ[block] == species.CD)
     assert obs["x_rp"] > 1.5 * obs["x_pv"]  # Cd enrichment of the RP domain
     assert obs["a_rp_angstrom"] < obs["a_pv_angstrom"]
 
@@ -313,3 +326,47 @@ def test_seed_zone_geometry_and_probability(make_cube):
     half = RPSeeding(probability=0.63, thickness_layers=2, width_fraction=0.5)
     hits = [seed_zone(lattice, half, np.random.default_rng(s)).any() for s in range(400)]
     assert abs(np.mean(hits) - 0.63) < 4 * np.sqrt(0.63 * 0.37 / 400)
+
+
+def _connected_cations(lattice, occ, start, n):
+    """Return ``n`` cation sites connected through ``lattice.nn``, breadth first from ``start``."""
+    seen, queue = [start], [start]
+    while queue and len(seen) < n:
+        for j in lattice.nn[queue.pop(0)]:
+            if occ[j] <= species.CD and int(j) not in seen and len(seen) < n:
+                seen.append(int(j))
+                queue.append(int(j))
+    assert len(seen) == n
+    return np.array(seen)
+
+
+def _naive_cluster_sizes(mask, nn):
+    """Obviously correct twin of :func:`segsim.rp.cluster_sizes`: one flood fill per cluster."""
+    size = np.zeros(len(mask), dtype=np.int64)
+    done = set()
+    for i in np.flatnonzero(mask):
+        if i in done:
+            continue
+        members, stack = {int(i)}, [int(i)]
+        while stack:
+            for j in nn[stack.pop()]:
+                if mask[j] and int(j) not in members:
+                    members.add(int(j))
+                    stack.append(int(j))
+        for m in members:
+            size[m] = len(members)
+        done |= members
+    return size
+
+
+@pytest.mark.parametrize("density", [0.05, 0.25, 0.35, 0.6])
+def test_cluster_sizes_equal_a_flood_fill(make_cube, density):
+    lattice = make_cube(7, 2)  # periodic box: clusters may wrap around it
+    rng = np.random.default_rng(int(density * 100))
+    mask = rng.random(lattice.n_sites) < density
+    got = cluster_sizes(mask, lattice.nn)
+    np.testing.assert_array_equal(got, _naive_cluster_sizes(mask, lattice.nn))
+    assert (got[~mask] == 0).all()
+    if density >= 0.35:  # above percolation (0.31 on the cubic lattice): one large cluster
+        assert got.max() > 0.5 * mask.sum()
+    assert cluster_sizes(np.zeros(lattice.n_sites, bool), lattice.nn).sum() == 0
