@@ -311,14 +311,15 @@ class _Search:
         from segsim import parallel
 
         key = evaluation_key(ens, params, treatment)
-        done = json.loads(self.cache.read_text()) if self.cache.is_file() else {}
+        done = self._read_cache()
         if key in done:
             self.say(f"  ({treatment}: evaluation {key[:10]} from {self.cache.name})")
             return dict(done[key]["result"])
         t0 = time.perf_counter()
         res = _pl14(ens, params, treatment, self.work)
         if parallel.world().is_root:
-            done = json.loads(self.cache.read_text()) if self.cache.is_file() else {}
+            done = self._read_cache()
+            done[DEFAULTS_KEY] = defaults_digest()
             done[key] = {
                 "treatment": treatment,
                 "params": _flat(_merged(load_params(ens.params), params)),
@@ -330,13 +331,75 @@ class _Search:
             tmp.replace(self.cache)
         return res
 
+    def _read_cache(self) -> dict[str, Any]:
+        """Read the cache file; refuse it if it was made with other default parameter values.
+
+        The evaluation keys do not cover the values the evaluations take from
+        ``potentials/`` (all that is not fitted: E_KRA, E_rec, the library's thetas, the
+        optics table, ...), so the file records their digest (:func:`defaults_digest`) under
+        :data:`DEFAULTS_KEY`.  A file without one (made before 2026-12-04) is taken as it is.
+        """
+        import json
+
+        assert self.cache is not None
+        done = json.loads(self.cache.read_text()) if self.cache.is_file() else {}
+        made_with = done.get(DEFAULTS_KEY)
+        if made_with is not None and made_with != defaults_digest():
+            raise CalibrateError(
+                f"{self.cache}: {DEFAULTS_KEY}: the cache was made with other default "
+                "parameter values (potentials/kinetics.yaml, rp.yaml, ligands.yaml, "
+                "optics.yaml); delete it, choose another --cache, or restore those files"
+            )
+        return done
+
+
+#: Key of the cache file's record of the default parameter values (:func:`defaults_digest`).
+DEFAULTS_KEY = "_defaults_digest"
+
+
+def defaults_digest() -> str:
+    """Return a digest of every default parameter value an evaluation reads from potentials/.
+
+    The values, not the files: the rate parameters (``kinetics.yaml``), the RP energetics,
+    seeding and synthesis (``rp.yaml``), each ligand's theta, RP shift and exchange time
+    (``ligands.yaml``) and the optics (``optics.yaml``); comments and ``source`` texts may
+    change without changing it.
+    """
+    import json
+
+    from segsim import kinetics, optics
+    from segsim.params.ligands import load_library
+    from segsim.params.rp import load_rp_defaults
+
+    energetics, seeding, synthesis = load_rp_defaults()
+    opt = optics.load_optics()
+    values = {
+        "kinetics": asdict(kinetics.load_defaults()),
+        "rp": [asdict(energetics), asdict(seeding), synthesis],
+        "ligands": {
+            n: [g.theta, g.rp_barrier_shift_ev, g.treatment_duration_s]
+            for n, g in load_library().items()
+        },
+        "optics": [
+            opt.table.x.tolist(),
+            opt.table.peak_nm.tolist(),
+            opt.table.fwhm_nm.tolist(),
+            dict(opt.radii_angstrom),
+            opt.a0_angstrom,
+            opt.cubic_min_tolerance_factor,
+        ],
+    }
+    return hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+
 
 def evaluation_key(ens: ReproduceOptions, params: dict[str, Any], treatment: str) -> str:
     """Return the cache key of one evaluation: a digest of all that decides its result.
 
     The ensemble (NC count, seed, days, frames, edge distribution, composition, temperature),
     the model file's bytes, the merged parameters (``--params`` with the fitted values on top)
-    and the treatment.  Not the code: delete a cache after changing the kinetics.
+    and the treatment.  Not the code: delete a cache after changing the kinetics.  Not the
+    default parameter values either: the cache file records those separately
+    (:func:`defaults_digest`).
     """
     import json
 

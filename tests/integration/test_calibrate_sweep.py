@@ -158,6 +158,7 @@ def test_a_calibration_rerun_with_its_cache_runs_nothing_and_gives_the_same_file
     import json
 
     cached = json.loads((d / "evals.json").read_text())
+    assert cached.pop(cal.DEFAULTS_KEY) == cal.defaults_digest()
     assert len(cached) == 5  # n_iter evaluations plus the two bounds, all distinct
     assert {v["treatment"] for v in cached.values()} == {"olabr"}
 
@@ -172,6 +173,25 @@ def test_a_calibration_rerun_with_its_cache_runs_nothing_and_gives_the_same_file
     other = replace(copt, ensemble=replace(copt.ensemble, seed=4))
     with pytest.raises(AssertionError, match="in the cache"):
         calibrate(other, d / "c3.yaml", quiet=True)
+
+    # A cache made before the digest was recorded is replayed as it is.
+    (d / "old.json").write_text(json.dumps(cached))
+    old = replace(copt, cache=str(d / "old.json"))
+    assert calibrate(old, d / "c4.yaml", quiet=True)["ligands"] == first["ligands"]
+
+    # Other default values (here E_KRA(Pb) in potentials/kinetics.yaml) make the cache's
+    # evaluations stale although their keys are the same: refused, one line.
+    from segsim import kinetics
+
+    real = kinetics.load_defaults()
+    monkeypatch.setattr(
+        kinetics, "load_defaults", lambda *a: replace(real, e_kra_pb_ev=real.e_kra_pb_ev + 0.01)
+    )
+    assert cal.defaults_digest() != json.loads((d / "evals.json").read_text())[cal.DEFAULTS_KEY]
+    with pytest.raises(cal.CalibrateError, match="other default parameter values") as err:
+        calibrate(copt, d / "c5.yaml", quiet=True)
+    assert "\n" not in str(err.value)
+    assert not (d / "c5.yaml").exists()
 
 
 def test_sweep_grid_and_run_over_two_ranks_equals_serial(tmp_path):
