@@ -41,8 +41,10 @@ noise (~0.3 nm).  Its minimum is then an accident of that noise, and the low end
 range it picks can put the next targets out of reach (a low E_exp leaves no coverage that
 keeps DDABr's Cd in).  So when the evaluations within ``PLATEAU_TOL_NM`` of the best miss
 reach one bound and not the other, the fit takes the plateau's inner edge (the evaluated
-value farthest from that bound): the slowest Cd loss that the data still allow.  The
-report gives the plateau (``plateau``) and the first evaluated value outside it
+value farthest from that bound), the least extreme value the data allow: for a target
+beyond reach on the Cd-loss side (pristine, the carboxylates) the slowest Cd loss that
+still reaches the ceiling, for DDABr's zero shift the lowest coverage that keeps its PL
+within the tolerance.  The report gives the plateau (``plateau``) and the first evaluated value outside it
 (``plateau_limit``), so the edge's resolution is visible.
 
 Physically plausible ranges: barriers as above (computed halide-perovskite migration and
@@ -633,6 +635,6 @@ def _entry(
         out.update(plateau)
         out["note"] = (
             "flat objective up to a bound: the value is the plateau's inner edge (misses "
-            f"within {PLATEAU_TOL_NM} nm of the best), the slowest Cd loss the data allow"
+            f"within {PLATEAU_TOL_NM} nm of the best), the least extreme value the data allow"
         )
     return out
