@@ -297,6 +297,7 @@ class _Search:
     n_iter: int  # iterations of each search
     say: Callable[[str], None]  # progress line (rank 0, unless quiet)
     cache: Path | None = None  # JSON file of finished evaluations (--cache)
+    _digest: str | None = None  # defaults_digest(), computed once per calibration
 
     def evaluate(
         self, ens: ReproduceOptions, params: dict[str, Any], treatment: str
@@ -321,7 +322,7 @@ class _Search:
         res = _pl14(ens, params, treatment, self.work)
         if parallel.world().is_root:
             done = self._read_cache()
-            done[DEFAULTS_KEY] = defaults_digest()
+            done[DEFAULTS_KEY] = self._defaults()
             done[key] = {
                 "treatment": treatment,
                 "params": _flat(_merged(load_params(ens.params), params)),
@@ -332,6 +333,12 @@ class _Search:
             tmp.write_text(json.dumps(done, indent=1, sort_keys=True))
             tmp.replace(self.cache)
         return res
+
+    def _defaults(self) -> str:
+        """Return :func:`defaults_digest` (read once: it parses four files)."""
+        if self._digest is None:
+            self._digest = defaults_digest()
+        return self._digest
 
     def _read_cache(self) -> dict[str, Any]:
         """Read the cache file; refuse it if it was made with other default parameter values.
@@ -346,7 +353,7 @@ class _Search:
         assert self.cache is not None
         done = json.loads(self.cache.read_text()) if self.cache.is_file() else {}
         made_with = done.get(DEFAULTS_KEY)
-        if made_with is not None and made_with != defaults_digest():
+        if made_with is not None and made_with != self._defaults():
             raise CalibrateError(
                 f"{self.cache}: {DEFAULTS_KEY}: the cache was made with other default "
                 "parameter values (potentials/kinetics.yaml, rp.yaml, ligands.yaml, "
