@@ -44,8 +44,8 @@ reach one bound and not the other, the fit takes the plateau's inner edge (the e
 value farthest from that bound), the least extreme value the data allow: for a target
 beyond reach on the Cd-loss side (pristine, the carboxylates) the slowest Cd loss that
 still reaches the ceiling, for DDABr's zero shift the lowest coverage that keeps its PL
-within the tolerance.  The report gives the plateau (``plateau``) and the first evaluated value outside it
-(``plateau_limit``), so the edge's resolution is visible.
+within the tolerance.  The report gives the plateau (``plateau``) and the first evaluated
+value outside it (``plateau_limit``), so the edge's resolution is visible.
 
 Physically plausible ranges: barriers as above (computed halide-perovskite migration and
 dissolution barriers, MODEL.md), nu stays at its default (1e12-1e13 1/s, not fitted).
