@@ -32,11 +32,13 @@ def _fail(message: str) -> int:
     return EXIT_USER
 
 
-def _warn_if_uncalibrated(model: Any, params: Any = None, defaults: Any = None) -> None:
+def _warn_if_uncalibrated(
+    model: Any, params: Any = None, defaults: Any = None, *, rp: Any = None, ligands: Any = None
+) -> None:
     """Print :func:`segsim.kinetics.calibration_warning` for a KMC model, if there is one."""
     from segsim.kinetics import calibration_warning
 
-    warning = calibration_warning(model, params, defaults)
+    warning = calibration_warning(model, params, defaults, rp=rp, ligands=ligands)
     if warning:
         sys.stderr.write(f"segsim: {warning}\n")
 
@@ -90,7 +92,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = False if args.quiet else None
     if cfg.run.kind == "kmc":
         if not args.quiet:
-            _warn_if_uncalibrated(cfg.model.path, cfg.kinetics.params, cfg.kinetics.defaults)
+            _warn_if_uncalibrated(
+                cfg.model.path,
+                cfg.kinetics.params,
+                cfg.kinetics.defaults,
+                rp=cfg.rp,
+                ligands=[cfg.passivation.ligand],
+            )
         ks = driver.run_kmc(
             cfg, out, resume=bool(args.resume), progress=progress, walltime_s=args.walltime
         )
@@ -128,7 +136,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     try:
         opts = _ensemble_options(args, treatments)
         if opts.params is None and not args.quiet:
-            _warn_if_uncalibrated(opts.model)
+            from segsim.params.ligands import load_library
+
+            library = load_library()
+            _warn_if_uncalibrated(
+                opts.model, ligands=[library[t] for t in treatments if t in library]
+            )
         reproduce(opts, args.output, force=args.force, quiet=args.quiet, walltime_s=args.walltime)
     except ReproduceError as exc:
         return _fail(str(exc))

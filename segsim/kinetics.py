@@ -79,13 +79,20 @@ def load_defaults(path: str | Path | None = None) -> KineticsParams:
     return KineticsParams(**load_kinetics_defaults(path if path is not None else DEFAULT_KINETICS))
 
 
+def _is_calibration(source: Any) -> bool:
+    """Whether a ``source`` text says "calibration" before its first full stop or colon."""
+    return "calibration" in re.split(r"[.:]", str(source or ""))[0]
+
+
 def calibration_of(path: str | Path | None = None) -> tuple[Path | None, tuple[str, ...]]:
     """Return the model a kinetics defaults file was calibrated with and its calibrated keys.
 
     The model is the first word of ``calibrated_with.model`` (``potentials/kinetics.yaml``
     unless ``path``), a path relative to the repository root such as
     ``potentials/provisional.ce`` (None if the file names none); the keys are the parameters
-    whose ``source`` says "calibration" before its first full stop or colon.
+    whose ``source`` says "calibration" before its first full stop or colon.  The same model
+    holds for the calibrated values of ``potentials/rp.yaml`` and ``potentials/ligands.yaml``,
+    which are fitted together with these (:func:`inherited_calibration`).
     """
     from segsim.params.files import DEFAULT_KINETICS, POTENTIALS_DIR, read_yaml
 
@@ -97,42 +104,98 @@ def calibration_of(path: str | Path | None = None) -> tuple[Path | None, tuple[s
     keys = tuple(
         k
         for k, v in (params.items() if isinstance(params, dict) else ())
-        if isinstance(v, dict) and "calibration" in re.split(r"[.:]", str(v.get("source", "")))[0]
+        if isinstance(v, dict) and _is_calibration(v.get("source"))
     )
     if not isinstance(model, str) or not model.split():
         return None, keys
     return (POTENTIALS_DIR.parent / model.split()[0]).resolve(), keys
 
 
+def inherited_calibration(rp: RPEnergetics | None = None, ligands: Any = None) -> list[str]:
+    """Return the calibrated RP and ligand values of the shipped files that a run keeps.
+
+    Parameters
+    ----------
+    rp
+        The run's RP energetics; None: the shipped ``potentials/rp.yaml`` values.
+    ligands
+        The run's ligands (:class:`segsim.params.ligands.Ligand`); None: every ligand of the
+        shipped library (an ensemble over all treatments).
+
+    Returns
+    -------
+    list of str
+        Dotted names such as ``rp.e_rp_a_ev`` and ``ligands.ddabr.theta``: the values whose
+        ``source`` in ``rp.yaml`` / ``ligands.yaml`` says "calibration" and that the run
+        uses unchanged.  A ligand's ``rp_barrier_shift_ev`` counts only for a treatment
+        (``treatment_duration_s`` > 0).
+    """
+    from segsim.params.files import DEFAULT_RP, read_yaml
+    from segsim.params.ligands import load_library
+    from segsim.params.rp import load_rp_defaults
+
+    shipped_rp = load_rp_defaults()[0]
+    run_rp = shipped_rp if rp is None else rp
+    doc = read_yaml(DEFAULT_RP)
+    energetics = doc.get("energetics", {}) if isinstance(doc, dict) else {}
+    kept = [
+        f"rp.{k}"
+        for k, v in energetics.items()
+        if isinstance(v, dict)
+        and _is_calibration(v.get("source"))
+        and getattr(run_rp, k, None) == getattr(shipped_rp, k, None)
+    ]
+    library = load_library()
+    for lig in library.values() if ligands is None else ligands:
+        ref = library.get(lig.name)
+        if ref is None or not _is_calibration(ref.source):
+            continue
+        if lig.theta == ref.theta:
+            kept.append(f"ligands.{lig.name}.theta")
+        if ref.treatment_duration_s > 0 and lig.rp_barrier_shift_ev == ref.rp_barrier_shift_ev:
+            kept.append(f"ligands.{lig.name}.rp_barrier_shift_ev")
+    return kept
+
+
 def calibration_warning(
     model_path: str | Path,
     params: KineticsParams | None = None,
     defaults_path: str | Path | None = None,
+    *,
+    rp: RPEnergetics | None = None,
+    ligands: Any = None,
 ) -> str | None:
-    """Return a one-line warning if a KMC run takes calibrated rates made for another model.
+    """Return a one-line warning if a KMC run takes calibrated values made for another model.
 
     The calibrated parameters of ``potentials/kinetics.yaml`` (expulsion, hop and recession
-    barriers) were chosen for the site-to-site energy scale of one model; with another one
-    the same values can dissolve the NC (README, "Training the energy model").  None when the
-    model is that file (or a byte-identical copy), when ``params`` (the run's parameters, the
-    defaults if None) set every calibrated value to something else, or when the defaults
-    file names no model.
+    barriers), ``rp.yaml`` (RP barrier) and ``ligands.yaml`` (coverages, RP shifts) were
+    chosen together for the site-to-site energy scale of one model; with another one the same
+    values can dissolve the NC, or keep Cd that should leave.  None when the model is that
+    file (or a byte-identical copy), when the run sets every calibrated value to something
+    else (``params``: its kinetics, the defaults if None; ``rp`` and ``ligands`` as in
+    :func:`inherited_calibration`), or when the defaults file names no model.
     """
     calibrated, keys = calibration_of(defaults_path)
     model = Path(model_path).resolve()
-    if calibrated is None or not keys or model == calibrated:
+    if calibrated is None or model == calibrated:
         return None
     if calibrated.is_file() and model.is_file() and model.read_bytes() == calibrated.read_bytes():
         return None
     defaults = load_defaults(defaults_path)
     run = defaults if params is None else params
     kept = [k for k in keys if getattr(run, k) == getattr(defaults, k)]
+    inherited = inherited_calibration(rp, ligands)
+    n_ligand = sum(k.startswith("ligands.") for k in inherited)
+    if n_ligand > 2:  # an ensemble over the library: name the file, not every entry
+        inherited = [k for k in inherited if not k.startswith("ligands.")]
+        inherited.append(f"{n_ligand} ligand coverages and RP shifts of ligands.yaml")
+    kept += inherited
     if not kept:
         return None
     return (
         f"warning: {', '.join(kept)} are calibrated for {calibrated.name}, not for "
-        f"{model.name}; the Cd/Pb loss of this run is uncalibrated (set them in the input's "
-        "kinetics section)"
+        f"{model.name}; the Cd loss and RP relaxation of this run are uncalibrated (set them "
+        "in the input's kinetics, rp and passivation sections)"
     )
 
 

@@ -285,14 +285,25 @@ def test_kmc_and_mc_runs_with_a_four_species_ce(tmp_path, capsys):
 
 def test_run_warns_when_calibrated_rates_meet_another_model(tmp_path, ce_file, capsys):
     """Inherited calibrated barriers with a model they were not made for: one stderr line."""
-    inp = write_yaml(tmp_path / "k.yaml", kmc_input(ce_file, run={"duration_s": 0.2}))
+    own = {  # FAST sets every calibrated rate; these the RP barrier and the coverage
+        "run": {"duration_s": 0.2},
+        "rp": {"e_rp_a_ev": 1.0},
+        "passivation": {"ligand": {"base": "pristine", "theta": 0.5}},
+    }
+    inp = write_yaml(tmp_path / "k.yaml", kmc_input(ce_file, **own))
     assert main(["run", str(inp), "-o", str(tmp_path / "k.h5")]) == 0
-    assert "calibrated for" not in capsys.readouterr().err  # FAST sets every calibrated value
-    doc = kmc_input(ce_file, run={"duration_s": 0.2})
+    assert "calibrated for" not in capsys.readouterr().err
+    doc = kmc_input(ce_file, **own)
     del doc["kinetics"]["e_rec_ev"]
     inp = write_yaml(tmp_path / "w.yaml", doc)
     assert main(["run", str(inp), "-o", str(tmp_path / "w.h5")]) == 0
     err = [line for line in capsys.readouterr().err.splitlines() if "calibrated for" in line]
     assert len(err) == 1
     assert "e_rec_ev" in err[0]
+    assert "rp.e_rp_a_ev" not in err[0]
     assert "calibrated for fitted.ce" in err[0]
+    inp = write_yaml(tmp_path / "l.yaml", kmc_input(ce_file, run={"duration_s": 0.2}))
+    assert main(["run", str(inp), "-o", str(tmp_path / "l.h5")]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "calibrated for" in line]
+    assert len(err) == 1
+    assert "rp.e_rp_a_ev, ligands.pristine.theta are calibrated" in err[0]

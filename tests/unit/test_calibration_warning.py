@@ -7,6 +7,8 @@ import shutil
 
 from segsim import kinetics
 from segsim.params.files import POTENTIALS_DIR
+from segsim.params.ligands import load_library
+from segsim.params.rp import load_rp_defaults
 
 CALIBRATED = {"e_kra_pb_ev", "e_kra_cd_ev", "e_exp_cd_ev", "e_rec_ev"}
 
@@ -39,7 +41,36 @@ def test_warning_only_for_another_model_with_inherited_calibrated_values(tmp_pat
     assert "e_rec_ev" in text
     assert "e_exp_cd_ev" not in text
     mine = dataclasses.replace(mine, e_rec_ev=defaults.e_rec_ev + 0.01)
-    assert kinetics.calibration_warning(other, mine) is None  # the input set them all
+    text = kinetics.calibration_warning(other, mine)
+    assert text is not None
+    assert "e_rec_ev" not in text
+    assert "rp.e_rp_a_ev" in text  # the RP barrier and the coverages are calibrated too
+    assert "ligand coverages and RP shifts of ligands.yaml" in text  # the whole library
+
+    rp = load_rp_defaults()[0]
+    ddabr = load_library()["ddabr"]
+    text = kinetics.calibration_warning(other, mine, rp=rp, ligands=[ddabr])
+    assert text is not None
+    assert "ligands.ddabr.theta" in text
+    assert "ligands.ddabr.rp_barrier_shift_ev" in text
+    my_rp = dataclasses.replace(rp, e_rp_a_ev=rp.e_rp_a_ev + 0.01)
+    my_ddabr = dataclasses.replace(ddabr, theta=0.5, rp_barrier_shift_ev=0.0)
+    text = kinetics.calibration_warning(other, mine, rp=my_rp, ligands=[ddabr])
+    assert text is not None
+    assert "rp.e_rp_a_ev" not in text
+    assert kinetics.calibration_warning(other, mine, rp=my_rp, ligands=[my_ddabr]) is None
+
+
+def test_inherited_calibration_names_only_calibrated_values():
+    kept = kinetics.inherited_calibration()
+    assert "rp.e_rp_a_ev" in kept
+    assert not any(k.startswith("rp.") and k != "rp.e_rp_a_ev" for k in kept)  # estimates
+    library = load_library()
+    assert {f"ligands.{n}.theta" for n in library} <= set(kept)
+    assert "ligands.pristine.rp_barrier_shift_ev" not in kept  # no treatment, nothing fitted
+    assert "ligands.ddabr.rp_barrier_shift_ev" in kept
+    custom = dataclasses.replace(library["ddabr"], name="mine")  # not a library ligand
+    assert not any("ligands." in k for k in kinetics.inherited_calibration(None, [custom]))
 
 
 def test_defaults_file_without_a_model_gives_no_warning(tmp_path):
