@@ -80,6 +80,11 @@ class CalibrateError(ValueError):
     """Bad options (one line)."""
 
 
+#: NCs per treatment of a calibration by default: the shipped calibration used 16 (the RP
+#: targets are fractions of NCs, and 3 NCs can only give 0, 1/3, 2/3 or 1).
+CALIBRATE_N_NCS: int = 16
+
+
 @dataclass(frozen=True)
 class CalibrateOptions:
     """Options of ``segsim calibrate`` (see :class:`segsim.reproduce.ReproduceOptions`)."""

@@ -492,7 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--temperatures", help="comma-separated temperatures (K)")
             sp.add_argument("--x-cd", help="comma-separated Cd fractions")
         elif name in ("reproduce", "calibrate"):
-            n_default = 3  # = segsim.reproduce.ReproduceOptions.n_ncs (the parser imports no numpy)
+            # = ReproduceOptions.n_ncs and segsim.calibrate.CALIBRATE_N_NCS (the parser
+            # imports no numpy)
+            n_default = 3 if name == "reproduce" else 16
             sp.add_argument("-n", "--n-ncs", type=int, default=n_default,
                             help=f"NCs per treatment ({n_default})")  # fmt: skip
             sp.add_argument("--seed", type=int, default=2021, help="ensemble seed (2021)")

@@ -173,12 +173,12 @@ def test_mpiexec_two_ranks_equals_serial(setup, tmp_path):
 
 
 def test_cli_ensemble_default_is_the_options_default():
+    from segsim.calibrate import CALIBRATE_N_NCS
     from segsim.cli import build_parser
     from segsim.reproduce import ReproduceOptions
 
-    for cmd in ("reproduce", "calibrate"):
-        args = build_parser().parse_args([cmd])
-        assert args.n_ncs == ReproduceOptions().n_ncs, cmd
+    assert build_parser().parse_args(["reproduce"]).n_ncs == ReproduceOptions().n_ncs
+    assert build_parser().parse_args(["calibrate"]).n_ncs == CALIBRATE_N_NCS
 
 
 def test_treatments_with_equal_parameters_are_run_once(setup, tmp_path):

@@ -80,3 +80,20 @@ def test_defaults_file_without_a_model_gives_no_warning(tmp_path):
     path.write_text(src[:start] + src[end:])
     assert kinetics.calibration_of(path)[0] is None
     assert kinetics.calibration_warning(POTENTIALS_DIR / "provisional.ce", None, path) is None
+
+
+def test_shipped_rates_and_rp_barrier_are_the_written_calibration():
+    """kinetics.yaml and rp.yaml carry the values `segsim calibrate` wrote, nothing retyped."""
+    import yaml
+
+    path = POTENTIALS_DIR.parent / "studies/calibration_fitted/calibrated_fitted.yaml"
+    fitted = yaml.safe_load(path.read_text())
+    assert (POTENTIALS_DIR.parent / fitted["calibration"]["ensemble"]["model"]).resolve() == (
+        kinetics.calibration_of()[0]
+    )
+    defaults = kinetics.load_defaults()
+    for key, value in fitted["kinetics"].items():
+        assert getattr(defaults, key) == value, key
+    rp = load_rp_defaults()[0]
+    for key, value in fitted["rp"].items():
+        assert getattr(rp, key) == value, key
