@@ -410,19 +410,32 @@ def evaluation_key(ens: ReproduceOptions, params: dict[str, Any], treatment: str
     """Return the cache key of one evaluation: a digest of all that decides its result.
 
     The ensemble (NC count, seed, days, frames, edge distribution, composition, temperature),
-    the model file's bytes, the merged parameters (``--params`` with the fitted values on top)
-    and the treatment.  Not the code: delete a cache after changing the kinetics.  Not the
-    default parameter values either: the cache file records those separately
-    (:func:`defaults_digest`).
+    the model file's bytes, the merged kinetics and RP parameters (``--params`` with the
+    fitted values on top) and the treatment's ligand as it acts: theta, RP barrier shift and
+    exchange duration, from the library unless the parameters set them.  Not the ligand's
+    name, which enters no rate and no random number (:func:`segsim.reproduce.physics_key`):
+    two treatments with equal values share their evaluations (e.g. the DDABr coverage search
+    passes through values already evaluated for OlABr).  Not the code: delete a cache after
+    changing the kinetics.  Not the default parameter values either: the cache file records
+    those separately (:func:`defaults_digest`).
     """
     import json
 
+    from segsim.params.ligands import load_library
+
+    merged = _merged(load_params(ens.params), params)
+    over = (merged.get("ligands") or {}).get(treatment) or {}
+    ligand = load_library()[treatment]
     d = asdict(ens)
     d.pop("treatments", None)
     d.pop("params", None)
     d["model"] = hashlib.sha1(Path(ens.model).read_bytes()).hexdigest()
-    d["merged_params"] = _flat(_merged(load_params(ens.params), params))
-    d["treatment"] = treatment
+    d["kinetics"] = merged.get("kinetics") or {}
+    d["rp"] = merged.get("rp") or {}
+    d["ligand"] = {
+        k: over.get(k, getattr(ligand, k))
+        for k in ("theta", "rp_barrier_shift_ev", "treatment_duration_s")
+    }
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 

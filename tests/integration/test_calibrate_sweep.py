@@ -194,6 +194,28 @@ def test_a_calibration_rerun_with_its_cache_runs_nothing_and_gives_the_same_file
     assert not (d / "c5.yaml").exists()
 
 
+def test_evaluation_key_follows_the_ligand_physics_not_its_name():
+    """Equal theta, RP shift and exchange time: one key, whatever the treatment is called."""
+    from segsim.calibrate import evaluation_key
+
+    ens = ReproduceOptions(n_ncs=2)
+    lig = {"theta": 0.99, "rp_barrier_shift_ev": 0.25}
+    same = {"ligands": {"olabr": dict(lig), "ddabr": dict(lig)}}
+    assert evaluation_key(ens, same, "olabr") == evaluation_key(ens, same, "ddabr")
+    # the other treatments' values do not enter
+    more = {"ligands": {**same["ligands"], "cs_oleate": {"theta": 0.1}}}
+    assert evaluation_key(ens, more, "olabr") == evaluation_key(ens, same, "olabr")
+    other = {"ligands": {"olabr": dict(lig), "ddabr": {**lig, "theta": 0.999}}}
+    assert evaluation_key(ens, other, "olabr") != evaluation_key(ens, other, "ddabr")
+    # pristine has no exchange: not the same physics as an exchange with its theta
+    pristine = {"ligands": {"cs_oleate": {"theta": 0.5, "rp_barrier_shift_ev": 0.0}}}
+    assert evaluation_key(ens, pristine, "pristine") != evaluation_key(ens, pristine, "cs_oleate")
+    # kinetics, RP parameters and the ensemble are in the key
+    for changed in ({**same, "kinetics": {"e_exp_cd_ev": 1.0}}, {**same, "rp": {"e_rp_a_ev": 1.0}}):
+        assert evaluation_key(ens, changed, "olabr") != evaluation_key(ens, same, "olabr")
+    assert evaluation_key(replace(ens, seed=3), same, "olabr") != evaluation_key(ens, same, "olabr")
+
+
 def test_sweep_grid_and_run_over_two_ranks_equals_serial(tmp_path):
     ce = write_random_ce(tmp_path / "r.ce", cutoffs=[6.0], scale=0.02)
     base = write_yaml(tmp_path / "base.yaml", kmc_input(ce))
