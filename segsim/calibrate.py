@@ -71,6 +71,7 @@ from segsim.reproduce import (
     load_targets,
     make_tasks,
     run_task,
+    treatment_ligand,
 )
 
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
@@ -390,10 +391,7 @@ def defaults_digest() -> str:
     values = {
         "kinetics": asdict(kinetics.load_defaults()),
         "rp": [asdict(energetics), asdict(seeding), synthesis],
-        "ligands": {
-            n: [g.theta, g.rp_barrier_shift_ev, g.treatment_duration_s]
-            for n, g in load_library().items()
-        },
+        "ligands": {n: g.physics for n, g in load_library().items()},
         "optics": [
             opt.table.x.tolist(),
             opt.table.peak_nm.tolist(),
@@ -421,21 +419,14 @@ def evaluation_key(ens: ReproduceOptions, params: dict[str, Any], treatment: str
     """
     import json
 
-    from segsim.params.ligands import load_library
-
     merged = _merged(load_params(ens.params), params)
-    over = (merged.get("ligands") or {}).get(treatment) or {}
-    ligand = load_library()[treatment]
     d = asdict(ens)
     d.pop("treatments", None)
     d.pop("params", None)
     d["model"] = hashlib.sha1(Path(ens.model).read_bytes()).hexdigest()
     d["kinetics"] = merged.get("kinetics") or {}
     d["rp"] = merged.get("rp") or {}
-    d["ligand"] = {
-        k: over.get(k, getattr(ligand, k))
-        for k in ("theta", "rp_barrier_shift_ev", "treatment_duration_s")
-    }
+    d["ligand"] = treatment_ligand(treatment, merged).physics
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -514,7 +505,7 @@ def _fit_thetas(search: _Search, pub: dict[str, Any]) -> None:
             continue
         target = _shift(pub[t])
         lib = library[t]
-        same = (lib.theta, lib.rp_barrier_shift_ev, lib.treatment_duration_s, target)
+        same = (*lib.physics, target)
         if same in fitted:  # equal parameters and target: the same search, done once
             u = fitted[same]
             params["ligands"][t] = dict(params["ligands"][u])

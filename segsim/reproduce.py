@@ -187,12 +187,27 @@ def make_tasks(opts: ReproduceOptions, out_dir: Path) -> list[Task]:
     ]
 
 
+def _ligand_spec(treatment: str, params: dict[str, Any]) -> str | dict[str, Any]:
+    """Return the input's ligand entry: the library name, or ``{base, ...overrides}``."""
+    over = (params.get("ligands") or {}).get(treatment)
+    return {"base": treatment, **over} if over else treatment
+
+
+def treatment_ligand(treatment: str, params: dict[str, Any]) -> Any:
+    """Return the :class:`segsim.params.ligands.Ligand` a treatment runs with under ``params``.
+
+    The library ligand with the parameter file's overrides (a ``segsim calibrate`` file's
+    ``ligands`` section) on top, resolved as ``segsim run`` resolves the task's input.
+    """
+    from segsim.params.ligands import load_library, resolve_ligand
+
+    spec = _ligand_spec(treatment, params)
+    return resolve_ligand(spec, load_library(), source="reproduce", key="ligand")
+
+
 def task_input(task: Task, opts: ReproduceOptions, params: dict[str, Any]) -> dict[str, Any]:
     """Return the ``segsim run`` input (as a dict) of one task."""
-    ligand: Any = task.treatment
-    lig_over = (params.get("ligands") or {}).get(task.treatment)
-    if lig_over:
-        ligand = {"base": task.treatment, **lig_over}
+    ligand = _ligand_spec(task.treatment, params)
     doc: dict[str, Any] = {
         "system": {"edge_nm": task.edge_nm, "x_cd": opts.x_cd, "vacancy_fraction": 0.0},
         "model": {"kind": "cluster_expansion", "path": str(opts.model)},
@@ -225,13 +240,8 @@ def physics_key(task: Task, opts: ReproduceOptions, params: dict[str, Any]) -> s
     shipped library) produce identical trajectories: the ligand's name enters no rate and no
     random number.
     """
-    from segsim.params.ligands import load_library, resolve_ligand
-
     doc = task_input(task, opts, params)
-    lig = resolve_ligand(
-        doc["passivation"]["ligand"], load_library(), source="reproduce", key="ligand"
-    )
-    doc["passivation"]["ligand"] = [lig.theta, lig.rp_barrier_shift_ev, lig.treatment_duration_s]
+    doc["passivation"]["ligand"] = treatment_ligand(task.treatment, params).physics
     return json.dumps(doc, sort_keys=True)
 
 

@@ -80,6 +80,15 @@ class Ligand:
         if not (math.isfinite(self.treatment_duration_s) and self.treatment_duration_s >= 0.0):
             raise ValueError(f"treatment_duration_s must be >= 0, got {self.treatment_duration_s}")
 
+    @property
+    def physics(self) -> tuple[float, float, float]:
+        """Return what of the ligand enters a run: ``(theta, shift_ev, duration_s)``.
+
+        Two ligands with equal values give identical trajectories: the name, label and
+        source enter no rate and no random number.
+        """
+        return (self.theta, self.rp_barrier_shift_ev, self.treatment_duration_s)
+
     def channel_factor(self, k: int | np.ndarray) -> float | np.ndarray:
         """Return ``1 - theta**k`` for a site with ``k`` outside neighbours."""
         return expulsion_channel_factor(self.theta, k)
