@@ -1,7 +1,7 @@
 """Atomistic view of a B-sublattice state: Cs, Pb/Cd and Br atoms as an :class:`ase.Atoms`.
 
 segsim simulates only the B sublattice; every Pb/Cd/V site carries its CsBr3 formula unit
-implicitly (``shared/design/MODEL.md``, section 1).  This module builds the explicit
+implicitly (``docs/model.md``, section 1).  This module builds the explicit
 perovskite structure from the same site indices, for reference calculations, export and
 pictures, with a documented, charge-balanced termination.
 

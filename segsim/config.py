@@ -93,9 +93,10 @@ KINETIC_PARAMETERS: tuple[str, ...] = (
     "bep_alpha",
     "e_rec_ev",
     "bep_alpha_recession",
+    "delta_mu_csbr_ev",
 )
 #: KMC event switches (``kinetics:`` keys).
-KINETIC_SWITCHES: tuple[str, ...] = ("hop", "expulsion", "recession")
+KINETIC_SWITCHES: tuple[str, ...] = ("hop", "expulsion", "recession", "regrowth")
 
 
 @dataclass(frozen=True)
@@ -153,13 +154,18 @@ class KineticsParams:
         Bronsted-Evans-Polanyi share of the removal-energy difference in the expulsion
         barrier (dimensionless, ~0.5).
     e_rec_ev
-        Surface-recession barrier of a surface vacancy at the reference face site (eV).
+        Intrinsic barrier of the surface exchange V <-> O (recession and regrowth) at zero
+        driving force (eV).
     bep_alpha_recession
-        Bronsted-Evans-Polanyi share of the recession-energy difference (V -> O) in the
-        recession barrier (dimensionless); 0 gives MODEL.md's ``Ea = E_rec`` everywhere.
-        It only acts with a four-species CE (V and O distinct); see :mod:`segsim.kinetics`.
-    hop, expulsion, recession
-        Event switches (switch expulsion and recession off for a closed system).
+        Bronsted-Evans-Polanyi share of the grand-canonical recession energy ``dOmega``
+        (V -> O) in the recession barrier (dimensionless, in [0, 1]); the regrowth barrier is
+        the recession barrier minus ``dOmega``, so detailed balance holds for any share.
+    delta_mu_csbr_ev
+        CsBr chemical potential of the solution relative to rock-salt CsBr (eV per CsBr unit,
+        <= 0; 0: a CsBr-saturated solution).  Added to the CE's ``mu_CsBr``.
+    hop, expulsion, recession, regrowth
+        Event switches (switch expulsion, recession and regrowth off for a closed system;
+        regrowth off makes the recession irreversible).
     """
 
     attempt_frequency_per_s: float
@@ -169,10 +175,12 @@ class KineticsParams:
     e_exp_cd_ev: float
     bep_alpha: float
     e_rec_ev: float
-    bep_alpha_recession: float = 0.0
+    bep_alpha_recession: float = 0.5
+    delta_mu_csbr_ev: float = 0.0
     hop: bool = True
     expulsion: bool = True
     recession: bool = True
+    regrowth: bool = True
 
     def replace(self, **changes: Any) -> KineticsParams:
         """Return a copy with some fields changed."""
@@ -283,6 +291,10 @@ def _tilt_angle(v: Any) -> str | None:
     return None if 0.0 <= v < 30.0 else f"must be in [0, 30) degrees (got {v})"
 
 
+def _non_positive(v: Any) -> str | None:
+    return None if v <= 0 else f"must be <= 0 (got {v})"
+
+
 def _unit_interval(v: Any) -> str | None:
     return None if 0.0 <= v <= 1.0 else f"must be in [0, 1] (got {v})"
 
@@ -365,9 +377,11 @@ _KMC_SCHEMA: dict[str, dict[str, _Field]] = {
         "bep_alpha": _Field(float, False, None, _unit_interval, nullable=True),
         "e_rec_ev": _Field(float, False, None, _non_negative, nullable=True),
         "bep_alpha_recession": _Field(float, False, None, _unit_interval, nullable=True),
+        "delta_mu_csbr_ev": _Field(float, False, None, _non_positive, nullable=True),
         "hop": _Field(bool, False, None, nullable=True),
         "expulsion": _Field(bool, False, None, nullable=True),
         "recession": _Field(bool, False, None, nullable=True),
+        "regrowth": _Field(bool, False, None, nullable=True),
     },
     "passivation": {
         "ligand": _Field(object),
@@ -547,7 +561,8 @@ def load_kinetics_defaults(path: str | Path) -> dict[str, float]:
     The file has a ``parameters`` mapping whose entries are numbers or mappings with a
     ``value`` (and free-form ``source``/``note`` text).  Returns ``{name: value}`` for every
     name in :data:`KINETIC_PARAMETERS`; a parameter with a default in :class:`KineticsParams`
-    (``bep_alpha_recession``, added later) may be missing and then takes that default.
+    (``bep_alpha_recession``, ``delta_mu_csbr_ev``, added later) may be missing and then
+    takes that default.
     """
     src = str(path)
     data = read_yaml(path)

@@ -10,25 +10,29 @@ Events (MODEL.md section 3; the per-site slot layout is in :mod:`segsim.kernels.
    neighbours, ``Ea = max(0, E_exp(M) + alpha (dE_rm(site) - dE_rm_ref(M)))``.  ``dE_rm`` is
    the CE energy change of M -> V at the site, ``dE_rm_ref(M)`` the same for M alone on the
    centre of a face of a pure CsPbBr3 NC (:func:`removal_reference_ev`).  Irreversible.
-3. **Surface recession**: a V with an outside neighbour becomes outside (O), irreversibly;
-   ``Ea = max(0, E_rec + alpha_rec (dOmega_rec(site) - dOmega_rec_ref))``, rate
-   ``nu exp(-Ea/kT)``, with ``dOmega_rec = dE_rec - (2 - k) mu_CsBr`` the grand-canonical
-   energy change of V -> O (``dE_rec`` from the CE, ``k`` the site's outside neighbours) and
-   ``dOmega_rec_ref`` the same for one vacancy on the reference face site (``k = 1``): the
-   Bronsted-Evans-Polanyi rule of the expulsion, with its own share ``alpha_rec``
-   (``bep_alpha_recession``).  Why ``mu_CsBr``: the atomistic structure behind an
-   occupation (:mod:`segsim.atomistic`) gains ``2 - k`` CsBr units when a vacancy with ``k``
-   outside neighbours recedes (checked for every k from 1 to 5 on rough surfaces), so a CE
-   fitted to total energies carries that many CsBr energies in ``dE_rec``: +6.3 eV on an
-   edge and +12.5 eV on a corner relative to a face for a CE fitted to CHGNet, which is
-   ``-mu_CsBr`` and ``-2 mu_CsBr`` (6.68 eV per unit) and not a barrier.  The CsBr leaves
-   to (or comes from) the solution, at ``mu_CsBr``, which ``segsim train`` stores in the
-   four-species CEs it fits (:attr:`ClusterExpansionModel.mu_csbr_ev`); without it the
-   correction is 0.  For a three-species CE (V and O both X,
-   MODEL.md section 2) ``dE_rec = dE_rec_ref = 0`` and ``Ea = E_rec`` exactly, MODEL.md's
-   rate.  With a four-species CE (V its own species) ``dE_rec`` varies from site to site
-   (MODEL.md's ``dE = 0`` assumed V = O); the default ``alpha_rec = 0`` keeps MODEL.md's
-   rate until a CE's V -> O energies are validated (``potentials/kinetics.yaml``).
+3. **Surface exchange**: recession, a V with an outside neighbour becomes outside (O), and
+   its reverse, regrowth, an O site of the synthesised envelope with an outside neighbour
+   becomes V.  With ``dOmega = dE_rec - (2 - k) mu_CsBr`` the grand-canonical energy change
+   of the recession (``dE_rec`` the CE's V -> O energy change, ``k`` the site's outside
+   neighbours, the same in both states) the barriers are
+   ``Ea_rec = max(E_rec + alpha_rec dOmega, dOmega, 0)`` and ``Ea_regrow = Ea_rec - dOmega``:
+   the forward/backward ratio is ``exp(-dOmega / kT)`` exactly, so the vacancy population
+   and the crystal's outline follow the model's grand-canonical energy
+   ``E_CE - N_CsBr mu_CsBr`` (detailed balance; ``docs/model.md``).  Why ``mu_CsBr``: the
+   atomistic structure behind an occupation (:mod:`segsim.atomistic`) gains ``2 - k`` CsBr
+   units when a vacancy with ``k`` outside neighbours recedes (checked for every k from 1
+   to 5 on rough surfaces), so a CE fitted to total energies carries that many CsBr
+   energies in ``dE_rec``; the CsBr goes to (or comes from) the solution at
+   ``mu_CsBr = mu_CsBr(rock salt) + delta_mu_csbr_ev``.  ``mu_CsBr(rock salt)`` is the value
+   ``segsim train`` stores in the four-species CEs it fits
+   (:attr:`ClusterExpansionModel.mu_csbr_ev`; 0 for other models), ``delta_mu_csbr_ev``
+   (<= 0) the solution's undersaturation.  The term ``-(2 - k) mu_CsBr`` is a sum of
+   site and nearest-neighbour pair counts, so ``dOmega`` is the difference of a state
+   function and detailed balance holds around every cycle of events.  For a three-species
+   CE (V and O both X, MODEL.md section 2) ``dE_rec = 0``.  Regrowth is limited to the
+   synthesised envelope (``Lattice.in_nc``): the crystal may heal what it lost but never
+   grows beyond its synthesised outline, so no site outside it is ever occupied; the
+   ``regrowth`` switch off makes the recession irreversible (MODEL.md's original event).
 4. **RP relaxation** (and its reverse): a cation site of an RP zone that is on the surface or
    has a non-RP crystal neighbour switches RP <-> perovskite, ``Ea = E_RP_a - shift + dE/2``
    clipped to ``Ea >= max(0, dE)``, ``shift`` > 0 only on surface-adjacent sites during a
@@ -265,8 +269,9 @@ def parameter_vector(
         Lowering of the RP switching barrier of surface-adjacent sites (eV) while a
         ligand-exchange treatment acts; 0 otherwise.
     recession_mu_csbr_ev
-        CsBr chemical potential of the CE's energy reference (eV per CsBr unit) for the
-        grand-canonical recession energy (:func:`recession_mu_csbr_ev`); 0: none.
+        CsBr chemical potential of rock-salt CsBr in the CE's energy reference (eV per CsBr
+        unit, :func:`recession_mu_csbr_ev`); the kernel's ``mu_CsBr`` is this plus
+        ``params.delta_mu_csbr_ev``.
     """
     if not 0.0 <= theta <= 1.0:
         raise ValueError(f"theta must be in [0, 1], got {theta}")
@@ -283,7 +288,8 @@ def parameter_vector(
     kp[_k.KP_EREC] = params.e_rec_ev
     kp[_k.KP_REC_REF] = removal_ref_ev[2]
     kp[_k.KP_ALPHA_REC] = params.bep_alpha_recession
-    kp[_k.KP_MU_REC] = recession_mu_csbr_ev
+    kp[_k.KP_MU_REC] = recession_mu_csbr_ev + params.delta_mu_csbr_ev
+    kp[_k.KP_REGROW_ON] = float(params.regrowth)
     kp[_k.KP_THETA] = theta
     kp[_k.KP_HOP_ON] = float(params.hop)
     kp[_k.KP_EXPEL_ON] = float(params.expulsion)

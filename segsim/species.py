@@ -12,7 +12,7 @@ code  name  meaning
 ====  ====  =====================================================
 
 For the cluster expansion V and O are both the species ``X`` (no B cation) in a
-three-species CE (Pb, Cd, X), the original model of ``shared/design/MODEL.md``.  A
+three-species CE (Pb, Cd, X), the original model of the design brief (``docs/model.md``).  A
 four-species CE (Pb, Cd, V, X) keeps the vacancy a species of its own, written with the
 chemical symbol ``V`` (vanadium's symbol standing for the vacancy; no vanadium is involved):
 the CHGNet references show that an internal vacancy does not cost what the same number of

@@ -10,7 +10,9 @@ slot    event            applies when
                          the cation moves into the vacancy (V <-> M exchange)
 6       expulsion        the site holds Pb/Cd and has k >= 1 outside (O) neighbours:
                          the cation leaves into solution, the site becomes V
-7       recession        the site is V with an O neighbour: it becomes O
+7       surface          the site is V with an O neighbour: it becomes O (recession);
+        exchange         or the site is O inside the synthesised envelope with an O
+                         neighbour: it becomes V (regrowth, the reverse of recession)
 8       RP relaxation    the site holds Pb/Cd inside an RP zone and is on the surface or
                          has a perovskite neighbour: its phase switches RP <-> perovskite
 ======  ===============  ==========================================================
@@ -21,12 +23,16 @@ Rates (``beta = 1/kT`` in 1/eV, ``nu`` in 1/s, energies in eV, ``dE`` from the C
 * expulsion: ``nu exp(-beta Ea) (1 - theta**k)``,
   ``Ea = max(0, E_exp(M) + alpha (dE_rm - dE_rm_ref(M)))`` with ``dE_rm`` the energy change
   of ``M -> V`` at this site (``M -> X`` for a three-species CE);
-* recession: ``nu exp(-beta Ea)``,
-  ``Ea = max(0, E_rec + alpha_rec (dE_rec - dE_rec_ref + (k - 1) mu_CsBr))`` with ``dE_rec``
-  the energy change of ``V -> O`` at this site (0 for a three-species CE, where V and O are
-  both X, so that ``Ea = E_rec``), ``k`` its outside neighbours and ``mu_CsBr`` the CE's
-  CsBr chemical potential (0 unless the CE carries one: the grand-canonical correction of
-  :mod:`segsim.kinetics`);
+* recession ``V -> O`` and its reverse, regrowth ``O -> V``: with
+  ``dOmega = dE(V -> O) - (2 - k) mu_CsBr`` the grand-canonical energy change of the
+  recession (``k`` outside neighbours of the site, ``mu_CsBr`` the solution's CsBr chemical
+  potential in the CE's energy reference, :mod:`segsim.kinetics`),
+  recession ``Ea = max(E_rec + alpha_rec dOmega, dOmega, 0)`` and regrowth
+  ``Ea = max(E_rec + alpha_rec dOmega, dOmega, 0) - dOmega``, both ``nu exp(-beta Ea)``:
+  forward/backward ratio ``exp(-beta dOmega)`` exactly (detailed balance).  Both need
+  ``k >= 1`` and the site inside the synthesised envelope (``envelope``), a condition that
+  is the same before and after the event; regrowth is on only with ``kp[KP_REGROW_ON]``
+  (without it the recession is irreversible, as the expulsion is);
 * RP relaxation: ``nu exp(-beta Ea)``, ``Ea = max(E_RP_a - shift [adj] + dE/2, dE, 0)``
   with ``dE`` the change of ``E_RP`` (:mod:`segsim.kernels.rp`) and ``shift`` the barrier
   lowering of a ligand-exchange treatment (0 outside a treatment) on surface-adjacent sites
@@ -96,6 +102,7 @@ class KMCArrays(NamedTuple):
     stamp: np.ndarray  # scratch marks of the rate refresh
     changed: np.ndarray  # scratch list of changed tree leaves
     counts: np.ndarray  # events by type (int64)
+    envelope: np.ndarray  # 1 on the sites of the synthesised NC (uint8): regrowth allowed
 
 
 # Species codes (segsim.species), repeated here as compile-time constants.
@@ -117,8 +124,9 @@ EV_EXPEL_PB = 2
 EV_EXPEL_CD = 3
 EV_RECEDE = 4
 EV_RP = 5
-N_EVENT_TYPES = 6
-EVENT_TYPE_NAMES = ("hop_pb", "hop_cd", "expel_pb", "expel_cd", "recede", "rp")
+EV_REGROW = 6
+N_EVENT_TYPES = 7
+EVENT_TYPE_NAMES = ("hop_pb", "hop_cd", "expel_pb", "expel_cd", "recede", "rp", "regrow")
 
 #: Indices into the parameter vector ``kp`` (float64), filled by :mod:`segsim.kinetics`.
 KP_BETA = 0  # 1/(k_B T), 1/eV
@@ -138,10 +146,11 @@ KP_ETA_RP = 16  # eta (eV): Cd preference for RP sites
 KP_J_RP = 17  # J_RP (eV per RP/perovskite cation pair)
 KP_ERPA = 18  # E_RP_a, RP <-> perovskite switching barrier (eV)
 KP_ERPA_SHIFT = 19  # barrier lowering on surface sites during a ligand exchange (eV)
-KP_REC_REF = 20  # dE_rec_ref: V -> O energy change at the reference face site (eV)
-KP_ALPHA_REC = 21  # Bronsted-Evans-Polanyi share of the recession-energy difference
-KP_MU_REC = 22  # mu_CsBr of the CE's energy reference (eV per CsBr unit; 0: no correction)
-N_KP = 23
+KP_REC_REF = 20  # V -> O energy change at the reference face site (eV; reported, no rate)
+KP_ALPHA_REC = 21  # Bronsted-Evans-Polanyi share of dOmega in the recession barrier
+KP_MU_REC = 22  # mu_CsBr of the solution in the CE's energy reference (eV per CsBr unit)
+KP_REGROW_ON = 23  # 1.0: regrowth O -> V, the reverse of recession, is on
+N_KP = 24
 
 
 @njit_inline
@@ -151,40 +160,57 @@ def _clear_row(rates, site):
 
 
 @njit_inline
+def _surface_exchange_rate(site, sp, occ, nn, nbr, ce_index, weights, local_table, kp, fld):
+    """Return the rate (1/s) of recession (``sp`` V) or regrowth (``sp`` O) of ``site``.
+
+    The caller has checked that the site lies in the synthesised envelope and that the
+    event is switched on.  ``k`` (outside neighbours) does not change with the event, so the
+    condition ``k >= 1`` is the same in both states and each direction is the other's reverse.
+    """
+    k = 0
+    for d in range(6):
+        if occ[nn[site, d]] == _OUT:
+            k += 1
+    if k == 0:
+        return 0.0
+    de = _field_flip_delta(occ, site, _OUT if sp == _VAC else _VAC, nbr, ce_index, weights,
+                           local_table, fld[0], fld[5])  # fmt: skip
+    if sp == _OUT:
+        de = -de  # dE of V -> O, seen from the O state
+    # grand-canonical: V -> O gains 2 - k CsBr units from the solution
+    domega = de - (2 - k) * kp[KP_MU_REC]
+    ea = max(kp[KP_EREC] + kp[KP_ALPHA_REC] * domega, domega, 0.0)
+    if sp == _OUT:
+        ea -= domega
+    return kp[KP_NU] * np.exp(-kp[KP_BETA] * ea)
+
+
+@njit_inline
 def _site_rates(
-    site, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, old_total, rp_on
-):
+    site, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, old_total, rp_on,
+    env,
+):  # fmt: skip
     """Write the event rates (1/s) of ``site`` into ``rates[site]``; return their sum.
 
     ``old_total`` is the site's previous sum: a row that was all zero and stays so is not
     rewritten (the common case of an interior cation with no vacancy neighbour).  ``occ`` is
     modified transiently by the energy kernels and restored.  Energy changes come from the
     pair field ``fld`` (:func:`segsim.engine.pair_field_tables`) and ``local_table``, the
-    CE's clusters of three or more sites.
+    CE's clusters of three or more sites.  ``env`` marks the synthesised envelope.
     """
     sp = occ[site]
-    if sp == _OUT:
+    if sp >= _VAC:  # V or O (species codes 2, 3)
         if old_total != 0.0:
             _clear_row(rates, site)
-        return 0.0
-    if sp == _VAC:
-        if old_total != 0.0:
-            _clear_row(rates, site)
-        if kp[KP_RECEDE_ON] > 0.0:
-            k = 0
-            for d in range(6):
-                if occ[nn[site, d]] == _OUT:
-                    k += 1
-            if k > 0:
-                de = _field_flip_delta(occ, site, _OUT, nbr, ce_index, weights, local_table,
-                                       fld[0], fld[5])  # fmt: skip
-                # grand-canonical: V -> O gains 2 - k CsBr units (1 at the reference site)
-                de += (k - 1) * kp[KP_MU_REC] - kp[KP_REC_REF]
-                ea = max(kp[KP_EREC] + kp[KP_ALPHA_REC] * de, 0.0)
-                r = kp[KP_NU] * np.exp(-kp[KP_BETA] * ea)
-                rates[site, SLOT_RECEDE] = r
-                return r
-        return 0.0
+        on = kp[KP_RECEDE_ON] > 0.0 and env[site] != 0
+        if sp == _OUT:
+            on = on and kp[KP_REGROW_ON] > 0.0
+        if not on:
+            return 0.0
+        r = _surface_exchange_rate(site, sp, occ, nn, nbr, ce_index, weights, local_table, kp,
+                                   fld)  # fmt: skip
+        rates[site, SLOT_RECEDE] = r
+        return r
     # Pb or Cd: look for vacancy and outside neighbours first.
     k = 0
     n_vac = 0
@@ -279,7 +305,7 @@ def _surface_adjacent(site, k, occ, nn):
 
 @njit
 def _init_rates(
-    occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, site_total, tree
+    occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, site_total, tree, env
 ):
     """Compute the pair field, every site's rates, their sums and the sum tree from scratch."""
     _field_init(occ, nbr, ce_index, fld[2], fld[3], fld[0])
@@ -289,7 +315,7 @@ def _init_rates(
     for site in range(occ.shape[0]):
         site_total[site] = _site_rates(
             site, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates,
-            site_total[site], rp_on,
+            site_total[site], rp_on, env,
         )  # fmt: skip
     _tree_build(tree, site_total)
 
@@ -318,7 +344,7 @@ def _set_leaf(s, total, site_total, tree, changed, n_changed):
 @njit_inline
 def _refresh_site(
     s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, site_total, tree,
-    rp_on, changed, n_changed,
+    rp_on, changed, n_changed, env,
 ):  # fmt: skip
     """Recompute the rates of site ``s``; if its total changed, set its tree leaf.
 
@@ -328,7 +354,7 @@ def _refresh_site(
     """
     old = site_total[s]
     r = _site_rates(
-        s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, old, rp_on
+        s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, old, rp_on, env
     )
     if r != old:
         n_changed = _set_leaf(s, r, site_total, tree, changed, n_changed)
@@ -379,6 +405,7 @@ def _refresh_after(
     tree,
     changed,
     rp_on,
+    env,
 ):
     """Recompute every rate that the change of sites ``i`` and ``j`` (``-1``: none) can change.
 
@@ -394,7 +421,7 @@ def _refresh_after(
       it changes too when ``v`` is such a site -> that one slot of every other cation
       neighbour of such a vacancy is recomputed (pass 2).
 
-    A recession (``recession`` True) changes whether ``i`` is outside, which the RP barrier
+    A recession or regrowth (``recession`` True) changes whether ``i`` is outside, which the RP barrier
     lowering reads two neighbours away (:func:`_surface_adjacent`): with the RP phase on, the
     sites within two nearest-neighbour steps of ``i`` are recomputed as well.
 
@@ -418,7 +445,7 @@ def _refresh_after(
                 stamp[s] = epoch
                 m = _refresh_site(
                     s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates,
-                    site_total, tree, rp_on, changed, m,
+                    site_total, tree, rp_on, changed, m, env,
                 )  # fmt: skip
     if rp_on and recession:
         for d in range(6):
@@ -429,7 +456,7 @@ def _refresh_after(
                     stamp[s] = epoch
                     m = _refresh_site(
                         s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates,
-                        site_total, tree, rp_on, changed, m,
+                        site_total, tree, rp_on, changed, m, env,
                     )  # fmt: skip
     if kp[KP_HOP_ON] > 0.0:
         m = _refresh_vacancy_partners(
@@ -502,6 +529,7 @@ def _make_run_kmc_chunk(rp_enabled):
         occ, phase, rates, site_total, tree = a.occ, a.phase, a.rates, a.site_total, a.tree
         nn, nbr, ce_index, weights, local_table = a.nn, a.nbr, a.ce_index, a.weights, a.local_table
         kp, fld, dep, stamp, changed, counts = a.kp, a.fld, a.dep, a.stamp, a.changed, a.counts
+        env = a.envelope
         field, colinfo, w_int, pair_table, nn_col, quantum = fld
         eps = kp[KP_EPS_RP]
         eta = kp[KP_ETA_RP]
@@ -561,16 +589,17 @@ def _make_run_kmc_chunk(rp_enabled):
                 de = _rp_flip_delta(occ, phase, nn, leaf, eps, eta, j_rp)
                 phase[leaf] = PH_ZONE if phase[leaf] == PH_RP else PH_RP
                 counts[EV_RP] += 1
-            else:  # SLOT_RECEDE
-                de = _field_flip_delta(occ, leaf, _OUT, nbr, ce_index, weights, local_table,
+            else:  # SLOT_RECEDE: recession V -> O or regrowth O -> V
+                new = _OUT if sp == _VAC else _VAC
+                de = _field_flip_delta(occ, leaf, new, nbr, ce_index, weights, local_table,
                                        field, quantum)  # fmt: skip
-                _field_apply(leaf, ce_index[_VAC], ce_index[_OUT], nbr, dep, colinfo, w_int,
+                _field_apply(leaf, ce_index[sp], ce_index[new], nbr, dep, colinfo, w_int,
                              pair_table, field)  # fmt: skip
-                occ[leaf] = _OUT
-                counts[EV_RECEDE] += 1
+                occ[leaf] = new
+                counts[EV_RECEDE if sp == _VAC else EV_REGROW] += 1
             _refresh_after(
                 leaf, partner, slot == SLOT_RECEDE, occ, phase, nn, nbr, dep, stamp, ce_index,
-                weights, local_table, kp, fld, rates, site_total, tree, changed, rp_on,
+                weights, local_table, kp, fld, rates, site_total, tree, changed, rp_on, env,
             )  # fmt: skip
             de_sum += de
             if n_ev < n_log:
@@ -590,7 +619,7 @@ def _make_run_kmc_chunk(rp_enabled):
             borrow(a.occ), borrow(a.phase), borrow(a.rates), borrow(a.site_total),
             borrow(a.tree), borrow(a.nn), borrow(a.nbr), borrow(a.ce_index), borrow(a.weights),
             borrow(a.local_table), borrow(a.kp), fld_b, borrow(a.dep), borrow(a.stamp),
-            borrow(a.changed), borrow(a.counts),
+            borrow(a.changed), borrow(a.counts), borrow(a.envelope),
         )  # fmt: skip
         return _run_kmc_chunk(
             b, t_now, t_stop, max_events, rng, borrow(log_site), borrow(log_slot),

@@ -1,7 +1,7 @@
 """Cd arrangements on a cubic NC lattice: uniform, surface-segregated, core-segregated, profiles.
 
 These are the three configurations of the published DFT study (uniform, surface-segregated and
-core-segregated Cd in ~3 nm CsCd0.25Pb0.75Br3 NCs, see ``shared/design/MODEL.md``) plus
+core-segregated Cd in ~3 nm CsCd0.25Pb0.75Br3 NCs, see ``docs/model.md``) plus
 arbitrary depth profiles, built on a :class:`segsim.lattice.Lattice`.  The physics checks of the
 provisional CE and the reference-energy pipeline (training set) both use them.
 

@@ -2,7 +2,7 @@
 
 PROVISIONAL: these numbers are chosen by hand, not fitted to any reference data.  They let the
 quickstart and the engines run before the fitted CE of issue 3 exists, and they reproduce the
-qualitative facts of the published DFT study (``shared/design/MODEL.md``): Cd clustered in the
+qualitative facts of the published DFT study (``docs/model.md``): Cd clustered in the
 core is very unfavourable, uniform and surface-segregated Cd are close in energy, and the
 surface costs energy.
 

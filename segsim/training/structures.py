@@ -927,7 +927,7 @@ def build_training_set(
     calculator's own CsBr ground state (experimentally the CsCl type; a machine-learned
     potential or PBE may rank the rock-salt cell, the structure of the fault layer, lower).
 
-    RP parameters of the model (``shared/design/MODEL.md``, section 2) from these energies
+    RP parameters of the model (``docs/model.md``, section 2) from these energies
     (relaxed ``E``), with ``N = n^2`` inserted CsBr units (tag ``extra_csbr``)::
 
         dE(s)  = E(nc_rp s) - E(no_fault of s) - N mu_CsBr

@@ -321,10 +321,11 @@ def naive_event_rates(
 
     Written straight from MODEL.md section 3.  ``p`` holds ``beta`` (1/eV), ``nu`` (1/s),
     ``e_kra`` / ``e_exp`` / ``ref`` (dicts species code -> eV), ``alpha``, ``e_rec`` and
-    optionally ``rec_ref`` (eV), ``alpha_rec`` and ``mu_rec`` (eV per CsBr unit; the recession
-    barrier is ``max(0, e_rec + alpha_rec (dE(V -> O) + (k - 2) mu_rec - (rec_ref - mu_rec)))``:
-    the grand-canonical energy of the recession, which gains ``2 - k`` CsBr units, against that
-    of the reference face site, which gains one),
+    optionally ``alpha_rec`` and ``mu_rec`` (eV per CsBr unit; with ``dOmega`` the change of the
+    grand-canonical energy ``E - csbr_units * mu_rec`` from the V to the O state of a site, the
+    recession barrier is ``max(e_rec + alpha_rec dOmega, dOmega, 0)`` and the regrowth barrier
+    that minus ``dOmega``), ``envelope`` (bool per site: where recession and regrowth may
+    happen), ``regrowth`` (bool),
     ``theta`` and the switches ``hop``, ``expulsion``, ``recession`` (bools); optionally
     ``rp`` (dict: ``eps``, ``eta``, ``j``, ``e_rpa``, ``shift`` in eV) and then ``phase``
     (the RP phase codes, read and not modified).  RP energy changes are differences of
@@ -371,13 +372,36 @@ def naive_event_rates(
                     ea0 = rp["e_rpa"] - (rp["shift"] if adj else 0.0)
                     ea = max(ea0 + de / 2, de, 0.0)
                     out.append((site, SLOT_RP, p["nu"] * math.exp(-p["beta"] * ea)))
-        elif sp == VAC and p["recession"] and k > 0:
+        elif sp in (VAC, OUT) and p["recession"] and k > 0 and p["envelope"][site]:
+            if sp == OUT and not p.get("regrowth", False):
+                continue
+            # the V state and the O state of this site, whichever we are in
+            with_v, with_o = occupations.copy(), occupations.copy()
+            with_v[site], with_o[site] = VAC, OUT
+            e_v_to_o = (
+                flip_delta(occupations, site, OUT)
+                if sp == VAC
+                else -flip_delta(occupations, site, VAC)
+            )
             mu = p.get("mu_rec", 0.0)
-            omega = flip_delta(occupations, site, OUT) - (2 - k) * mu
-            omega_ref = p.get("rec_ref", 0.0) - mu
-            ea = max(0.0, p["e_rec"] + p.get("alpha_rec", 0.0) * (omega - omega_ref))
+            d_omega = e_v_to_o - (csbr_units(with_o, nn) - csbr_units(with_v, nn)) * mu
+            ea = max(p["e_rec"] + p.get("alpha_rec", 0.0) * d_omega, d_omega, 0.0)
+            if sp == OUT:  # regrowth: the reverse path, over the same saddle
+                ea -= d_omega
             out.append((site, SLOT_RECEDE, p["nu"] * math.exp(-p["beta"] * ea)))
     return out
+
+
+def csbr_units(occupations: np.ndarray, nn: np.ndarray) -> int:
+    """CsBr units the atomistic structure holds beyond its cations and vacancies, up to a constant.
+
+    ``2 N_O - N_OO`` (outside sites, nearest-neighbour outside pairs): a recession with ``k``
+    outside neighbours adds ``2 - k`` (segsim.kinetics, checked against the atomistic builder
+    in test_atomistic).  The grand-canonical energy is ``E - csbr_units * mu_CsBr``.
+    """
+    out = occupations == OUT
+    pairs = sum(int(np.sum(out & out[nn[:, d]])) for d in range(6)) // 2
+    return 2 * int(out.sum()) - pairs
 
 
 def naive_kmc(
@@ -444,8 +468,9 @@ def naive_kmc(
         elif slot == SLOT_RP:
             phase[site] = PH_ZONE if phase[site] == PH_RP else PH_RP
         else:
-            de_sum += flip_delta(occ, site, OUT)
-            occ[site] = OUT
+            new = OUT if occ[site] == VAC else VAC  # recession, or regrowth
+            de_sum += flip_delta(occ, site, new)
+            occ[site] = new
         de_sum += e_rp() - e_before
         events.append((site, slot, t))
     out = {"occupations": occ, "time": t, "events": events, "de_sum": de_sum}

@@ -213,11 +213,17 @@ def test_kinetics_defaults_file_and_the_later_recession_share(tmp_path):
     from segsim.config import DEFAULT_KINETICS, load_kinetics_defaults
 
     shipped = load_kinetics_defaults(DEFAULT_KINETICS)
-    assert shipped["bep_alpha_recession"] == 0.0  # MODEL.md's recession rate by default
+    assert shipped["bep_alpha_recession"] == 0.5  # KRA-type surface exchange (docs/model.md)
+    assert shipped["delta_mu_csbr_ev"] == 0.0  # CsBr-saturated solution
     doc = yaml.safe_load(DEFAULT_KINETICS.read_text())
-    del doc["parameters"]["bep_alpha_recession"]  # a file written before the parameter existed
+    for later in ("bep_alpha_recession", "delta_mu_csbr_ev"):  # a file written before them
+        del doc["parameters"][later]
     older = load_kinetics_defaults(write_yaml(tmp_path / "old.yaml", doc))
     assert older == shipped
+    doc["parameters"]["delta_mu_csbr_ev"] = 0.1  # a CsBr-supersaturated solution
+    with pytest.raises(ConfigError, match=r"parameters\.delta_mu_csbr_ev: must be <= 0"):
+        load_kinetics_defaults(write_yaml(tmp_path / "super.yaml", doc))
+    del doc["parameters"]["delta_mu_csbr_ev"]
     doc["parameters"]["bep_alpha_recession"] = 1.5
     path = write_yaml(tmp_path / "bad.yaml", doc)
     with pytest.raises(ConfigError) as err:

@@ -31,7 +31,7 @@ PARAMS = kinetics.KineticsParams(
 MU_CSBR = -6.676  # eV per CsBr unit: the CHGNet value of potentials/derived_parameters.yaml
 
 
-def _naive_params(params, temperature_k, theta, ref, mu=0.0):
+def _naive_params(params, temperature_k, theta, ref, envelope, mu=0.0):
     return {
         "beta": beta_per_ev(temperature_k),
         "nu": params.attempt_frequency_per_s,
@@ -40,9 +40,10 @@ def _naive_params(params, temperature_k, theta, ref, mu=0.0):
         "ref": {species.PB: ref[0], species.CD: ref[1]},
         "alpha": params.bep_alpha,
         "e_rec": params.e_rec_ev,
-        "rec_ref": ref[2],
         "alpha_rec": params.bep_alpha_recession,
-        "mu_rec": mu,
+        "mu_rec": mu + params.delta_mu_csbr_ev,
+        "envelope": envelope,
+        "regrowth": params.regrowth,
         "theta": theta,
         "hop": params.hop,
         "expulsion": params.expulsion,
@@ -147,7 +148,7 @@ def test_rates_equal_naive_rate_law(small_system, theta, mu):
     flip, swap = _naive_deltas(ce, lattice.shape)
     expected = np.zeros_like(eng.rates)
     for site, slot, rate in naive.naive_event_rates(
-        occ, lattice.nn, flip, swap, _naive_params(PARAMS, 500.0, theta, ref, mu)
+        occ, lattice.nn, flip, swap, _naive_params(PARAMS, 500.0, theta, ref, lattice.in_nc, mu)
     ):
         expected[site, slot] = rate
     np.testing.assert_allclose(eng.rates, expected, rtol=1e-9, atol=0)
@@ -159,48 +160,57 @@ def test_rates_equal_naive_rate_law(small_system, theta, mu):
         assert present
 
 
-def test_recession_barrier_is_e_rec_at_the_reference_site_and_bep_elsewhere(small_system):
-    """V -> O: ``Ea = E_rec`` at the reference face site; elsewhere the BEP share of dE_rec.
+def test_surface_exchange_barriers_and_detailed_balance(small_system):
+    """Recession V -> O and regrowth O -> V: KRA-type barriers over ``dOmega`` (docs/model.md).
 
-    Three-species CE: V and O are both X, so every recession has ``Ea = E_rec`` (MODEL.md).
-    Four-species CE: a corner vacancy has its own ``dE_rec``, hence its own rate.
+    ``Ea(V -> O) = max(E_rec + alpha dOmega, dOmega, 0)`` with the grand-canonical
+    ``dOmega = dE(V -> O) - (2 - k) mu_CsBr``; the regrowth of the receded site comes back over
+    the same saddle, so ``rate(V -> O) / rate(O -> V) = exp(-dOmega / kT)`` on every site kind
+    (face, edge, corner) and for any share ``alpha``.  Three-species CE: ``dE = 0``.
     """
     _, model, lattice, tables = small_system
     temp = 500.0
     beta = beta_per_ev(temp)
-    ref = kinetics.removal_reference_ev(tables, lattice)
     p, n = lattice.pad, lattice.n_edge
     c0 = p + n // 2
-    face = int(lattice.site_index(np.array([c0]), np.array([c0]), np.array([p]))[0])
-    corner = int(lattice.site_index(np.array([p]), np.array([p]), np.array([p]))[0])
-    occ = lattice.empty_occupations()
-    occ[[face, corner]] = species.VAC
-    eng, _ = _engine(tables, lattice, occ, PARAMS, temp, 0.0, 0)
-    nu, e_rec, alpha = PARAMS.attempt_frequency_per_s, PARAMS.e_rec_ev, PARAMS.bep_alpha_recession
-    assert eng.rates[face, K.SLOT_RECEDE] == pytest.approx(nu * np.exp(-beta * e_rec), rel=1e-12)
-    one = lattice.empty_occupations()
-    one[corner] = species.VAC
-    de_corner = tables.flip_energy_change(one, corner, species.OUT)
-    ea = max(0.0, e_rec + alpha * (de_corner - ref[2]))
-    assert eng.rates[corner, K.SLOT_RECEDE] == pytest.approx(nu * np.exp(-beta * ea), rel=1e-9)
-    if model.n_ce_species == 3:
-        assert ref[2] == 0.0
-        assert de_corner == 0.0
-    else:
-        assert abs(de_corner - ref[2]) > 1e-3  # the corner differs: the rule is not inert
-    # bep_alpha_recession = 0 (the shipped default): MODEL.md's Ea = E_rec on every site
-    off, _ = _engine(tables, lattice, occ, PARAMS.replace(bep_alpha_recession=0.0), temp, 0.0, 0)
-    for site in (face, corner):
-        assert off.rates[site, K.SLOT_RECEDE] == pytest.approx(
-            nu * np.exp(-beta * e_rec), rel=1e-12
-        )
-    # With mu_CsBr the corner's V -> O, which loses one CsBr unit where the face gains one
-    # (test_atomistic), is compared grand-canonically: dE + 2 mu against the face's dE_ref;
-    # the reference site keeps E_rec exactly.
-    gc, _ = _engine(tables, lattice, occ, PARAMS, temp, 0.0, 0, mu=MU_CSBR)
-    assert gc.rates[face, K.SLOT_RECEDE] == pytest.approx(nu * np.exp(-beta * e_rec), rel=1e-12)
-    ea_gc = max(0.0, e_rec + alpha * (de_corner + 2 * MU_CSBR - ref[2]))
-    assert gc.rates[corner, K.SLOT_RECEDE] == pytest.approx(nu * np.exp(-beta * ea_gc), rel=1e-9)
+    sites = {
+        "face": (c0, c0, p),
+        "edge": (c0, p, p),
+        "corner": (p, p, p),
+    }
+    nu, e_rec = PARAMS.attempt_frequency_per_s, PARAMS.e_rec_ev
+    for alpha in (0.0, 0.4, 1.0):
+        params = PARAMS.replace(bep_alpha_recession=alpha)
+        for name, xyz in sites.items():
+            site = int(lattice.site_index(*(np.array([v]) for v in xyz))[0])
+            k = int(lattice.n_outside_nn[site])
+            assert k == {"face": 1, "edge": 2, "corner": 3}[name]
+            occ = lattice.empty_occupations()
+            occ[site] = species.VAC
+            de = tables.flip_energy_change(occ, site, species.OUT)
+            if model.n_ce_species == 3:
+                assert de == 0.0
+            for mu in (0.0, MU_CSBR):
+                d_omega = de - (2 - k) * mu
+                rec, _ = _engine(tables, lattice, occ, params, temp, 0.0, 0, mu)
+                ea = max(e_rec + alpha * d_omega, d_omega, 0.0)
+                assert rec.rates[site, K.SLOT_RECEDE] == pytest.approx(
+                    nu * np.exp(-beta * ea), rel=1e-9
+                )
+                receded = occ.copy()
+                receded[site] = species.OUT
+                grow, _ = _engine(tables, lattice, receded, params, temp, 0.0, 0, mu)
+                ratio = rec.rates[site, K.SLOT_RECEDE] / grow.rates[site, K.SLOT_RECEDE]
+                assert ratio == pytest.approx(np.exp(-beta * d_omega), rel=1e-9)
+                # without regrowth the receded site stays outside (irreversible recession)
+                off, _ = _engine(tables, lattice, receded, params.replace(regrowth=False), temp,
+                                 0.0, 0, mu)  # fmt: skip
+                assert off.rates[site, K.SLOT_RECEDE] == 0.0
+    # an outside site beyond the synthesised envelope never regrows
+    pad_site = int(lattice.site_index(np.array([c0]), np.array([c0]), np.array([p - 1]))[0])
+    eng, _ = _engine(tables, lattice, lattice.empty_occupations(), PARAMS, temp, 0.0, 0)
+    assert not lattice.in_nc[pad_site]
+    assert eng.rates[pad_site].sum() == 0.0
 
 
 def test_trained_mu_csbr_reaches_the_kmc_only_for_four_species(make_ce, make_cube):
@@ -230,7 +240,7 @@ def test_kernel_trajectory_equals_naive_twin(small_system, mu):
     n_events = 120  # a 4^3 NC dissolves in about 140 (all sites expelled and receded)
     n, log = eng.advance(1e3, max_events=n_events, log_events=n_events)
     flip, swap = _naive_deltas(ce, lattice.shape)
-    got = naive.naive_kmc(occ, lattice.nn, flip, swap, _naive_params(PARAMS, temp, theta, ref, mu),
+    got = naive.naive_kmc(occ, lattice.nn, flip, swap, _naive_params(PARAMS, temp, theta, ref, lattice.in_nc, mu),
                           np.random.default_rng(123), t_start=0.0, t_stop=1e3,
                           max_events=n_events)  # fmt: skip
     assert n == len(got["events"])
@@ -261,7 +271,7 @@ def test_kernel_stops_at_t_stop_like_naive(small_system):
     t_stop = 20.0 / eng.total_rate_per_s  # about 20 events
     n, _ = eng.advance(t_stop, log_events=1000)
     flip, swap = _naive_deltas(ce, lattice.shape)
-    got = naive.naive_kmc(occ, lattice.nn, flip, swap, _naive_params(PARAMS, 600.0, 0.4, ref),
+    got = naive.naive_kmc(occ, lattice.nn, flip, swap, _naive_params(PARAMS, 600.0, 0.4, ref, lattice.in_nc),
                           np.random.default_rng(9), t_start=0.0, t_stop=t_stop,
                           max_events=1000)  # fmt: skip
     assert 5 < n == len(got["events"])
@@ -297,13 +307,13 @@ def test_chunking_and_restart_do_not_change_the_trajectory(small_system):
 
 
 # ------------------------------------------------------------- conservation and drift
-def test_conservation_outside_sites_never_refilled_and_energy_drift(small_system):
+def test_conservation_no_site_beyond_the_envelope_filled_and_energy_drift(small_system):
     _, _, lattice, tables = small_system
     occ = _start(lattice, np.random.default_rng(10), 0.3, 3)
     eng, _ = _engine(tables, lattice, occ, PARAMS, 600.0, 0.2, 5)
     n_pb0 = int((occ == species.PB).sum())
     n_cd0 = int((occ == species.CD).sum())
-    prev_out = occ == species.OUT
+    beyond = ~lattice.in_nc
     total = 0
     while total < 100_000 and eng.total_rate_per_s > 0:
         n, _ = eng.advance(np.inf, max_events=2_000)
@@ -312,12 +322,11 @@ def test_conservation_outside_sites_never_refilled_and_energy_drift(small_system
         c = eng.state.counts_by_name()
         assert int((o == species.PB).sum()) + c["expel_pb"] == n_pb0
         assert int((o == species.CD).sum()) + c["expel_cd"] == n_cd0
+        assert np.all(o[beyond] == species.OUT)  # nothing grows beyond the envelope
         out = o == species.OUT
-        assert np.all(out[prev_out])  # O is absorbing
-        assert int(out.sum()) - int((occ == species.OUT).sum()) == c["recede"]
-        prev_out = out
+        assert int(out.sum()) - int((occ == species.OUT).sum()) == c["recede"] - c["regrow"]
     c = eng.state.counts_by_name()
-    assert min(c["expel_cd"], c["expel_pb"], c["recede"], c["hop_cd"]) > 0
+    assert min(c["expel_cd"], c["expel_pb"], c["recede"], c["hop_cd"], c["regrow"]) > 0
     assert sum(c.values()) == eng.state.n_events
     assert abs(eng.energy_drift_ev()) < 1e-9
 
@@ -393,6 +402,81 @@ def test_closed_system_kmc_samples_the_canonical_distribution(make_ce, make_cube
     np.add.at(hot, classes, w_hot)
     hot /= hot.sum()
     z_hot = (mean[mask] - hot[mask]) / np.maximum(err[mask], 1e-4)
+    assert np.max(np.abs(z_hot)) > 8
+
+
+def test_closed_nc_with_surface_exchange_samples_the_grand_canonical_distribution(
+    make_ce, make_cube
+):
+    """Hops + recession + regrowth, no expulsion: time averages equal exact enumeration.
+
+    A 3^3 NC of 25 Pb and two sites that are V or O: every arrangement is enumerated with its
+    grand-canonical weight ``exp(-(E - csbr_units * mu_CsBr) / kT)`` (``naive.csbr_units``,
+    an independent statement of the ``(2 - k)`` rule), and the KMC's time fractions of the
+    classes (centre site: Pb / V / O) x (number of O: 0, 1, 2) must match.  The interior
+    vacancy fraction of the model's equilibrium is the class "centre V".
+    """
+    ce = make_ce([6.0], np.random.default_rng(23), scale=0.05, separate_vacancy=True)
+    model = ClusterExpansionModel(ce)
+    lattice = make_cube(3, model.reach + 1)
+    tables = model.compile(lattice)
+    nc = np.flatnonzero(lattice.in_nc)
+    centre = int(nc[np.flatnonzero(lattice.n_outside_nn[nc] == 0)[0]])
+    temp, mu = 600.0, 0.04
+
+    def classify(o):
+        c = {species.PB: 0, species.VAC: 1, species.OUT: 2}[int(o[centre])]
+        return c * 3 + int(np.sum(o[nc] == species.OUT))
+
+    omegas, classes = [], []
+    for a, b in itertools.combinations(nc, 2):
+        for sa, sb in itertools.product((species.VAC, species.OUT), repeat=2):
+            o = lattice.empty_occupations()
+            o[a], o[b] = sa, sb
+            omegas.append(tables.total_energy(o) - naive.csbr_units(o, lattice.nn) * mu)
+            classes.append(classify(o))
+    omegas = np.array(omegas)
+
+    def distribution(t):
+        w = np.exp(-beta_per_ev(t) * (omegas - omegas.min()))
+        out = np.zeros(9)
+        np.add.at(out, classes, w)
+        return out / out.sum()
+
+    exact = distribution(temp)
+    occ = lattice.empty_occupations()
+    occ[centre] = species.VAC
+    occ[nc[0]] = species.OUT
+    closed = PARAMS.replace(expulsion=False, e_kra_pb_ev=0.15, e_rec_ev=0.2)
+    eng, _ = _engine(tables, lattice, occ, closed, temp, 0.0, 33, mu)
+    eng.advance(np.inf, max_events=5_000)  # burn-in
+    n_events, n_blocks = 300_000, 20
+    occ = eng.state.occupations.copy()
+    t_prev = eng.state.time_s
+    _, log = eng.advance(np.inf, max_events=n_events, log_events=n_events)
+    resid = np.zeros((n_events, 9))
+    for e, (site, slot, t) in enumerate(zip(log.site, log.slot, log.time_s, strict=True)):
+        resid[e, classify(occ)] = t - t_prev
+        t_prev = t
+        if slot < 6:
+            j = lattice.nn[site, slot]
+            occ[j], occ[site] = occ[site], species.VAC
+        else:
+            assert slot == K.SLOT_RECEDE
+            occ[site] = species.OUT if occ[site] == species.VAC else species.VAC
+    np.testing.assert_array_equal(occ, eng.state.occupations)
+    c = eng.state.counts_by_name()
+    assert min(c["recede"], c["regrow"], c["hop_pb"]) > 1000
+    blocks = resid.reshape(n_blocks, -1, 9).sum(axis=1)
+    frac = blocks / blocks.sum(axis=1, keepdims=True)
+    mean = frac.mean(axis=0)
+    err = frac.std(axis=0, ddof=1) / np.sqrt(n_blocks)
+    mask = exact > 1e-3
+    assert mask.sum() >= 4  # several classes populated, the interior vacancy among them
+    assert exact[3:6].sum() > 1e-3
+    z = (mean[mask] - exact[mask]) / np.maximum(err[mask], 1e-4)
+    assert np.all(np.abs(z) < 5), (mean, exact, z)
+    z_hot = (mean[mask] - distribution(1.3 * temp)[mask]) / np.maximum(err[mask], 1e-4)
     assert np.max(np.abs(z_hot)) > 8
 
 

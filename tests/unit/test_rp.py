@@ -122,7 +122,10 @@ def test_rates_with_rp_equal_naive_rate_law(rp_system, shift):
     phase = _zone(lattice, rng)
     eng, ref = _rp_engine(tables, lattice, occ, phase, PARAMS, 500.0, 0.4, 0, shift)
     flip, swap = _naive_deltas(ce, lattice.shape)
-    p = _naive_params(PARAMS, 500.0, 0.4, ref) | {"rp": _naive_rp(RP, shift), "phase": phase}
+    p = _naive_params(PARAMS, 500.0, 0.4, ref, lattice.in_nc) | {
+        "rp": _naive_rp(RP, shift),
+        "phase": phase,
+    }
     expected = np.zeros_like(eng.rates)
     for site, slot, rate in naive.naive_event_rates(occ, lattice.nn, flip, swap, p):
         expected[site, slot] = rate
@@ -144,7 +147,10 @@ def test_kmc_with_rp_trajectory_equals_naive_twin(rp_system, shift):
     eng, ref = _rp_engine(tables, lattice, occ, phase, PARAMS, temp, theta, 77, shift)
     n, log = eng.advance(1e3, max_events=n_events, log_events=n_events)
     flip, swap = _naive_deltas(ce, lattice.shape)
-    p = _naive_params(PARAMS, temp, theta, ref) | {"rp": _naive_rp(RP, shift), "phase": phase}
+    p = _naive_params(PARAMS, temp, theta, ref, lattice.in_nc) | {
+        "rp": _naive_rp(RP, shift),
+        "phase": phase,
+    }
     got = naive.naive_kmc(occ, lattice.nn, flip, swap, p, np.random.default_rng(77),
                           t_start=0.0, t_stop=1e3, max_events=n_events)  # fmt: skip
     assert n == n_events == len(got["events"])

@@ -1,0 +1,1 @@
+"""Why the aged NC turned hollow (issue 26): vacancy energetics of the CE and its reference."""
