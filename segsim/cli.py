@@ -219,11 +219,84 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _profile(values: Sequence[float]) -> str:
+    """Return a depth profile as text (surface layer first)."""
+    return " ".join(f"{v:.3f}" for v in values)
+
+
+def _fill_hollowness(s: dict[str, Any], path: str) -> None:
+    """Add the interior-vacancy and envelope values to the first and last frame of ``s`` (KMC).
+
+    Files written before these observables existed lack them in ``/trace``; for such a file
+    they are recomputed from the snapshot stored at the same frame
+    (:func:`segsim.invariants.recomputed_frames`), else they stay missing.  Sets
+    ``s["hollowness_source"][label]`` to ``"trace"``, ``"snapshot"`` or ``"n/a"``.
+    """
+    from segsim.invariants import recomputed_frames
+    from segsim.io.hdf5 import ResultFileError
+
+    if not s["n_frames"]:
+        return
+    frames = {"first": 0, "last": s["n_frames"] - 1}
+    old = [label for label in frames if "interior_vacancy_fraction" not in s[label]]
+    recomputed: dict[int, dict[str, Any]] = {}
+    if old and s["n_snapshots"]:
+        try:
+            recomputed = recomputed_frames(path)
+        except ResultFileError:
+            recomputed = {}
+    source = {}
+    for label, k in frames.items():
+        if label not in old:
+            source[label] = "trace"
+        elif k in recomputed:
+            s[label].update(
+                {n: v.tolist() if hasattr(v, "tolist") else v for n, v in recomputed[k].items()}
+            )
+            source[label] = "snapshot"
+        else:
+            source[label] = "n/a"
+    s["hollowness_source"] = source
+
+
+def _hollowness_lines(fr: dict[str, Any], source: str) -> list[str]:
+    """Return the ``segsim info`` lines on interior vacancies and envelope edges (KMC)."""
+    if source == "n/a":
+        why = "not in this file's trace; no snapshot at this frame"
+        return [f"        interior vacancies, envelope edge: n/a ({why})"]
+    note = " [recomputed from the snapshot]" if source == "snapshot" else ""
+    counts = (
+        f"        vacancies: {fr['n_vac_interior']} interior (no O neighbour), "
+        f"{fr['n_vac_surface']} surface; interior vacancy fraction "
+        f"{fr['interior_vacancy_fraction']:.4f} of the B sites{note}"
+    )
+    by_depth = _profile(fr["interior_vacancy_fraction_by_depth"])
+    envelope = (
+        f"        envelope edge {fr['envelope_edge_nm']:.2f} nm, of the occupied sites "
+        f"{fr['occupied_envelope_edge_nm']:.2f} nm (edge_nm {fr['edge_nm']:.2f} nm: "
+        f"cube root of the occupied sites)"
+    )
+    return [
+        counts,
+        f"        interior vacancy fraction by depth (surface -> core): {by_depth}",
+        envelope,
+    ]
+
+
 def cmd_info(args: argparse.Namespace) -> int:
-    """Summarise a result file."""
+    """Summarise a result file.
+
+    Besides the trace's first and last frame it prints, for KMC files, the interior
+    vacancies and envelope edges; for files written before those were traced they are
+    recomputed from the snapshot of the same frame, or reported as n/a
+    (:func:`_fill_hollowness`).
+    """
     from segsim.io.hdf5 import summarize
 
     s = summarize(args.file)
+    kmc = s["run_kind"] == "kmc"
+    if kmc:
+        _fill_hollowness(s, args.file)
     if args.json:
         print(json.dumps(s, indent=2, default=str))
         return EXIT_OK
@@ -241,32 +314,31 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"  frames: {s['n_frames']}, snapshots: {s['n_snapshots']}, "
         f"checkpoint at step {s['checkpoint_step']} ({'complete' if s['complete'] else 'incomplete'})"
     )
-    if s["n_frames"] and s["run_kind"] == "kmc":
-        for label in ("first", "last"):
-            fr = s[label]
-            prof = " ".join(f"{v:.3f}" for v in fr["cd_fraction_by_depth"])
+    for label in ("first", "last") if s["n_frames"] else ():
+        fr = s[label]
+        if kmc:
             print(
                 f"  {label:5s} t = {fr['time_s'] / SECONDS_PER_DAY:.3f} d ({fr['step']} events): "
                 f"x = {fr['x_cd']:.4f}, PL {fr['pl_peak_nm']:.1f} nm, edge {fr['edge_nm']:.2f} nm, "
                 f"Cd out {fr['cd_expelled']}, Pb out {fr['pb_expelled']}"
             )
-            print(f"        Cd fraction by depth (surface -> core): {prof}")
-            if "rp_fraction" in fr:
-                domain = "an RP domain" if fr["has_rp"] else "no RP domain"
-                x_rp = "-" if fr["x_rp"] != fr["x_rp"] else f"{fr['x_rp']:.3f}"
-                print(
-                    f"        RP: {100 * fr['rp_fraction']:.2f} % of cation sites ({domain}), "
-                    f"x inside RP {x_rp}, outside {fr['x_pv']:.3f}"
-                )
-    elif s["n_frames"]:
-        for label in ("first", "last"):
-            fr = s[label]
-            prof = " ".join(f"{v:.3f}" for v in fr["cd_fraction_by_depth"])
+        else:
             print(
                 f"  {label:5s} step {fr['step']}: E = {fr['energy_ev']:.6f} eV, "
                 f"acceptance {fr['acceptance']:.3f}"
             )
-            print(f"        Cd fraction by depth (surface -> core): {prof}")
+        print(
+            f"        Cd fraction by depth (surface -> core): {_profile(fr['cd_fraction_by_depth'])}"
+        )
+        if kmc and "rp_fraction" in fr:
+            domain = "an RP domain" if fr["has_rp"] else "no RP domain"
+            x_rp = "-" if fr["x_rp"] != fr["x_rp"] else f"{fr['x_rp']:.3f}"
+            print(
+                f"        RP: {100 * fr['rp_fraction']:.2f} % of cation sites ({domain}), "
+                f"x inside RP {x_rp}, outside {fr['x_pv']:.3f}"
+            )
+        if kmc:
+            print("\n".join(_hollowness_lines(fr, s["hollowness_source"][label])))
     return EXIT_OK
 
 

@@ -60,6 +60,12 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "x_cd",
     "x_cd_std",
     "edge_nm",
+    "envelope_edge_nm",
+    "envelope_edge_nm_sem",
+    "occupied_envelope_edge_nm",
+    "occupied_envelope_edge_nm_sem",
+    "interior_vacancy_fraction",
+    "interior_vacancy_fraction_sem",
     "rp_nc_fraction",
     "a_rp_angstrom",
     "a_pv_angstrom",
@@ -144,6 +150,9 @@ class NCResult:
     a_pv: list[float]
     cubic: list[float]
     cs_ratio: list[float] = field(default_factory=list)
+    envelope_edge: list[float] = field(default_factory=list)
+    occupied_envelope_edge: list[float] = field(default_factory=list)
+    interior_vac: list[float] = field(default_factory=list)
     events: int = 0
     wall_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -370,6 +379,9 @@ def summarise(path: Path, task: Task, days: list[float]) -> NCResult:
         a_pv=pick("a_pv_angstrom"),
         cubic=pick("is_cubic"),
         cs_ratio=pick("cs_ratio_surface"),
+        envelope_edge=pick("envelope_edge_nm"),
+        occupied_envelope_edge=pick("occupied_envelope_edge_nm"),
+        interior_vac=pick("interior_vacancy_fraction"),
         events=int(tr["step"][-1]),
     )
 
@@ -381,10 +393,26 @@ def _nanmean(v: list[float]) -> float:
     return float(a.mean()) if a.size else math.nan
 
 
+def _sem(v: list[float]) -> float:
+    """Return the standard error of the mean, ``std(ddof=1) / sqrt(n)``, of the finite values.
+
+    NaN (``math.nan``) with fewer than two finite values (one NC, or files written before
+    the observable existed).
+    """
+    a = np.asarray(v, dtype=float)
+    a = a[np.isfinite(a)]
+    return float(a.std(ddof=1) / math.sqrt(a.size)) if a.size > 1 else math.nan
+
+
 def _spread(v: list[float]) -> float:
     """Sample standard deviation between NCs (ddof 1); NaN for a single NC."""
     a = np.asarray(v, dtype=float)
     return float(a.std(ddof=1)) if a.size > 1 else math.nan
+
+
+def _mean_and_sem(name: str, values: list[float]) -> dict[str, float]:
+    """Return ``{name: ensemble mean, name_sem: its standard error}`` over the finite values."""
+    return {name: _nanmean(values), f"{name}_sem": _sem(values)}
 
 
 def ensemble_table(
@@ -417,6 +445,12 @@ def ensemble_table(
                     # spread between single NCs (what EDX on single NCs sees), n - 1
                     "x_cd_std": _spread([r.x_cd[k] for r in mine]),
                     "edge_nm": float(np.mean([r.edge_nm[k] for r in mine])),
+                    **_mean_and_sem("envelope_edge_nm", [r.envelope_edge[k] for r in mine]),
+                    **_mean_and_sem(
+                        "occupied_envelope_edge_nm",
+                        [r.occupied_envelope_edge[k] for r in mine],
+                    ),
+                    **_mean_and_sem("interior_vacancy_fraction", [r.interior_vac[k] for r in mine]),
                     "rp_nc_fraction": float(np.mean([r.has_rp[k] for r in mine])),
                     # only NCs with an RP domain (isolated flickers are not a region)
                     "a_rp_angstrom": _nanmean([r.a_rp[k] for r in mine if r.has_rp[k]]),
@@ -438,14 +472,19 @@ def _fmt(v: Any, spec: str) -> str:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """Return the table as terminal text, one block per treatment."""
+    """Return the table as terminal text, one block per treatment.
+
+    Ensemble means only (the SEM columns are in ``table.csv`` and ``ensemble.h5``); ``env``
+    is ``envelope_edge_nm`` and ``f_iV`` is ``interior_vacancy_fraction``.
+    """
     head = (
         f"{'day':>4} {'PL model':>8} {'PL pub':>7} {'diff':>6} {'x':>6} {'sd(x)':>6} "
-        f"{'edge':>6} {'f_RP':>5} {'a_RP':>6} {'a_pv':>6} {'cubic':>5} {'Cs/B':>5}"
+        f"{'edge':>6} {'env':>6} {'f_iV':>6} "
+        f"{'f_RP':>5} {'a_RP':>6} {'a_pv':>6} {'cubic':>5} {'Cs/B':>5}"
     )
     units = (
-        f"{'':>4} {'nm':>8} {'nm':>7} {'nm':>6} {'':>6} {'':>6} {'nm':>6} {'':>5} {'A':>6} "
-        f"{'A':>6} {'':>5} {'srf':>5}"
+        f"{'':>4} {'nm':>8} {'nm':>7} {'nm':>6} {'':>6} {'':>6} {'nm':>6} {'nm':>6} {'':>6} "
+        f"{'':>5} {'A':>6} {'A':>6} {'':>5} {'srf':>5}"
     )
     out = []
     for t in dict.fromkeys(r["treatment"] for r in rows):
@@ -458,6 +497,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                 f"{r['day']:>4g} {_fmt(r['pl_model_nm'], '8.1f')} "
                 f"{_fmt(r['pl_published_nm'], '7.0f')} {_fmt(r['pl_diff_nm'], '+6.1f')} "
                 f"{r['x_cd']:6.3f} {_fmt(r['x_cd_std'], '6.3f')} {r['edge_nm']:6.2f} "
+                f"{_fmt(r['envelope_edge_nm'], '6.2f')} "
+                f"{_fmt(r['interior_vacancy_fraction'], '6.3f')} "
                 f"{r['rp_nc_fraction']:5.2f} "
                 f"{_fmt(r['a_rp_angstrom'], '6.3f')} {_fmt(r['a_pv_angstrom'], '6.3f')} "
                 f"{r['cubic_fraction']:5.2f} {_fmt(r['cs_ratio_surface'], '5.2f')}"

@@ -63,6 +63,24 @@ def test_energy_trace_matches_recompute(tmp_path, ce_file):
         assert trace["energy_ev"][k] == pytest.approx(tables.total_energy(occ), abs=1e-9)
 
 
+def test_mc_has_no_hollowness_datasets_and_info_prints_none(tmp_path, ce_file, capsys):
+    """Canonical MC has no vacancies and a fixed outline: nothing to trace, nothing n/a."""
+    from segsim.invariants import check_result
+
+    out = tmp_path / "v.h5"
+    driver.run_canonical(
+        load(write_yaml(tmp_path / "v.yaml", small_input(ce_file))), out, progress=False
+    )
+    tr = hdf5.read_trace(out)
+    assert not {"n_vac_interior", "envelope_edge_nm"} & set(tr)
+    assert check_result(out) == []
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Cd fraction by depth" in text
+    assert "vacanc" not in text
+
+
 def test_resume_gives_identical_result(tmp_path, ce_file):
     cfg = load(write_yaml(tmp_path / "in.yaml", small_input(ce_file)))
     full = tmp_path / "full.h5"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -307,3 +308,117 @@ def test_run_warns_when_calibrated_rates_meet_another_model(tmp_path, ce_file, c
     err = [line for line in capsys.readouterr().err.splitlines() if "calibrated for" in line]
     assert len(err) == 1
     assert "rp.e_rp_a_ev, ligands.pristine.theta are calibrated" in err[0]
+
+
+HOLLOWNESS = (
+    "n_vac_interior",
+    "n_vac_surface",
+    "interior_vacancy_fraction",
+    "interior_vacancy_fraction_by_depth",
+    "envelope_edge_nm",
+    "occupied_envelope_edge_nm",
+)
+
+
+@pytest.fixture(scope="module")
+def porous_run(tmp_path_factory, ce_file):
+    """A 7-site NC with 15 % vacancies, a snapshot every other frame, 2 ms.
+
+    With the FAST barriers a vacancy hops about 40 times per ms, so the NC keeps interior
+    vacancies for a few frames while the surface recedes and Cd leaves.
+    """
+    d = tmp_path_factory.mktemp("porous")
+    doc = kmc_input(
+        ce_file,
+        system={"edge_nm": 4.2, "vacancy_fraction": 0.15},
+        run={"duration_s": 0.002},
+        output={"frame_interval_s": 0.0001, "snapshot_every_frames": 2},
+    )
+    out = d / "p.h5"
+    driver.run_kmc(load(write_yaml(d / "p.yaml", doc)), out, progress=False)
+    return out
+
+
+def test_kmc_hollowness_trace_equals_its_recomputation_from_the_snapshots(porous_run):
+    from segsim.invariants import check_result, recomputed_frames
+
+    tr = hdf5.read_trace(porous_run)
+    assert set(HOLLOWNESS) <= set(tr)
+    assert tr["interior_vacancy_fraction_by_depth"].shape == (21, 4)
+    assert tr["n_vac_interior"].min() > 0  # a porous NC: the check compares real numbers
+    assert tr["cd_expelled"][-1] > 0  # and it changed during the run
+    recomputed = recomputed_frames(porous_run)
+    assert set(range(0, 21, 2)) <= set(recomputed)  # every frame with a snapshot
+    for k, values in recomputed.items():
+        assert tr["n_vac_interior"][k] == values["n_vac_interior"]
+        assert tr["n_vac_surface"][k] == values["n_vac_surface"]
+        np.testing.assert_allclose(
+            tr["interior_vacancy_fraction_by_depth"][k],
+            values["interior_vacancy_fraction_by_depth"],
+            rtol=1e-12,
+        )
+        assert tr["envelope_edge_nm"][k] == pytest.approx(values["envelope_edge_nm"], rel=1e-12)
+    np.testing.assert_allclose(
+        tr["interior_vacancy_fraction"],
+        tr["n_vac_interior"] / (tr["n_pb"] + tr["n_cd"] + tr["n_vac"]),
+        rtol=1e-12,
+    )
+    assert check_result(porous_run) == []
+
+
+def test_invariant_check_finds_a_tampered_trace(porous_run, tmp_path):
+    import shutil
+
+    import h5py
+
+    from segsim.invariants import check_result
+
+    bad = tmp_path / "bad.h5"
+    shutil.copy(porous_run, bad)
+    with h5py.File(bad, "a") as f:
+        f["trace/n_vac_interior"][20] += 1  # frame 20 has a snapshot
+        f["trace/cd_expelled"][3] += 1
+        f["trace/envelope_edge_nm"][5] = 0.1
+    problems = check_result(bad)
+    assert any(p.startswith("frame 20: n_vac_interior =") for p in problems)
+    assert any("n_vac_interior + n_vac_surface != n_vac" in p for p in problems)
+    assert any(p.startswith("frame 3: n_cd + cd_expelled") for p in problems)
+    assert "frame 5: occupied_envelope_edge_nm > envelope_edge_nm" in problems
+
+
+def test_info_prints_the_hollowness_and_recomputes_it_for_old_files(porous_run, tmp_path, capsys):
+    import shutil
+
+    import h5py
+
+    tr = hdf5.read_trace(porous_run)
+    capsys.readouterr()
+    assert main(["info", str(porous_run)]) == 0
+    new = capsys.readouterr().out
+    assert f"interior vacancy fraction {tr['interior_vacancy_fraction'][-1]:.4f}" in new
+    assert f"envelope edge {tr['envelope_edge_nm'][-1]:.2f} nm" in new
+    assert "interior vacancy fraction by depth (surface -> core)" in new
+    assert "recomputed" not in new
+    # A file written before the datasets existed: recomputed from the snapshots.
+    old = tmp_path / "old.h5"
+    shutil.copy(porous_run, old)
+    with h5py.File(old, "a") as f:
+        for name in HOLLOWNESS:
+            del f[f"trace/{name}"]
+    assert main(["info", str(old)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("[recomputed from the snapshot]") == 2
+    assert text.replace(" [recomputed from the snapshot]", "") == new.replace(
+        str(porous_run), str(old)
+    )
+    assert main(["info", "--json", str(old)]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["hollowness_source"] == {"first": "snapshot", "last": "snapshot"}
+    assert s["last"]["n_vac_interior"] == tr["n_vac_interior"][-1]
+    # ... and without snapshots, n/a.
+    with h5py.File(old, "a") as f:
+        for name in ("step", "occupations"):
+            f[f"snapshots/{name}"].resize(0, axis=0)
+    assert main(["info", str(old)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("interior vacancies, envelope edge: n/a") == 2

@@ -74,6 +74,11 @@ def test_table_figure_and_master_file(setup):
         ratios = [tr["cs_ratio_surface"][k] for tr in day]
         assert float(row["cs_ratio_surface"]) == pytest.approx(np.mean(ratios), abs=1e-12)
         assert 1.0 < float(row["cs_ratio_surface"]) < 2.5
+        for name in ("interior_vacancy_fraction", "envelope_edge_nm", "occupied_envelope_edge_nm"):
+            per_nc = [tr[name][k] for tr in day]
+            assert float(row[name]) == pytest.approx(np.mean(per_nc), abs=1e-12)
+            sem = np.std(per_nc, ddof=1) / np.sqrt(2)
+            assert float(row[f"{name}_sem"]) == pytest.approx(sem, abs=1e-12)
     png = (out / "pl_vs_days.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(png) > 5000
