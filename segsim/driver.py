@@ -136,6 +136,22 @@ def _resume_checkpoint(
     return arrays, attrs
 
 
+def _check_invariants(out_path: str | Path) -> None:
+    """Raise if a finished KMC result file breaks an invariant (:mod:`segsim.invariants`).
+
+    Atom conservation (in the NC plus expelled), nothing beyond the synthesised cube, the
+    traced vacancy counts against the snapshots: a violation is a kernel bookkeeping error.
+    """
+    from segsim.invariants import check_result
+
+    problems = check_result(out_path)
+    if problems:
+        raise RuntimeError(
+            f"{out_path}: invariant violated ({len(problems)}): {problems[0]}: kernel "
+            "bookkeeping error"
+        )
+
+
 def _check_drift(engine: MCEngine | KMCEngine) -> None:
     """Raise if the running energy left the full recompute (a kernel bookkeeping error)."""
     drift = engine.energy_drift_ev()
@@ -378,6 +394,7 @@ def run_kmc(
         cfg, Path(out_path), wire, resume=resume, walltime_s=walltime_s, stop_at=stop_at_time_s
     )
     state = engine.state
+    _check_invariants(out_path)
     last = hdf5.read_trace(out_path)
     return KMCSummary(
         path=Path(out_path),

@@ -431,8 +431,8 @@ class KMCEngine:
         if state.phase is None:
             state.phase = np.zeros_like(state.occupations)
         self.nn = np.ascontiguousarray(lattice.nn, dtype=np.int32)
-        # the synthesised envelope: where a receded site may regrow (segsim.kinetics)
-        self.envelope = np.ascontiguousarray(lattice.in_nc, dtype=np.uint8)
+        # the synthesised cube: where a receded site may regrow (segsim.kinetics)
+        self.synth = np.ascontiguousarray(lattice.in_nc, dtype=np.uint8)
         self.dep = dependency_columns(tables)
         self.fld, self._multi_table = pair_field_tables(tables)
         n = tables.n_sites
@@ -455,7 +455,7 @@ class KMCEngine:
         _kmc._init_rates(
             self.state.occupations, self.state.phase, self.nn, t.nbr, t.ce_index, t.weights,
             self._multi_table, self.kp, self.fld, self.rates, self.site_total, self.tree,
-            self.envelope,
+            self.synth,
         )  # fmt: skip
 
     @property
@@ -483,7 +483,7 @@ class KMCEngine:
         arrays = _kmc.KMCArrays(
             s.occupations, s.phase, self.rates, self.site_total, self.tree, self.nn, t.nbr,
             t.ce_index, t.weights, self._multi_table, self.kp, self.fld, self.dep, self._stamp,
-            self._changed, s.counts, self.envelope,
+            self._changed, s.counts, self.synth,
         )  # fmt: skip
         t_now, n_ev, de_sum = _kmc._run_kmc_chunk(
             arrays,

@@ -13,6 +13,8 @@ hold:
 * **vacancies** (KMC): ``n_vac_interior + n_vac_surface = n_vac`` in every frame;
 * **atoms** (KMC): ``n_cd + cd_expelled`` and ``n_pb + pb_expelled`` are the same in every
   frame (a cation leaves the crystal only by expulsion and never comes back);
+* **outline**: in every snapshot every site beyond the synthesised cube (``Lattice.in_nc``)
+  is outside: nothing grows beyond the NC as made (``docs/model.md``);
 * **edges** (KMC): ``edge_nm <= occupied_envelope_edge_nm <= envelope_edge_nm`` in every
   frame (to a relative 1e-12): the occupied sites lie in the crystal's bounding box, and
   ``N_occ^(1/3)`` is at most the geometric mean of the box's extents, which is at most their
@@ -129,6 +131,13 @@ def check_result(path: str | Path) -> list[str]:
     res = load_result(path)
     tr = res.trace
     problems = _snapshot_problems(res)
+    beyond = ~np.asarray(res.lattice.in_nc, dtype=bool)
+    for step, occ in zip(res.snapshot_step, res.occupations, strict=True):
+        n_bad = int(np.sum(occ[beyond] != species.OUT))
+        if n_bad:
+            problems.append(
+                f"snapshot at step {step}: {n_bad} sites beyond the synthesised cube are not outside"
+            )
     if all(n in tr for n in ("n_vac", *_COUNTS)):
         bad = np.flatnonzero(tr["n_vac_interior"] + tr["n_vac_surface"] != tr["n_vac"])
         problems += [f"frame {k}: n_vac_interior + n_vac_surface != n_vac" for k in bad]

@@ -11,7 +11,7 @@ Events (MODEL.md section 3; the per-site slot layout is in :mod:`segsim.kernels.
    the CE energy change of M -> V at the site, ``dE_rm_ref(M)`` the same for M alone on the
    centre of a face of a pure CsPbBr3 NC (:func:`removal_reference_ev`).  Irreversible.
 3. **Surface exchange**: recession, a V with an outside neighbour becomes outside (O), and
-   its reverse, regrowth, an O site of the synthesised envelope with an outside neighbour
+   its reverse, regrowth, an O site of the synthesised cube with an outside neighbour
    becomes V.  With ``dOmega = dE_rec - (2 - k) mu_CsBr`` the grand-canonical energy change
    of the recession (``dE_rec`` the CE's V -> O energy change, ``k`` the site's outside
    neighbours, the same in both states) the barriers are
@@ -30,7 +30,7 @@ Events (MODEL.md section 3; the per-site slot layout is in :mod:`segsim.kernels.
    site and nearest-neighbour pair counts, so ``dOmega`` is the difference of a state
    function and detailed balance holds around every cycle of events.  For a three-species
    CE (V and O both X, MODEL.md section 2) ``dE_rec = 0``.  Regrowth is limited to the
-   synthesised envelope (``Lattice.in_nc``): the crystal may heal what it lost but never
+   synthesised cube (``Lattice.in_nc``): the crystal may heal what it lost but never
    grows beyond its synthesised outline, so no site outside it is ever occupied; the
    ``regrowth`` switch off makes the recession irreversible (MODEL.md's original event).
 4. **RP relaxation** (and its reverse): a cation site of an RP zone that is on the surface or

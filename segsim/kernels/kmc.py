@@ -11,7 +11,7 @@ slot    event            applies when
 6       expulsion        the site holds Pb/Cd and has k >= 1 outside (O) neighbours:
                          the cation leaves into solution, the site becomes V
 7       surface          the site is V with an O neighbour: it becomes O (recession);
-        exchange         or the site is O inside the synthesised envelope with an O
+        exchange         or the site is O inside the synthesised cube with an O
                          neighbour: it becomes V (regrowth, the reverse of recession)
 8       RP relaxation    the site holds Pb/Cd inside an RP zone and is on the surface or
                          has a perovskite neighbour: its phase switches RP <-> perovskite
@@ -30,7 +30,7 @@ Rates (``beta = 1/kT`` in 1/eV, ``nu`` in 1/s, energies in eV, ``dE`` from the C
   recession ``Ea = max(E_rec + alpha_rec dOmega, dOmega, 0)`` and regrowth
   ``Ea = max(E_rec + alpha_rec dOmega, dOmega, 0) - dOmega``, both ``nu exp(-beta Ea)``:
   forward/backward ratio ``exp(-beta dOmega)`` exactly (detailed balance).  Both need
-  ``k >= 1`` and the site inside the synthesised envelope (``envelope``), a condition that
+  ``k >= 1`` and the site inside the synthesised cube (``synth``), a condition that
   is the same before and after the event; regrowth is on only with ``kp[KP_REGROW_ON]``
   (without it the recession is irreversible, as the expulsion is);
 * RP relaxation: ``nu exp(-beta Ea)``, ``Ea = max(E_RP_a - shift [adj] + dE/2, dE, 0)``
@@ -102,7 +102,7 @@ class KMCArrays(NamedTuple):
     stamp: np.ndarray  # scratch marks of the rate refresh
     changed: np.ndarray  # scratch list of changed tree leaves
     counts: np.ndarray  # events by type (int64)
-    envelope: np.ndarray  # 1 on the sites of the synthesised NC (uint8): regrowth allowed
+    synth: np.ndarray  # 1 on the sites of the synthesised cube (uint8): regrowth allowed
 
 
 # Species codes (segsim.species), repeated here as compile-time constants.
@@ -163,7 +163,7 @@ def _clear_row(rates, site):
 def _surface_exchange_rate(site, sp, occ, nn, nbr, ce_index, weights, local_table, kp, fld):
     """Return the rate (1/s) of recession (``sp`` V) or regrowth (``sp`` O) of ``site``.
 
-    The caller has checked that the site lies in the synthesised envelope and that the
+    The caller has checked that the site lies in the synthesised cube and that the
     event is switched on.  ``k`` (outside neighbours) does not change with the event, so the
     condition ``k >= 1`` is the same in both states and each direction is the other's reverse.
     """
@@ -196,7 +196,7 @@ def _site_rates(
     rewritten (the common case of an interior cation with no vacancy neighbour).  ``occ`` is
     modified transiently by the energy kernels and restored.  Energy changes come from the
     pair field ``fld`` (:func:`segsim.engine.pair_field_tables`) and ``local_table``, the
-    CE's clusters of three or more sites.  ``env`` marks the synthesised envelope.
+    CE's clusters of three or more sites.  ``env`` marks the synthesised cube (``KMCArrays.synth``).
     """
     sp = occ[site]
     if sp >= _VAC:  # V or O (species codes 2, 3)
@@ -529,7 +529,7 @@ def _make_run_kmc_chunk(rp_enabled):
         occ, phase, rates, site_total, tree = a.occ, a.phase, a.rates, a.site_total, a.tree
         nn, nbr, ce_index, weights, local_table = a.nn, a.nbr, a.ce_index, a.weights, a.local_table
         kp, fld, dep, stamp, changed, counts = a.kp, a.fld, a.dep, a.stamp, a.changed, a.counts
-        env = a.envelope
+        env = a.synth
         field, colinfo, w_int, pair_table, nn_col, quantum = fld
         eps = kp[KP_EPS_RP]
         eta = kp[KP_ETA_RP]
@@ -619,7 +619,7 @@ def _make_run_kmc_chunk(rp_enabled):
             borrow(a.occ), borrow(a.phase), borrow(a.rates), borrow(a.site_total),
             borrow(a.tree), borrow(a.nn), borrow(a.nbr), borrow(a.ce_index), borrow(a.weights),
             borrow(a.local_table), borrow(a.kp), fld_b, borrow(a.dep), borrow(a.stamp),
-            borrow(a.changed), borrow(a.counts), borrow(a.envelope),
+            borrow(a.changed), borrow(a.counts), borrow(a.synth),
         )  # fmt: skip
         return _run_kmc_chunk(
             b, t_now, t_stop, max_events, rng, borrow(log_site), borrow(log_slot),

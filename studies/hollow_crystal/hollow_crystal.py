@@ -14,7 +14,7 @@ writes ``studies/hollow_crystal/hollow_crystal.md`` (``--out``) with three table
    CHGNet energies of ``potentials/training.db`` and the relaxations cached by
    ``studies/vacancy_energetics`` (mean over rattled starts, with the standard error).
 3. **Trajectories** (any number of KMC result files): per species snapshot the vacancies,
-   the interior vacancies (V without an outside neighbour), the receded sites of the envelope
+   the interior vacancies (V without an outside neighbour), the receded sites of the synthesised cube
    and the crystal's extent; the event counts; and the rates of one face vacancy at 298 K.
 
 The package never imports this study.
@@ -245,7 +245,7 @@ def markdown(
             "",
             "Events: " + ", ".join(f"{k} {v:,}" for k, v in tr["events"].items()),
             "",
-            "| day | Cd | V | interior V | interior / crystal sites | receded sites of the envelope | extent (sites) |",
+            "| day | Cd | V | interior V | interior / crystal sites | receded sites of the synthesised cube | extent (sites) |",
             "|---:|---:|---:|---:|---:|---:|---|",
         ]
         for r in tr["frames"]:

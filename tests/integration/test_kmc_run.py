@@ -379,11 +379,14 @@ def test_invariant_check_finds_a_tampered_trace(porous_run, tmp_path):
         f["trace/n_vac_interior"][20] += 1  # frame 20 has a snapshot
         f["trace/cd_expelled"][3] += 1
         f["trace/envelope_edge_nm"][5] = 0.1
+        beyond = int(np.flatnonzero(~f["lattice/in_nc"][:].astype(bool))[0])
+        f["particles/b_sites/species/value"][4, beyond] = 0  # a Pb beyond the synthesised cube
     problems = check_result(bad)
     assert any(p.startswith("frame 20: n_vac_interior =") for p in problems)
     assert any("n_vac_interior + n_vac_surface != n_vac" in p for p in problems)
     assert any(p.startswith("frame 3: n_cd + cd_expelled") for p in problems)
     assert "frame 5: occupied_envelope_edge_nm > envelope_edge_nm" in problems
+    assert any("sites beyond the synthesised cube are not outside" in p for p in problems)
 
 
 def test_info_prints_the_hollowness_and_recomputes_it_for_old_files(porous_run, tmp_path, capsys):

@@ -324,7 +324,7 @@ def naive_event_rates(
     optionally ``alpha_rec`` and ``mu_rec`` (eV per CsBr unit; with ``dOmega`` the change of the
     grand-canonical energy ``E - csbr_units * mu_rec`` from the V to the O state of a site, the
     recession barrier is ``max(e_rec + alpha_rec dOmega, dOmega, 0)`` and the regrowth barrier
-    that minus ``dOmega``), ``envelope`` (bool per site: where recession and regrowth may
+    that minus ``dOmega``), ``synth`` (bool per site: where recession and regrowth may
     happen), ``regrowth`` (bool),
     ``theta`` and the switches ``hop``, ``expulsion``, ``recession`` (bools); optionally
     ``rp`` (dict: ``eps``, ``eta``, ``j``, ``e_rpa``, ``shift`` in eV) and then ``phase``
@@ -372,7 +372,7 @@ def naive_event_rates(
                     ea0 = rp["e_rpa"] - (rp["shift"] if adj else 0.0)
                     ea = max(ea0 + de / 2, de, 0.0)
                     out.append((site, SLOT_RP, p["nu"] * math.exp(-p["beta"] * ea)))
-        elif sp in (VAC, OUT) and p["recession"] and k > 0 and p["envelope"][site]:
+        elif sp in (VAC, OUT) and p["recession"] and k > 0 and p["synth"][site]:
             if sp == OUT and not p.get("regrowth", False):
                 continue
             # the V state and the O state of this site, whichever we are in

@@ -31,7 +31,7 @@ PARAMS = kinetics.KineticsParams(
 MU_CSBR = -6.676  # eV per CsBr unit: the CHGNet value of potentials/derived_parameters.yaml
 
 
-def _naive_params(params, temperature_k, theta, ref, envelope, mu=0.0):
+def _naive_params(params, temperature_k, theta, ref, synth, mu=0.0):
     return {
         "beta": beta_per_ev(temperature_k),
         "nu": params.attempt_frequency_per_s,
@@ -42,7 +42,7 @@ def _naive_params(params, temperature_k, theta, ref, envelope, mu=0.0):
         "e_rec": params.e_rec_ev,
         "alpha_rec": params.bep_alpha_recession,
         "mu_rec": mu + params.delta_mu_csbr_ev,
-        "envelope": envelope,
+        "synth": synth,
         "regrowth": params.regrowth,
         "theta": theta,
         "hop": params.hop,
@@ -206,7 +206,7 @@ def test_surface_exchange_barriers_and_detailed_balance(small_system):
                 off, _ = _engine(tables, lattice, receded, params.replace(regrowth=False), temp,
                                  0.0, 0, mu)  # fmt: skip
                 assert off.rates[site, K.SLOT_RECEDE] == 0.0
-    # an outside site beyond the synthesised envelope never regrows
+    # an outside site beyond the synthesised cube never regrows
     pad_site = int(lattice.site_index(np.array([c0]), np.array([c0]), np.array([p - 1]))[0])
     eng, _ = _engine(tables, lattice, lattice.empty_occupations(), PARAMS, temp, 0.0, 0)
     assert not lattice.in_nc[pad_site]
@@ -307,7 +307,7 @@ def test_chunking_and_restart_do_not_change_the_trajectory(small_system):
 
 
 # ------------------------------------------------------------- conservation and drift
-def test_conservation_no_site_beyond_the_envelope_filled_and_energy_drift(small_system):
+def test_conservation_no_site_beyond_the_synthesised_cube_filled_and_energy_drift(small_system):
     _, _, lattice, tables = small_system
     occ = _start(lattice, np.random.default_rng(10), 0.3, 3)
     eng, _ = _engine(tables, lattice, occ, PARAMS, 600.0, 0.2, 5)
@@ -322,7 +322,7 @@ def test_conservation_no_site_beyond_the_envelope_filled_and_energy_drift(small_
         c = eng.state.counts_by_name()
         assert int((o == species.PB).sum()) + c["expel_pb"] == n_pb0
         assert int((o == species.CD).sum()) + c["expel_cd"] == n_cd0
-        assert np.all(o[beyond] == species.OUT)  # nothing grows beyond the envelope
+        assert np.all(o[beyond] == species.OUT)  # nothing grows beyond the synthesised cube
         out = o == species.OUT
         assert int(out.sum()) - int((occ == species.OUT).sum()) == c["recede"] - c["regrow"]
     c = eng.state.counts_by_name()
