@@ -1,4 +1,4 @@
-"""14-day aging of the pristine NC with a candidate CE: does the NC still turn hollow (issue 26)?
+"""Age the pristine NC 14 days with a candidate CE: does it still turn hollow (issue 26).
 
 ``python -m studies.ce_vacancy_refit.aging NAME [NAME ...]`` writes, for each name,
 ``aging_<NAME>.yaml`` here (``inputs/aging_pristine.yaml`` with ``model.path`` pointed at
