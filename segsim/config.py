@@ -58,6 +58,7 @@ Where a key exists in two units (``duration_days`` / ``duration_s``) give exactl
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -740,6 +741,11 @@ class FitConfig:
     # pair interactions of the vacancy vanish beyond this distance (Angstrom; needs
     # separate_vacancy); None: unconstrained
     vacancy_pair_cutoff_angstrom: float | None = None
+    # the species (Cd, V, X) whose pair interaction with the vacancy that cutoff removes
+    vacancy_pair_partners: tuple[str, ...] = ("Cd", "V", "X")
+    # structure-name pattern (fnmatch) -> factor >= 0 on that structure's fit row (first
+    # matching pattern decides; 0: not fitted, still cross-validated and reported)
+    structure_weights: dict[str, float] = dataclasses.field(default_factory=dict)
     # energy noise of one reference structure (eV per NC / per periodic cell) that no CE can
     # fit; both set: rows weighted by N_B / sqrt(sem^2 + noise^2) (GLS); None: per B site
     noise_nc_ev: float | None = None
@@ -811,6 +817,27 @@ def _validation_cells(cells: Any) -> str | None:
     return None
 
 
+def _vacancy_partners(partners: Any) -> str | None:
+    """Check ``fit.vacancy_pair_partners``: distinct species among Cd, V, X."""
+    allowed = ("Cd", "V", "X")
+    bad = [p for p in partners if p not in allowed]
+    if bad:
+        return f"entries must be among {list(allowed)} (got {bad[0]!r})"
+    if len(set(partners)) != len(partners):
+        return "entries must be distinct"
+    return None
+
+
+def _structure_weights(weights: Any) -> str | None:
+    """Check ``fit.structure_weights``: structure-name patterns -> numbers >= 0."""
+    for pattern, w in weights.items():
+        if not isinstance(pattern, str) or not pattern:
+            return f"keys must be structure-name patterns (strings; got {pattern!r})"
+        if isinstance(w, bool) or not isinstance(w, int | float) or not 0.0 <= w < math.inf:
+            return f"the factor of {pattern!r} must be a number >= 0 (got {w!r})"
+    return None
+
+
 _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
     "structures": {
         "nc_edges": _list_of(int, check=lambda v: None if min(v) >= 2 else "must be >= 2"),
@@ -869,6 +896,10 @@ _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
         "difference_weight": _Field(float, False, 0.0, _non_negative),
         "separate_vacancy": _Field(bool, False, False),
         "vacancy_pair_cutoff_angstrom": _Field(float, False, None, _positive, nullable=True),
+        "vacancy_pair_partners": _list_of(
+            str, required=False, default=("Cd", "V", "X"), check=_vacancy_partners
+        ),
+        "structure_weights": _Field(dict, False, None, _structure_weights, nullable=True),
         "noise_nc_ev": _Field(float, False, None, _positive, nullable=True),
         "noise_bulk_ev": _Field(float, False, None, _positive, nullable=True),
         "check_edge_nm": _Field(float, False, 12.0, _positive),
@@ -917,6 +948,18 @@ def train_from_dict(
             "fit.vacancy_pair_cutoff_angstrom",
             "needs fit.separate_vacancy: true (the vacancy a species of its own), or null",
         )
+    if (
+        tuple(sec["fit"]["vacancy_pair_partners"]) != ("Cd", "V", "X")
+        and sec["fit"]["vacancy_pair_cutoff_angstrom"] is None
+    ):
+        raise ConfigError(
+            source,
+            "fit.vacancy_pair_partners",
+            "needs fit.vacancy_pair_cutoff_angstrom (the distance beyond which they vanish)",
+        )
+    sec["fit"]["structure_weights"] = {
+        str(k): float(v) for k, v in (sec["fit"]["structure_weights"] or {}).items()
+    }
     if sec["fit"]["mc_rounds"] and not sec["fit"]["mc_validation"]:
         raise ConfigError(source, "fit.mc_rounds", "needs the cells of fit.mc_validation")
     output_dir = resolve(sec["paths"]["output_dir"])

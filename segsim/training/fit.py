@@ -105,6 +105,10 @@ DEFAULT_CUTOFF_CANDIDATES: tuple[tuple[float, ...], ...] = (
 #: Default trainstation fit methods.
 DEFAULT_FIT_METHODS: tuple[str, ...] = ("least-squares", "ardr", "lasso")
 
+#: Species whose pair interaction with the vacancy :func:`vacancy_pair_constraints` can hold
+#: to zero beyond a distance (``fit.vacancy_pair_partners``).
+VACANCY_PAIR_PARTNERS: tuple[str, str, str] = ("Cd", "V", "X")
+
 #: Training-set fractions of the learning curve.
 DEFAULT_LEARNING_FRACTIONS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)
 
@@ -387,7 +391,10 @@ def pair_vectors(max_distance_angstrom: float, a_angstrom: float = A_ANGSTROM) -
 
 
 def vacancy_pair_constraints(
-    cluster_space: Any, beyond_angstrom: float, a_angstrom: float = A_ANGSTROM
+    cluster_space: Any,
+    beyond_angstrom: float,
+    a_angstrom: float = A_ANGSTROM,
+    partners: Sequence[str] = VACANCY_PAIR_PARTNERS,
 ) -> np.ndarray:
     """Return rows ``C`` with ``C @ J == 0`` iff the vacancy has no pair interaction beyond a distance.
 
@@ -398,7 +405,8 @@ def vacancy_pair_constraints(
         W(s, V; d) = E(s at 0, V at r) - E(s at 0) - E(V at r) + E(all Pb) = 0,
 
     i.e. a vacancy at distance ``d`` feels Cd, a second vacancy and the outside exactly as it
-    feels Pb.  The energies are evaluated as icet cluster-vector differences of a periodic
+    feels Pb (only the species named in ``partners``: ``("Cd", "V")`` leaves the vacancy's
+    pairs with the outside X free to the cluster space's cutoff).  The energies are evaluated as icet cluster-vector differences of a periodic
     all-Pb cell (so the rows are in the cluster space's own basis, whatever its point
     functions), each row normalized to unit length.  With triplet cutoffs the rows also
     carry the triplets that contain both sites (in a Pb background).
@@ -412,20 +420,29 @@ def vacancy_pair_constraints(
         Distance (Angstrom) beyond which vacancy pair interactions vanish.
     a_angstrom
         Lattice constant of the cluster space's primitive cell.
+    partners
+        The species whose pair interaction with the vacancy vanishes beyond
+        ``beyond_angstrom``, among :data:`VACANCY_PAIR_PARTNERS` (default: all three).
 
     Returns
     -------
     numpy.ndarray
-        ``(n_rows, n_parameters)``; no rows if no pair distance exceeds ``beyond_angstrom``.
+        ``(n_rows, n_parameters)``, rows ordered by distance, then by partner in the order
+        Cd, V, X; no rows if no pair distance exceeds ``beyond_angstrom`` or ``partners`` is
+        empty.
 
     Raises
     ------
     ValueError
-        If the vacancy is not a species of its own in ``cluster_space``.
+        If the vacancy is not a species of its own in ``cluster_space``, or a partner is not
+        one of :data:`VACANCY_PAIR_PARTNERS`.
     """
     symbols = code_symbols_of(cluster_space)
     if len(set(symbols)) < 4:
         raise ValueError("vacancy pair constraints need a separate vacancy species (Pb, Cd, V, X)")
+    unknown = sorted(set(partners) - set(VACANCY_PAIR_PARTNERS))
+    if unknown:
+        raise ValueError(f"vacancy pair partners must be among {VACANCY_PAIR_PARTNERS}: {unknown}")
     p = len(cluster_space)
     pair_cut = float(cluster_space.cutoffs[0]) if len(cluster_space.cutoffs) else 0.0
     vectors = [
@@ -433,7 +450,14 @@ def vacancy_pair_constraints(
         for r in pair_vectors(pair_cut, a_angstrom)
         if math.sqrt(sum(c * c for c in r)) * a_angstrom > beyond_angstrom + 1e-6
     ]
-    if not vectors:
+    codes = [
+        code
+        for name, code in zip(
+            VACANCY_PAIR_PARTNERS, (species.CD, species.VAC, species.OUT), strict=True
+        )
+        if name in partners
+    ]
+    if not vectors or not codes:
         return np.zeros((0, p))
     reach = max(float(c) for c in cluster_space.cutoffs)
     n = 2 * math.ceil(reach / a_angstrom) + 3  # no periodic image within the cluster reach
@@ -447,12 +471,11 @@ def vacancy_pair_constraints(
         return np.asarray(cluster_space.get_cluster_vector(atoms), dtype=np.float64)
 
     base = cv({})
-    partners = (species.CD, species.VAC, species.OUT)
-    alone = {code: cv({(0, 0, 0): code}) for code in partners}  # the same for every distance
+    alone = {code: cv({(0, 0, 0): code}) for code in codes}  # the same for every distance
     rows = []
     for r in vectors:
         with_v = cv({r: species.VAC})
-        for code in partners:
+        for code in codes:
             row = cv({(0, 0, 0): code, r: species.VAC}) - alone[code] - with_v + base
             rows.append(row / np.linalg.norm(row))
     return np.array(rows)
@@ -819,6 +842,37 @@ def noise_row_scale(
     return scale / scale.mean()
 
 
+def structure_weight_factors(
+    names: Sequence[str], structure_weights: Mapping[str, float] | None
+) -> np.ndarray:
+    """Return the fit weight factor of each structure from ``fit.structure_weights``.
+
+    ``structure_weights`` maps shell-style patterns of structure names (:mod:`fnmatch`,
+    e.g. ``"nc4_x0_v4-*"``) to factors >= 0 that multiply the structure's row in every fit;
+    the first pattern (in the mapping's order) that matches a name decides, and names that no
+    pattern matches keep 1.  A factor 0 takes the structure out of the fits, but it is still
+    predicted by cross-validation and reported (train and CV errors, groups).
+
+    Raises
+    ------
+    ValueError
+        If a factor is negative or not finite.
+    """
+    from fnmatch import fnmatchcase
+
+    weights = dict(structure_weights or {})
+    bad = {p: w for p, w in weights.items() if not (math.isfinite(float(w)) and float(w) >= 0.0)}
+    if bad:
+        raise ValueError(f"structure weights must be finite and >= 0: {bad}")
+    out = np.ones(len(names))
+    for i, name in enumerate(names):
+        for pattern, w in weights.items():
+            if fnmatchcase(name, pattern):
+                out[i] = float(w)
+                break
+    return out
+
+
 def _local_loo_rmse(energies_ev: np.ndarray, counts: np.ndarray) -> float:
     """Leave-one-out RMS error (about its mean) of ``energies ~ 1 + counts``, eV; NaN if short.
 
@@ -949,11 +1003,14 @@ def _make_problem(
     a_angstrom: float,
     vacuum_energy_ev_per_site: float | None,
     vacancy_pair_cutoff_angstrom: float | None = None,
+    vacancy_pair_partners: Sequence[str] = VACANCY_PAIR_PARTNERS,
 ) -> _Problem:
     a_full, y_grid = sc.get_fit_data(key=PROPERTY_KEY)
     basis = None
     if vacancy_pair_cutoff_angstrom is not None:
-        rows = vacancy_pair_constraints(cs, vacancy_pair_cutoff_angstrom, a_angstrom)
+        rows = vacancy_pair_constraints(
+            cs, vacancy_pair_cutoff_angstrom, a_angstrom, vacancy_pair_partners
+        )
         if rows.shape[0]:
             if vacuum_energy_ev_per_site is not None:  # the constant is eliminated
                 if np.any(np.abs(rows[:, 0]) > 1e-9):
@@ -1212,6 +1269,8 @@ def fit_cluster_expansion(
     separate_vacancy: bool = False,
     structure_noise_ev: tuple[float, float] | None = None,
     vacancy_pair_cutoff_angstrom: float | None = None,
+    vacancy_pair_partners: Sequence[str] = VACANCY_PAIR_PARTNERS,
+    structure_weights: Mapping[str, float] | None = None,
 ) -> FitResult:
     """Select, fit and cross-validate a CE for the reference records.
 
@@ -1259,6 +1318,15 @@ def fit_cluster_expansion(
         relative to Pb) are constrained to zero beyond this distance, Angstrom
         (:func:`vacancy_pair_constraints`), in every candidate; the other pair terms keep the
         candidate's cutoff.  None (default): no constraint.
+    vacancy_pair_partners
+        The species (among ``"Cd"``, ``"V"``, ``"X"``) whose pair interaction with the
+        vacancy the constraint removes beyond ``vacancy_pair_cutoff_angstrom``; default all
+        three.  ``("Cd", "V")`` keeps the vacancy's pairs with the outside X to the
+        candidate's cutoff, so that a vacancy's energy need not be linear in its number of
+        outside neighbours.
+    structure_weights
+        Name pattern -> factor (>= 0) multiplying that structure's row in every fit
+        (:func:`structure_weight_factors`; on top of the noise weights); None: all 1.
 
     Returns
     -------
@@ -1280,6 +1348,8 @@ def fit_cluster_expansion(
     methods = [str(m) for m in fit_methods]
     if not candidates or not methods:
         raise ValueError("need at least one cutoff candidate and one fit method")
+    partners = tuple(str(p) for p in vacancy_pair_partners)
+    factors = structure_weight_factors([r.name for r in kept], structure_weights)
     k = min(int(n_splits), len(kept) // 2)  # at least two structures per held-out fold
     if k < 2:
         raise ValueError(f"n_splits must be >= 2, got {n_splits}")
@@ -1290,10 +1360,19 @@ def fit_cluster_expansion(
         cs = build_cluster_space(cutoffs, a_angstrom, separate_vacancy=separate_vacancy)
         sc = build_structure_container(cs, kept, a_angstrom)
         problem = _make_problem(
-            cs, sc, kept, a_angstrom, vacuum_energy_ev_per_site, vacancy_pair_cutoff_angstrom
+            cs,
+            sc,
+            kept,
+            a_angstrom,
+            vacuum_energy_ev_per_site,
+            vacancy_pair_cutoff_angstrom,
+            partners,
         )
         if structure_noise_ev is not None:
             problem.row_scale = noise_row_scale(kept, structure_noise_ev)
+        if structure_weights:
+            base = np.ones(len(kept)) if problem.row_scale is None else problem.row_scale
+            problem.row_scale = base * factors
         for method in methods:
             score, out = _score_candidate(
                 problem,
@@ -1334,6 +1413,12 @@ def fit_cluster_expansion(
             None if vacancy_pair_cutoff_angstrom is None else float(vacancy_pair_cutoff_angstrom)
         ),
     }
+    # recorded only when they differ from the defaults, so that the shipped CE's settings
+    # (and the test that refits it from them) stay as they were
+    if partners != VACANCY_PAIR_PARTNERS:
+        settings["vacancy_pair_partners"] = list(partners)
+    if structure_weights:
+        settings["structure_weights"] = {str(p): float(w) for p, w in structure_weights.items()}
     metadata = _metadata(score, len(kept), settings, description)
     from icet import ClusterExpansion
 

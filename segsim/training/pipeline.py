@@ -332,6 +332,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
             separate_vacancy=f.separate_vacancy,
             structure_noise_ev=f.structure_noise_ev,
             vacancy_pair_cutoff_angstrom=f.vacancy_pair_cutoff_angstrom,
+            vacancy_pair_partners=f.vacancy_pair_partners,
+            structure_weights=f.structure_weights,
             a_angstrom=s.a_angstrom,
             description=(
                 f"fitted by segsim train to {c.kind} reference energies ({cfg.source}); "

@@ -74,6 +74,14 @@ def _training_section(res: FitResult) -> list[str]:
             "eV for periodic cells (the fit's `noise_nc_ev`, `noise_bulk_ev`), `sem` the "
             "start standard error of the structure's energy; the RMSEs below are unweighted."
         )
+    weights = res.settings.get("structure_weights")
+    if weights:
+        listed = ", ".join(f"`{p}` x {w:g}" for p, w in weights.items())
+        lines.append(
+            f"Structure weights (`fit.structure_weights`, first matching pattern): {listed}; "
+            "a structure with factor 0 is not fitted but still predicted by the "
+            "cross-validation and reported below."
+        )
     vac = res.settings.get("vacuum_energy_ev_per_site")
     if vac is not None:
         lines.append(
@@ -126,11 +134,13 @@ def _cv_section(res: FitResult) -> list[str]:
         "",
     ]
     vcut = s.get("vacancy_pair_cutoff_angstrom")
+    names = list(s.get("vacancy_pair_partners") or ["Cd", "V", "X"])
+    partners = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
     if vcut is not None:
         lines += [
             (
                 f"Vacancy pair constraint: in every candidate, the pair interactions of the "
-                f"vacancy V (with Cd, V and X, relative to Pb) are zero beyond {vcut:g} Angstrom "
+                f"vacancy V (with {partners}, relative to Pb) are zero beyond {vcut:g} Angstrom "
                 "(`segsim.training.fit.vacancy_pair_constraints`); the Cd-Cd, Cd-X and X-X "
                 "pairs keep the candidate's cutoff. Column `V pairs to` below: the distance "
                 "beyond which that candidate's vacancy pairs vanish (`-`: none beyond its cutoff)."

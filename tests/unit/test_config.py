@@ -176,6 +176,46 @@ def test_train_vacancy_pair_cutoff_needs_a_separate_vacancy(tmp_path):
         load_any(write_yaml(tmp_path / "d.yaml", doc))
 
 
+def test_train_vacancy_pair_partners_and_structure_weights(tmp_path):
+    from segsim.config import load_any
+
+    doc = _train_doc()
+    f = load_any(write_yaml(tmp_path / "a.yaml", doc)).fit
+    assert f.vacancy_pair_partners == ("Cd", "V", "X")  # the default: every partner
+    assert f.structure_weights == {}
+    doc["fit"].update(
+        vacancy_pair_partners=["Cd", "V"],
+        structure_weights={"nc4_x0_v4-*": 0, "nc*_v2-*": 2.5},
+    )
+    f = load_any(write_yaml(tmp_path / "b.yaml", doc)).fit
+    assert f.vacancy_pair_partners == ("Cd", "V")
+    assert f.structure_weights == {"nc4_x0_v4-*": 0.0, "nc*_v2-*": 2.5}
+    # the file's order is kept (the first matching pattern decides); write_yaml sorts keys
+    text = (tmp_path / "b.yaml").read_text()
+    sorted_pair = "    nc*_v2-*: 2.5\n    nc4_x0_v4-*: 0\n"
+    assert sorted_pair in text
+    reordered = text.replace(sorted_pair, "    nc4_x0_v4-*: 0\n    nc*_v2-*: 2.5\n")
+    (tmp_path / "b2.yaml").write_text(reordered)
+    assert list(load_any(tmp_path / "b2.yaml").fit.structure_weights) == [
+        "nc4_x0_v4-*",
+        "nc*_v2-*",
+    ]
+    for value, needle in ((["Cd", "Pb"], "among"), (["V", "V"], "distinct")):
+        doc["fit"]["vacancy_pair_partners"] = value
+        with pytest.raises(ConfigError, match=rf"fit\.vacancy_pair_partners: .*{needle}"):
+            load_any(write_yaml(tmp_path / "c.yaml", doc))
+    doc["fit"].update(vacancy_pair_partners=["V"], vacancy_pair_cutoff_angstrom=None)
+    with pytest.raises(
+        ConfigError, match=r"fit\.vacancy_pair_partners: needs fit\.vacancy_pair_cutoff"
+    ):
+        load_any(write_yaml(tmp_path / "d.yaml", doc))
+    doc["fit"].update(vacancy_pair_partners=["V"], vacancy_pair_cutoff_angstrom=6.0)
+    for weights in ({"nc4_*": -1.0}, {"nc4_*": "x"}, {"nc4_*": True}):
+        doc["fit"]["structure_weights"] = weights
+        with pytest.raises(ConfigError, match=r"fit\.structure_weights: the factor of 'nc4_\*'"):
+            load_any(write_yaml(tmp_path / "e.yaml", doc))
+
+
 @pytest.mark.parametrize(
     ("section", "key", "value", "needle"),
     [

@@ -687,6 +687,64 @@ def test_vacancy_pair_constraint_removes_exactly_the_vacancy_interactions_beyond
         fitmod.vacancy_pair_constraints(fitmod.build_cluster_space((12.0,), A), 6.0, A)
 
 
+def test_vacancy_pair_partners_constrain_only_the_named_species():
+    """V-V and V-Cd held to the nearest neighbour, V-X free: exactly that, in the kernels."""
+    from icet import ClusterExpansion
+
+    cs = fitmod.build_cluster_space((12.0,), A, separate_vacancy=True)
+    rows = fitmod.vacancy_pair_constraints(cs, 6.0, A, partners=("Cd", "V"))
+    assert rows.shape == (6, len(cs))  # d^2 = 2, 3, 4, each for Cd and V
+    every = fitmod.vacancy_pair_constraints(cs, 6.0, A)
+    assert np.allclose(rows, every[[i for i in range(9) if i % 3 != 2]])  # the X rows left out
+    basis = fitmod.constrained_basis(rows, len(cs))
+    params = basis @ np.random.default_rng(5).normal(0.0, 0.05, basis.shape[1])
+    w = _vacancy_interactions(ClusterExpansion(cs, params))
+    for (d2, code), value in w.items():
+        if d2 > 1 and code in (species.CD, species.VAC):
+            assert abs(value) < 1e-9, (d2, code, value)
+        else:
+            assert abs(value) > 1e-4, (d2, code, value)  # nearest neighbours and V-X: free
+    assert fitmod.vacancy_pair_constraints(cs, 6.0, A, partners=()).shape == (0, len(cs))
+    with pytest.raises(ValueError, match="partners must be among"):
+        fitmod.vacancy_pair_constraints(cs, 6.0, A, partners=("Pb",))
+
+
+def test_structure_weights_scale_rows_and_zero_takes_a_structure_out_of_the_fit():
+    names = ["nc4_x0_v4-face-square", "nc4_x0_v2-face", "bulk2_x0", "nc5_x0_v2-face"]
+    w = fitmod.structure_weight_factors(names, {"nc4_x0_v4-*": 0.0, "nc*_v2-*": 3.0})
+    assert w.tolist() == [0.0, 3.0, 1.0, 3.0]
+    # the first matching pattern decides
+    w = fitmod.structure_weight_factors(names, {"nc4_*": 2.0, "nc4_x0_v4-*": 0.0})
+    assert w.tolist() == [2.0, 2.0, 1.0, 1.0]
+    assert fitmod.structure_weight_factors(names, None).tolist() == [1.0] * 4
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        fitmod.structure_weight_factors(names, {"nc*": -1.0})
+    # weight 0: the structure's energy does not enter the fit (here: shifting it by 5 eV
+    # changes nothing), but it is still predicted by the cross-validation and reported
+    recs = list(synthetic_records())
+    dropped = recs[3]["name"]
+    shifted = [dict(r, energy_ev=r["energy_ev"] + 5.0) if r["name"] == dropped else r for r in recs]
+    kwargs = {
+        "cutoff_candidates": [(7.0,)],
+        "fit_methods": ["least-squares"],
+        "n_splits": 5,
+        "learning_fractions": (1.0,),
+        "separate_vacancy": True,
+    }
+    weights = {dropped: 0.0}
+    weighted = fitmod.fit_cluster_expansion(recs, structure_weights=weights, **kwargs)
+    moved = fitmod.fit_cluster_expansion(shifted, structure_weights=weights, **kwargs)
+    np.testing.assert_array_equal(weighted.ce.parameters, moved.ce.parameters)
+    plain = fitmod.fit_cluster_expansion(recs, **kwargs)
+    plain_moved = fitmod.fit_cluster_expansion(shifted, **kwargs)
+    i = plain.names.index(dropped)
+    assert abs(plain_moved.predicted_ev_per_site[i] - plain.predicted_ev_per_site[i]) > 1e-3
+    assert dropped in weighted.names
+    assert np.isfinite(weighted.cv_predicted_ev_per_site[weighted.names.index(dropped)])
+    assert weighted.settings["structure_weights"] == {dropped: 0.0}
+    assert "structure_weights" not in plain.settings  # the defaults are not recorded
+
+
 def test_constrained_fit_has_no_long_range_vacancy_interaction(tmp_path: Path):
     kwargs = {
         "fit_methods": ["bayesian-ridge"],
