@@ -357,14 +357,15 @@ def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
             head,
             rule,
         ]
-        labels = [lab for lab, _, _ in next(r["own_mc"] for r in rows if r["own_mc"])]
-        for j, lab in enumerate(labels):
+        labels = list(dict.fromkeys(lab for r in rows for lab, _, _ in r["own_mc"]))
+        for lab in labels:
             cells = []
             for r in rows:
-                if not r["own_mc"]:
+                own = {label: (g, ref) for label, g, ref in r["own_mc"]}
+                if lab not in own:  # no MC there (e.g. a cell smaller than the CE's reach)
                     cells.append("n/a")
                     continue
-                _, ce_gain, ref_gain = r["own_mc"][j]
+                ce_gain, ref_gain = own[lab]
                 cells.append(
                     f"{ce_gain:+.3f}" + ("" if ref_gain is None else f" (CHGNet {ref_gain:+.3f})")
                 )
