@@ -876,6 +876,8 @@ def test_vacancy_cluster_fit_counts_the_term_and_keeps_the_pair_constraint(tmp_p
         recs, cutoff_candidates=[(8.4, 8.4)], vacancy_cluster_terms=["V-V-V"], **kwargs
     )
     assert res.settings["vacancy_cluster_terms"] == ["V-V-V"]
+    text = write_report(res, None, tmp_path / "rep").read_text()
+    assert "Many-body vacancy terms: the clusters of three or more sites carry only `V-V-V`" in text
     ce = res.ce
     w = _vacancy_interactions(ce)
     assert max(abs(v) for (d2, _), v in w.items() if d2 > 1) < 1e-9
