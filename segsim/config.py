@@ -746,6 +746,10 @@ class FitConfig:
     # structure-name pattern (fnmatch) -> factor >= 0 on that structure's fit row (first
     # matching pattern decides; 0: not fitted, still cross-validated and reported)
     structure_weights: dict[str, float] = dataclasses.field(default_factory=dict)
+    # many-body vacancy terms ("V-V-V", "V-V-X", "V-V-V-V"): the only interactions the
+    # clusters of three or more sites carry (segsim.training.fit.vacancy_cluster_constraints;
+    # needs separate_vacancy and a triplet cutoff); None: many-body terms unconstrained
+    vacancy_cluster_terms: tuple[str, ...] | None = None
     # energy noise of one reference structure (eV per NC / per periodic cell) that no CE can
     # fit; both set: rows weighted by N_B / sqrt(sem^2 + noise^2) (GLS); None: per B site
     noise_nc_ev: float | None = None
@@ -828,6 +832,19 @@ def _vacancy_partners(partners: Any) -> str | None:
     return None
 
 
+def _vacancy_cluster_terms(terms: Any) -> str | None:
+    """Check ``fit.vacancy_cluster_terms``: distinct terms such as ``V-V-V``."""
+    from segsim.training.fit import parse_cluster_term
+
+    try:
+        parsed = [parse_cluster_term(t) for t in terms]
+    except ValueError as exc:
+        return str(exc)
+    if len(set(parsed)) != len(parsed):
+        return "entries must be distinct (the order of the species does not matter)"
+    return None
+
+
 def _structure_weights(weights: Any) -> str | None:
     """Check ``fit.structure_weights``: structure-name patterns -> numbers >= 0."""
     for pattern, w in weights.items():
@@ -900,6 +917,9 @@ _TRAIN_SCHEMA: dict[str, dict[str, _Field]] = {
             str, required=False, default=("Cd", "V", "X"), check=_vacancy_partners
         ),
         "structure_weights": _Field(dict, False, None, _structure_weights, nullable=True),
+        "vacancy_cluster_terms": _Field(
+            list, False, None, _vacancy_cluster_terms, nullable=True, item=str
+        ),
         "noise_nc_ev": _Field(float, False, None, _positive, nullable=True),
         "noise_bulk_ev": _Field(float, False, None, _positive, nullable=True),
         "check_edge_nm": _Field(float, False, 12.0, _positive),
@@ -957,6 +977,24 @@ def train_from_dict(
             "fit.vacancy_pair_partners",
             "needs fit.vacancy_pair_cutoff_angstrom (the distance beyond which they vanish)",
         )
+    terms = sec["fit"]["vacancy_cluster_terms"]
+    if terms is not None:
+        if not sec["fit"]["separate_vacancy"]:
+            raise ConfigError(
+                source,
+                "fit.vacancy_cluster_terms",
+                "needs fit.separate_vacancy: true (the vacancy a species of its own), or null",
+            )
+        orders = {len(t.split("-")) for t in terms}
+        for order in sorted(orders):
+            if not any(len(c) >= order - 1 for c in sec["fit"]["cutoff_candidates"]):
+                raise ConfigError(
+                    source,
+                    "fit.vacancy_cluster_terms",
+                    f"a term of {order} sites needs a cutoff candidate with {order}-site "
+                    f"clusters (a list of {order - 1} cutoffs: pairs, triplets, ...)",
+                )
+        sec["fit"]["vacancy_cluster_terms"] = tuple(str(t) for t in terms)
     sec["fit"]["structure_weights"] = {
         str(k): float(v) for k, v in (sec["fit"]["structure_weights"] or {}).items()
     }

@@ -52,6 +52,7 @@ gives the same ECIs.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import warnings
@@ -108,6 +109,10 @@ DEFAULT_FIT_METHODS: tuple[str, ...] = ("least-squares", "ardr", "lasso")
 #: Species whose pair interaction with the vacancy :func:`vacancy_pair_constraints` can hold
 #: to zero beyond a distance (``fit.vacancy_pair_partners``).
 VACANCY_PAIR_PARTNERS: tuple[str, str, str] = ("Cd", "V", "X")
+
+#: Species of a many-body vacancy term (``fit.vacancy_cluster_terms``,
+#: :func:`vacancy_cluster_constraints`); Pb is the reference.
+VACANCY_CLUSTER_SPECIES: tuple[str, str, str] = ("Cd", "V", "X")
 
 #: Training-set fractions of the learning curve.
 DEFAULT_LEARNING_FRACTIONS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)
@@ -479,6 +484,278 @@ def vacancy_pair_constraints(
             row = cv({(0, 0, 0): code, r: species.VAC}) - alone[code] - with_v + base
             rows.append(row / np.linalg.norm(row))
     return np.array(rows)
+
+
+def parse_cluster_term(term: str) -> tuple[str, ...]:
+    """Return the sorted species of a many-body vacancy term such as ``"V-V-X"``.
+
+    Parameters
+    ----------
+    term
+        Species joined by ``-``, each among :data:`VACANCY_CLUSTER_SPECIES`, at least three
+        of them and at least one ``V`` (the order does not matter).
+
+    Returns
+    -------
+    tuple of str
+        The species, sorted (``("V", "V", "X")``).
+
+    Raises
+    ------
+    ValueError
+        If the term is not of that form.
+    """
+    parts = tuple(p.strip() for p in str(term).split("-"))
+    bad = [p for p in parts if p not in VACANCY_CLUSTER_SPECIES]
+    if bad:
+        raise ValueError(
+            f"vacancy cluster term {term!r}: species must be among {VACANCY_CLUSTER_SPECIES} "
+            f"(Pb is the reference; got {bad[0]!r})"
+        )
+    if len(parts) < 3:
+        raise ValueError(f"vacancy cluster term {term!r}: needs three or more sites")
+    if "V" not in parts:
+        raise ValueError(f"vacancy cluster term {term!r}: needs a vacancy V")
+    return tuple(sorted(parts))
+
+
+def _nn_connected(sites: Sequence[tuple[int, ...]]) -> bool:
+    """Return whether lattice sites form one cluster of nearest-neighbour bonds."""
+    sites = [tuple(int(c) for c in s) for s in sites]
+    if len(sites) <= 1:
+        return True
+    seen = {0}
+    stack = [0]
+    while stack:
+        i = stack.pop()
+        for j, t in enumerate(sites):
+            if j not in seen and sum(abs(a - b) for a, b in zip(sites[i], t, strict=True)) == 1:
+                seen.add(j)
+                stack.append(j)
+    return len(seen) == len(sites)
+
+
+def cluster_orbits(
+    cluster_space: Any,
+    a_angstrom: float = A_ANGSTROM,
+    min_order: int = 3,
+    max_order: int | None = None,
+) -> list[tuple[int, tuple[tuple[int, int, int], ...]]]:
+    """Return ``(orbit index, sites)`` of every orbit of ``min_order`` to ``max_order`` sites.
+
+    ``sites`` are the representative cluster's lattice sites (integer units of
+    ``a_angstrom``, shifted to non-negative coordinates).
+    """
+    out = []
+    orbits = {int(row["orbit_index"]): int(row["order"]) for row in cluster_space.as_list}
+    for index, order in sorted(orbits.items()):
+        if order < min_order or (max_order is not None and order > max_order):
+            continue
+        pos = np.array(cluster_space.get_coordinates_of_representative_cluster(index))
+        lat = np.rint(pos / a_angstrom).astype(np.int64)
+        lat -= lat.min(axis=0)
+        out.append((index, tuple(tuple(int(c) for c in site) for site in lat)))
+    return out
+
+
+def _kept_assignment(
+    sites: Sequence[tuple[int, int, int]],
+    assign: Sequence[str],
+    kept: set[tuple[str, ...]],
+    max_pair_d2: float,
+) -> bool:
+    """Whether a many-body term of :func:`vacancy_cluster_constraints` survives.
+
+    ``max_pair_d2``: the squared pair cutoff of the cluster space (lattice units); a cluster
+    with a sub-pair beyond it cannot carry a term alone (its orthogonal basis functions
+    would leave an energy on that pair, which no pair parameter can cancel).
+    """
+    v_sites = [site for site, a in zip(sites, assign, strict=True) if a == "V"]
+    widest = max(
+        sum((a - b) ** 2 for a, b in zip(u, v, strict=True))
+        for u, v in itertools.combinations(sites, 2)
+    )
+    return (
+        widest <= max_pair_d2
+        and _nn_connected(sites)
+        and tuple(sorted(assign)) in kept
+        and _nn_connected(v_sites)
+    )
+
+
+def _max_pair_d2(cluster_space: Any, a_angstrom: float) -> float:
+    """Return the squared pair cutoff of a cluster space, lattice units (0 without pairs)."""
+    cut = float(cluster_space.cutoffs[0]) if len(cluster_space.cutoffs) else 0.0
+    return (cut / a_angstrom) ** 2 + 1e-9
+
+
+def _moebius_rows(
+    cluster_space: Any, a_angstrom: float, min_order: int, max_order: int | None = None
+) -> list[tuple[tuple[tuple[int, int, int], ...], tuple[str, ...], np.ndarray]]:
+    """Return ``(sites, species, row)`` of every orbit of ``min_order`` to ``max_order`` sites.
+
+    ``row @ J`` is the inclusion-exclusion energy (eV per site of the cell) of the cluster
+    with those species (among :data:`VACANCY_CLUSTER_SPECIES`) in a periodic Pb crystal
+    (:func:`vacancy_cluster_constraints`), for every species assignment of every orbit.
+    """
+    symbols = code_symbols_of(cluster_space)
+    p = len(cluster_space)
+    reach = max([float(c) for c in cluster_space.cutoffs], default=a_angstrom)
+    n = 2 * math.ceil(reach / a_angstrom) + 3  # no periodic image within the cluster reach
+    shape = (n, n, n)
+    code_of = {"Cd": species.CD, "V": species.VAC, "X": species.OUT}
+    cache: dict[tuple, np.ndarray] = {}
+
+    def cv(changes: tuple[tuple[tuple[int, int, int], str], ...]) -> np.ndarray:
+        if changes not in cache:
+            occ = np.full(shape, species.PB, dtype=species.OCC_DTYPE)
+            for site, name in changes:
+                occ[site] = code_of[name]
+            atoms = grid_atoms(occ.reshape(-1), shape, a_angstrom, symbols)
+            cache[changes] = np.asarray(cluster_space.get_cluster_vector(atoms), dtype=np.float64)
+        return cache[changes]
+
+    out = []
+    for _, sites in cluster_orbits(cluster_space, a_angstrom, min_order, max_order):
+        for assign in itertools.product(VACANCY_CLUSTER_SPECIES, repeat=len(sites)):
+            row = np.zeros(p)
+            for k in range(len(sites) + 1):
+                for subset in itertools.combinations(range(len(sites)), k):
+                    sign = (-1.0) ** (len(sites) - k)
+                    row += sign * cv(tuple((sites[i], assign[i]) for i in subset))
+            row *= n**3  # the energy per cluster, not per site of the cell
+            scale = np.abs(row).max(initial=0.0)
+            row[np.abs(row) < 1e-9 * scale] = 0.0  # round-off of the cancelled sub-clusters
+            out.append((sites, assign, row))
+        cache.clear()
+    return out
+
+
+def vacancy_cluster_constraints(
+    cluster_space: Any, terms: Sequence[str], a_angstrom: float = A_ANGSTROM
+) -> np.ndarray:
+    """Return rows ``C`` with ``C @ J == 0`` iff the many-body terms are only ``terms``.
+
+    A cluster of ``n >= 3`` sites (an orbit of the cluster space) interacts through its
+    inclusion-exclusion energy in a Pb crystal: with species ``s_1 .. s_n`` (among Cd, V,
+    X) on its sites,
+
+        W(s_1 .. s_n) = sum over subsets T of the sites of (-1)^(n - |T|) E(s on T, Pb elsewhere),
+
+    the energy that the n-body cluster adds to the sum of its sub-clusters' (the many-body
+    generalisation of the pair interaction of :func:`vacancy_pair_constraints`; only clusters
+    that contain all n sites contribute to it).  One row per orbit and species assignment
+    sets ``W = 0``, except where all three hold:
+
+    * the orbit's sites are connected by nearest-neighbour bonds (the L-shaped triplet and
+      the straight one, not the triangle of second neighbours), and each of its pairs is
+      within the pair cutoff (the straight triplet needs pairs to 2a = 11.74 Angstrom:
+      otherwise its basis functions leave an energy on its end pair that no pair parameter
+      can cancel);
+    * the species, as a multiset, are one of ``terms`` (:func:`parse_cluster_term`), e.g.
+      ``V-V-V`` (three vacancies) or ``V-V-X`` (two vacancies and the outside);
+    * the vacancies of the assignment are connected by nearest-neighbour bonds among
+      themselves (``V-V-X`` on the L triplet: the X at an end, not at the corner).
+
+    So with ``terms = ["V-V-V"]`` the only many-body energy of the CE is that of three
+    vacancies on a connected triplet, wherever it sits (interior or surface), and every
+    cluster with Pb, or a species combination not listed, costs no more than its pairs.
+    The rows are icet cluster-vector differences of a periodic all-Pb cell (the cluster
+    space's own basis), each normalised to unit length.
+
+    Parameters
+    ----------
+    cluster_space
+        A four-species icet cluster space (:func:`build_cluster_space` with
+        ``separate_vacancy=True``).
+    terms
+        The species combinations kept (``fit.vacancy_cluster_terms``).
+    a_angstrom
+        Lattice constant of the cluster space's primitive cell.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_rows, n_parameters)``; no rows if the cluster space has no orbit of three or
+        more sites.
+
+    Raises
+    ------
+    ValueError
+        If the vacancy is not a species of its own, or a term is malformed.
+    """
+    if len(set(code_symbols_of(cluster_space))) < 4:
+        raise ValueError("vacancy cluster constraints need a separate vacancy species")
+    kept = {parse_cluster_term(t) for t in terms}
+    rows = [
+        row / np.linalg.norm(row)
+        for sites, assign, row in _moebius_rows(cluster_space, a_angstrom, 3)
+        if not _kept_assignment(sites, assign, kept, _max_pair_d2(cluster_space, a_angstrom))
+    ]
+    return np.array(rows) if rows else np.zeros((0, len(cluster_space)))
+
+
+def vacancy_cluster_directions(
+    cluster_space: Any, terms: Sequence[str], a_angstrom: float = A_ANGSTROM
+) -> np.ndarray:
+    """Return one parameter vector per kept many-body term of :func:`vacancy_cluster_constraints`.
+
+    Column ``i`` is the parameter vector ``J`` of the CE whose only energy is 1 eV for each
+    cluster of the ``i``-th kept term (one orbit, one class of symmetry-equivalent species
+    assignments): every inclusion-exclusion energy of points, pairs and the other many-body
+    terms is zero, and so is the energy of the pure Pb crystal.  In these coordinates a
+    structure's design column is the number of such clusters it holds (per site), so a
+    term that no fitted structure holds has an exactly zero column (the fit then leaves it
+    at zero, :func:`_fit_rows`) instead of a round-off combination of pair columns.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_parameters, n_kept)``; no columns if nothing is kept.
+    """
+    return _kept_cluster_terms(cluster_space, terms, a_angstrom)[0]
+
+
+def _kept_cluster_terms(
+    cluster_space: Any, terms: Sequence[str], a_angstrom: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the kept terms' directions ``D`` and their energy rows ``G`` (``G @ D = 1``)."""
+    kept = {parse_cluster_term(t) for t in terms}
+    p = len(cluster_space)
+    many = _moebius_rows(cluster_space, a_angstrom, 3)
+    d2 = _max_pair_d2(cluster_space, a_angstrom)
+    kept_rows = [row for sites, assign, row in many if _kept_assignment(sites, assign, kept, d2)]
+    if not kept_rows:
+        return np.zeros((p, 0)), np.zeros((0, p))
+    zero_rows = [
+        row for sites, assign, row in many if not _kept_assignment(sites, assign, kept, d2)
+    ]
+    zero_rows += [row for _, _, row in _moebius_rows(cluster_space, a_angstrom, 1, 2)]
+    pure = np.asarray(
+        cluster_space.get_cluster_vector(
+            grid_atoms(
+                np.full(27, species.PB, dtype=species.OCC_DTYPE),
+                (3, 3, 3),
+                a_angstrom,
+                code_symbols_of(cluster_space),
+            )
+        ),
+        dtype=np.float64,
+    )
+    from scipy.linalg import null_space
+
+    z = np.array([r / np.linalg.norm(r) for r in zero_rows] + [pure / np.linalg.norm(pure)])
+    d = null_space(z)  # the J whose only inclusion-exclusion energies are the kept ones
+    g = np.array(kept_rows) @ d  # kept energies of each basis vector
+    # one row per class of equal kept rows: greedily the linearly independent ones
+    chosen: list[int] = []
+    for i in range(g.shape[0]):
+        trial = [*chosen, i]
+        if np.linalg.matrix_rank(g[trial], tol=1e-8 * np.abs(g).max()) == len(trial):
+            chosen.append(i)
+    if len(chosen) != d.shape[1]:
+        raise ValueError("vacancy cluster terms: could not separate the kept terms")
+    return d @ np.linalg.inv(g[chosen]), np.array(kept_rows)[chosen]
 
 
 def constrained_basis(constraints: np.ndarray, n_parameters: int) -> np.ndarray:
@@ -967,6 +1244,8 @@ class _Problem:
     #: the coordinates of the design without the basis (constant column already eliminated
     #: if the vacuum is constrained); None: no constraint
     basis: np.ndarray | None = None
+    #: the vacancy pair constraint has rows (a pair beyond its distance) in this space
+    pair_constrained: bool = False
 
     @property
     def design(self) -> np.ndarray:
@@ -1004,19 +1283,31 @@ def _make_problem(
     vacuum_energy_ev_per_site: float | None,
     vacancy_pair_cutoff_angstrom: float | None = None,
     vacancy_pair_partners: Sequence[str] = VACANCY_PAIR_PARTNERS,
+    vacancy_cluster_terms: Sequence[str] | None = None,
 ) -> _Problem:
     a_full, y_grid = sc.get_fit_data(key=PROPERTY_KEY)
     basis = None
+    blocks = []
     if vacancy_pair_cutoff_angstrom is not None:
-        rows = vacancy_pair_constraints(
-            cs, vacancy_pair_cutoff_angstrom, a_angstrom, vacancy_pair_partners
+        blocks.append(
+            vacancy_pair_constraints(
+                cs, vacancy_pair_cutoff_angstrom, a_angstrom, vacancy_pair_partners
+            )
         )
-        if rows.shape[0]:
-            if vacuum_energy_ev_per_site is not None:  # the constant is eliminated
-                if np.any(np.abs(rows[:, 0]) > 1e-9):
-                    raise ValueError("a vacancy pair constraint involves the constant term")
-                rows = rows[:, 1:]
-            basis = constrained_basis(rows, rows.shape[1])
+    pair_constrained = bool(blocks and blocks[0].shape[0])
+    kept = np.zeros((a_full.shape[1], 0))
+    if vacancy_cluster_terms is not None:
+        blocks.append(vacancy_cluster_constraints(cs, vacancy_cluster_terms, a_angstrom))
+        kept, energies = _kept_cluster_terms(cs, vacancy_cluster_terms, a_angstrom)
+        if kept.shape[1]:  # the kept terms get their own columns (cluster counts)
+            blocks.append(energies / np.linalg.norm(energies, axis=1)[:, None])
+    rows = np.vstack(blocks) if blocks else np.zeros((0, a_full.shape[1]))
+    if rows.shape[0]:
+        if vacuum_energy_ev_per_site is not None:  # the constant is eliminated
+            if np.any(np.abs(rows[:, 0]) > 1e-9):
+                raise ValueError("a vacancy constraint involves the constant term")
+            rows, kept = rows[:, 1:], kept[1:]
+        basis = np.hstack([constrained_basis(rows, rows.shape[1]), kept])
     n_grid = np.array([r.n_grid_sites for r in records], dtype=np.float64)
     n_b = np.array([r.n_b_sites for r in records], dtype=np.float64)
     weights = n_grid / n_b
@@ -1030,6 +1321,7 @@ def _make_problem(
         vacuum_ev_per_site=float(vacuum_energy_ev_per_site or 0.0),
         groups=same_crystal_groups(records),
         basis=basis,
+        pair_constrained=pair_constrained,
     )
 
 
@@ -1093,9 +1385,18 @@ def _fit_rows(
         da, db = difference_rows(design, target, groups, members)
         a = np.vstack([a, difference_weight * da])
         b = np.concatenate([b, difference_weight * db])
+    # A column that no fitted row probes (a many-body vacancy term whose only structures
+    # are held out, or weighted 0) holds round-off only: it gets parameter 0 instead of
+    # the round-off's huge inverse.
+    norms = np.linalg.norm(a, axis=0)
+    probed = norms > 1e-9 * max(float(norms.max(initial=0.0)), 1e-300)
+    if not probed.all():
+        a = a[:, probed]
     with _quiet_fit():
         out = ts_fit(a, b, fit_method=method, **dict(_METHOD_KWARGS.get(method, {})))
-    return np.asarray(out["parameters"], dtype=np.float64)
+    params = np.zeros(probed.size)
+    params[probed] = np.asarray(out["parameters"], dtype=np.float64)
+    return params
 
 
 def _cross_validate(
@@ -1271,6 +1572,7 @@ def fit_cluster_expansion(
     vacancy_pair_cutoff_angstrom: float | None = None,
     vacancy_pair_partners: Sequence[str] = VACANCY_PAIR_PARTNERS,
     structure_weights: Mapping[str, float] | None = None,
+    vacancy_cluster_terms: Sequence[str] | None = None,
 ) -> FitResult:
     """Select, fit and cross-validate a CE for the reference records.
 
@@ -1327,6 +1629,12 @@ def fit_cluster_expansion(
     structure_weights
         Name pattern -> factor (>= 0) multiplying that structure's row in every fit
         (:func:`structure_weight_factors`; on top of the noise weights); None: all 1.
+    vacancy_cluster_terms
+        With ``separate_vacancy``: the many-body vacancy terms that the clusters of three or
+        more sites may carry, e.g. ``["V-V-V"]`` (:func:`vacancy_cluster_constraints`: only
+        nearest-neighbour connected clusters, every other many-body interaction held to
+        zero), in every candidate with a triplet (or larger) cutoff; None (default): the
+        many-body terms are unconstrained.
 
     Returns
     -------
@@ -1349,6 +1657,11 @@ def fit_cluster_expansion(
     if not candidates or not methods:
         raise ValueError("need at least one cutoff candidate and one fit method")
     partners = tuple(str(p) for p in vacancy_pair_partners)
+    cluster_terms = (
+        None
+        if vacancy_cluster_terms is None
+        else ["-".join(parse_cluster_term(t)) for t in vacancy_cluster_terms]
+    )
     factors = structure_weight_factors([r.name for r in kept], structure_weights)
     k = min(int(n_splits), len(kept) // 2)  # at least two structures per held-out fold
     if k < 2:
@@ -1367,6 +1680,7 @@ def fit_cluster_expansion(
             vacuum_energy_ev_per_site,
             vacancy_pair_cutoff_angstrom,
             partners,
+            cluster_terms,
         )
         if structure_noise_ev is not None:
             problem.row_scale = noise_row_scale(kept, structure_noise_ev)
@@ -1381,7 +1695,7 @@ def fit_cluster_expansion(
                 k,
                 seed,
                 difference_weight,
-                vacancy_pair_cutoff_angstrom if problem.basis is not None else None,
+                vacancy_pair_cutoff_angstrom if problem.pair_constrained else None,
             )
             scores.append(score)
             if out is None or not math.isfinite(score.cv_rmse_mev_per_site):
@@ -1419,6 +1733,8 @@ def fit_cluster_expansion(
         settings["vacancy_pair_partners"] = list(partners)
     if structure_weights:
         settings["structure_weights"] = {str(p): float(w) for p, w in structure_weights.items()}
+    if cluster_terms is not None:
+        settings["vacancy_cluster_terms"] = list(cluster_terms)
     metadata = _metadata(score, len(kept), settings, description)
     from icet import ClusterExpansion
 

@@ -334,6 +334,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, cached_only: bool = False)
             vacancy_pair_cutoff_angstrom=f.vacancy_pair_cutoff_angstrom,
             vacancy_pair_partners=f.vacancy_pair_partners,
             structure_weights=f.structure_weights,
+            vacancy_cluster_terms=f.vacancy_cluster_terms,
             a_angstrom=s.a_angstrom,
             description=(
                 f"fitted by segsim train to {c.kind} reference energies ({cfg.source}); "

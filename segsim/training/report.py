@@ -147,6 +147,18 @@ def _cv_section(res: FitResult) -> list[str]:
             ),
             "",
         ]
+    terms = s.get("vacancy_cluster_terms")
+    if terms is not None:
+        lines += [
+            (
+                "Many-body vacancy terms: the clusters of three or more sites carry only "
+                + ", ".join(f"`{t}`" for t in terms)
+                + " on nearest-neighbour connected clusters; every other triplet or "
+                "quadruplet interaction is held to zero "
+                "(`segsim.training.fit.vacancy_cluster_constraints`)."
+            ),
+            "",
+        ]
     lines += _group_lines(res)
     lines += [
         "All candidates:",

@@ -5,8 +5,10 @@
 ``<NAME>.ce`` of this folder; ``shipped`` means ``potentials/fitted.ce`` itself), runs
 ``segsim run`` on it (the result file goes to ``--workdir``, default a temporary folder) and
 appends to ``aging.md`` the snapshots of days 0, 1, 4 and 14: Cd fraction x (Cd / (Pb + Cd)),
-vacancy sites, interior vacancies (no outside nearest neighbour) and the crystal's extent
-(max - min + 1 of the grid coordinates of the non-outside sites, per axis).
+vacancy sites, interior vacancies (no outside nearest neighbour), the vacancy clusters
+(nearest-neighbour connected V sites, ``scipy.ndimage.label``: their number and the largest),
+the crystal's extent (max - min + 1 of the grid coordinates of the non-outside sites, per
+axis) and the KMC events so far (``/snapshots/step``).
 """
 
 from __future__ import annotations
@@ -58,12 +60,20 @@ def snapshot_rows(h5: Path) -> list[dict[str, Any]]:
             i = int(np.argmin(np.abs(t / SECONDS_PER_DAY - day)))
             grid = np.full(shape, species.OUT, dtype=np.uint8)
             grid[tuple(coords.T)] = np.asarray(f["snapshots/occupations"][i])
-            rows.append({"day": float(t[i] / SECONDS_PER_DAY), **observables(grid)})
+            rows.append(
+                {
+                    "day": float(t[i] / SECONDS_PER_DAY),
+                    "events": int(f["snapshots/step"][i]),
+                    **observables(grid),
+                }
+            )
     return rows
 
 
 def observables(occ: np.ndarray) -> dict[str, Any]:
-    """Return x, vacancy sites, interior vacancies and the extent of one grid."""
+    """Return x, vacancy sites, interior vacancies, V clusters and the extent of one grid."""
+    from scipy import ndimage
+
     out_mask = occ == species.OUT
     n_out_nn = np.zeros(occ.shape, dtype=np.int64)
     for axis in range(3):
@@ -74,12 +84,16 @@ def observables(occ: np.ndarray) -> dict[str, Any]:
     n_cd = int(np.count_nonzero(occ == species.CD))
     inside = np.argwhere(~out_mask)
     extent = tuple(int(v) for v in inside.max(axis=0) - inside.min(axis=0) + 1)
+    labels, n_clusters = ndimage.label(vac)
+    sizes = np.bincount(labels.ravel())[1:]
     return {
         "x": n_cd / max(n_pb + n_cd, 1),
         "n_cd": n_cd,
         "n_v": int(np.count_nonzero(vac)),
         "n_v_interior": int(np.count_nonzero(vac & (n_out_nn == 0))),
         "n_b": n_pb + n_cd + int(np.count_nonzero(vac)),
+        "n_clusters": int(n_clusters),
+        "largest": int(sizes.max(initial=0)),
         "extent": extent,
     }
 
@@ -89,13 +103,17 @@ def markdown(name: str, rows: Sequence[dict[str, Any]], seconds: float, log: str
     lines = [
         f"### `{name}` ({seconds:.0f} s wall)",
         "",
-        "| day | x | Cd | V sites | interior V | B sites (Pb+Cd+V) | extent (sites) |",
-        "|---:|---:|---:|---:|---:|---:|---|",
+        (
+            "| day | x | Cd | V sites | interior V | V clusters | largest cluster "
+            "| B sites (Pb+Cd+V) | extent (sites) | KMC events |"
+        ),
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['day']:.1f} | {r['x']:.4f} | {r['n_cd']} | {r['n_v']} | {r['n_v_interior']} "
-            f"| {r['n_b']} | {' x '.join(str(e) for e in r['extent'])} |"
+            f"| {r['n_clusters']} | {r['largest']} "
+            f"| {r['n_b']} | {' x '.join(str(e) for e in r['extent'])} | {r['events']:.3g} |"
         )
     if log.strip():
         lines += ["", "```", log.strip()[-1500:], "```"]

@@ -82,6 +82,30 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
         "no square; every V pair to 8.4 A (second neighbour)",
         {"structure_weights": {SQUARE: 0.0}, "vacancy_pair_cutoff_angstrom": 8.4},
     ),
+    "vvv": (
+        "+ V-V-V on the L triplet (the only many-body term; triplets to 8.4 A), square fitted",
+        {"cutoff_candidates": [(10.2, 8.4)], "vacancy_cluster_terms": ("V-V-V",)},
+    ),
+    "vvv_nosquare": (
+        "+ V-V-V on the L triplet, square not fitted",
+        {
+            "cutoff_candidates": [(10.2, 8.4)],
+            "vacancy_cluster_terms": ("V-V-V",),
+            "structure_weights": {SQUARE: 0.0},
+        },
+    ),
+    "vvv_vvx": (
+        "+ V-V-V and V-V-X (X at an end) on the L triplet, square fitted",
+        {"cutoff_candidates": [(10.2, 8.4)], "vacancy_cluster_terms": ("V-V-V", "V-V-X")},
+    ),
+    "vvv12": (
+        "pairs to 12.0 A (V pairs still to the NN) + V-V-V on the L and the straight triplet",
+        {"cutoff_candidates": [(12.0, 12.0)], "vacancy_cluster_terms": ("V-V-V",)},
+    ),
+    "plaquette": (
+        "+ V-V-V-V on the square plaquette (quadruplets to 8.4 A), square fitted",
+        {"cutoff_candidates": [(10.2, 8.4, 8.4)], "vacancy_cluster_terms": ("V-V-V-V",)},
+    ),
 }
 
 #: Same-crystal groups shown in the table (labels of :func:`segsim.training.fit.group_scores`).
@@ -138,6 +162,7 @@ def fit_settings(cfg: Any) -> dict[str, Any]:
         "vacancy_pair_cutoff_angstrom": f.vacancy_pair_cutoff_angstrom,
         "vacancy_pair_partners": f.vacancy_pair_partners,
         "structure_weights": dict(f.structure_weights),
+        "vacancy_cluster_terms": f.vacancy_cluster_terms,
         "a_angstrom": cfg.structures.a_angstrom,
         "learning_fractions": (1.0,),
     }
@@ -332,14 +357,15 @@ def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
             head,
             rule,
         ]
-        labels = [lab for lab, _, _ in next(r["own_mc"] for r in rows if r["own_mc"])]
-        for j, lab in enumerate(labels):
+        labels = list(dict.fromkeys(lab for r in rows for lab, _, _ in r["own_mc"]))
+        for lab in labels:
             cells = []
             for r in rows:
-                if not r["own_mc"]:
+                own = {label: (g, ref) for label, g, ref in r["own_mc"]}
+                if lab not in own:  # no MC there (e.g. a cell smaller than the CE's reach)
                     cells.append("n/a")
                     continue
-                _, ce_gain, ref_gain = r["own_mc"][j]
+                ce_gain, ref_gain = own[lab]
                 cells.append(
                     f"{ce_gain:+.3f}" + ("" if ref_gain is None else f" (CHGNet {ref_gain:+.3f})")
                 )

@@ -273,3 +273,32 @@ def test_kinetics_defaults_file_and_the_later_recession_share(tmp_path):
     del doc["parameters"]["e_rec_ev"]  # a parameter without a default stays required
     with pytest.raises(ConfigError, match="e_rec_ev"):
         load_kinetics_defaults(write_yaml(tmp_path / "bad2.yaml", doc))
+
+
+def test_train_vacancy_cluster_terms(tmp_path):
+    from segsim.config import load_any
+
+    doc = _train_doc()
+    assert load_any(write_yaml(tmp_path / "a.yaml", doc)).fit.vacancy_cluster_terms is None
+    doc["fit"]["vacancy_cluster_terms"] = ["V-V-V", "X-V-V"]
+    f = load_any(write_yaml(tmp_path / "b.yaml", doc)).fit
+    assert f.vacancy_cluster_terms == ("V-V-V", "X-V-V")
+    for terms, needle in (
+        (["V-V"], "three or more sites"),
+        (["Pb-V-V"], "species must be among"),
+        (["Cd-Cd-X"], "needs a vacancy"),
+        (["V-V-X", "X-V-V"], "distinct"),
+    ):
+        doc["fit"]["vacancy_cluster_terms"] = terms
+        with pytest.raises(ConfigError, match=rf"fit\.vacancy_cluster_terms: .*{needle}"):
+            load_any(write_yaml(tmp_path / "c.yaml", doc))
+    # a 4-site term needs a candidate with quadruplets; train.yaml has triplets at most
+    doc["fit"]["vacancy_cluster_terms"] = ["V-V-V-V"]
+    with pytest.raises(ConfigError, match=r"fit\.vacancy_cluster_terms: a term of 4 sites"):
+        load_any(write_yaml(tmp_path / "d.yaml", doc))
+    doc["fit"]["cutoff_candidates"] = [[10.2, 8.4, 8.4]]
+    assert load_any(write_yaml(tmp_path / "e.yaml", doc)).fit.vacancy_cluster_terms == ("V-V-V-V",)
+    doc["fit"]["separate_vacancy"] = False
+    doc["fit"]["vacancy_pair_cutoff_angstrom"] = None
+    with pytest.raises(ConfigError, match=r"fit\.vacancy_cluster_terms: needs fit\.separate"):
+        load_any(write_yaml(tmp_path / "f.yaml", doc))

@@ -781,3 +781,126 @@ def test_constrained_fit_has_no_long_range_vacancy_interaction(tmp_path: Path):
     assert model.compile(lat).total_energy(np.asarray(r["occupations"])) == pytest.approx(
         model.predict_total(lat, np.asarray(r["occupations"])), abs=1e-8
     )
+
+
+def _cluster_energy(tables, lat, sites, codes) -> float:
+    """Inclusion-exclusion energy of a cluster in a Pb crystal, from segsim's kernels."""
+    import itertools
+
+    idx = [int(lat.site_index(np.array(s[0]), np.array(s[1]), np.array(s[2]))) for s in sites]
+    total = 0.0
+    for k in range(len(idx) + 1):
+        for subset in itertools.combinations(range(len(idx)), k):
+            occ = np.full(lat.n_sites, species.PB, dtype=species.OCC_DTYPE)
+            for i in subset:
+                occ[idx[i]] = codes[i]
+            total += (-1.0) ** (len(idx) - k) * float(tables.total_energy(occ))
+    return total
+
+
+def test_vacancy_cluster_terms_leave_only_the_named_many_body_energies():
+    """In the constrained basis the triplets carry V-V-V (and V-V-X with X at an end) only.
+
+    The energies are evaluated with segsim's compiled kernels on a periodic 6^3 cell (the
+    rows come from icet cluster vectors of a 7^3 cell), for random parameters.
+    """
+    from icet import ClusterExpansion
+
+    cs = fitmod.build_cluster_space((8.4, 8.4), A, separate_vacancy=True)
+    lat = build_periodic(6, A)
+    L = ((1, 0, 0), (0, 0, 0), (0, 1, 0))  # the L triplet, corner in the middle
+    TRI = ((1, 1, 0), (1, 0, 1), (0, 1, 1))  # the triangle of second neighbours
+    V, X, CD = species.VAC, species.OUT, species.CD
+    cases = {
+        "VVV on L": (L, (V, V, V)),
+        "VVX on L, X at an end": (L, (V, V, X)),
+        "VXV on L, X at the corner": (L, (V, X, V)),
+        "VVCd on L": (L, (V, V, CD)),
+        "CdCdCd on L": (L, (CD, CD, CD)),
+        "VVV on the triangle": (TRI, (V, V, V)),
+    }
+    rng = np.random.default_rng(7)
+    for terms, nonzero in (
+        (["V-V-V"], {"VVV on L"}),
+        (["V-V-V", "X-V-V"], {"VVV on L", "VVX on L, X at an end"}),
+    ):
+        rows = fitmod.vacancy_cluster_constraints(cs, terms, A)
+        directions = fitmod.vacancy_cluster_directions(cs, terms, A)
+        assert directions.shape == (len(cs), len(nonzero))
+        assert np.allclose(rows @ directions, 0.0, atol=1e-10)
+        basis = fitmod.constrained_basis(rows, len(cs))
+        params = basis @ rng.normal(0.0, 0.05, basis.shape[1])
+        tables = ClusterExpansionModel(ClusterExpansion(cs, params)).compile(lat)
+        for label, (sites, codes) in cases.items():
+            w = _cluster_energy(tables, lat, sites, codes)
+            if label in nonzero:
+                assert abs(w) > 1e-4, (terms, label)
+            else:
+                assert abs(w) < 1e-9, (terms, label, w)
+        # each direction: 1 eV per cluster of its term, nothing else (no pair, no point)
+        for j in range(directions.shape[1]):
+            tables = ClusterExpansionModel(ClusterExpansion(cs, directions[:, j])).compile(lat)
+            got = {lab: _cluster_energy(tables, lat, s, c) for lab, (s, c) in cases.items()}
+            assert sorted(round(v, 9) for v in got.values()) == [0.0] * 5 + [1.0]
+            pair = _cluster_energy(tables, lat, L[:2], (V, V))
+            point = _cluster_energy(tables, lat, L[:1], (V,))
+            assert abs(pair) < 1e-9
+            assert abs(point) < 1e-9
+    # unconstrained random parameters: every case interacts
+    tables = ClusterExpansionModel(ClusterExpansion(cs, rng.normal(0.0, 0.05, len(cs)))).compile(
+        lat
+    )
+    assert all(abs(_cluster_energy(tables, lat, s, c)) > 1e-4 for s, c in cases.values())
+    # the straight triplet needs its end pair (2a) in the pair cutoff to carry a term alone
+    cs12 = fitmod.build_cluster_space((10.2, 12.0), A, separate_vacancy=True)
+    assert fitmod.vacancy_cluster_directions(cs12, ["V-V-V"], A).shape[1] == 1  # L only
+    for bad in ("V-V", "Pb-V-V", "Cd-Cd-X"):
+        with pytest.raises(ValueError, match="vacancy cluster term"):
+            fitmod.parse_cluster_term(bad)
+
+
+def test_vacancy_cluster_fit_counts_the_term_and_keeps_the_pair_constraint(tmp_path: Path):
+    """A fit with ``vacancy_cluster_terms``: the V-V-V energy of the data, nothing else."""
+    from icet import ClusterExpansion
+
+    kwargs = {
+        "fit_methods": ["bayesian-ridge"],  # the synthetic set leaves V terms undetermined
+        "n_splits": 5,
+        "seed": 2021,
+        "learning_fractions": (1.0,),
+        "separate_vacancy": True,
+        "vacancy_pair_cutoff_angstrom": 6.0,
+    }
+    recs = list(synthetic_records())
+    res = fitmod.fit_cluster_expansion(
+        recs, cutoff_candidates=[(8.4, 8.4)], vacancy_cluster_terms=["V-V-V"], **kwargs
+    )
+    assert res.settings["vacancy_cluster_terms"] == ["V-V-V"]
+    text = write_report(res, None, tmp_path / "rep").read_text()
+    assert "Many-body vacancy terms: the clusters of three or more sites carry only `V-V-V`" in text
+    ce = res.ce
+    w = _vacancy_interactions(ce)
+    assert max(abs(v) for (d2, _), v in w.items() if d2 > 1) < 1e-9
+    lat = build_periodic(6, A)
+    tables = ClusterExpansionModel(ce).compile(lat)
+    V = species.VAC
+    tri = _cluster_energy(tables, lat, ((1, 1, 0), (1, 0, 1), (0, 1, 1)), (V, V, V))
+    vvcd = _cluster_energy(tables, lat, ((1, 0, 0), (0, 0, 0), (0, 1, 0)), (V, V, species.CD))
+    assert abs(tri) < 1e-9
+    assert abs(vvcd) < 1e-9
+    # no synthetic structure holds three vacancies on an L: the term is left at exactly 0
+    vvv = _cluster_energy(tables, lat, ((1, 0, 0), (0, 0, 0), (0, 1, 0)), (V, V, V))
+    assert abs(vvv) < 1e-9
+    # and without the option the triplets are free (the same data set them)
+    free = fitmod.fit_cluster_expansion(recs, cutoff_candidates=[(8.4, 8.4)], **kwargs).ce
+    t_free = ClusterExpansionModel(ClusterExpansion.read(_written(free, tmp_path))).compile(lat)
+    assert (
+        abs(_cluster_energy(t_free, lat, ((1, 0, 0), (0, 0, 0), (0, 1, 0)), (V, V, species.CD)))
+        > 1e-6
+    )
+
+
+def _written(ce, tmp_path: Path) -> str:
+    path = tmp_path / "free.ce"
+    ce.write(str(path))
+    return str(path)
