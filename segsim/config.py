@@ -832,10 +832,46 @@ def _vacancy_partners(partners: Any) -> str | None:
     return None
 
 
+#: Species of a many-body vacancy term (``fit.vacancy_cluster_terms``,
+#: :func:`segsim.training.fit.vacancy_cluster_constraints`); Pb is the reference.
+VACANCY_CLUSTER_SPECIES: tuple[str, str, str] = ("Cd", "V", "X")
+
+
+def parse_cluster_term(term: str) -> tuple[str, ...]:
+    """Return the sorted species of a many-body vacancy term such as ``"V-V-X"``.
+
+    Parameters
+    ----------
+    term
+        Species joined by ``-``, each among :data:`VACANCY_CLUSTER_SPECIES`, at least three
+        of them and at least one ``V`` (the order does not matter).
+
+    Returns
+    -------
+    tuple of str
+        The species, sorted (``("V", "V", "X")``).
+
+    Raises
+    ------
+    ValueError
+        If the term is not of that form.
+    """
+    parts = tuple(p.strip() for p in str(term).split("-"))
+    bad = [p for p in parts if p not in VACANCY_CLUSTER_SPECIES]
+    if bad:
+        raise ValueError(
+            f"vacancy cluster term {term!r}: species must be among {VACANCY_CLUSTER_SPECIES} "
+            f"(Pb is the reference; got {bad[0]!r})"
+        )
+    if len(parts) < 3:
+        raise ValueError(f"vacancy cluster term {term!r}: needs three or more sites")
+    if "V" not in parts:
+        raise ValueError(f"vacancy cluster term {term!r}: needs a vacancy V")
+    return tuple(sorted(parts))
+
+
 def _vacancy_cluster_terms(terms: Any) -> str | None:
     """Check ``fit.vacancy_cluster_terms``: distinct terms such as ``V-V-V``."""
-    from segsim.training.fit import parse_cluster_term
-
     try:
         parsed = [parse_cluster_term(t) for t in terms]
     except ValueError as exc:

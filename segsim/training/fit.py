@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 
 from segsim import species
+from segsim.config import VACANCY_CLUSTER_SPECIES, parse_cluster_term
 
 __all__ = [
     "A_ANGSTROM",
@@ -110,9 +111,6 @@ DEFAULT_FIT_METHODS: tuple[str, ...] = ("least-squares", "ardr", "lasso")
 #: to zero beyond a distance (``fit.vacancy_pair_partners``).
 VACANCY_PAIR_PARTNERS: tuple[str, str, str] = ("Cd", "V", "X")
 
-#: Species of a many-body vacancy term (``fit.vacancy_cluster_terms``,
-#: :func:`vacancy_cluster_constraints`); Pb is the reference.
-VACANCY_CLUSTER_SPECIES: tuple[str, str, str] = ("Cd", "V", "X")
 
 #: Training-set fractions of the learning curve.
 DEFAULT_LEARNING_FRACTIONS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)
@@ -484,39 +482,6 @@ def vacancy_pair_constraints(
             row = cv({(0, 0, 0): code, r: species.VAC}) - alone[code] - with_v + base
             rows.append(row / np.linalg.norm(row))
     return np.array(rows)
-
-
-def parse_cluster_term(term: str) -> tuple[str, ...]:
-    """Return the sorted species of a many-body vacancy term such as ``"V-V-X"``.
-
-    Parameters
-    ----------
-    term
-        Species joined by ``-``, each among :data:`VACANCY_CLUSTER_SPECIES`, at least three
-        of them and at least one ``V`` (the order does not matter).
-
-    Returns
-    -------
-    tuple of str
-        The species, sorted (``("V", "V", "X")``).
-
-    Raises
-    ------
-    ValueError
-        If the term is not of that form.
-    """
-    parts = tuple(p.strip() for p in str(term).split("-"))
-    bad = [p for p in parts if p not in VACANCY_CLUSTER_SPECIES]
-    if bad:
-        raise ValueError(
-            f"vacancy cluster term {term!r}: species must be among {VACANCY_CLUSTER_SPECIES} "
-            f"(Pb is the reference; got {bad[0]!r})"
-        )
-    if len(parts) < 3:
-        raise ValueError(f"vacancy cluster term {term!r}: needs three or more sites")
-    if "V" not in parts:
-        raise ValueError(f"vacancy cluster term {term!r}: needs a vacancy V")
-    return tuple(sorted(parts))
 
 
 def _nn_connected(sites: Sequence[tuple[int, ...]]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -224,3 +225,44 @@ def test_reproduce_table_has_ensemble_mean_and_sem_of_the_new_columns():
     assert rows[1]["interior_vacancy_fraction"] == pytest.approx(0.22)
     one = ensemble_table([ncs[0]], {"treatments": {}}, ("pristine",))
     assert math.isnan(one[1]["envelope_edge_nm_sem"])
+
+
+def test_driver_invariant_check_catches_each_violation():
+    """``driver._check_invariants``: atoms, vacancy split, outline, interior count."""
+    from types import SimpleNamespace
+
+    from segsim import driver
+    from segsim.lattice import build_cube
+
+    lattice = build_cube(4, 5.87, 2)
+    occ = lattice.empty_occupations()
+    inside = np.flatnonzero(lattice.in_nc)
+    centre = int(inside[np.flatnonzero(lattice.n_outside_nn[inside] == 0)[0]])
+    occ[centre] = species.VAC  # one interior vacancy
+    engine = SimpleNamespace(state=SimpleNamespace(occupations=occ))
+
+    def trace(**changes):
+        t = {
+            "n_cd": np.array([0, 0]),
+            "cd_expelled": np.array([0, 0]),
+            "n_pb": np.array([63, 63]),
+            "pb_expelled": np.array([0, 0]),
+            "n_vac": np.array([0, 1]),
+            "n_vac_interior": np.array([0, 1]),
+            "n_vac_surface": np.array([0, 0]),
+        }
+        t.update({k: np.array(v) for k, v in changes.items()})
+        return t
+
+    driver._check_invariants(engine, lattice, trace())  # all hold
+    bad = {
+        "n_pb + pb_expelled changes": {"pb_expelled": [0, 1]},
+        "n_vac_interior + n_vac_surface != n_vac": {"n_vac_surface": [0, 1]},
+        "the last frame says 2": {"n_vac_interior": [0, 2], "n_vac": [0, 2]},
+    }
+    for needle, changes in bad.items():
+        with pytest.raises(RuntimeError, match=re.escape(needle)):
+            driver._check_invariants(engine, lattice, trace(**changes))
+    occ[int(np.flatnonzero(~lattice.in_nc)[0])] = species.PB
+    with pytest.raises(RuntimeError, match="beyond the synthesised cube"):
+        driver._check_invariants(engine, lattice, trace())
