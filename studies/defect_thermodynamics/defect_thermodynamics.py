@@ -466,7 +466,9 @@ def run(
                 c: lattice_constants(records, c) for c in {j[0] for j in pending} | {source_calc}
             }
 
-            def ready(j: tuple[str, str, str, int]) -> bool:
+            def ready(
+                j: tuple[str, str, str, int], a_by: dict[str, dict[int, float]] = a_by
+            ) -> bool:
                 if j[1] == "relax" and j[2].startswith("bulk"):
                     return int(j[2][4:].split("_")[0]) in a_by[j[0]]
                 return True
@@ -485,7 +487,7 @@ def run(
                 j = running.pop(fut)
                 try:
                     rec = fut.result()
-                except Exception as exc:  # report and go on
+                except Exception as exc:  # noqa: BLE001 (report the failed job, run the others)
                     print(f"FAILED {j}: {exc!r}", flush=True)
                     continue
                 rec["command"] = command
