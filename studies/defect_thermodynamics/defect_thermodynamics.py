@@ -25,7 +25,8 @@ Jobs (one record each, keyed by calculator, mode, structure name and start ``k``
     Single point of a second calculator on the geometry the CHGNet ``relax`` job of the same
     structure and start saved (``geometries/``).
 
-Groups: ``refs`` (CsBr, PbBr2), ``bulk3``, ``bulk4`` (perfect, V with the z trans Br pair
+Groups: ``refs`` (CsBr, PbBr2), ``bulk2`` (perfect and V only: the cells of the CP2K check,
+``cp2k_check.py``), ``bulk3``, ``bulk4`` (perfect, V with the z trans Br pair
 removed = the model's vacancy, V with a cis Br pair removed; ``bulk3`` also Cd next to and far
 from a V), ``nc5``, ``nc6`` (pure NCs: perfect, V at the face centre and depths 1, 2 (3),
 the face site receded (pit), a step (V beside a pit -> two-site pit), edge and corner V and
@@ -248,8 +249,9 @@ def _groups(n_starts_bulk: int) -> dict[str, list[tuple[str, str]]]:
     g: dict[str, list[tuple[str, str]]] = {
         "refs": [("cell", "csbr_cscl"), ("cell", "csbr_rocksalt"), ("cell", "pbbr2_pnma")]
     }
-    for n in (3, 4):
-        variants = ["perfect", "v-trans", "v-cis"] + (["v-cd-near", "v-cd-far"] if n == 3 else [])
+    for n in (2, 3, 4):
+        variants = ["perfect", "v-trans"] + (["v-cis"] if n > 2 else [])
+        variants += ["v-cd-near", "v-cd-far"] if n == 3 else []
         g[f"bulk{n}"] = [("volume", f"bulk{n}_perfect")] + [
             ("relax", f"bulk{n}_{v}") for v in variants
         ]

@@ -555,8 +555,7 @@ def markdown(records: Sequence[dict[str, Any]], pbe: dict[str, Any] | None = Non
                 f"| {name} | {c['n_atoms']} | {c.get('energy_eV', float('nan')):.4f} | "
                 f"{c.get('chgnet_energy_eV', float('nan')):.4f} |"
             )
-        for line in pbe.get("derived", []):
-            L.append(line)
+        L += _pbe_derived(pbe["cells"])
     else:
         L.append("No PBE results yet (README: how to run `cp2k_check.py`).")
 
@@ -581,6 +580,41 @@ def markdown(records: Sequence[dict[str, Any]], pbe: dict[str, Any] | None = Non
     if notes.exists():
         L += ["", notes.read_text().rstrip()]
     return "\n".join(L) + "\n"
+
+
+def _pbe_derived(cells: dict[str, Any]) -> list[str]:
+    """Return the report lines of the PBE and CHGNet numbers on the same geometries."""
+    need = ("bulk2_perfect", "bulk2_v-trans")
+    csbr = [c for c in ("csbr_cscl", "csbr_rocksalt") if c in cells]
+    if not all(c in cells for c in need) or not csbr:
+        return ["", "(G_f needs bulk2_perfect, bulk2_v-trans and a CsBr cell.)"]
+    out = [
+        "",
+        "| quantity | PBE | CHGNet (same geometries) |",
+        "|---|---:|---:|",
+    ]
+    vals = {}
+    for key, label in (("energy_eV", "PBE"), ("chgnet_energy_eV", "CHGNet")):
+        mu = {c: cells[c][key] / cells[c]["counts"]["Cs"] for c in csbr}
+        e_perf, e_v = cells["bulk2_perfect"][key], cells["bulk2_v-trans"][key]
+        e_bulk = e_perf / 8
+        mu_csbr = min(mu.values())
+        vals[label] = {
+            "rs_minus_cscl": (
+                mu["csbr_rocksalt"] - mu["csbr_cscl"] if len(mu) == 2 else float("nan")
+            ),
+            "dv": e_v - e_perf + e_bulk,
+            "g_rich": e_v - e_perf + e_bulk - mu_csbr,
+            "g_cscl": e_v - e_perf + e_bulk - mu.get("csbr_cscl", float("nan")),
+        }
+    rows = (
+        ("mu_CsBr(rock salt) - mu_CsBr(CsCl type), eV per CsBr", "rs_minus_cscl"),
+        ("G_f 2x2x2, CsBr-rich (mu_CsBr: lowest CsBr polymorph of the method)", "g_rich"),
+        ("G_f 2x2x2, CsBr-rich with mu_CsBr of CsCl-type CsBr", "g_cscl"),
+    )
+    for label, key in rows:
+        out.append(f"| {label} | {vals['PBE'][key]:+.3f} | {vals['CHGNet'][key]:+.3f} |")
+    return out
 
 
 def _second(der: dict[str, Derived], f: Any) -> tuple[float, float] | None:
