@@ -61,6 +61,17 @@ HERE = Path(__file__).resolve().parent
 CACHE = HERE / "defect_thermodynamics.jsonl"
 REPORT = HERE / "defect_thermodynamics.md"
 GEOMETRIES = HERE / "geometries"
+#: The training database (per-start CHGNet energies and the lowest start's geometry).
+TRAINING_DB = HERE.parents[1] / "potentials" / "training.db"
+#: 5^3 NC states whose CHGNet relaxations come from the training database (``import``).
+DB_NC_STATES: tuple[str, ...] = (
+    "pure",
+    "vac1-depth0",
+    "vac1-depth1",
+    "vac1-depth2",
+    "v1-edge",
+    "v1-corner",
+)
 
 #: Lattice constant (Angstrom), vacuum (Angstrom) and outside layers of the NCs: those of
 #: ``inputs/train.yaml`` (the NCs are relaxed in vacuum, the start lattice constant only sets
@@ -266,16 +277,28 @@ def job_key(calc: str, mode: str, name: str, k: int) -> str:
 
 
 def job_list(
-    groups: Sequence[str], calc: str, n_starts: int, names: Sequence[str] | None = None
+    groups: Sequence[str],
+    calc: str,
+    n_starts: int,
+    names: Sequence[str] | None = None,
+    *,
+    tilted: bool = False,
+    first_start: int = 0,
 ) -> list[tuple[str, str, str, int]]:
-    """Return the jobs ``(calc, mode, name, k)`` of the groups (start-major order)."""
+    """Return the jobs ``(calc, mode, name, k)`` of the groups (start-major order).
+
+    ``tilted``: the fixed-cell relaxations start from the a-a-c+ tilted positions
+    (``reference.RelaxSettings(start="tilted")``, mode ``relax_tilted``); starts
+    ``first_start .. n_starts - 1``.
+    """
     table = _groups(n_starts)
     entries = [e for grp in groups for e in table[grp]]
     if names:
         entries = [e for e in entries if e[1] in names or e[0] != "relax"]
     jobs = [(calc, m, nm, 0) for m, nm in entries if m != "relax"]
-    for k in range(n_starts):
-        jobs += [(calc, m, nm, k) for m, nm in entries if m == "relax"]
+    relax_mode = "relax_tilted" if tilted else "relax"
+    for k in range(first_start, n_starts):
+        jobs += [(calc, relax_mode, nm, k) for m, nm in entries if m == "relax"]
     return jobs
 
 
@@ -330,9 +353,10 @@ def _calculator(calc: str) -> Any:
     return _CALC[calc]
 
 
-def geometry_path(calc: str, name: str, k: int) -> Path:
+def geometry_path(calc: str, name: str, k: int, mode: str = "relax") -> Path:
     """Return where the relaxed geometry of a job is kept (gzipped extended XYZ)."""
-    return GEOMETRIES / calc / f"{name}_k{k}.extxyz.gz"
+    tag = "_tilted" if mode == "relax_tilted" else ""
+    return GEOMETRIES / calc / f"{name}{tag}_k{k}.extxyz.gz"
 
 
 def _write_geometry(atoms: Any, path: Path) -> None:
@@ -367,11 +391,21 @@ def run_job(job: tuple[str, str, str, int], a_by_n: dict[int, float], source_cal
         max_steps=MAX_STEPS,
         rattle_angstrom=RATTLE_ANGSTROM,
         n_starts=1,
+        start="tilted" if mode == "relax_tilted" else "ideal",
     )
     t0 = time.perf_counter()
     a = None
-    if mode == "single":
-        atoms = _read_geometry(geometry_path(source_calc, name, k))
+    chgnet_same_geometry = None
+    tilt_deg = None
+    if mode in ("single", "single-db"):
+        if mode == "single":
+            atoms = _read_geometry(geometry_path(source_calc, name, k))
+        else:  # the lowest start's CHGNet geometry stored in potentials/training.db
+            from ase.db import connect
+
+            row = connect(TRAINING_DB).get(name=name)
+            atoms = row.toatoms()
+            chgnet_same_geometry = float(row.energy_min_ev)
         unrelaxed_hash = None
         atoms.calc = calc
         energy = float(atoms.get_potential_energy())
@@ -383,15 +417,21 @@ def run_job(job: tuple[str, str, str, int], a_by_n: dict[int, float], source_cal
             "fmax_final_ev_per_angstrom": float(np.sqrt((forces**2).sum(axis=1)).max()),
         }
     else:
-        if name.startswith("bulk") and mode == "relax":
+        if name.startswith("bulk") and mode in ("relax", "relax_tilted"):
             n = int(name[4:].split("_")[0])
             a = a_by_n[n]
             base = build_structure(name, lambda _n: a)
         else:
             base = build_structure(name)
         unrelaxed_hash = reference.structure_hash(base)
-        if mode == "relax":
+        if mode in ("relax", "relax_tilted"):
             out, atoms = reference.relax_start(base, calc, relax, k)
+            if name.startswith("bulk"):
+                from segsim.training.tilt import measure_tilt_degrees
+
+                t = measure_tilt_degrees(atoms, base)
+                tilt_deg = [round(float(t["antiphase_degrees"]), 2),
+                            round(float(t["inphase_degrees"]), 2)]  # fmt: skip
         else:
             atoms = reference.start_atoms(base, relax, k)
             atoms.calc = calc
@@ -411,7 +451,7 @@ def run_job(job: tuple[str, str, str, int], a_by_n: dict[int, float], source_cal
             if mode == "volume":
                 n = int(name[4:].split("_")[0])
                 a = float((atoms.get_volume() / n**3) ** (1.0 / 3.0))
-        _write_geometry(atoms, geometry_path(calc_name, name, k))
+        _write_geometry(atoms, geometry_path(calc_name, name, k, mode))
     seconds = time.perf_counter() - t0
     counts = formula_counts(atoms.get_chemical_symbols())
     rec = {
@@ -429,8 +469,15 @@ def run_job(job: tuple[str, str, str, int], a_by_n: dict[int, float], source_cal
         "n_atoms": len(atoms),
         "counts": counts,
         "structure_hash": unrelaxed_hash,
-        "source": f"single point on {source_calc} geometry" if mode == "single" else "this study",
+        "source": {
+            "single": f"single point on {source_calc} geometry",
+            "single-db": "single point on the lowest-start CHGNet geometry of potentials/training.db",
+        }.get(mode, "this study"),
     }
+    if tilt_deg is not None:
+        rec["tilt_antiphase_inphase_degrees"] = tilt_deg
+    if chgnet_same_geometry is not None:
+        rec["chgnet_energy_same_geometry_ev"] = chgnet_same_geometry
     if a is not None:
         rec["a_angstrom"] = a
     if mode in ("cell", "volume"):
@@ -471,7 +518,7 @@ def run(
             def ready(
                 j: tuple[str, str, str, int], a_by: dict[str, dict[int, float]] = a_by
             ) -> bool:
-                if j[1] == "relax" and j[2].startswith("bulk"):
+                if j[1].startswith("relax") and j[2].startswith("bulk"):
                     return int(j[2][4:].split("_")[0]) in a_by[j[0]]
                 return True
 
@@ -614,7 +661,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("groups", nargs="+", choices=list(_groups(1)))
     r.add_argument("--calc", choices=list(CALCULATORS), default="chgnet")
     r.add_argument("--single", action="store_true", help="single points on CHGNet geometries")
+    r.add_argument(
+        "--single-db", action="store_true",
+        help="with --single: also the lowest-start 5^3 geometries of potentials/training.db",
+    )  # fmt: skip
     r.add_argument("--starts", type=int, default=4)
+    r.add_argument("--first-start", type=int, default=0, help="skip starts below this k")
+    r.add_argument("--tilted", action="store_true", help="a-a-c+ tilted starts (relax_tilted)")
     r.add_argument("--names", nargs="*", default=None, help="only these relax structures")
     r.add_argument("--jobs", type=int, default=2)
     r.add_argument("--cache", default=str(CACHE))
@@ -634,7 +687,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         write_report(Path(args.cache), Path(args.out))
         return 0
-    jobs = job_list(args.groups, args.calc, args.starts, args.names)
+    jobs = job_list(
+        args.groups, args.calc, args.starts, args.names,
+        tilted=args.tilted, first_start=args.first_start,
+    )  # fmt: skip
     if args.single:
         jobs = [("sevennet" if args.calc == "chgnet" else args.calc, "single", nm, k)
                 for (_, m, nm, k) in jobs if m == "relax"]  # fmt: skip
@@ -644,6 +700,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if r["calculator"] == "chgnet" and r["mode"] == "relax" and r["source"] == "this study"
         }
         jobs = [j for j in jobs if (j[2], j[3]) in done]
+        if args.tilted:
+            raise SystemExit("--single runs on the ideal-start (relax) geometries only")
+        if args.single_db:
+            jobs += [("sevennet", "single-db", f"nc5_x0_{s}", 0) for s in DB_NC_STATES]
     run(jobs, Path(args.cache), args.jobs, command)
     return 0
 

@@ -47,7 +47,14 @@ METHODS: dict[str, str] = {
     "chgnet": "CHGNet (relaxed)",
     "sevennet": "SevenNet-0 (relaxed)",
     "sevennet-sp": "SevenNet-0 single points on the CHGNet geometries",
+    "chgnet-tilted": "CHGNet (relaxed from a-a-c+ tilted, rattled starts)",
+    "sevennet-tilted": "SevenNet-0 (relaxed from a-a-c+ tilted, rattled starts)",
+    "chgnet-db": "CHGNet on the lowest-start geometries of training.db (5^3 V states, pure)",
+    "sevennet-db": "SevenNet-0 single points on those geometries",
 }
+
+#: Where a ``-db`` method takes the structures that training.db does not hold.
+DB_FALLBACK: dict[str, str] = {"chgnet-db": "chgnet", "sevennet-db": "sevennet-sp"}
 
 
 class Stat:
@@ -68,14 +75,35 @@ class Stat:
 def _method(rec: dict[str, Any]) -> str:
     if rec["mode"] == "single":
         return f"{rec['calculator']}-sp"
+    if rec["mode"] == "single-db":
+        return f"{rec['calculator']}-db"
+    if rec["mode"] == "relax_tilted":
+        return f"{rec['calculator']}-tilted"
     return rec["calculator"]
+
+
+def _expand(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add a ``chgnet`` ``single-db`` record for the CHGNet energy of each db geometry."""
+    out = list(records)
+    for r in records:
+        if r["mode"] == "single-db" and "chgnet_energy_same_geometry_ev" in r:
+            out.append(
+                {
+                    **r,
+                    "calculator": "chgnet",
+                    "energy_ev": r["chgnet_energy_same_geometry_ev"],
+                    "source": "training.db energy_min_ev of the same geometry",
+                }
+            )
+    return out
 
 
 def summarise(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], Stat]:
     """Return ``{(method, mode, name): Stat}``; one record per seed (this study's first)."""
     by: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = {}
-    for r in records:
-        key = (_method(r), r["mode"], r["name"])
+    for r in _expand(records):
+        mode = "relax" if r["mode"] == "relax_tilted" else r["mode"]
+        key = (_method(r), mode, r["name"])
         seeds = by.setdefault(key, {})
         old = seeds.get(r["seed"])
         if old is None or (old["source"] != "this study" and r["source"] == "this study"):
@@ -103,7 +131,7 @@ class Derived:
     def __init__(self, stats: dict[tuple[str, str, str], Stat], method: str) -> None:
         self.stats = stats
         self.method = method
-        ref_method = method.removesuffix("-sp")
+        ref_method = method.removesuffix("-sp").removesuffix("-db").removesuffix("-tilted")
         cell = {
             name: st for (m, mode, name), st in stats.items() if m == ref_method and mode == "cell"
         }
@@ -119,6 +147,12 @@ class Derived:
         """Return the statistics of a structure (``single`` records for ``-sp`` methods)."""
         if self.method.endswith("-sp"):
             mode = "single"
+        if self.method in DB_FALLBACK:
+            st = self.stats.get((self.method, "single-db", name))
+            if st is not None:
+                return st
+            fallback = DB_FALLBACK[self.method]
+            return self.stats.get((fallback, "single" if fallback.endswith("-sp") else mode, name))
         return self.stats.get((self.method, mode, name))
 
     def e_bulk(self, n: int) -> tuple[float, float] | None:
@@ -464,6 +498,9 @@ def markdown(records: Sequence[dict[str, Any]], pbe: dict[str, Any] | None = Non
         for label, (v, o) in RECESSION.items():
             cols, gained = [], "-"
             for m in methods:
+                if m in DB_FALLBACK:  # V (lowest start) and O (start mean) would mix
+                    cols.append("n/a")
+                    continue
                 x = der[m].recession(f"nc{n}_x0_{v}", f"nc{n}_x0_{o}")
                 if x is not None:
                     gained = str(x[2])
@@ -487,49 +524,60 @@ def markdown(records: Sequence[dict[str, Any]], pbe: dict[str, Any] | None = Non
             "spontaneously at that mu)."
         ),
         "",
-        "| defect | G_f CHGNet | G_f SevenNet (relaxed or single point) | sigma | "
+        "| defect | G_f CHGNet (start mean) | G_f SevenNet-0 (single points) | SevenNet - CHGNet "
+        "(same geometries) | sigma | "
         + " | ".join(f"c_eq {t:.0f} K, g = {g}" for t in TEMPERATURES_K for g in (1, 3))
         + " |",
-        "|---|---:|---:|---:|" + "---|" * (2 * len(TEMPERATURES_K)),
+        "|---|---:|---:|---:|---:|" + "---|" * (2 * len(TEMPERATURES_K)),
     ]
     rows: list[tuple[str, Any, Any]] = []
+
+    def pair(f: Any, same: tuple[str, str]) -> tuple[Any, Any]:
+        """(SevenNet, CHGNet) on the same geometries: the calculator spread."""
+        a, b = (der.get(m) for m in same)
+        return (f(a) if a else None), (f(b) if b else None)
+
     for n in bulk_ns:
+
+        def f(d: Derived, n: int = n) -> Any:
+            return d.g_f_bulk(n, "v-trans", "CsBr-rich")
+
         rows.append(
-            (
-                f"bulk {n}^3, trans V",
-                der.get("chgnet") and der["chgnet"].g_f_bulk(n, "v-trans", "CsBr-rich"),
-                _second(der, lambda d, n=n: d.g_f_bulk(n, "v-trans", "CsBr-rich")),
-            )
-        )
+            (f"bulk {n}^3, trans V", der["chgnet"] and f(der["chgnet"]),
+             pair(f, ("sevennet-sp", "chgnet")))
+        )  # fmt: skip
     for n in nc_edges:
         if not bulk_ns:
             break
         deepest = max(s for s in nc_states(n) if s.startswith("vac1-depth"))
         for s in ("vac1-depth0", deepest):
+
+            def f(d: Derived, n: int = n, s: str = s) -> Any:
+                return d.g_f_nc(n, s, max(bulk_ns), "CsBr-rich")
+
             rows.append(
-                (
-                    f"{n}^3 NC, {s}",
-                    der.get("chgnet") and der["chgnet"].g_f_nc(n, s, max(bulk_ns), "CsBr-rich"),
-                    _second(der, lambda d, n=n, s=s: d.g_f_nc(n, s, max(bulk_ns), "CsBr-rich")),
-                )
-            )
-    for label, g1, g2 in rows:
+                (f"{n}^3 NC, {s}", der["chgnet"] and f(der["chgnet"]),
+                 pair(f, ("sevennet-db", "chgnet-db")))
+            )  # fmt: skip
+    for label, g1, (g7, gc) in rows:
         if not g1:
             continue
-        sigma = combine(g1[1], g2[0] - g1[0]) if g2 else g1[1]
+        spread = g7[0] - gc[0] if g7 and gc else None
+        sigma = combine(g1[1], spread) if spread is not None else g1[1]
         cells = [
             _fraction_cells((g1[0], sigma), t, deg)
             for t in TEMPERATURES_K
             for deg in (1, TRANS_PAIR_ORIENTATIONS)
         ]
         L.append(
-            f"| {label} | {_pm(g1)} | {_pm(g2) if g2 else '-'} | {sigma:.3f} | "
+            f"| {label} | {_pm(g1)} | {_pm(g7) if g7 else '-'} | "
+            f"{'-' if spread is None else f'{spread:+.3f}'} | {sigma:.3f} | "
             + " | ".join(cells)
             + " |"
         )
     g_ce = ce["g_f_bulk"]
     L.append(
-        f"| CE bulk | {g_ce:+.3f} | - | - | "
+        f"| CE bulk | {g_ce:+.3f} | - | - | - | "
         + " | ".join(
             f"{math.exp(-g_ce / (8.617333262e-5 * t)) * deg:.2g}"
             for t in TEMPERATURES_K
@@ -615,16 +663,6 @@ def _pbe_derived(cells: dict[str, Any]) -> list[str]:
     for label, key in rows:
         out.append(f"| {label} | {vals['PBE'][key]:+.3f} | {vals['CHGNet'][key]:+.3f} |")
     return out
-
-
-def _second(der: dict[str, Derived], f: Any) -> tuple[float, float] | None:
-    """Return the SevenNet value: relaxed if available, else single points."""
-    for m in ("sevennet", "sevennet-sp"):
-        if m in der:
-            x = f(der[m])
-            if x is not None:
-                return x
-    return None
 
 
 def write_report(cache: Path, out: Path) -> None:
