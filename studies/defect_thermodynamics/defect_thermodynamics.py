@@ -303,15 +303,23 @@ def job_list(
 
 
 def read_cache(path: Path) -> list[dict[str, Any]]:
-    """Return the cached records (a truncated last line is ignored)."""
+    """Return the cached records, first of each key (a truncated last line is ignored).
+
+    Two runs of the same job (e.g. two chains started at once) append two records with the
+    same key; the first one counts.
+    """
     if not path.exists():
         return []
-    out = []
+    out, seen = [], set()
     for line in path.read_text().splitlines():
         try:
-            out.append(json.loads(line))
+            rec = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if rec["key"] in seen:
+            continue
+        seen.add(rec["key"])
+        out.append(rec)
     return out
 
 
