@@ -38,6 +38,9 @@ __all__ = ["Stat", "summarise", "write_report"]
 TEMPERATURES_K: tuple[float, ...] = (298.0, 343.0)
 #: Literature densities (g/cm^3) for the reference-crystal check.
 LIT_DENSITY: dict[str, float] = {"pbbr2_pnma": 6.66, "csbr_cscl": 4.44}
+#: A relaxed PbBr2 cell whose density is further than this (relative) from the literature
+#: value is not the Pnma crystal any more: its PbBr2-rich limit is not used.
+PBBR2_DENSITY_TOLERANCE = 0.12
 #: The PBE single points (written by cp2k_check.py).
 PBE_JSON = HERE / "defect_thermodynamics_pbe.json"
 
@@ -128,7 +131,13 @@ def _fu(counts: dict[str, int]) -> int:
 class Derived:
     """Chemical potentials and defect energies of one method."""
 
-    def __init__(self, stats: dict[tuple[str, str, str], Stat], method: str) -> None:
+    def __init__(
+        self,
+        stats: dict[tuple[str, str, str], Stat],
+        method: str,
+        credible_pbbr2: dict[str, bool] | None = None,
+    ) -> None:
+        credible_pbbr2 = credible_pbbr2 or {}
         self.stats = stats
         self.method = method
         ref_method = method.removesuffix("-sp").removesuffix("-db").removesuffix("-tilted")
@@ -139,7 +148,7 @@ class Derived:
         self.mu_csbr = min(self.mu_csbr_by.values()) if self.mu_csbr_by else None
         self.mu_pbbr2_bulk = (
             cell["pbbr2_pnma"].mean / cell["pbbr2_pnma"].counts["Pb"]
-            if "pbbr2_pnma" in cell
+            if "pbbr2_pnma" in cell and credible_pbbr2.get(ref_method, False)
             else None
         )
 
@@ -297,7 +306,14 @@ def markdown(records: Sequence[dict[str, Any]], pbe: dict[str, Any] | None = Non
     """Return the report text."""
     stats = summarise(records)
     methods = [m for m in METHODS if any(k[0] == m for k in stats)]
-    der = {m: Derived(stats, m) for m in methods}
+    credible = {
+        r["calculator"]: abs(r["density_g_per_cm3"] / LIT_DENSITY["pbbr2_pnma"] - 1.0)
+        < PBBR2_DENSITY_TOLERANCE
+        for r in records
+        if r["mode"] == "cell" and r["name"] == "pbbr2_pnma"
+    }
+    der = {m: Derived(stats, m, credible) for m in methods}
+    bulk_methods = [m for m in methods if m not in DB_FALLBACK]
     nc_edges = sorted({int(k[2][2]) for k in stats if k[2].startswith("nc")})
     bulk_ns = sorted({int(k[2][4]) for k in stats if k[2].startswith("bulk")})
     ce = ce_quantities(nc_edges)
@@ -368,7 +384,7 @@ def markdown(records: Sequence[dict[str, Any]], pbe: dict[str, Any] | None = Non
         ),
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for m in methods:
+    for m in bulk_methods:
         d = der[m]
         for n in bulk_ns:
             eb = d.e_bulk(n)
@@ -418,7 +434,7 @@ def markdown(records: Sequence[dict[str, Any]], pbe: dict[str, Any] | None = Non
         "| method | n | variant | starts (V / perfect) | G_f CsBr-rich | G_f PbBr2-rich |",
         "|---|---:|---|---|---:|---:|",
     ]
-    for m in methods:
+    for m in bulk_methods:
         d = der[m]
         for n in bulk_ns:
             for v in ("v-trans", "v-cis"):
@@ -432,7 +448,7 @@ def markdown(records: Sequence[dict[str, Any]], pbe: dict[str, Any] | None = Non
                 )
     L.append(f"| CE fitted.ce | any | model V | - | {ce['g_f_bulk']:+.3f} | - |")
     cd_lines = []
-    for m in methods:
+    for m in bulk_methods:
         x = der[m].diff("bulk3_v-cd-near", "bulk3_v-cd-far")
         if x is not None:
             cd_lines.append(f"| {m} | {_pm(x)} |")
@@ -549,50 +565,45 @@ def markdown(records: Sequence[dict[str, Any]], pbe: dict[str, Any] | None = Non
             "spontaneously at that mu)."
         ),
         "",
-        "| defect | G_f CHGNet (start mean) | G_f SevenNet-0 (single points) | SevenNet - CHGNet "
-        "(same geometries; tilted row: each relaxed) | sigma | "
+        "| defect | G_f CHGNet (start mean) | G_f SevenNet-0 (relaxed, same starts) | SevenNet "
+        "single point - CHGNet on the CHGNet geometries (not in sigma) | sigma | "
         + " | ".join(f"c_eq {t:.0f} K, g = {g}" for t in TEMPERATURES_K for g in (1, 3))
         + " |",
         "|---|---:|---:|---:|---:|" + "---|" * (2 * len(TEMPERATURES_K)),
     ]
-    rows: list[tuple[str, Any, Any]] = []
+    rows: list[tuple[str, Any, Any, Any]] = []
 
-    def pair(f: Any, same: tuple[str, str]) -> tuple[Any, Any]:
-        """(SevenNet, CHGNet) on the same geometries: the calculator spread."""
-        a, b = (der.get(m) for m in same)
-        return (f(a) if a else None), (f(b) if b else None)
+    def get(m: str, f: Any) -> Any:
+        return f(der[m]) if m in der else None
 
     for n in bulk_ns:
 
         def f(d: Derived, n: int = n) -> Any:
             return d.g_f_bulk(n, "v-trans", "CsBr-rich")
 
-        rows.append(
-            (f"bulk {n}^3, trans V", der["chgnet"] and f(der["chgnet"]),
-             pair(f, ("sevennet-sp", "chgnet")))
-        )  # fmt: skip
-        if "chgnet-tilted" in der and f(der["chgnet-tilted"]):
-            rows.append(
-                (f"bulk {n}^3, trans V, tilted starts (SevenNet: relaxed, tilted)",
-                 f(der["chgnet-tilted"]), pair(f, ("sevennet-tilted", "chgnet-tilted")))
-            )  # fmt: skip
+        sp = get("sevennet-sp", f)
+        ch = get("chgnet", f)
+        rows.append((f"bulk {n}^3, trans V", ch, get("sevennet", f),
+                     (sp[0] - ch[0]) if sp and ch else None))  # fmt: skip
+        if get("chgnet-tilted", f):
+            rows.append((f"bulk {n}^3, trans V, tilted starts", get("chgnet-tilted", f),
+                         get("sevennet-tilted", f), None))  # fmt: skip
     for n in nc_edges:
         if not bulk_ns:
             break
         deepest = max(s for s in nc_states(n) if s.startswith("vac1-depth"))
-        for s in ("vac1-depth0", deepest):
+        for s_ in ("vac1-depth0", deepest):
 
-            def f(d: Derived, n: int = n, s: str = s) -> Any:
+            def f(d: Derived, n: int = n, s: str = s_) -> Any:
                 return d.g_f_nc(n, s, max(bulk_ns), "CsBr-rich")
 
-            rows.append(
-                (f"{n}^3 NC, {s}", der["chgnet"] and f(der["chgnet"]),
-                 pair(f, ("sevennet-db", "chgnet-db")))
-            )  # fmt: skip
-    for label, g1, (g7, gc) in rows:
+            sp, ch = get("sevennet-db", f), get("chgnet-db", f)
+            rows.append((f"{n}^3 NC, {s_}", get("chgnet", f), None,
+                         (sp[0] - ch[0]) if sp and ch else None))  # fmt: skip
+    for label, g1, g7, sp_diff in rows:
         if not g1:
             continue
-        spread = g7[0] - gc[0] if g7 and gc else None
+        spread = g7[0] - g1[0] if g7 else None
         sigma = combine(g1[1], spread) if spread is not None else g1[1]
         cells = [
             _fraction_cells((g1[0], sigma), t, deg)
@@ -601,7 +612,7 @@ def markdown(records: Sequence[dict[str, Any]], pbe: dict[str, Any] | None = Non
         ]
         L.append(
             f"| {label} | {_pm(g1)} | {_pm(g7) if g7 else '-'} | "
-            f"{'-' if spread is None else f'{spread:+.3f}'} | {sigma:.3f} | "
+            f"{'-' if sp_diff is None else f'{sp_diff:+.3f}'} | {sigma:.3f} | "
             + " | ".join(cells)
             + " |"
         )
