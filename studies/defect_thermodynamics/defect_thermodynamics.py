@@ -437,9 +437,12 @@ def run_job(job: tuple[str, str, str, int], a_by_n: dict[int, float], source_cal
             if name.startswith("bulk"):
                 from segsim.training.tilt import measure_tilt_degrees
 
-                t = measure_tilt_degrees(atoms, base)
-                tilt_deg = [round(float(t["antiphase_degrees"]), 2),
-                            round(float(t["inphase_degrees"]), 2)]  # fmt: skip
+                try:  # the a-a-c+ pattern needs an even cell (not 3^3)
+                    t = measure_tilt_degrees(atoms, base)
+                    tilt_deg = [round(float(t["antiphase_degrees"]), 2),
+                                round(float(t["inphase_degrees"]), 2)]  # fmt: skip
+                except ValueError:
+                    tilt_deg = None
         else:
             atoms = reference.start_atoms(base, relax, k)
             atoms.calc = calc
