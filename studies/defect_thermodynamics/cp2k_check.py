@@ -11,7 +11,8 @@ EPS_SCF 1e-6, diagonalisation + Broyden mixing) on
   dft_validation needed for its vacancy cells; for a gapped system the smearing does not
   change the energy), used for both cells;
 * ``csbr_rocksalt`` (8 atoms, CHGNet-relaxed conventional cell, 3x3x3 Monkhorst-Pack k-points)
-  and ``csbr_cscl`` (2 atoms, 6x6x6), for mu_CsBr.
+  and ``csbr_cscl`` (2 atoms, 6x6x6), for mu_CsBr; ``pbbr2_pnma`` (12 atoms, 3x5x3) for the
+  PbBr2-rich limit and the formation energy of CsPbBr3 from CsBr + PbBr2.
 
 The perovskite cells are Gamma-only and the CsBr cells use k-points: the k-point errors do not
 cancel between them exactly (a systematic error of order 10 meV per formula unit, not
@@ -41,6 +42,7 @@ OUT = HERE / "defect_thermodynamics_pbe.json"
 CELLS: dict[str, tuple[tuple[int, int, int] | None, dict[str, Any]]] = {
     "csbr_cscl": ((6, 6, 6), {}),
     "csbr_rocksalt": ((3, 3, 3), {}),
+    "pbbr2_pnma": ((3, 5, 3), {}),
     "bulk2_perfect": (None, {"smear_kelvin": 300.0, "added_mos": 20, "mixing_alpha": 0.1}),
     "bulk2_v-trans": (None, {"smear_kelvin": 300.0, "added_mos": 20, "mixing_alpha": 0.1}),
 }

@@ -696,8 +696,16 @@ def _pbe_derived(cells: dict[str, Any]) -> list[str]:
             "g_rich": e_v - e_perf + e_bulk - mu_csbr,
             "g_cscl": e_v - e_perf + e_bulk - mu.get("csbr_cscl", float("nan")),
         }
+        if "pbbr2_pnma" in cells:
+            mu_pb = cells["pbbr2_pnma"][key] / cells["pbbr2_pnma"]["counts"]["Pb"]
+            vals[label]["dh"] = e_bulk - mu_csbr - mu_pb
+            vals[label]["g_poor"] = e_v - e_perf + mu_pb
+        else:
+            vals[label]["dh"] = vals[label]["g_poor"] = float("nan")
     rows = (
         ("mu_CsBr(rock salt) - mu_CsBr(CsCl type), eV per CsBr", "rs_minus_cscl"),
+        ("dH = e_bulk(2x2x2) - mu_CsBr - mu_PbBr2(Pnma), eV per formula unit", "dh"),
+        ("G_f 2x2x2, PbBr2-rich", "g_poor"),
         ("G_f 2x2x2, CsBr-rich (mu_CsBr: lowest CsBr polymorph of the method)", "g_rich"),
         ("G_f 2x2x2, CsBr-rich with mu_CsBr of CsCl-type CsBr", "g_cscl"),
     )
