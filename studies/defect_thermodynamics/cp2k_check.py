@@ -18,7 +18,10 @@ The perovskite cells are Gamma-only and the CsBr cells use k-points: the k-point
 cancel between them exactly (a systematic error of order 10 meV per formula unit, not
 measured here).  Results (with the CHGNet energy of the same geometry) go to
 ``defect_thermodynamics_pbe.json`` after every cell; a rerun skips cells already there.
-Run with ``OMP_NUM_THREADS=2`` in the background (``nohup``); scratch in ``/tmp/defects_cp2k``.
+``--relax`` relaxes the positions with PBE instead (CP2K GEO_OPT, BFGS, fixed cell, max force
+4.5e-4 Ha/bohr), starting from the CHGNet geometry; the energy is the last one of the run and
+the record is ``<cell>_pbe-relaxed``.  Run with ``OMP_NUM_THREADS=2`` in the background
+(``nohup``); scratch in ``/tmp/defects_cp2k``.
 """
 
 from __future__ import annotations
@@ -61,8 +64,27 @@ def _with_kpoints(text: str, mesh: tuple[int, int, int] | None) -> str:
     return text.replace("  &END DFT\n", block + "  &END DFT\n", 1)
 
 
-def run_cell(name: str, workroot: Path, threads: int) -> dict[str, Any]:
-    """Run one PBE single point; return its record."""
+def _as_geo_opt(text: str) -> str:
+    """Turn a single-point input into a positions-only BFGS relaxation (fixed cell)."""
+    text = text.replace("RUN_TYPE ENERGY", "RUN_TYPE GEO_OPT", 1)
+    motion = (
+        "&MOTION\n"
+        "  &GEO_OPT\n"
+        "    OPTIMIZER BFGS\n"
+        f"    MAX_FORCE {GEO_OPT_MAX_FORCE_HARTREE_PER_BOHR:.1E}\n"
+        "    MAX_ITER 200\n"
+        "  &END GEO_OPT\n"
+        "&END MOTION\n"
+    )
+    return text + motion
+
+
+#: GEO_OPT force criterion, Hartree/bohr (4.5e-4 = 0.023 eV/A, CP2K's default).
+GEO_OPT_MAX_FORCE_HARTREE_PER_BOHR = 4.5e-4
+
+
+def run_cell(name: str, workroot: Path, threads: int, relax: bool = False) -> dict[str, Any]:
+    """Run one PBE single point (``relax``: a GEO_OPT from the CHGNet geometry); return it."""
     import os
     import subprocess
 
@@ -75,9 +97,10 @@ def run_cell(name: str, workroot: Path, threads: int) -> dict[str, Any]:
     mesh, extra = CELLS[name]
     atoms = _read_geometry(geometry_path("chgnet", name, 0))
     settings = {**CP2K_SETTINGS, **extra}
-    workdir = workroot / name
+    workdir = workroot / (name + ("_relax" if relax else ""))
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "in.inp").write_text(_with_kpoints(cp2k_input(atoms, settings), mesh))
+    text = _with_kpoints(cp2k_input(atoms, settings), mesh)
+    (workdir / "in.inp").write_text(_as_geo_opt(text) if relax else text)
     t0 = time.perf_counter()
     with open(workdir / "out.log", "w") as out:
         proc = subprocess.run(
@@ -121,14 +144,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workdir", default="/tmp/defects_cp2k")
+    p.add_argument(
+        "--relax", action="store_true",
+        help="PBE positions-only relaxation (BFGS, fixed cell) from the CHGNet geometry; "
+        "stored as <cell>_pbe-relaxed",
+    )  # fmt: skip
     args = p.parse_args(argv)
     data = json.loads(OUT.read_text()) if OUT.exists() else {"cells": {}}
-    for name in args.cells:
+    for cell in args.cells:
+        name = cell + ("_pbe-relaxed" if args.relax else "")
         if name in data["cells"]:
             continue
         print(f"{name} ...", flush=True)
         try:
-            data["cells"][name] = run_cell(name, Path(args.workdir), args.threads)
+            data["cells"][name] = run_cell(cell, Path(args.workdir), args.threads, args.relax)
         except (RuntimeError, StopIteration, FileNotFoundError) as exc:
             print(f"FAILED {name}: {exc!r}", flush=True)
             continue

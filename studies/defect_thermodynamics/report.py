@@ -711,6 +711,12 @@ def _pbe_derived(cells: dict[str, Any]) -> list[str]:
     )
     for label, key in rows:
         out.append(f"| {label} | {vals['PBE'][key]:+.3f} | {vals['CHGNet'][key]:+.3f} |")
+    relaxed = [f"{c}_pbe-relaxed" for c in need]
+    if all(c in cells for c in relaxed):
+        e_perf, e_v = (cells[c]["energy_eV"] for c in relaxed)
+        mu = {c: cells[c]["energy_eV"] / cells[c]["counts"]["Cs"] for c in csbr}
+        g = e_v - e_perf + e_perf / 8 - min(mu.values())
+        out.append(f"| G_f 2x2x2, CsBr-rich, both cells relaxed with PBE | {g:+.3f} | - |")
     return out
 
 
