@@ -380,20 +380,36 @@ def markdown(records: Sequence[dict[str, Any]], pbe: dict[str, Any] | None = Non
         (
             "| method | n | a_n (A, volume-relaxed perfect n^3 cell) | e_bulk = E/n^3 (relaxed at "
             "a_n, start mean) | mu_CsBr (lowest CsBr) | mu_PbBr2 CsBr-rich = e_bulk - mu_CsBr | "
-            "mu_PbBr2 (bulk PbBr2) | dH = e_bulk - mu_CsBr - mu_PbBr2(bulk) |"
+            "mu_PbBr2 (bulk PbBr2) | dH = e_bulk - mu_CsBr - mu_PbBr2(bulk) | E(volume-relaxed "
+            "cell) - mean E(fixed-cell perfect starts): >= 0 fine, < 0 the starts are trapped |"
         ),
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in bulk_methods:
         d = der[m]
         for n in bulk_ns:
             eb = d.e_bulk(n)
+            vol = next(
+                (
+                    r["energy_ev"]
+                    for r in records
+                    if r["mode"] == "volume"
+                    and r["calculator"] == m.split("-")[0]
+                    and r["name"] == f"bulk{n}_perfect"
+                ),
+                None,
+            )
+            trap = (
+                "-"
+                if vol is None or eb is None or m.endswith("-sp")
+                else f"{vol - eb[0] * n**3:+.3f}"
+            )
             a = next(
                 (
                     r.get("a_angstrom")
                     for r in records
                     if r["mode"] == "volume"
-                    and r["calculator"] == m.split("-")[0]
+                    and r["calculator"] == ("chgnet" if m.endswith("-sp") else m.split("-")[0])
                     and r["name"] == f"bulk{n}_perfect"
                 ),
                 None,
@@ -410,7 +426,7 @@ def markdown(records: Sequence[dict[str, Any]], pbe: dict[str, Any] | None = Non
                 f"| {m} | {n} | {'-' if a is None else f'{a:.4f}'} | {_pm(eb, 4)} | "
                 f"{mu_c:.4f} | {eb[0] - mu_c:.4f} | "
                 f"{d.mu_pbbr2_bulk if d.mu_pbbr2_bulk is not None else float('nan'):.4f} | "
-                f"{dh if dh is not None else float('nan'):+.4f} |"
+                f"{dh if dh is not None else float('nan'):+.4f} | {trap} |"
             )
     L += [
         "",
