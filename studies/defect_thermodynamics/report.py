@@ -302,6 +302,22 @@ def _fraction_cells(g: tuple[float, float] | None, t: float, deg: int) -> str:
     return f"{c:.2g} [{lo:.2g}, {hi:.2g}]"
 
 
+#: A fixed-cell perfect cell whose start mean lies more than this above the volume-relaxed
+#: cell at the same lattice constant is trapped (eV per cell): its G_f is not used.
+TRAP_TOLERANCE_EV = 0.05
+
+
+def trapped(records: Sequence[dict[str, Any]], stats: dict, calc: str, n: int) -> bool:
+    """Return True if ``calc``'s ideal-start perfect ``n^3`` cells stay above its volume relax."""
+    vol = [
+        r["energy_ev"]
+        for r in records
+        if r["mode"] == "volume" and r["calculator"] == calc and r["name"] == f"bulk{n}_perfect"
+    ]
+    st = stats.get((calc, "relax", f"bulk{n}_perfect"))
+    return bool(vol and st and vol[0] < st.mean - TRAP_TOLERANCE_EV)
+
+
 def markdown(records: Sequence[dict[str, Any]], pbe: dict[str, Any] | None = None) -> str:
     """Return the report text."""
     stats = summarise(records)
@@ -458,8 +474,11 @@ def markdown(records: Sequence[dict[str, Any]], pbe: dict[str, Any] | None = Non
                 if g is None:
                     continue
                 nv, nh = d.get(f"bulk{n}_{v}").n, d.get(f"bulk{n}_perfect").n
+                flag = (
+                    " (perfect starts trapped: not usable)" if trapped(records, stats, m, n) else ""
+                )
                 L.append(
-                    f"| {m} | {n} | {v} | {nv} / {nh} | {_pm(g)} | "
+                    f"| {m} | {n} | {v}{flag} | {nv} / {nh} | {_pm(g)} | "
                     f"{_pm(d.g_f_bulk(n, v, 'PbBr2-rich'))} |"
                 )
     L.append(f"| CE fitted.ce | any | model V | - | {ce['g_f_bulk']:+.3f} | - |")
@@ -599,7 +618,8 @@ def markdown(records: Sequence[dict[str, Any]], pbe: dict[str, Any] | None = Non
 
         sp = get("sevennet-sp", f)
         ch = get("chgnet", f)
-        rows.append((f"bulk {n}^3, trans V", ch, get("sevennet", f),
+        seven = None if trapped(records, stats, "sevennet", n) else get("sevennet", f)
+        rows.append((f"bulk {n}^3, trans V", ch, seven,
                      (sp[0] - ch[0]) if sp and ch else None))  # fmt: skip
         if get("chgnet-tilted", f):
             rows.append((f"bulk {n}^3, trans V, tilted starts", get("chgnet-tilted", f),
