@@ -1,0 +1,1 @@
+"""Defect thermodynamics of the B vacancy (issue 26): see defect_thermodynamics.py."""
