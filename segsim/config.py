@@ -293,7 +293,7 @@ def _tilt_angle(v: Any) -> str | None:
 
 
 def _non_positive(v: Any) -> str | None:
-    return None if v <= 0 else f"must be <= 0 (got {v})"
+    return None if -math.inf < v <= 0 else f"must be finite and <= 0 (got {v})"
 
 
 def _unit_interval(v: Any) -> str | None:

@@ -260,9 +260,10 @@ def test_kinetics_defaults_file_and_the_later_recession_share(tmp_path):
         del doc["parameters"][later]
     older = load_kinetics_defaults(write_yaml(tmp_path / "old.yaml", doc))
     assert older == shipped
-    doc["parameters"]["delta_mu_csbr_ev"] = 0.1  # a CsBr-supersaturated solution
-    with pytest.raises(ConfigError, match=r"parameters\.delta_mu_csbr_ev: must be <= 0"):
-        load_kinetics_defaults(write_yaml(tmp_path / "super.yaml", doc))
+    for bad in (0.1, float("-inf"), float("nan")):  # supersaturated CsBr; not finite
+        doc["parameters"]["delta_mu_csbr_ev"] = bad
+        with pytest.raises(ConfigError, match=r"delta_mu_csbr_ev: must be finite and <= 0"):
+            load_kinetics_defaults(write_yaml(tmp_path / "super.yaml", doc))
     del doc["parameters"]["delta_mu_csbr_ev"]
     doc["parameters"]["bep_alpha_recession"] = 1.5
     path = write_yaml(tmp_path / "bad.yaml", doc)
