@@ -13,9 +13,11 @@ Defect chemistry
   Br.  In Kroeger-Vink notation the vacancy is the neutral complex ``V_M'' + 2 V_Br*``
   (a "PbBr2 partial Schottky" defect): the two Br vacancies compensate the B vacancy's charge.
   :func:`segsim.atomistic.terminate` removes the z trans pair of Br of an isolated interior V.
-* **Recession** V -> O removes the rest of the formula unit, one CsBr (in a finite NC the
-  charge-balanced termination can move a Cs-Br pair elsewhere: the number of CsBr released
-  is read from the two structures, :func:`segsim.defects.chemistry.exchanged_units`).
+* **Recession** V -> O makes the site part of the outside; the charge-balanced termination
+  of the surface around it changes, and the structure exchanges ``2 - k`` CsBr units with
+  the solution (``k`` outside neighbours: a face site takes one up, an edge site none, a
+  corner gives one away; ``docs/model.md``).  The number is read from the two structures,
+  :func:`segsim.defects.chemistry.exchanged_units`.
 * **Chemical potentials** (eV per formula unit): ``mu_CsBr`` and ``mu_PbBr2`` with
   ``mu_CsBr + mu_PbBr2 = e_bulk(CsPbBr3)`` where the perovskite is stable.  The CsBr-rich limit
   puts ``mu_CsBr`` at bulk CsBr (``mu_PbBr2 = e_bulk - mu_CsBr``), the PbBr2-rich limit puts
