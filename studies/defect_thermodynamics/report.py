@@ -197,15 +197,10 @@ class Derived:
 
     def g_f_bulk(self, n: int, variant: str, limit: str) -> tuple[float, float] | None:
         """``G_f`` of a bulk vacancy variant, eV, and its SEM (perfect and defect starts)."""
-        host, defect, eb = self.get(f"bulk{n}_perfect"), self.get(f"bulk{n}_{variant}"), None
-        eb = self.e_bulk(n)
-        if host is None or defect is None or eb is None:
+        host, defect = self.get(f"bulk{n}_perfect"), self.get(f"bulk{n}_{variant}")
+        g = self._formation_ev(host, defect, self.e_bulk(n), limit)
+        if g is None:
             return None
-        mu = self.mu(eb[0], limit)
-        if mu is None:
-            return None
-        units = exchanged_units(host.counts, defect.counts)
-        g = vacancy_formation_energy_ev(defect.mean, host.mean, units, mu)
         # mu_PbBr2 = e_bulk - mu_CsBr carries the host's SEM / n^3 (correlated with E(host)):
         # G = E(V) - (1 - 1/n^3) E(host) - mu_CsBr.
         sem = combine(defect.sem, host.sem * (1.0 - 1.0 / n**3))
@@ -215,14 +210,22 @@ class Derived:
         """``G_f`` of NC state ``suffix`` relative to the perfect NC, bulk ``n_bulk`` mu."""
         host, defect = self.get(f"nc{n_nc}_x0_pure"), self.get(f"nc{n_nc}_x0_{suffix}")
         eb = self.e_bulk_ground(n_bulk)
-        if host is None or defect is None or eb is None:
+        g = self._formation_ev(host, defect, eb, limit)
+        if g is None:
             return None
-        mu = self.mu(eb[0], limit)
+        return g, combine(defect.sem, host.sem, eb[1])
+
+    def _formation_ev(
+        self, host: Any, defect: Any, e_bulk: tuple[float, float] | None, limit: str
+    ) -> float | None:
+        """``G_f`` (eV) of ``defect`` against ``host`` at ``limit``; None if anything is missing."""
+        if host is None or defect is None or e_bulk is None:
+            return None
+        mu = self.mu(e_bulk[0], limit)
         if mu is None:
             return None
         units = exchanged_units(host.counts, defect.counts)
-        g = vacancy_formation_energy_ev(defect.mean, host.mean, units, mu)
-        return g, combine(defect.sem, host.sem, eb[1])
+        return vacancy_formation_energy_ev(defect.mean, host.mean, units, mu)
 
     def diff(self, a: str, b: str) -> tuple[float, float] | None:
         """``E(a) - E(b)`` of two structures with the same composition, eV, and its SEM."""
@@ -238,8 +241,9 @@ class Derived:
         sv, so = self.get(v_name), self.get(o_name)
         if sv is None or so is None or self.mu_csbr is None:
             return None
-        gained = -exchanged_units(sv.counts, so.counts)["CsBr"]
-        if exchanged_units(sv.counts, so.counts)["PbBr2"] != 0:
+        units = exchanged_units(sv.counts, so.counts)
+        gained = -units["CsBr"]
+        if units["PbBr2"] != 0:
             raise ValueError(f"{v_name} -> {o_name} changes the B count")
         d = recession_energy_ev(so.mean, sv.mean, gained, self.mu_csbr)
         return d, combine(sv.sem, so.sem), gained

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from segsim import species
+from segsim.kernels.kmc import EVENT_TYPE_NAMES
 from segsim.lattice import build_cube, build_periodic
 from segsim.models.cluster_expansion import load_cluster_expansion
 from segsim.units import beta_per_ev
@@ -84,7 +85,6 @@ def ce_numbers(model_path: str | Path, n_edge: int = 20) -> dict[str, float]:
     e_bulk = tb.total_energy(ob) / bulk.n_sites
     de_v = tb.flip_energy_change(ob, 0, species.VAC)
     ob[0] = species.VAC
-    e1 = tb.total_energy(ob)
     ob[int(bulk.nn[0, 0])] = species.VAC
     e2_near = tb.total_energy(ob)
     ob[int(bulk.nn[0, 0])] = species.PB
@@ -94,7 +94,6 @@ def ce_numbers(model_path: str | Path, n_edge: int = 20) -> dict[str, float]:
     out["mu_csbr"] = mu
     out["e_bulk_per_unit"] = e_bulk
     out["g_f_bulk_csbr_rich"] = de_v + e_bulk - mu
-    del e1
     for temp in TEMPERATURES_K:
         out[f"c_eq_{temp:.0f}K"] = math.exp(-beta_per_ev(temp) * out["g_f_bulk_csbr_rich"])
     return out
@@ -156,46 +155,36 @@ def reference_numbers(
 
 def trajectory_numbers(path: str | Path) -> dict[str, Any]:
     """Per species snapshot of a KMC result file: vacancies, interior ones, receded, extent."""
-    import h5py
+    from segsim.observers import hollowness
+    from segsim.viz.result import load_result
 
-    with h5py.File(path, "r") as f:
-        coords = f["lattice/coords"][:]
-        in_nc = f["lattice/in_nc"][:].astype(bool)
-        values = f["particles/b_sites/species/value"][:]
-        times = f["particles/b_sites/species/time"][:]
-        counts = f["trace/event_counts"][-1]
-        names = str(f["metadata"].attrs.get("event_types", "")).split(",")
-        t_trace = float(f["trace/time_s"][-1])
-    shape = coords.max(axis=0) + 1
-    index = np.full(shape, -1)
-    index[tuple(coords.T)] = np.arange(len(coords))
-    nn = np.stack(
-        [
-            index[tuple(((coords + d) % shape).T)]
-            for d in np.vstack([np.eye(3, dtype=int), -np.eye(3, dtype=int)])
-        ],
-        axis=1,
-    )
+    res = load_result(path)
+    lat = res.lattice
+    coords, in_nc = lat.coords, np.asarray(lat.in_nc, dtype=bool)
+    counts = res.trace["event_counts"][-1]
+    names = EVENT_TYPE_NAMES
+    t_trace = float(res.trace["time_s"][-1])
+    times, values = res.snapshot_time_s, res.occupations
     rows = []
     for t, occ in zip(times, values, strict=True):
         crystal = occ <= species.VAC
         vac = occ == species.VAC
-        interior = vac & ~np.any(occ[nn] == species.OUT, axis=1)
+        n_interior = int(hollowness(lat, "kmc", occ)["n_vac_interior"])
         extent = [int(np.ptp(coords[crystal][:, a]) + 1) for a in range(3)]
         rows.append(
             {
                 "day": float(t) / 86400.0,
                 "n_cd": int(np.sum(occ == species.CD)),
                 "n_v": int(vac.sum()),
-                "n_v_interior": int(interior.sum()),
-                "interior_fraction": float(interior.sum() / crystal.sum()),
+                "n_v_interior": n_interior,
+                "interior_fraction": n_interior / int(crystal.sum()),
                 "receded": int(np.sum((occ == species.OUT) & in_nc)),
                 "extent": extent,
             }
         )
     return {
         "path": str(path),
-        "events": dict(zip(names, (int(c) for c in counts), strict=False)),
+        "events": dict(zip(names, (int(c) for c in counts), strict=True)),
         "days": t_trace / 86400.0,
         "frames": rows,
     }
