@@ -223,8 +223,9 @@ def removal_reference_ev(tables: Any, lattice: Any) -> tuple[float, float, float
     lattice's size.  ``dE_rm_ref(M)``: the energy change of removing M there (M -> V; for
     Cd a single Cd substituted there); ``dE_rec_ref``: the energy change of the recession
     (V -> O) of a single vacancy there.  Computed once per run from the same compiled tables,
-    so the expulsion barrier of that site is exactly ``E_exp(M)`` and its recession barrier
-    exactly ``E_rec``.
+    so the expulsion barrier of that site is exactly ``E_exp(M)``.  ``dE_rec_ref`` no longer
+    enters a rate (the surface exchange uses the absolute ``dOmega``, ``docs/model.md``); it
+    is stored with the run's metadata as the face's recession energy.
     """
     occ = lattice.empty_occupations()
     n = lattice.n_edge
