@@ -411,6 +411,64 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_barriers(args: argparse.Namespace) -> int:
+    """Climbing-image NEB of the KMC's paths (resumable), or write the barrier table."""
+    from segsim.barriers.runner import load_barrier_config, run_barriers, write_barrier_table
+
+    cfg = load_barrier_config(args.input)
+    if args.table:
+        out = write_barrier_table(cfg, f"segsim barriers {args.input} --table")
+        print(f"wrote {out}")
+        return EXIT_OK
+    only_c = args.calculator.split(",") if args.calculator else None
+    only_p = args.paths.split(",") if args.paths else None
+    for name, given, allowed in (("--calculator", only_c, cfg.calculators),
+                                 ("--paths", only_p, cfg.paths)):  # fmt: skip
+        bad = sorted(set(given or ()) - set(allowed))
+        if bad:
+            return _fail(f"{name} {bad[0]!r} is not in {args.input}; allowed: {', '.join(allowed)}")
+    if args.threads is not None:
+        if args.threads < 1:
+            return _fail(f"--threads must be a positive integer (got {args.threads})")
+        from segsim.training.calculators import limit_torch_threads
+
+        limit_torch_threads(args.threads)
+    from segsim.training.calculators import MissingDependencyError
+
+    log = (lambda _m: None) if args.quiet else None
+    try:
+        if args.check:
+            from segsim.barriers.check import summarise_checks
+            from segsim.barriers.runner import run_checks
+
+            for key, c in summarise_checks(run_checks(cfg, log=log)).items():
+                print(
+                    f"{key}: E_fwd {c['e_forward_ev']:.3f} eV (source {c['source_e_forward_ev']:.3f}), "
+                    f"split {c['e_split_ev']:+.3f} (source {c['source_e_split_ev']:+.3f})"
+                )
+            return EXIT_OK
+        if args.reactions:
+            from segsim.barriers.runner import run_reactions
+
+            for r in run_reactions(cfg, only_calculators=only_c, log=log):
+                sites = ", ".join(
+                    f"{w} Pb {v['pb']:+.3f} Cd {v['cd']:+.3f}" for w, v in r["sites"].items()
+                )
+                print(f"{r['calculator']:10s} removal dE (eV): {sites}")
+            return EXIT_OK
+        records = run_barriers(cfg, only_calculators=only_c, only_paths=only_p, log=log)
+    except (MissingDependencyError, FileNotFoundError) as exc:
+        return _fail(f"{args.input}: {exc}")
+    print(f"{'calculator':10s} {'path':22s} {'E_KRA':>7s} {'E_fwd':>7s} {'split':>7s} conv")
+    for r in records:
+        print(
+            f"{r['calculator']:10s} {r['path']:22s} {r['e_kra_ev']:7.3f} {r['e_forward_ev']:7.3f} "
+            f"{r['e_split_ev']:7.3f} {'yes' if r['band_converged'] else 'NO'}"
+        )
+    print(f"records in {cfg.output / 'records.jsonl'}")
+    return EXIT_OK
+
+
 def cmd_warmup(args: argparse.Namespace) -> int:
     """Compile and cache every kernel (run once before parallel jobs)."""
     import time
@@ -524,6 +582,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "info": (cmd_info, "summarise a result file"),
     "bench": (cmd_bench, "benchmarks (speed ratios against reference codes)"),
     "train": (cmd_train, "fit the cluster expansion to reference energies (to paths.output_dir)"),
+    "barriers": (cmd_barriers, "NEB barriers of the KMC's paths (resumable); --table writes them"),
     "warmup": (cmd_warmup, "compile and cache the numba kernels (before parallel jobs)"),
     "export": (cmd_export, "write atomistic frames of a result file for OVITO / ase gui"),
     "plot": (cmd_plot, "plot result files: x(t), PL, depth profiles, slices, histograms"),
@@ -627,6 +686,25 @@ def build_parser() -> argparse.ArgumentParser:
                 help="relaxation worker processes (overrides calculator.jobs; e.g. the cores "
                 "of a cluster node)",
             )
+        elif name == "barriers":
+            sp.add_argument("input", help="barriers YAML (e.g. studies/barriers/barriers.yaml)")
+            sp.add_argument("--calculator", help="comma-separated subset of the calculators")
+            sp.add_argument("--paths", help="comma-separated subset of the paths")
+            sp.add_argument("--threads", type=int, help="torch threads of this process")
+            sp.add_argument(
+                "--table", action="store_true", help="write the table from the records, run nothing"
+            )
+            sp.add_argument(
+                "--check",
+                action="store_true",
+                help="single points of the check calculator (barriers.check) on computed bands",
+            )
+            sp.add_argument(
+                "--reactions",
+                action="store_true",
+                help="the removal reaction energies (face, edge, corner; Pb and Cd) instead of paths",
+            )
+            sp.add_argument("-q", "--quiet", action="store_true", help="no per-path lines")
         elif name == "validate":
             sp.add_argument("inputs", nargs="+", help="YAML input files")
         elif name == "info":

@@ -556,11 +556,29 @@ def _in_seconds(sec: Mapping[str, Any], name: str, stem: str, source: str) -> fl
     return float(secs) if secs is not None else float(days) * SECONDS_PER_DAY
 
 
+def _table_value(src: str, key: str, table: Any, folder: Path) -> float:
+    """Return ``kmc.<key>.value`` of the barrier table ``folder / table`` (a finite number)."""
+    dotted = f"parameters.{key}.table"
+    if not isinstance(table, str) or not table:
+        raise ConfigError(src, dotted, "must name the barrier table file (e.g. barriers.yaml)")
+    tpath = folder / table
+    doc = read_yaml(tpath)
+    entry = (doc.get("kmc") or {}).get(key) if isinstance(doc, Mapping) else None
+    value = entry.get("value") if isinstance(entry, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(
+            str(tpath), f"kmc.{key}.value", f"missing or not a finite number (read by {src})"
+        )
+    return float(value)
+
+
 def load_kinetics_defaults(path: str | Path) -> dict[str, float]:
     """Read a kinetics defaults file (``potentials/kinetics.yaml`` layout).
 
     The file has a ``parameters`` mapping whose entries are numbers or mappings with a
-    ``value`` (and free-form ``source``/``note`` text).  Returns ``{name: value}`` for every
+    ``value`` (and free-form ``source``/``note`` text), or a ``table`` naming the barrier table
+    (``barriers.yaml``, relative to the file) whose ``kmc.<name>.value`` is the value
+    (computed barriers, issue 27).  Returns ``{name: value}`` for every
     name in :data:`KINETIC_PARAMETERS`; a parameter with a default in :class:`KineticsParams`
     (``bep_alpha_recession``, ``delta_mu_csbr_ev``, added later) may be missing and then
     takes that default.
@@ -588,9 +606,13 @@ def load_kinetics_defaults(path: str | Path) -> dict[str, float]:
             out[key] = float(optional[key])
             continue
         entry = params.get(key)
-        value = entry.get("value") if isinstance(entry, Mapping) else entry
-        dotted = f"parameters.{key}" + (".value" if isinstance(entry, Mapping) else "")
-        out[key] = _coerce(value, float, src, dotted)
+        if isinstance(entry, Mapping) and "table" in entry:
+            out[key] = _table_value(src, key, entry["table"], Path(path).parent)
+            dotted = f"parameters.{key}.table"
+        else:
+            value = entry.get("value") if isinstance(entry, Mapping) else entry
+            dotted = f"parameters.{key}" + (".value" if isinstance(entry, Mapping) else "")
+            out[key] = _coerce(value, float, src, dotted)
         check = _KMC_SCHEMA["kinetics"][key].check
         problem = check(out[key]) if check else None
         if problem:

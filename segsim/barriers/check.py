@@ -1,0 +1,125 @@
+"""Single-point checks of computed bands with another calculator (e.g. CP2K PBE).
+
+A band computed with calculator ``source`` (a record of :mod:`segsim.barriers.runner`) is
+re-evaluated at its initial state (``is``), climbing image (``ci``) and final state (``fs``)
+with the check calculator, on exactly the same geometries.  The check's barrier
+``E(ci) - E(is)`` against the source's then measures the source calculator's error at those
+geometries (not the error of its geometries, which would need a band relaxed with the check
+calculator).  One JSON line per (check calculator, source, path, image) in
+``<output>/checks.jsonl``; a rerun skips the ones already there, so a long CP2K series can be
+stopped and resumed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["IMAGES", "check_band", "read_band", "summarise_checks"]
+
+#: Images a check evaluates: initial state, climbing image, final state.
+IMAGES: tuple[str, ...] = ("is", "ci", "fs")
+
+
+def read_band(path: str | Path) -> list[Any]:
+    """Return the images of a band file (``.extxyz.gz``), IS to FS."""
+    from ase.io import read
+
+    with gzip.open(path, "rt") as fh:
+        return list(read(fh, index=":", format="extxyz"))
+
+
+def _index(record: dict[str, Any], image: str) -> int:
+    n = len(record["band_energies_ev"])
+    return {"is": 0, "ci": int(record["climbing_image"]), "fs": n - 1}[image]
+
+
+def check_band(
+    record: dict[str, Any],
+    band_folder: Path,
+    calc: Any,
+    *,
+    done: set[str],
+    key_prefix: str,
+    append: Callable[[dict[str, Any]], None],
+    log: Callable[[str], None] | None = None,
+) -> None:
+    """Evaluate the IS, CI and FS of one record's band with ``calc``; append one line each.
+
+    Parameters
+    ----------
+    record
+        A record of :mod:`segsim.barriers.runner`.
+    band_folder
+        The runner's output folder (the record's ``band_file`` is relative to it).
+    calc
+        The check calculator.
+    done
+        Keys already computed (skipped).
+    key_prefix
+        ``"<check>|<source>|<path>"``; the image name is appended.
+    append
+        Stores one line.
+    log
+        Progress lines.
+    """
+    say = log or (lambda _m: None)
+    images = read_band(band_folder / record["band_file"])
+    for image in IMAGES:
+        key = f"{key_prefix}|{image}"
+        if key in done:
+            continue
+        i = _index(record, image)
+        atoms = images[i].copy()
+        atoms.calc = calc
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            energy = float(atoms.get_potential_energy())
+        line = {
+            "key": key,
+            "path": record["path"],
+            "source": record["calculator"],
+            "image": image,
+            "band_index": i,
+            "n_atoms": len(atoms),
+            "energy_ev": energy,
+            "source_energy_ev": float(record["band_energies_ev"][i]),
+            "seconds": time.perf_counter() - t0,
+        }
+        append(line)
+        say(f"{key}: {energy:.4f} eV ({line['seconds']:.0f} s)")
+
+
+def summarise_checks(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Return ``{"<check>|<source>|<path>": {barriers and reaction energies}}`` (eV).
+
+    For every band with all three images: ``e_forward_ev`` (``E(ci) - E(is)``) and
+    ``e_split_ev`` (``E(fs) - E(is)``) of the check calculator and of the source on the same
+    geometries, and their differences.
+    """
+    by: dict[str, dict[str, dict[str, Any]]] = {}
+    for line in lines:
+        prefix = line["key"].rsplit("|", 1)[0]
+        by.setdefault(prefix, {})[line["image"]] = line
+    out = {}
+    for prefix, imgs in sorted(by.items()):
+        if set(imgs) != set(IMAGES):
+            continue
+        e = {k: v["energy_ev"] for k, v in imgs.items()}
+        s = {k: v["source_energy_ev"] for k, v in imgs.items()}
+        out[prefix] = {
+            "path": imgs["is"]["path"],
+            "source": imgs["is"]["source"],
+            "n_atoms": imgs["is"]["n_atoms"],
+            "e_forward_ev": round(e["ci"] - e["is"], 4),
+            "source_e_forward_ev": round(s["ci"] - s["is"], 4),
+            "e_split_ev": round(e["fs"] - e["is"], 4),
+            "source_e_split_ev": round(s["fs"] - s["is"], 4),
+            "forward_difference_ev": round((e["ci"] - e["is"]) - (s["ci"] - s["is"]), 4),
+        }
+    return out

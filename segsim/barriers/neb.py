@@ -1,0 +1,265 @@
+"""Relaxations and climbing-image nudged elastic bands of one path (ASE).
+
+:func:`run_path` relaxes the three end points of a path (:mod:`segsim.barriers.paths`) at
+fixed cell, builds the band (IDPP interpolation, minimum image), relaxes it with a climbing
+image and returns a JSON record with every energy and the band's geometry.  Energies in eV,
+forces in eV/Angstrom, lengths in Angstrom.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from segsim.barriers.paths import Endpoints
+
+__all__ = ["NEBSettings", "cubic_lattice_constant", "relax_positions", "run_path"]
+
+
+@dataclass(frozen=True)
+class NEBSettings:
+    """How a band is built and relaxed (part of every record).
+
+    Attributes
+    ----------
+    n_images
+        Intermediate images (>= 1).
+    fmax_ev_per_angstrom
+        Convergence of the band (largest force on any image, climbing image included).
+    max_steps
+        Optimizer steps of the band.
+    optimizer
+        ``"FIRE"`` or ``"BFGS"`` (ASE; the band and the end points).
+    climb
+        Climbing image (the highest image climbs to the saddle).
+    spring_ev_per_angstrom2
+        Spring constant of the band.
+    relax_fmax_ev_per_angstrom
+        Convergence of the end-point relaxations.
+    relax_max_steps
+        Optimizer steps of each end-point relaxation.
+    """
+
+    n_images: int = 5
+    fmax_ev_per_angstrom: float = 0.05
+    max_steps: int = 400
+    optimizer: str = "FIRE"
+    climb: bool = True
+    spring_ev_per_angstrom2: float = 0.1
+    relax_fmax_ev_per_angstrom: float = 0.02
+    relax_max_steps: int = 500
+
+    def __post_init__(self) -> None:
+        if self.n_images < 1:
+            raise ValueError(f"n_images must be >= 1, got {self.n_images}")
+        if self.optimizer not in ("FIRE", "BFGS"):
+            raise ValueError(f"optimizer must be FIRE or BFGS, got {self.optimizer!r}")
+        for name in ("fmax_ev_per_angstrom", "spring_ev_per_angstrom2",
+                     "relax_fmax_ev_per_angstrom"):  # fmt: skip
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite positive number, got {value}")
+        if self.max_steps < 1 or self.relax_max_steps < 0:
+            raise ValueError("max_steps must be >= 1 and relax_max_steps >= 0")
+
+
+def _optimizer(name: str) -> Any:
+    from ase import optimize
+
+    return {"FIRE": optimize.FIRE, "BFGS": optimize.BFGS}[name]
+
+
+def _fmax(forces: np.ndarray) -> float:
+    return float(np.sqrt((forces**2).sum(axis=1)).max()) if len(forces) else 0.0
+
+
+def relax_positions(atoms: Atoms, calc: Any, settings: NEBSettings) -> dict[str, Any]:
+    """Relax the positions of ``atoms`` at fixed cell (in place); return a summary.
+
+    Returns
+    -------
+    dict
+        ``energy_ev``, ``fmax_ev_per_angstrom``, ``n_steps``, ``converged``.
+    """
+    atoms.calc = calc
+    n_steps = 0
+    if settings.relax_max_steps:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            opt = _optimizer(settings.optimizer)(atoms, logfile=None)
+            opt.run(fmax=settings.relax_fmax_ev_per_angstrom, steps=settings.relax_max_steps)
+            n_steps = int(opt.nsteps)
+    fmax = _fmax(atoms.get_forces())
+    return {
+        "energy_ev": float(atoms.get_potential_energy()),
+        "fmax_ev_per_angstrom": fmax,
+        "n_steps": n_steps,
+        "converged": bool(fmax <= settings.relax_fmax_ev_per_angstrom * (1 + 1e-9)),
+    }
+
+
+def cubic_lattice_constant(calc: Any, *, a0_angstrom: float = 5.9) -> float:
+    """Return the calculator's lattice constant (Angstrom) of cubic CsPbBr3 (Pm-3m).
+
+    The five-atom cell is relaxed isotropically (atoms on their symmetric positions: the
+    forces vanish by symmetry, only the volume changes): the aristotype that the lattice model
+    and every path start from.
+    """
+    from ase import optimize
+    from ase.filters import FrechetCellFilter
+
+    atoms = _perovskite(a0_angstrom)
+    atoms.calc = calc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        filt = FrechetCellFilter(atoms, hydrostatic_strain=True)
+        optimize.BFGS(filt, logfile=None).run(fmax=1e-3, steps=200)
+    return float(np.cbrt(atoms.get_volume()))
+
+
+def tilted_lattice_constant(
+    calc: Any, tilt_degrees: tuple[float, float], a0_angstrom: float
+) -> float:
+    """Return the pseudo-cubic lattice constant (Angstrom) of a-a-c+ tilted CsPbBr3.
+
+    A 2x2x2 cell (40 atoms) with the tilt imposed is relaxed, positions and cell (Frechet
+    filter); the result is ``(V / 8)^(1/3)``.
+    """
+    from ase import optimize
+    from ase.filters import FrechetCellFilter
+
+    from segsim.training.tilt import apply_glazer_tilt
+
+    atoms = _perovskite(a0_angstrom).repeat((2, 2, 2))
+    apply_glazer_tilt(atoms, *tilt_degrees)
+    atoms.calc = calc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optimize.BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=5e-3, steps=400)
+    return float(np.cbrt(atoms.get_volume() / 8.0))
+
+
+def _perovskite(a: float) -> Atoms:
+    frac = [(0, 0, 0), (0.5, 0.5, 0.5), (0.5, 0, 0), (0, 0.5, 0), (0, 0, 0.5)]
+    return Atoms("PbCsBr3", scaled_positions=frac, cell=np.eye(3) * a, pbc=True)
+
+
+def _band_energies(images: list[Atoms]) -> np.ndarray:
+    return np.array([float(im.get_potential_energy()) for im in images])
+
+
+def run_path(
+    endpoints: Endpoints,
+    calc: Any,
+    settings: NEBSettings,
+    *,
+    log: Any = None,
+) -> tuple[dict[str, Any], list[Atoms]]:
+    """Relax the end points of a path and run its climbing-image NEB.
+
+    Parameters
+    ----------
+    endpoints
+        The path's end points (:func:`segsim.barriers.paths.build_endpoints`).
+    calc
+        ASE calculator (shared by all images; they are evaluated one after the other).
+    settings
+        Band and relaxation settings.
+    log
+        Optional callable ``log(str)`` for progress lines.
+
+    Returns
+    -------
+    tuple
+        ``(record, images)``: the JSON record (energies in eV relative to nothing: absolute
+        calculator energies, and the derived barriers) and the relaxed band, IS to FS.
+        Derived quantities: ``e_forward_ev = E_saddle - E_IS``, ``e_backward_ev = E_saddle
+        - E_FS``, ``e_split_ev = E_FS - E_IS`` (the elementary hop's reaction energy),
+        ``de_lattice_ev = E_FS' - E_IS`` (the lattice event's energy change) and
+        ``e_kra_ev = E_saddle - (E_IS + E_FS') / 2``: the kinetically resolved barrier of
+        the lattice event, measured from the two canonical states.
+    """
+    from ase.mep import NEB
+
+    say = log or (lambda _msg: None)
+    t0 = time.perf_counter()
+    initial = endpoints.initial.copy()
+    final = endpoints.final.copy()
+    canonical = endpoints.canonical_final.copy()
+    r_is = relax_positions(initial, calc, settings)
+    say(f"IS {r_is['energy_ev']:.4f} eV ({r_is['n_steps']} steps)")
+    r_fs = relax_positions(final, calc, settings)
+    say(f"FS {r_fs['energy_ev']:.4f} eV ({r_fs['n_steps']} steps)")
+    r_can = relax_positions(canonical, calc, settings)
+    say(f"FS' {r_can['energy_ev']:.4f} eV ({r_can['n_steps']} steps)")
+
+    images = [initial]
+    for _ in range(settings.n_images):
+        im = initial.copy()
+        im.calc = calc
+        images.append(im)
+    images.append(final)
+    final.calc = calc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        band = NEB(
+            images,
+            k=settings.spring_ev_per_angstrom2,
+            climb=settings.climb,
+            method="improvedtangent",
+            allow_shared_calculator=True,
+        )
+        band.interpolate(method="idpp", mic=bool(initial.pbc.all()))
+        opt = _optimizer(settings.optimizer)(band, logfile=None)
+        converged = bool(opt.run(fmax=settings.fmax_ev_per_angstrom, steps=settings.max_steps))
+    band_fmax = float(np.sqrt((band.get_forces() ** 2).sum(axis=1)).max())
+    energies = _band_energies(images)
+    i_top = int(np.argmax(energies[1:-1])) + 1
+    e_is, e_fs, e_can = r_is["energy_ev"], r_fs["energy_ev"], r_can["energy_ev"]
+    e_sad = float(energies[i_top])
+    disp = np.linalg.norm(
+        images[i_top].get_positions()[endpoints.mover_index]
+        - initial.get_positions()[endpoints.mover_index]
+    )
+    record = {
+        "path": endpoints.spec.name,
+        "location": endpoints.spec.location,
+        "mover": endpoints.spec.mover,
+        "mechanism": endpoints.spec.mechanism,
+        "n_cd": endpoints.spec.n_cd,
+        "n_atoms": len(initial),
+        "formula": initial.get_chemical_formula(),
+        "sites": endpoints.sites,
+        "hop_vector_angstrom": [float(x) for x in endpoints.hop_vector_angstrom],
+        "settings": asdict(settings),
+        "relax_is": r_is,
+        "relax_fs": r_fs,
+        "relax_fs_canonical": r_can,
+        "band_energies_ev": [float(e) for e in energies],
+        "climbing_image": i_top,
+        "band_converged": converged,
+        "band_steps": int(opt.nsteps),
+        "band_fmax_ev_per_angstrom": band_fmax,
+        "mover_displacement_at_saddle_angstrom": float(disp),
+        "e_is_ev": e_is,
+        "e_fs_ev": e_fs,
+        "e_fs_canonical_ev": e_can,
+        "e_saddle_ev": e_sad,
+        "e_forward_ev": e_sad - e_is,
+        "e_backward_ev": e_sad - e_fs,
+        "e_split_ev": e_fs - e_is,
+        "de_lattice_ev": e_can - e_is,
+        "e_kra_ev": e_sad - 0.5 * (e_is + e_can),
+        "seconds": time.perf_counter() - t0,
+    }
+    say(
+        f"band {'converged' if converged else 'NOT converged'} in {opt.nsteps} steps, "
+        f"fmax {band_fmax:.3f}: E_fwd {record['e_forward_ev']:.3f} eV, "
+        f"E_KRA {record['e_kra_ev']:.3f} eV"
+    )
+    return record, images

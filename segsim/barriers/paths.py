@@ -1,0 +1,271 @@
+"""The migration paths of the KMC as atomistic end points (``segsim barriers``).
+
+A path is a B-sublattice state (a lattice and its occupations, :mod:`segsim.lattice`) with one
+vacancy ``V`` at site ``vacancy`` and one cation ``M`` (Pb or Cd) at the neighbouring site
+``mover``.  The atomistic initial state (IS) is :func:`segsim.atomistic.to_atoms` of that
+state, i.e. the model's vacancy: the B atom and two Br of its octahedron are missing (an
+interior V loses its trans pair along z, a surface V its orphaned outer Br and that Br's trans
+partner; :mod:`segsim.defects`).  The final state (FS) of the elementary hop is the same atoms
+with M moved onto the vacant B position: the two missing Br stay where they were.  The
+*canonical* final state (FS') is ``to_atoms`` of the state after the lattice event (V on the
+mover's site, with its own two Br missing): same composition, the state the lattice model
+means.  The lattice barrier is measured between canonical states (:mod:`segsim.barriers`).
+
+Mechanisms of the hop (bulk, periodic ``n^3`` cell, V at the centre ``(1, 1, 1)``):
+
+``open``
+    M hops along z, the axis of the V's missing trans pair, through the empty X site between
+    the two B sites (one of the V's own Br vacancies).
+``closed``
+    M hops along x, past the Br that bridges the two B sites (it must move aside).
+
+Surface paths (cubic NC of ``n_edge^3`` B sites, one outside layer, in vacuum):
+
+``face``
+    V in the +z face, M its neighbour in the face (+x): a closed hop in the face.
+``face_sub``
+    V in the +z face, M below it (depth 1): an open hop through the V's inner Br vacancy.
+``edge``
+    V on the edge along x at the +z, -y faces, M its neighbour on that edge (+x).
+
+Cd among the neighbours of the path (``n_cd`` 0, 1 or 2) sit on B sites next to the V
+(``+x``) and next to M (``-x``) for the bulk open hop (the ``+y`` neighbours for the closed
+hop), perpendicular to the hop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from ase import Atoms
+
+from segsim import species
+from segsim.atomistic import to_atoms
+from segsim.lattice import Lattice, build_cube, build_periodic
+
+__all__ = [
+    "BULK_MECHANISMS",
+    "SURFACE_GEOMETRIES",
+    "Endpoints",
+    "PathSpec",
+    "build_endpoints",
+    "parse_path_name",
+    "path_names",
+]
+
+#: Mechanisms of the bulk hop.
+BULK_MECHANISMS: tuple[str, ...] = ("open", "closed")
+#: Surface hop geometries on the NC.
+SURFACE_GEOMETRIES: tuple[str, ...] = ("face", "face_sub", "edge")
+#: The mobile species.
+MOVERS: dict[str, int] = {"pb": species.PB, "cd": species.CD}
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    """One migration path.
+
+    Attributes
+    ----------
+    name
+        ``bulk_<mover>_<mechanism>_<n>cd`` or ``nc_<mover>_<geometry>``.
+    location
+        ``"bulk"`` or ``"nc"``.
+    mover
+        ``"pb"`` or ``"cd"``.
+    mechanism
+        ``"open"``/``"closed"`` (bulk) or the surface geometry (nc).
+    n_cd
+        Cd among the neighbours of the path (0, 1 or 2; bulk only).
+    """
+
+    name: str
+    location: str
+    mover: str
+    mechanism: str
+    n_cd: int = 0
+
+
+def parse_path_name(name: str) -> PathSpec:
+    """Return the :class:`PathSpec` of a path name.
+
+    Raises
+    ------
+    ValueError
+        For a name that is not ``bulk_<pb|cd>_<open|closed>_<0|1|2>cd`` or
+        ``nc_<pb|cd>_<face|face_sub|edge>``.
+    """
+    parts = str(name).split("_")
+    allowed = (
+        "bulk_<pb|cd>_<open|closed>_<0|1|2>cd or nc_<pb|cd>_<face|face_sub|edge>, "
+        "e.g. bulk_pb_open_0cd, nc_cd_face_sub"
+    )
+    try:
+        if parts[0] == "bulk" and len(parts) == 4:
+            mover, mech, ncd = parts[1], parts[2], parts[3]
+            n_cd = int(ncd.removesuffix("cd"))
+            if (
+                mover in MOVERS
+                and mech in BULK_MECHANISMS
+                and ncd.endswith("cd")
+                and 0 <= n_cd <= 2
+            ):
+                return PathSpec(name, "bulk", mover, mech, n_cd)
+        if parts[0] == "nc" and len(parts) >= 3:
+            mover, geom = parts[1], "_".join(parts[2:])
+            if mover in MOVERS and geom in SURFACE_GEOMETRIES:
+                return PathSpec(name, "nc", mover, geom, 0)
+    except ValueError:
+        pass
+    raise ValueError(f"unknown path {name!r}; allowed: {allowed}")
+
+
+def path_names() -> list[str]:
+    """Return every path name, bulk first."""
+    out = [f"bulk_{m}_{mech}_{n}cd" for m in MOVERS for mech in BULK_MECHANISMS for n in range(3)]
+    out += [f"nc_{m}_{g}" for m in MOVERS for g in SURFACE_GEOMETRIES]
+    return out
+
+
+@dataclass
+class Endpoints:
+    """Atomistic end points of one path (unrelaxed, ideal positions).
+
+    Attributes
+    ----------
+    spec
+        The path.
+    initial
+        IS: the model's vacancy at ``vacancy``, M at ``mover``.
+    final
+        FS of the elementary hop: ``initial`` with M moved onto the vacant B position.
+    canonical_final
+        FS': the model's vacancy at ``mover``, M at ``vacancy`` (same composition).
+    mover_index
+        Index of M in ``initial`` and ``final``.
+    hop_vector_angstrom
+        B-B displacement of the hop.
+    sites
+        Grid sites (``vacancy``, ``mover``, ``cd``) for the provenance.
+    """
+
+    spec: PathSpec
+    initial: Atoms
+    final: Atoms
+    canonical_final: Atoms
+    mover_index: int
+    hop_vector_angstrom: np.ndarray
+    sites: dict[str, list[int]] = field(default_factory=dict)
+
+
+def _site(lat: Lattice, xyz: tuple[int, int, int]) -> int:
+    c = np.asarray(xyz, dtype=np.int64) % np.asarray(lat.shape)
+    return int(lat.site_index(c[:1], c[1:2], c[2:3])[0])
+
+
+def _layout(spec: PathSpec, n_cells: int, n_edge: int) -> tuple[Lattice, dict, tuple]:
+    """Return the lattice, the grid coordinates of V, M and the Cd sites, and the NC flag."""
+    if spec.location == "bulk":
+        lat = build_periodic(n_cells, 1.0)
+        v = (1, 1, 1)
+        if spec.mechanism == "open":
+            m = (1, 1, 2)
+            cd_sites = [(2, 1, 1), (0, 1, 2)]
+        else:
+            m = (2, 1, 1)
+            cd_sites = [(1, 2, 1), (2, 0, 1)]
+        return lat, {"v": v, "m": m, "cd": cd_sites[: spec.n_cd]}, False
+    lat = build_cube(n_edge, 1.0, pad=1)
+    lo, hi = 1, n_edge  # crystal sites have grid coordinates lo..hi
+    mid = lo + (n_edge - 1) // 2
+    if spec.mechanism == "face":
+        v, m = (mid, mid, hi), (mid + 1, mid, hi)
+    elif spec.mechanism == "face_sub":
+        v, m = (mid, mid, hi), (mid, mid, hi - 1)
+    else:  # edge along x at y = lo, z = hi
+        v, m = (mid, lo, hi), (mid + 1, lo, hi)
+    return lat, {"v": v, "m": m, "cd": []}, True
+
+
+def build_endpoints(
+    spec: PathSpec,
+    a_angstrom: float,
+    *,
+    n_cells: int = 3,
+    n_edge: int = 4,
+    vacuum_angstrom: float = 8.0,
+    tilt_degrees: tuple[float, float] | None = None,
+) -> Endpoints:
+    """Build the unrelaxed end points of a path.
+
+    Parameters
+    ----------
+    spec
+        The path (:func:`parse_path_name`).
+    a_angstrom
+        Cubic lattice constant (Angstrom), the calculator's own.
+    n_cells
+        Periodic cell of ``n_cells^3`` formula units for bulk paths (>= 2).
+    n_edge
+        B sites per edge of the NC for surface paths (>= 3).
+    vacuum_angstrom
+        Vacuum around the NC (Angstrom).
+    tilt_degrees
+        ``(antiphase, inphase)``: impose the a-a-c+ Glazer tilt of orthorhombic CsPbBr3
+        (:func:`segsim.training.tilt.apply_glazer_tilt`) on the IS and FS' before relaxing
+        (the FS is the tilted IS with M moved).  Bulk paths with an even ``n_cells`` only.
+
+    Returns
+    -------
+    Endpoints
+    """
+    if spec.location == "bulk" and n_cells < 2:
+        raise ValueError(f"a bulk path needs n_cells >= 2, got {n_cells}")
+    if spec.location == "nc" and n_edge < 3:
+        raise ValueError(f"a surface path needs n_edge >= 3, got {n_edge}")
+    if tilt_degrees is not None and (spec.location != "bulk" or n_cells % 2):
+        raise ValueError("a tilted start needs a bulk path and an even n_cells")
+    lat, where, is_nc = _layout(spec, n_cells, n_edge)
+    v, m = _site(lat, where["v"]), _site(lat, where["m"])
+    cd = [_site(lat, c) for c in where["cd"]]
+    if is_nc:
+        occ = np.where(lat.in_nc, species.PB, species.OUT).astype(species.OCC_DTYPE)
+    else:
+        occ = np.full(lat.n_sites, species.PB, dtype=species.OCC_DTYPE)
+    occ[cd] = species.CD
+    occ_is = occ.copy()
+    occ_is[v] = species.VAC
+    occ_is[m] = MOVERS[spec.mover]
+    occ_fs = occ.copy()
+    occ_fs[m] = species.VAC
+    occ_fs[v] = MOVERS[spec.mover]
+    vac = vacuum_angstrom if is_nc else None
+    initial = to_atoms(lat, occ_is, a_angstrom=a_angstrom, vacuum_angstrom=vac)
+    canonical = to_atoms(lat, occ_fs, a_angstrom=a_angstrom, vacuum_angstrom=vac)
+    if tilt_degrees is not None:
+        from segsim.training.tilt import apply_glazer_tilt
+
+        apply_glazer_tilt(initial, *tilt_degrees)
+        apply_glazer_tilt(canonical, *tilt_degrees)
+    idx = int(np.flatnonzero(initial.get_array("b_site") == m)[0])
+    hop = (lat.coords[v] - lat.coords[m]).astype(np.float64)
+    if not is_nc:  # minimum image on the periodic grid
+        shape = np.asarray(lat.shape, dtype=np.float64)
+        hop -= shape * np.round(hop / shape)
+    hop *= a_angstrom
+    final = initial.copy()
+    pos = final.get_positions()
+    pos[idx] += hop
+    final.set_positions(pos)
+    if not is_nc:
+        final.wrap()
+    return Endpoints(
+        spec=spec,
+        initial=initial,
+        final=final,
+        canonical_final=canonical,
+        mover_index=idx,
+        hop_vector_angstrom=hop,
+        sites={"vacancy": [v], "mover": [m], "cd": cd},
+    )

@@ -1,0 +1,527 @@
+"""``segsim barriers input.yaml``: the input file, the resumable record store and the loop.
+
+Input (YAML, one top-level key ``barriers``)::
+
+    barriers:
+      calculators:            # kind -> settings (segsim.training.calculators); >= 1
+        chgnet: {}
+        sevennet: {model: 7net-0}
+      paths: all              # or a list of names (segsim.barriers.paths.path_names())
+      bulk_cells: 3           # periodic n^3 cell of the bulk paths (>= 2)
+      nc_edge: 4              # B sites per edge of the NC of the surface paths (>= 3)
+      vacuum_angstrom: 8.0    # vacuum around the NC
+      tilt_degrees: null      # or [antiphase, inphase]: a-a-c+ tilted bulk (even bulk_cells)
+      neb: {n_images: 5, fmax_ev_per_angstrom: 0.05, max_steps: 400, optimizer: FIRE}
+      output: barriers        # folder, relative to the input file's folder
+      check:                  # optional: `segsim barriers --check` re-evaluates bands
+        calculator: cp2k      # the check calculator's kind
+        settings: {}          # its settings
+        sources: [chgnet]     # whose bands are checked
+        paths: [bulk_pb_open_0cd, bulk_cd_open_0cd]   # IS, climbing image, FS of each
+      table:                  # optional: what `segsim barriers --table` writes
+        output: ../potentials/barriers.yaml   # relative to the input file's folder
+        kmc:                  # KMC parameters that are no committee value of a path
+          e_exp_cd_ev: {value: 0.98, source: "..."}
+        include: [reactions.yaml]             # YAML files whose sections are copied
+
+Every finished path is one JSON line of ``<output>/records.jsonl`` (written whole, flushed
+and fsynced, so a stopped run loses at most the path in progress) and its band, IS to FS, is
+``<output>/bands/<calculator>/<path>.extxyz.gz``.  A record is reused when its key (path,
+calculator provenance, lattice, cell sizes, band settings) matches: a rerun continues where
+the last one stopped and never recomputes a finished path.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segsim.barriers.neb import (
+    NEBSettings,
+    cubic_lattice_constant,
+    run_path,
+    tilted_lattice_constant,
+)
+from segsim.barriers.paths import build_endpoints, parse_path_name, path_names
+from segsim.params.files import ConfigError, read_yaml
+
+__all__ = [
+    "BarrierConfig",
+    "load_barrier_config",
+    "read_records",
+    "run_barriers",
+    "run_checks",
+    "run_reactions",
+    "write_barrier_table",
+]
+
+_TOP_KEYS = (
+    "calculators", "paths", "bulk_cells", "nc_edge", "vacuum_angstrom", "neb", "output", "table",
+    "check", "tilt_degrees",
+)  # fmt: skip
+_CHECK_KEYS = ("calculator", "settings", "sources", "paths")
+_TABLE_KEYS = ("output", "kmc", "include")
+
+
+@dataclass(frozen=True)
+class BarrierConfig:
+    """A parsed ``segsim barriers`` input.
+
+    Attributes
+    ----------
+    source
+        The input file.
+    calculators
+        ``{kind: settings}``.
+    paths
+        Path names, in order.
+    bulk_cells, nc_edge, vacuum_angstrom
+        Cell sizes (see the module docstring).
+    neb
+        Band settings.
+    output
+        Output folder (absolute).
+    table
+        ``{"output": Path | None, "kmc": {...}, "include": [Path, ...]}``.
+    check
+        ``{"calculator": kind, "settings": {...}, "sources": [...], "paths": [...]}`` or None.
+    """
+
+    source: str
+    calculators: dict[str, dict[str, Any]]
+    paths: tuple[str, ...]
+    bulk_cells: int
+    nc_edge: int
+    vacuum_angstrom: float
+    neb: NEBSettings
+    output: Path
+    table: dict[str, Any]
+    check: dict[str, Any] | None = None
+    tilt_degrees: tuple[float, float] | None = None
+
+
+def _int(src: str, key: str, value: Any, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ConfigError(src, key, f"must be an integer >= {lo}, got {value!r}")
+    return int(value)
+
+
+def load_barrier_config(path: str | os.PathLike) -> BarrierConfig:
+    """Read and check a ``segsim barriers`` input.
+
+    Raises
+    ------
+    segsim.params.files.ConfigError
+        One line naming the file, the key and what is allowed.
+    """
+    from segsim.training.calculators import CALCULATOR_KINDS, resolve_settings
+
+    src = str(path)
+    doc = read_yaml(path)
+    if not isinstance(doc, dict) or set(doc) != {"barriers"}:
+        raise ConfigError(src, "", "expected one top-level key 'barriers'")
+    body = doc["barriers"]
+    _check_keys(src, "barriers", body, _TOP_KEYS)
+    calcs = body.get("calculators")
+    if not isinstance(calcs, dict) or not calcs:
+        raise ConfigError(
+            src, "barriers.calculators",
+            f"must map at least one calculator kind to its settings; allowed kinds: "
+            f"{', '.join(sorted(CALCULATOR_KINDS))}",
+        )  # fmt: skip
+    calculators = {}
+    for kind, settings in calcs.items():
+        key = f"barriers.calculators.{kind}"
+        if settings is not None and not isinstance(settings, dict):
+            raise ConfigError(src, key, "settings must be a mapping (or empty)")
+        try:
+            calculators[str(kind)] = resolve_settings(str(kind), settings or {})
+        except ValueError as exc:
+            raise ConfigError(src, key, str(exc)) from None
+    raw_paths = body.get("paths", "all")
+    if raw_paths == "all":
+        names = path_names()
+    elif isinstance(raw_paths, list) and raw_paths:
+        names = []
+        for i, name in enumerate(raw_paths):
+            try:
+                names.append(parse_path_name(name).name)
+            except ValueError as exc:
+                raise ConfigError(src, f"barriers.paths[{i}]", str(exc)) from None
+    else:
+        raise ConfigError(src, "barriers.paths", "must be 'all' or a non-empty list of path names")
+    vac = body.get("vacuum_angstrom", 8.0)
+    if isinstance(vac, bool) or not isinstance(vac, int | float) or not np.isfinite(vac) or vac < 4:
+        raise ConfigError(
+            src, "barriers.vacuum_angstrom", f"must be a finite number >= 4, got {vac!r}"
+        )
+    neb_raw = body.get("neb") or {}
+    _check_keys(src, "barriers.neb", neb_raw, [f.name for f in fields(NEBSettings)])
+    try:
+        neb = NEBSettings(**neb_raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(src, "barriers.neb", str(exc)) from None
+    out = body.get("output", "barriers")
+    if not isinstance(out, str) or not out:
+        raise ConfigError(src, "barriers.output", "must be a folder name")
+    base = Path(path).resolve().parent
+    table = _table_section(src, body.get("table"), base)
+    check = _check_section(src, body.get("check"), calculators, names)
+    tilt = body.get("tilt_degrees")
+    if tilt is not None:
+        ok = (
+            isinstance(tilt, list)
+            and len(tilt) == 2
+            and all(
+                isinstance(t, int | float) and not isinstance(t, bool) and 0 <= t < 30 for t in tilt
+            )
+        )
+        if not ok:
+            raise ConfigError(
+                src,
+                "barriers.tilt_degrees",
+                "must be null or [antiphase, inphase], each in [0, 30) degrees",
+            )
+        if body.get("bulk_cells", 3) % 2 or any(
+            parse_path_name(n).location != "bulk" for n in names
+        ):
+            raise ConfigError(
+                src, "barriers.tilt_degrees", "needs an even bulk_cells and bulk paths only"
+            )
+        tilt = (float(tilt[0]), float(tilt[1]))
+    return BarrierConfig(
+        source=src,
+        calculators=calculators,
+        paths=tuple(names),
+        bulk_cells=_int(src, "barriers.bulk_cells", body.get("bulk_cells", 3), 2),
+        nc_edge=_int(src, "barriers.nc_edge", body.get("nc_edge", 4), 3),
+        vacuum_angstrom=float(vac),
+        neb=neb,
+        output=(base / out).resolve(),
+        table=table,
+        check=check,
+        tilt_degrees=tilt,
+    )
+
+
+def _check_keys(src: str, where: str, raw: Any, allowed: Sequence[str]) -> None:
+    """Raise a one-line :class:`ConfigError` unless ``raw`` is a mapping of ``allowed`` keys."""
+    if not isinstance(raw, dict):
+        raise ConfigError(src, where, "must be a mapping")
+    for k in raw:
+        if k not in allowed:
+            raise ConfigError(src, f"{where}.{k}", f"unknown key; allowed: {', '.join(allowed)}")
+
+
+def _check_section(
+    src: str, raw: Any, calculators: dict[str, Any], paths: Sequence[str]
+) -> dict[str, Any] | None:
+    from segsim.training.calculators import resolve_settings
+
+    if raw is None:
+        return None
+    _check_keys(src, "barriers.check", raw, _CHECK_KEYS)
+    kind = raw.get("calculator")
+    try:
+        settings = resolve_settings(str(kind), raw.get("settings") or {})
+    except ValueError as exc:
+        raise ConfigError(src, "barriers.check.calculator", str(exc)) from None
+    sources = raw.get("sources") or list(calculators)
+    for i, s in enumerate(sources):
+        if s not in calculators:
+            raise ConfigError(
+                src,
+                f"barriers.check.sources[{i}]",
+                f"not one of the calculators: {', '.join(calculators)}",
+            )
+    cpaths = raw.get("paths") or list(paths)
+    for i, p in enumerate(cpaths):
+        if p not in paths:
+            raise ConfigError(
+                src, f"barriers.check.paths[{i}]", f"not one of barriers.paths: {', '.join(paths)}"
+            )
+    return {
+        "calculator": str(kind),
+        "settings": settings,
+        "sources": list(sources),
+        "paths": list(cpaths),
+    }
+
+
+def run_checks(
+    cfg: BarrierConfig, *, log: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
+    """Re-evaluate the IS, climbing image and FS of the checked bands (:mod:`segsim.barriers.check`).
+
+    Only bands that have a record are checked; lines go to ``<output>/checks.jsonl``.
+    """
+    from segsim.barriers.check import check_band
+    from segsim.training.calculators import make_calculator
+
+    if cfg.check is None:
+        raise ConfigError(cfg.source, "barriers.check", "needed for --check")
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    store = cfg.output / "checks.jsonl"
+    done = {r.get("key") for r in read_records(store)}
+    records = {(r["calculator"], r["path"]): r for r in read_records(cfg.output / "records.jsonl")}
+    kind = cfg.check["calculator"]
+    calc = None
+    for source in cfg.check["sources"]:
+        for path in cfg.check["paths"]:
+            rec = records.get((source, path))
+            if rec is None:
+                say(f"check: no {source} band of {path} yet, skipped")
+                continue
+            prefix = f"{kind}|{source}|{path}"
+            if all(f"{prefix}|{im}" in done for im in ("is", "ci", "fs")):
+                continue
+            if calc is None:
+                calc, _ = make_calculator(kind, cfg.check["settings"])
+            check_band(rec, cfg.output, calc, done=done, key_prefix=prefix,
+                       append=lambda line: _append(store, line), log=say)  # fmt: skip
+    return read_records(store)
+
+
+def _table_section(src: str, raw: Any, base: Path) -> dict[str, Any]:
+    if raw is None:
+        return {"output": None, "kmc": {}, "include": []}
+    _check_keys(src, "barriers.table", raw, _TABLE_KEYS)
+    out = raw.get("output")
+    if out is not None and (not isinstance(out, str) or not out):
+        raise ConfigError(src, "barriers.table.output", "must be a file name")
+    kmc = raw.get("kmc") or {}
+    if not isinstance(kmc, dict):
+        raise ConfigError(src, "barriers.table.kmc", "must be a mapping")
+    for key, entry in kmc.items():
+        value = entry.get("value") if isinstance(entry, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+            raise ConfigError(
+                src, f"barriers.table.kmc.{key}.value", "must be a finite number (eV)"
+            )
+        if not isinstance(entry.get("source"), str):
+            raise ConfigError(
+                src, f"barriers.table.kmc.{key}.source", "must say where the value comes from"
+            )
+    inc = raw.get("include") or []
+    if not isinstance(inc, list) or not all(isinstance(x, str) for x in inc):
+        raise ConfigError(src, "barriers.table.include", "must be a list of YAML file names")
+    return {
+        "output": (base / out).resolve() if out else None,
+        "kmc": kmc,
+        "include": [(base / x).resolve() for x in inc],
+    }
+
+
+def reaction_key(kind: str, settings: dict[str, Any], cfg: BarrierConfig) -> str:
+    """Return the key of a calculator's removal-energy record."""
+    blob = json.dumps(
+        {"kind": kind, "settings": settings, "nc_edge": cfg.nc_edge,
+         "vacuum_angstrom": cfg.vacuum_angstrom, "neb": asdict(cfg.neb)},
+        sort_keys=True,
+    )  # fmt: skip
+    return f"{kind}|removal|{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def run_reactions(
+    cfg: BarrierConfig,
+    *,
+    only_calculators: Iterable[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Compute the removal reaction energies (:mod:`segsim.barriers.reactions`) per calculator.
+
+    One record per calculator in ``<output>/reactions.jsonl`` (reused when its key matches);
+    returns all records.
+    """
+    from segsim.barriers.reactions import removal_energies
+    from segsim.training.calculators import calculator_provenance, make_calculator
+
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    store = cfg.output / "reactions.jsonl"
+    done = {r.get("key") for r in read_records(store)}
+    for kind, settings in cfg.calculators.items():
+        if only_calculators is not None and kind not in set(only_calculators):
+            continue
+        key = reaction_key(kind, settings, cfg)
+        if key in done:
+            continue
+        calc, _ = make_calculator(kind, settings)
+        rec = removal_energies(
+            calc, n_edge=cfg.nc_edge, vacuum_angstrom=cfg.vacuum_angstrom, settings=cfg.neb,
+            log=lambda m, k=kind: say(f"[{k} removal] {m}"),
+        )  # fmt: skip
+        rec.update(key=key, calculator=kind, provenance=calculator_provenance(kind, settings))
+        _append(store, rec)
+    return read_records(store)
+
+
+def write_barrier_table(cfg: BarrierConfig, command: str) -> Path:
+    """Write the table of ``cfg.table`` from the records (computes nothing).
+
+    Raises
+    ------
+    segsim.params.files.ConfigError
+        Without ``table.output``, without records, or with an unreadable include.
+    """
+    from segsim.barriers.table import build_table, write_table
+
+    if cfg.table["output"] is None:
+        raise ConfigError(cfg.source, "barriers.table.output", "needed to write the table")
+    records = read_records(cfg.output / "records.jsonl")
+    if not records:
+        raise ConfigError(
+            cfg.source, "barriers.output", f"no records in {cfg.output}: run the paths first"
+        )
+    extra: dict[str, Any] = {}
+    reactions = read_records(cfg.output / "reactions.jsonl")
+    if reactions:
+        extra["removal_reaction_energies"] = {
+            "definition": (
+                "dE_rm(M, s) = E(NC, V on s) + mu_MBr2 - E(NC, M on s), eV; no transition state "
+                "in vacuum (segsim/barriers/reactions.py)"
+            ),
+            "by_calculator": {
+                str(r["calculator"]): {
+                    "sites": r["sites"], "mu_ev": r["mu_ev"], "n_edge": r["n_edge"],
+                    "a_angstrom": r["a_angstrom"],
+                }
+                for r in reactions
+            },
+        }  # fmt: skip
+    checks = read_records(cfg.output / "checks.jsonl")
+    if checks:
+        from segsim.barriers.check import summarise_checks
+
+        extra["checks"] = {
+            "definition": (
+                "single points of the check calculator on the source's band (IS, climbing "
+                "image, FS); e_forward = E(ci) - E(is) (segsim/barriers/check.py)"
+            ),
+            "settings": cfg.check["settings"] if cfg.check else None,
+            "bands": summarise_checks(checks),
+        }
+    for inc in cfg.table["include"]:
+        doc = read_yaml(inc)
+        if not isinstance(doc, dict):
+            raise ConfigError(str(inc), "", "must be a mapping of sections")
+        extra.update(doc)
+    table = build_table(records, source=command, kmc_choices=cfg.table["kmc"], extra=extra)
+    return write_table(table, cfg.table["output"])
+
+
+def record_key(kind: str, settings: dict[str, Any], path: str, cfg: BarrierConfig) -> str:
+    """Return the key of one path's record: everything its numbers depend on."""
+    spec = parse_path_name(path)
+    size = {"bulk_cells": cfg.bulk_cells} if spec.location == "bulk" else {
+        "nc_edge": cfg.nc_edge, "vacuum_angstrom": cfg.vacuum_angstrom}  # fmt: skip
+    if cfg.tilt_degrees is not None:
+        size["tilt_degrees"] = list(cfg.tilt_degrees)
+    blob = json.dumps(
+        {"kind": kind, "settings": settings, "path": path, "size": size, "neb": asdict(cfg.neb)},
+        sort_keys=True,
+    )
+    return f"{kind}|{path}|{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Return the records of a ``records.jsonl`` (a torn last line is ignored)."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    out = []
+    for line in p.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _write_band(path: Path, images: Sequence[Any]) -> None:
+    from ase.io import write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with gzip.open(tmp, "wt") as fh:
+        for im in images:
+            write(fh, im, format="extxyz")
+    os.replace(tmp, path)
+
+
+def run_barriers(
+    cfg: BarrierConfig,
+    *,
+    only_calculators: Iterable[str] | None = None,
+    only_paths: Iterable[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every (calculator, path) of ``cfg`` that has no record yet; return all records.
+
+    Parameters
+    ----------
+    cfg
+        The parsed input.
+    only_calculators, only_paths
+        Subsets (e.g. one calculator per process on a two-core machine).
+    log
+        Progress lines (default: stderr).
+    """
+    from segsim.training.calculators import calculator_provenance, make_calculator
+
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    store = cfg.output / "records.jsonl"
+    done = {r.get("key") for r in read_records(store)}
+    kinds = [k for k in cfg.calculators if only_calculators is None or k in set(only_calculators)]
+    paths = [p for p in cfg.paths if only_paths is None or p in set(only_paths)]
+    for kind in kinds:
+        settings = cfg.calculators[kind]
+        todo = [p for p in paths if record_key(kind, settings, p, cfg) not in done]
+        if not todo:
+            continue
+        calc, _ = make_calculator(kind, settings)
+        a = cubic_lattice_constant(calc)
+        say(f"{kind}: cubic CsPbBr3 a = {a:.4f} Angstrom; {len(todo)} path(s) to run")
+        if cfg.tilt_degrees is not None:
+            a = tilted_lattice_constant(calc, cfg.tilt_degrees, a)
+            say(f"{kind}: a-a-c+ {cfg.tilt_degrees} tilted, pseudo-cubic a = {a:.4f} Angstrom")
+        for i, name in enumerate(todo, 1):
+            spec = parse_path_name(name)
+            ends = build_endpoints(
+                spec, a, n_cells=cfg.bulk_cells, n_edge=cfg.nc_edge,
+                vacuum_angstrom=cfg.vacuum_angstrom, tilt_degrees=cfg.tilt_degrees,
+            )  # fmt: skip
+            say(f"[{kind} {i}/{len(todo)}] {name}: {len(ends.initial)} atoms")
+            record, images = run_path(ends, calc, cfg.neb, log=lambda m, n=name: say(f"  {n}: {m}"))
+            band = cfg.output / "bands" / kind / f"{name}.extxyz.gz"
+            _write_band(band, images)
+            record.update(
+                key=record_key(kind, settings, name, cfg),
+                calculator=kind,
+                provenance=calculator_provenance(kind, settings),
+                a_angstrom=a,
+                bulk_cells=cfg.bulk_cells if spec.location == "bulk" else None,
+                nc_edge=cfg.nc_edge if spec.location == "nc" else None,
+                tilt_degrees=list(cfg.tilt_degrees) if cfg.tilt_degrees else None,
+                band_file=str(band.relative_to(cfg.output)),
+                finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            )
+            _append(store, record)
+    return read_records(store)

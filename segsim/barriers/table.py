@@ -1,0 +1,185 @@
+"""The barrier table: NEB records -> committee values -> ``potentials/barriers.yaml``.
+
+Per path and calculator the table keeps the record's numbers (provenance included).  Per path
+the *committee* is the mean of the calculators and its spread (half the range: for two
+members the distance of each from the mean), the uncertainty the KMC parameters carry.
+
+Lattice barrier of a bulk hop
+-----------------------------
+``E_KRA = E_saddle - (E_IS + E_FS') / 2`` (canonical states, :mod:`segsim.barriers`) is the
+barrier of the lattice event when the canonical complex is the lowest arrangement of the two
+Br vacancies.  Where the elementary hop's own final state (the *split* arrangement: the B
+vacancy moved, its Br vacancies not) is lower than the canonical one, the vacancy spends its
+time there and the barrier from it is higher by ``E_IS - E_FS`` of the Cd-free path; the
+table adds ``delta_arrangement_ev = max(0, E_IS - E_FS)`` (0 Cd, same mechanism) to every
+KRA of that calculator and mechanism.  The KMC's ``E_KRA(M)`` is the committee mean over
+calculators of the lowest mechanism's Cd-free value; the values with 1 and 2 Cd test the
+KRA form's assumption that the environment enters only through ``dE / 2`` of the CE.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from segsim.barriers.paths import parse_path_name
+
+__all__ = ["build_table", "committee", "lattice_barriers", "write_table"]
+
+#: Numbers copied from a record into the table, per calculator.
+_RECORD_FIELDS = (
+    "e_kra_ev", "e_forward_ev", "e_backward_ev", "e_split_ev", "de_lattice_ev",
+    "e_saddle_ev", "e_is_ev", "e_fs_ev", "e_fs_canonical_ev", "band_converged",
+    "band_fmax_ev_per_angstrom", "band_steps", "climbing_image", "n_atoms", "formula",
+    "a_angstrom", "bulk_cells", "nc_edge", "band_file", "finished",
+)  # fmt: skip
+
+
+def committee(values: Sequence[float]) -> dict[str, float]:
+    """Return ``{"mean": ..., "spread": half the range, "n": ...}`` of committee values (eV)."""
+    v = np.asarray([float(x) for x in values], dtype=np.float64)
+    if v.size == 0 or not np.all(np.isfinite(v)):
+        raise ValueError("a committee needs at least one finite value")
+    return {
+        "mean": round(float(v.mean()), 4),
+        "spread": round(float(0.5 * (v.max() - v.min())), 4),
+        "n": int(v.size),
+    }
+
+
+def _latest(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], Mapping[str, Any]]:
+    """Return the last record per (calculator, path) (records are appended in time order)."""
+    out: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for r in records:
+        out[(str(r["calculator"]), str(r["path"]))] = r
+    return out
+
+
+def lattice_barriers(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dict]]:
+    """Return ``{path: {calculator: {"e_kra_lattice_ev", "delta_arrangement_ev", ...}}}``.
+
+    ``e_kra_lattice_ev = e_kra_ev + delta_arrangement_ev`` (module docstring); surface paths
+    take ``delta`` 0 (their end points are already each other's lowest computed states).
+    """
+    latest = _latest(records)
+    delta: dict[tuple[str, str, str], float] = {}
+    for (calc, path), r in latest.items():
+        spec = parse_path_name(path)
+        if spec.location == "bulk" and spec.n_cd == 0:
+            delta[(calc, spec.mover, spec.mechanism)] = max(0.0, -float(r["e_split_ev"]))
+    out: dict[str, dict[str, dict]] = defaultdict(dict)
+    for (calc, path), r in latest.items():
+        spec = parse_path_name(path)
+        d = 0.0
+        if spec.location == "bulk":
+            d = delta.get((calc, spec.mover, spec.mechanism), 0.0)
+        entry = {k: r.get(k) for k in _RECORD_FIELDS}
+        entry["delta_arrangement_ev"] = round(d, 4)
+        entry["e_kra_lattice_ev"] = round(float(r["e_kra_ev"]) + d, 4)
+        out[path][calc] = _plain(entry)
+    return dict(out)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float):
+        return round(obj, 5)
+    return obj
+
+
+def build_table(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    source: str,
+    kmc_choices: Mapping[str, Mapping[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return the barrier table (a plain mapping, written by :func:`write_table`).
+
+    Parameters
+    ----------
+    records
+        NEB records (:func:`segsim.barriers.runner.read_records`).
+    source
+        The command and input that made the records (provenance).
+    kmc_choices
+        ``{kmc_key: {"value": ..., "source": ...}}`` for the KMC parameters that are not a
+        committee value of a path (expulsion, recession): what the KMC uses and why it
+        differs from a computed number.
+    extra
+        More top-level sections (e.g. PBE checks, reaction energies), copied.
+
+    The ``kmc`` section holds ``e_kra_pb_ev`` and ``e_kra_cd_ev``: the committee mean of the
+    lowest bulk mechanism's Cd-free ``e_kra_lattice_ev``, with its spread and the path.
+    """
+    per_path = lattice_barriers(records)
+    paths: dict[str, Any] = {}
+    for name in sorted(per_path, key=lambda p: (parse_path_name(p).location, p)):
+        members = per_path[name]
+        values = [m["e_kra_lattice_ev"] for m in members.values()]
+        paths[name] = {"calculators": members, "committee_e_kra_lattice_ev": committee(values)}
+    provenance = {}
+    for r in records:
+        provenance[str(r["calculator"])] = _plain(r.get("provenance", {}))
+    kmc: dict[str, Any] = {}
+    for mover in ("pb", "cd"):
+        best = None
+        for mech in ("open", "closed"):
+            name = f"bulk_{mover}_{mech}_0cd"
+            if name in paths:
+                c = paths[name]["committee_e_kra_lattice_ev"]
+                if best is None or c["mean"] < best[1]["mean"]:
+                    best = (name, c)
+        if best is None:
+            continue
+        env = {}
+        for n in (1, 2):
+            name = best[0].replace("_0cd", f"_{n}cd")
+            if name in paths:
+                env[f"{n}cd"] = paths[name]["committee_e_kra_lattice_ev"]
+        kmc[f"e_kra_{mover}_ev"] = {
+            "value": best[1]["mean"],
+            "uncertainty_ev": best[1]["spread"],
+            "computed": f"paths.{best[0]}: committee mean of e_kra_lattice_ev (lowest mechanism)",
+            "environment": env,
+        }
+    for key, choice in (kmc_choices or {}).items():
+        kmc[key] = _plain(dict(choice))
+    table = {
+        "description": (
+            "Computed migration barriers of the segsim KMC (segsim barriers; "
+            "segsim/barriers/table.py has the definitions; docs/barriers.md)."
+        ),
+        "made": {"by": source, "date": time.strftime("%Y-%m-%d")},
+        "calculators": provenance,
+        "kmc": kmc,
+        "paths": paths,
+    }
+    if extra:
+        table.update(_plain(dict(extra)))
+    return table
+
+
+def write_table(table: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write the table as YAML (atomically: a temporary file, then a rename)."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(
+        "# Computed barriers of the segsim KMC: written by `segsim barriers --table`; do not edit\n"
+        "# by hand (potentials/kinetics.yaml reads its e_kra_*, e_exp_* and e_rec_ev from `kmc`).\n"
+        + yaml.safe_dump(_plain(dict(table)), sort_keys=False, width=100)
+    )
+    os.replace(tmp, p)
+    return p

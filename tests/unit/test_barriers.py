@@ -1,0 +1,328 @@
+"""segsim barriers: path end points, a tiny NEB end to end, the table, and the KMC's barriers."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import yaml
+
+from segsim import kinetics, species
+from segsim.barriers.neb import NEBSettings, relax_positions, run_path
+from segsim.barriers.paths import build_endpoints, parse_path_name, path_names
+from segsim.barriers.runner import load_barrier_config, read_records
+from segsim.barriers.table import build_table, committee, lattice_barriers
+from segsim.cli import main
+from segsim.config import ConfigError
+from segsim.kernels import kmc as K
+from segsim.params.files import DEFAULT_KINETICS, POTENTIALS_DIR
+from segsim.training.calculators import make_calculator
+
+A = 6.0
+
+
+@pytest.fixture(scope="module")
+def standin():
+    return make_calculator("standin", {})[0]
+
+
+# ------------------------------------------------------------------------------ paths
+@pytest.mark.parametrize("name", path_names())
+def test_every_path_has_consistent_end_points(name):
+    """Same atoms in IS, FS, FS'; FS = IS with only M moved by the hop; neutral; Cd count."""
+    spec = parse_path_name(name)
+    ends = build_endpoints(spec, A, n_cells=3, n_edge=3)
+    syms = sorted(ends.initial.get_chemical_symbols())
+    assert syms == sorted(ends.final.get_chemical_symbols())
+    assert syms == sorted(ends.canonical_final.get_chemical_symbols())
+    charge = {"Cs": 1, "Pb": 2, "Cd": 2, "Br": -1}
+    assert sum(charge[s] for s in syms) == 0
+    d = ends.final.get_positions() - ends.initial.get_positions()
+    if ends.initial.pbc.all():
+        d -= np.round(d / A / 3) * A * 3  # wrapped coordinates
+    moved = np.flatnonzero(np.linalg.norm(d, axis=1) > 1e-9)
+    assert moved.tolist() == [ends.mover_index]
+    assert np.allclose(d[ends.mover_index], ends.hop_vector_angstrom)
+    assert math.isclose(np.linalg.norm(ends.hop_vector_angstrom), A)
+    mover_symbol = ends.initial.get_chemical_symbols()[ends.mover_index]
+    assert mover_symbol == {"pb": "Pb", "cd": "Cd"}[spec.mover]
+    n_cd = syms.count("Cd") - (spec.mover == "cd")
+    assert n_cd == spec.n_cd
+    # the mover ends on the vacant B position: no other B atom there
+    others = np.delete(ends.final.get_positions(), ends.mover_index, axis=0)
+    gap = np.linalg.norm(others - ends.final.get_positions()[ends.mover_index], axis=1)
+    if ends.initial.pbc.all():
+        gap = np.linalg.norm(
+            (others - ends.final.get_positions()[ends.mover_index] + 1.5 * A) % (3 * A) - 1.5 * A,
+            axis=1,
+        )
+    assert gap.min() > 0.4 * A - 1e-9  # nearest neighbours of a B site are Br at a/2
+
+
+def test_tilted_end_points_share_the_tilt():
+    """With a tilt, IS and FS differ only by M's hop; FS' carries the same tilt pattern."""
+    from segsim.training.tilt import glazer_tilt_displacements
+
+    spec = parse_path_name("bulk_cd_open_1cd")
+    flat = build_endpoints(spec, A, n_cells=4)
+    tilted = build_endpoints(spec, A, n_cells=4, tilt_degrees=(9.0, 9.5))
+    d = tilted.final.get_positions() - tilted.initial.get_positions()
+    d -= np.round(d / (4 * A)) * 4 * A
+    assert np.flatnonzero(np.linalg.norm(d, axis=1) > 1e-9).tolist() == [tilted.mover_index]
+    shift = tilted.initial.get_positions() - flat.initial.get_positions()
+    assert np.allclose(shift, glazer_tilt_displacements(flat.initial, 9.0, 9.5))
+    assert np.abs(shift).max() > 0.3  # the Br moved
+    with pytest.raises(ValueError, match="even"):
+        build_endpoints(spec, A, n_cells=3, tilt_degrees=(9.0, 9.5))
+
+
+def test_open_bulk_hop_crosses_the_vacant_bromide_site():
+    """The open mechanism's straight path passes through an X site that holds no Br."""
+    ends = build_endpoints(parse_path_name("bulk_pb_open_0cd"), A, n_cells=3)
+    mid = ends.initial.get_positions()[ends.mover_index] + 0.5 * ends.hop_vector_angstrom
+    br = ends.initial.get_positions()[np.array(ends.initial.get_chemical_symbols()) == "Br"]
+    d = np.linalg.norm((br - mid + 1.5 * A) % (3 * A) - 1.5 * A, axis=1)
+    assert d.min() > 0.6 * A
+    closed = build_endpoints(parse_path_name("bulk_pb_closed_0cd"), A, n_cells=3)
+    mid = closed.initial.get_positions()[closed.mover_index] + 0.5 * closed.hop_vector_angstrom
+    br = closed.initial.get_positions()[np.array(closed.initial.get_chemical_symbols()) == "Br"]
+    d = np.linalg.norm((br - mid + 1.5 * A) % (3 * A) - 1.5 * A, axis=1)
+    assert d.min() < 1e-9  # the bridging Br sits on the straight path
+
+
+@pytest.mark.parametrize("bad", ["bulk_pb_open_3cd", "bulk_zn_open_0cd", "nc_pb_vertex", "x"])
+def test_unknown_path_names_are_refused(bad):
+    with pytest.raises(ValueError, match="allowed"):
+        parse_path_name(bad)
+
+
+# ------------------------------------------------------------------------------ NEB
+def test_climbing_image_matches_a_constrained_relaxation_at_the_midpoint(standin):
+    """The slow twin: a symmetric hop's saddle is at the midpoint; fix M there, relax the rest.
+
+    In a 2^3 cell the open hop is symmetric (IS and FS are mirror images), so the saddle lies
+    on the mirror plane.  Relaxing every other atom with M held at the midpoint gives the
+    saddle energy without any band; the climbing image must agree.
+    """
+    from ase.constraints import FixAtoms
+
+    settings = NEBSettings(n_images=3, fmax_ev_per_angstrom=0.01, max_steps=600)
+    ends = build_endpoints(parse_path_name("bulk_pb_open_0cd"), A, n_cells=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        record, _images = run_path(ends, standin, settings)
+    assert record["band_converged"]
+    assert record["e_split_ev"] == pytest.approx(0.0, abs=1e-6)
+    assert record["e_forward_ev"] == pytest.approx(record["e_backward_ev"], abs=1e-6)
+    energies = np.array(record["band_energies_ev"])
+    assert record["climbing_image"] == 2
+    assert energies[2] == energies.max()
+    assert record["e_forward_ev"] > 0.1
+
+    twin = ends.initial.copy()
+    relax_positions(twin, standin, settings)  # the IS, relaxed
+    e_is = twin.get_potential_energy()
+    pos = twin.get_positions()
+    pos[ends.mover_index] += 0.5 * ends.hop_vector_angstrom
+    twin.set_positions(pos)
+    twin.set_constraint(FixAtoms(indices=[ends.mover_index]))
+    relax_positions(twin, standin, NEBSettings(relax_fmax_ev_per_angstrom=0.005))
+    e_twin = twin.get_potential_energy() - e_is
+    assert record["e_forward_ev"] == pytest.approx(e_twin, abs=0.02)
+    # and the band is no shortcut: the unrelaxed straight path is higher
+    straight = ends.initial.copy()
+    pos = straight.get_positions()
+    pos[ends.mover_index] += 0.5 * ends.hop_vector_angstrom
+    straight.set_positions(pos)
+    straight.calc = standin
+    assert straight.get_potential_energy() - e_is > record["e_forward_ev"]
+
+
+def _write_input(tmp_path, **extra):
+    body = {
+        "calculators": {"standin": {}},
+        "paths": ["bulk_pb_open_0cd", "bulk_cd_open_0cd"],
+        "bulk_cells": 2,
+        "nc_edge": 3,
+        "neb": {"n_images": 3, "max_steps": 200, "fmax_ev_per_angstrom": 0.05},
+        "output": "out",
+        "table": {
+            "output": "barriers.yaml",
+            "kmc": {"e_rec_ev": {"value": 1.1, "source": "choice: no transition state"}},
+        },
+    }
+    body.update(extra)
+    p = tmp_path / "barriers_input.yaml"
+    p.write_text(yaml.safe_dump({"barriers": body}))
+    return p
+
+
+def test_tiny_neb_end_to_end_resumes_and_writes_the_table(tmp_path, capsys):
+    inp = _write_input(tmp_path)
+    assert main(["barriers", str(inp), "-q"]) == 0
+    records = read_records(tmp_path / "out" / "records.jsonl")
+    assert [r["path"] for r in records] == ["bulk_pb_open_0cd", "bulk_cd_open_0cd"]
+    for r in records:
+        assert r["band_converged"]
+        assert r["e_kra_ev"] > 0
+        assert (tmp_path / "out" / r["band_file"]).is_file()
+        assert r["provenance"]["kind"] == "standin"
+    # a second run computes nothing: same records, nothing appended
+    assert main(["barriers", str(inp), "-q"]) == 0
+    assert read_records(tmp_path / "out" / "records.jsonl") == records
+    assert main(["barriers", str(inp), "--table"]) == 0
+    table = yaml.safe_load((tmp_path / "barriers.yaml").read_text())
+    for mover in ("pb", "cd"):
+        rec = next(r for r in records if r["path"] == f"bulk_{mover}_open_0cd")
+        assert table["kmc"][f"e_kra_{mover}_ev"]["value"] == pytest.approx(
+            rec["e_kra_ev"], abs=1e-3
+        )
+    assert table["kmc"]["e_rec_ev"]["value"] == 1.1
+    assert "standin" in table["calculators"]
+    # and a kinetics file can read its barriers from that table
+    kin = yaml.safe_load(DEFAULT_KINETICS.read_text())
+    for key in ("e_kra_pb_ev", "e_kra_cd_ev", "e_rec_ev"):
+        kin["parameters"][key] = {"table": "barriers.yaml", "source": "computed"}
+    (tmp_path / "kinetics.yaml").write_text(yaml.safe_dump(kin))
+    params = kinetics.load_defaults(tmp_path / "kinetics.yaml")
+    assert params.e_kra_pb_ev == table["kmc"]["e_kra_pb_ev"]["value"]
+    assert params.e_rec_ev == 1.1
+
+
+def test_removal_reaction_energies_follow_their_definition(tmp_path, standin):
+    inp = _write_input(tmp_path)
+    assert main(["barriers", str(inp), "--reactions", "-q"]) == 0
+    (rec,) = read_records(tmp_path / "out" / "reactions.jsonl")
+    e = {k: v["energy_ev"] for k, v in rec["relaxations"].items()}
+    mu = rec["mu_ev"]
+    for where, v in rec["sites"].items():
+        assert v["pb"] == pytest.approx(e[f"v_{where}"] + mu["pbbr2_csbr_rich"] - e["nc"], abs=1e-3)
+        assert v["cd"] == pytest.approx(
+            e[f"v_{where}"] + mu["cdbr2_bulk"] - e[f"cd_{where}"], abs=1e-3
+        )
+    assert set(rec["sites"]) == {"face", "edge", "corner"}
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        ({"paths": ["bulk_pb_open_5cd"]}, "barriers.paths[0]"),
+        ({"calculators": {"mace": {}}}, "barriers.calculators.mace"),
+        ({"calculators": {"standin": {"bogus": 1}}}, "barriers.calculators.standin"),
+        ({"vacuum_angstrom": float("nan")}, "barriers.vacuum_angstrom"),
+        ({"neb": {"n_images": 0}}, "barriers.neb"),
+        ({"neb": {"fmax_ev_per_angstrom": float("inf")}}, "barriers.neb"),
+        ({"bulk_cells": 1}, "barriers.bulk_cells"),
+        ({"colour": "red"}, "barriers.colour"),
+        ({"tilt_degrees": [9.0, 40.0]}, "barriers.tilt_degrees"),
+        ({"tilt_degrees": [9.0, 9.5], "bulk_cells": 3}, "barriers.tilt_degrees"),
+        ({"table": {"kmc": {"e_rec_ev": {"value": float("nan"), "source": "x"}}}}, "e_rec_ev"),
+    ],
+)
+def test_bad_barrier_inputs_are_one_line_errors(tmp_path, capsys, edit, key):
+    inp = _write_input(tmp_path, **edit)
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        load_barrier_config(inp)
+    assert main(["barriers", str(inp)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert str(inp) in err
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------ table
+def _fake(calc, path, e_is, e_fs, e_can, e_sad):
+    return {
+        "calculator": calc, "path": path, "e_is_ev": e_is, "e_fs_ev": e_fs,
+        "e_fs_canonical_ev": e_can, "e_saddle_ev": e_sad, "e_split_ev": e_fs - e_is,
+        "e_kra_ev": e_sad - 0.5 * (e_is + e_can), "e_forward_ev": e_sad - e_is,
+        "e_backward_ev": e_sad - e_fs, "de_lattice_ev": e_can - e_is, "band_converged": True,
+    }  # fmt: skip
+
+
+def test_table_committee_and_arrangement_correction():
+    recs = [
+        _fake("a", "bulk_pb_open_0cd", 0.0, 0.1, 0.0, 1.2),  # split above: no correction
+        _fake("b", "bulk_pb_open_0cd", 0.0, -0.2, 0.0, 1.0),  # split below: +0.2
+        _fake("b", "bulk_pb_open_1cd", 0.0, -0.1, 0.2, 1.3),
+        _fake("a", "bulk_pb_closed_0cd", 0.0, 0.5, 0.0, 2.0),
+        _fake("b", "bulk_pb_closed_0cd", 0.0, 0.5, 0.0, 1.9),
+    ]
+    lat = lattice_barriers(recs)
+    assert lat["bulk_pb_open_0cd"]["a"]["e_kra_lattice_ev"] == pytest.approx(1.2)
+    assert lat["bulk_pb_open_0cd"]["b"]["e_kra_lattice_ev"] == pytest.approx(1.2)
+    assert lat["bulk_pb_open_1cd"]["b"]["e_kra_lattice_ev"] == pytest.approx(1.2 + 0.2)
+    table = build_table(recs, source="test")
+    kra = table["kmc"]["e_kra_pb_ev"]
+    assert kra["value"] == pytest.approx(1.2)
+    assert kra["uncertainty_ev"] == pytest.approx(0.0)
+    assert "bulk_pb_open_0cd" in kra["computed"]  # the lower mechanism
+    assert committee([1.0, 1.4]) == {"mean": 1.2, "spread": 0.2, "n": 2}
+    with pytest.raises(ValueError, match="finite"):
+        committee([1.0, float("nan")])
+
+
+# ------------------------------------------------------------------------------ the KMC
+def test_kmc_barriers_equal_the_shipped_table():
+    """Every kinetics.yaml barrier that cites the table has the table's value, in the kernel."""
+    table = yaml.safe_load((POTENTIALS_DIR / "barriers.yaml").read_text())
+    kin = yaml.safe_load(DEFAULT_KINETICS.read_text())["parameters"]
+    cited = {k for k, v in kin.items() if isinstance(v, dict) and "table" in v}
+    assert {"e_kra_pb_ev", "e_kra_cd_ev", "e_exp_pb_ev", "e_exp_cd_ev", "e_rec_ev"} <= cited
+    params = kinetics.load_defaults()
+    for key in cited:
+        assert getattr(params, key) == table["kmc"][key]["value"], key
+    # the computed KRA values are the committee of their path
+    for mover in ("pb", "cd"):
+        entry = table["kmc"][f"e_kra_{mover}_ev"]
+        path = entry["computed"].split(":")[0].removeprefix("paths.")
+        assert entry["value"] == table["paths"][path]["committee_e_kra_lattice_ev"]["mean"]
+    kp = kinetics.parameter_vector(params, temperature_k=298.0, theta=0.0)
+    assert kp[K.KP_EKRA] == params.e_kra_pb_ev
+    assert kp[K.KP_EKRA + 1] == params.e_kra_cd_ev
+    assert kp[K.KP_EEXP] == params.e_exp_pb_ev
+    assert kp[K.KP_EEXP + 1] == params.e_exp_cd_ev
+    assert kp[K.KP_EREC] == params.e_rec_ev
+
+
+def test_kmc_hop_rate_in_pure_bulk_is_the_tables_barrier():
+    """One V in periodic pure-Pb bulk: six hops with dE = 0, each nu exp(-E_KRA(Pb) / kT)."""
+    from segsim.engine import KMCEngine, KMCState
+    from segsim.lattice import build_periodic
+    from segsim.models.cluster_expansion import ClusterExpansionModel
+
+    params = kinetics.load_defaults()
+    model = ClusterExpansionModel.from_file(POTENTIALS_DIR / "fitted.ce")
+    lat = build_periodic(2 * int(np.ceil(model.reach)) + 4, 5.9)
+    tables = model.compile(lat)
+    occ = np.full(lat.n_sites, species.PB, dtype=species.OCC_DTYPE)
+    occ[0] = species.VAC
+    kp = kinetics.parameter_vector(params, temperature_k=298.0, theta=0.0)
+    eng = KMCEngine(tables, lat, KMCState.initial(occ, tables), np.random.default_rng(0), kp)
+    beta = 1.0 / (8.617333262e-5 * 298.0)
+    expected = 6 * params.attempt_frequency_per_s * math.exp(-beta * params.e_kra_pb_ev)
+    assert eng.total_rate_per_s() == pytest.approx(expected, rel=1e-9)
+
+
+def test_check_with_the_source_calculator_reproduces_the_band(tmp_path):
+    """A check with the band's own calculator gives back the band's energies exactly."""
+    inp = _write_input(
+        tmp_path, paths=["bulk_pb_open_0cd"],
+        check={"calculator": "standin", "sources": ["standin"]},
+    )  # fmt: skip
+    assert main(["barriers", str(inp), "-q"]) == 0
+    assert main(["barriers", str(inp), "--check", "-q"]) == 0
+    from segsim.barriers.check import summarise_checks
+
+    lines = read_records(tmp_path / "out" / "checks.jsonl")
+    assert sorted(x["image"] for x in lines) == ["ci", "fs", "is"]
+    for x in lines:
+        assert x["energy_ev"] == pytest.approx(x["source_energy_ev"], abs=1e-8)
+    (summary,) = summarise_checks(lines).values()
+    assert summary["forward_difference_ev"] == pytest.approx(0.0, abs=1e-6)
+    assert summary["e_forward_ev"] > 0
+    # a rerun computes nothing
+    assert main(["barriers", str(inp), "--check", "-q"]) == 0
+    assert len(read_records(tmp_path / "out" / "checks.jsonl")) == 3
