@@ -122,7 +122,8 @@ def build_table(
         More top-level sections (e.g. PBE checks, reaction energies), copied.
 
     The ``kmc`` section holds ``e_kra_pb_ev`` and ``e_kra_cd_ev``: the committee mean of the
-    lowest bulk mechanism's Cd-free ``e_kra_lattice_ev``, with its spread and the path.
+    lowest bulk mechanism's Cd-free ``e_kra_lattice_ev``, with its spread (None for a single
+    calculator: no committee, no uncertainty), each member's value and the path.
     """
     per_path = lattice_barriers(records)
     paths: dict[str, Any] = {}
@@ -149,10 +150,14 @@ def build_table(
             name = best[0].replace("_0cd", f"_{n}cd")
             if name in paths:
                 env[f"{n}cd"] = paths[name]["committee_e_kra_lattice_ev"]
+        members = {
+            calc: m["e_kra_lattice_ev"] for calc, m in paths[best[0]]["calculators"].items()
+        }
         kmc[f"e_kra_{mover}_ev"] = {
             "value": best[1]["mean"],
-            "uncertainty_ev": best[1]["spread"],
+            "uncertainty_ev": best[1]["spread"] if best[1]["n"] > 1 else None,
             "computed": f"paths.{best[0]}: committee mean of e_kra_lattice_ev (lowest mechanism)",
+            "members": members,
             "environment": env,
         }
     for key, choice in (kmc_choices or {}).items():

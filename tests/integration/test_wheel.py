@@ -73,7 +73,7 @@ def test_wheel_holds_every_package_and_the_shipped_data(installed):
     packages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "segsim").rglob("*.py")}
     missing = sorted(p for p in packages if f"{p}/__init__.py" not in names)
     assert not missing, f"subpackages missing from the wheel (pyproject packages): {missing}"
-    for data in ("kinetics.yaml", "ligands.yaml", "rp.yaml", "optics.yaml", "fitted.ce",
+    for data in ("kinetics.yaml", "barriers.yaml", "ligands.yaml", "rp.yaml", "optics.yaml", "fitted.ce",
                  "provisional.ce", "derived_parameters.yaml", "aging_targets.yaml"):  # fmt: skip
         assert f"segsim/potentials/{data}" in names
     assert "segsim/inputs/quickstart.yaml" in names

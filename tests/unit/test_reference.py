@@ -106,7 +106,9 @@ def counting_standin(monkeypatch):
 def test_registry_kinds_and_unknown_kind():
     assert set(CALCULATOR_KINDS) == {"chgnet", "cp2k", "sevennet", "standin"}
     assert calculators.DEFAULT_KIND == "chgnet"
-    with pytest.raises(ValueError, match=r"unknown calculator kind 'vasp'.*chgnet, cp2k, sevennet, standin"):
+    with pytest.raises(
+        ValueError, match=r"unknown calculator kind 'vasp'.*chgnet, cp2k, sevennet, standin"
+    ):
         make_calculator("vasp")
     with pytest.raises(ValueError, match="unknown calculator kind"):
         compute_references([], calculator_kind="vasp", db_path="unused.db")
