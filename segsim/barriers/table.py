@@ -150,9 +150,7 @@ def build_table(
             name = best[0].replace("_0cd", f"_{n}cd")
             if name in paths:
                 env[f"{n}cd"] = paths[name]["committee_e_kra_lattice_ev"]
-        members = {
-            calc: m["e_kra_lattice_ev"] for calc, m in paths[best[0]]["calculators"].items()
-        }
+        members = {calc: m["e_kra_lattice_ev"] for calc, m in paths[best[0]]["calculators"].items()}
         kmc[f"e_kra_{mover}_ev"] = {
             "value": best[1]["mean"],
             "uncertainty_ev": best[1]["spread"] if best[1]["n"] > 1 else None,
