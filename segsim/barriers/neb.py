@@ -149,6 +149,16 @@ def _perovskite(a: float) -> Atoms:
     return Atoms("PbCsBr3", scaled_positions=frac, cell=np.eye(3) * a, pbc=True)
 
 
+def _seed_images(images: list[Atoms], seed: list[Atoms]) -> None:
+    """Set the interior images' positions from ``seed`` (scaled to this cell), in place."""
+    if len(seed) != len(images) or any(
+        s.get_chemical_symbols() != images[0].get_chemical_symbols() for s in seed
+    ):
+        raise ValueError("the seed band does not match the path (images or atoms differ)")
+    for im, src in zip(images[1:-1], seed[1:-1], strict=True):
+        im.set_scaled_positions(src.get_scaled_positions(wrap=False))
+
+
 def _band_energies(images: list[Atoms]) -> np.ndarray:
     return np.array([float(im.get_potential_energy()) for im in images])
 
@@ -159,6 +169,7 @@ def run_path(
     settings: NEBSettings,
     *,
     log: Any = None,
+    seed_band: list[Atoms] | None = None,
 ) -> tuple[dict[str, Any], list[Atoms]]:
     """Relax the end points of a path and run its climbing-image NEB.
 
@@ -172,6 +183,12 @@ def run_path(
         Band and relaxation settings.
     log
         Optional callable ``log(str)`` for progress lines.
+    seed_band
+        Optional band of the same path (same atoms and order, ``n_images + 2`` images, e.g.
+        another calculator's relaxed band): its interior images, with the cell scaled to
+        this path's cell, start the band instead of the IDPP interpolation.  The end points
+        are relaxed with ``calc`` as always; only the start of the band changes, so a
+        converged band is the same saddle, reached in fewer steps.
 
     Returns
     -------
@@ -214,7 +231,10 @@ def run_path(
             method="improvedtangent",
             allow_shared_calculator=True,
         )
-        band.interpolate(method="idpp", mic=bool(initial.pbc.all()))
+        if seed_band is None:
+            band.interpolate(method="idpp", mic=bool(initial.pbc.all()))
+        else:
+            _seed_images(images, seed_band)
         opt = _optimizer(settings.optimizer)(band, logfile=None)
         converged = bool(opt.run(fmax=settings.fmax_ev_per_angstrom, steps=settings.max_steps))
     band_fmax = float(np.sqrt((band.get_forces() ** 2).sum(axis=1)).max())
@@ -255,6 +275,7 @@ def run_path(
         "e_split_ev": e_fs - e_is,
         "de_lattice_ev": e_can - e_is,
         "e_kra_ev": e_sad - 0.5 * (e_is + e_can),
+        "band_start": "idpp" if seed_band is None else "seed band",
         "seconds": time.perf_counter() - t0,
     }
     say(

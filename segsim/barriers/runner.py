@@ -11,6 +11,7 @@ Input (YAML, one top-level key ``barriers``)::
       nc_edge: 4              # B sites per edge of the NC of the surface paths (>= 3)
       vacuum_angstrom: 8.0    # vacuum around the NC
       tilt_degrees: null      # or [antiphase, inphase]: a-a-c+ tilted bulk (even bulk_cells)
+      seed_bands_from: null   # or a calculator: start each band from its finished band
       neb: {n_images: 5, fmax_ev_per_angstrom: 0.05, max_steps: 400, optimizer: FIRE}
       output: barriers        # folder, relative to the input file's folder
       check:                  # optional: `segsim barriers --check` re-evaluates bands
@@ -67,7 +68,7 @@ __all__ = [
 
 _TOP_KEYS = (
     "calculators", "paths", "bulk_cells", "nc_edge", "vacuum_angstrom", "neb", "output", "table",
-    "check", "tilt_degrees",
+    "check", "tilt_degrees", "seed_bands_from",
 )  # fmt: skip
 _CHECK_KEYS = ("calculator", "settings", "sources", "paths")
 _TABLE_KEYS = ("output", "kmc", "include")
@@ -108,6 +109,7 @@ class BarrierConfig:
     table: dict[str, Any]
     check: dict[str, Any] | None = None
     tilt_degrees: tuple[float, float] | None = None
+    seed_bands_from: str | None = None
 
 
 def _int(src: str, key: str, value: Any, lo: int) -> int:
@@ -199,6 +201,11 @@ def load_barrier_config(path: str | os.PathLike) -> BarrierConfig:
                 src, "barriers.tilt_degrees", "needs an even bulk_cells and bulk paths only"
             )
         tilt = (float(tilt[0]), float(tilt[1]))
+    seed_from = body.get("seed_bands_from")
+    if seed_from is not None and seed_from not in calculators:
+        raise ConfigError(
+            src, "barriers.seed_bands_from", f"must be null or one of: {', '.join(calculators)}"
+        )
     return BarrierConfig(
         source=src,
         calculators=calculators,
@@ -211,6 +218,7 @@ def load_barrier_config(path: str | os.PathLike) -> BarrierConfig:
         table=table,
         check=check,
         tilt_degrees=tilt,
+        seed_bands_from=seed_from,
     )
 
 
@@ -433,6 +441,18 @@ def record_key(kind: str, settings: dict[str, Any], path: str, cfg: BarrierConfi
     return f"{kind}|{path}|{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
+def _seed_band(cfg: BarrierConfig, kind: str, path: str) -> list[Any] | None:
+    """Return the finished band of ``cfg.seed_bands_from`` for ``path`` (None if none)."""
+    from segsim.barriers.check import read_band
+
+    source = cfg.seed_bands_from
+    if source is None or source == kind:
+        return None
+    key = record_key(source, cfg.calculators[source], path, cfg)
+    rec = next((r for r in read_records(cfg.output / "records.jsonl") if r.get("key") == key), None)
+    return None if rec is None else read_band(cfg.output / rec["band_file"])
+
+
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Return the records of a ``records.jsonl`` (a torn last line is ignored)."""
     p = Path(path)
@@ -508,8 +528,12 @@ def run_barriers(
                 spec, a, n_cells=cfg.bulk_cells, n_edge=cfg.nc_edge,
                 vacuum_angstrom=cfg.vacuum_angstrom, tilt_degrees=cfg.tilt_degrees,
             )  # fmt: skip
-            say(f"[{kind} {i}/{len(todo)}] {name}: {len(ends.initial)} atoms")
-            record, images = run_path(ends, calc, cfg.neb, log=lambda m, n=name: say(f"  {n}: {m}"))
+            seed = _seed_band(cfg, kind, name)
+            say(f"[{kind} {i}/{len(todo)}] {name}: {len(ends.initial)} atoms"
+                + (f", band seeded from {cfg.seed_bands_from}" if seed else ""))  # fmt: skip
+            record, images = run_path(
+                ends, calc, cfg.neb, log=lambda m, n=name: say(f"  {n}: {m}"), seed_band=seed
+            )
             band = cfg.output / "bands" / kind / f"{name}.extxyz.gz"
             _write_band(band, images)
             record.update(

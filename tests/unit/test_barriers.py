@@ -220,6 +220,7 @@ def test_removal_reaction_energies_follow_their_definition(tmp_path, standin):
         ({"bulk_cells": 1}, "barriers.bulk_cells"),
         ({"colour": "red"}, "barriers.colour"),
         ({"tilt_degrees": [9.0, 40.0]}, "barriers.tilt_degrees"),
+        ({"seed_bands_from": "mace"}, "barriers.seed_bands_from"),
         ({"tilt_degrees": [9.0, 9.5], "bulk_cells": 3}, "barriers.tilt_degrees"),
         ({"table": {"kmc": {"e_rec_ev": {"value": float("nan"), "source": "x"}}}}, "e_rec_ev"),
     ],
@@ -329,3 +330,21 @@ def test_check_with_the_source_calculator_reproduces_the_band(tmp_path):
     # a rerun computes nothing
     assert main(["barriers", str(inp), "--check", "-q"]) == 0
     assert len(read_records(tmp_path / "out" / "checks.jsonl")) == 3
+
+
+def test_a_seeded_band_reaches_the_same_saddle_in_fewer_steps(standin):
+    """Starting from a finished band (another calculator's, here the same one) changes the
+    start, not the saddle; a seed that does not fit the path is refused."""
+    settings = NEBSettings(n_images=3, fmax_ev_per_angstrom=0.02, max_steps=400)
+    ends = build_endpoints(parse_path_name("bulk_cd_open_0cd"), A, n_cells=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first, band = run_path(ends, standin, settings)
+        again, _ = run_path(ends, standin, settings, seed_band=band)
+    assert first["band_start"] == "idpp"
+    assert again["band_start"] == "seed band"
+    assert again["band_converged"]
+    assert again["e_saddle_ev"] == pytest.approx(first["e_saddle_ev"], abs=0.01)
+    assert again["band_steps"] < first["band_steps"]
+    with pytest.raises(ValueError, match="does not match"):
+        run_path(ends, standin, settings, seed_band=band[:-1])
