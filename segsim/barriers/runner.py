@@ -24,6 +24,7 @@ Input (YAML, one top-level key ``barriers``)::
         kmc:                  # KMC parameters that are no committee value of a path
           e_exp_cd_ev: {value: 0.98, source: "..."}
         include: [reactions.yaml]             # YAML files whose sections are copied
+        checks_from: [barriers_pbe_cell2.yaml]  # other inputs whose checks are summarised
 
 Every finished path is one JSON line of ``<output>/records.jsonl`` (written whole, flushed
 and fsynced, so a stopped run loses at most the path in progress) and its band, IS to FS, is
@@ -71,7 +72,7 @@ _TOP_KEYS = (
     "check", "tilt_degrees", "seed_bands_from",
 )  # fmt: skip
 _CHECK_KEYS = ("calculator", "settings", "sources", "paths")
-_TABLE_KEYS = ("output", "kmc", "include")
+_TABLE_KEYS = ("output", "kmc", "include", "checks_from")
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ class BarrierConfig:
     output
         Output folder (absolute).
     table
-        ``{"output": Path | None, "kmc": {...}, "include": [Path, ...]}``.
+        ``{"output": Path | None, "kmc": {...}, "include": [Path, ...],
+        "checks_from": [Path, ...]}``.
     check
         ``{"calculator": kind, "settings": {...}, "sources": [...], "paths": [...]}`` or None.
     """
@@ -302,7 +304,7 @@ def run_checks(
 
 def _table_section(src: str, raw: Any, base: Path) -> dict[str, Any]:
     if raw is None:
-        return {"output": None, "kmc": {}, "include": []}
+        return {"output": None, "kmc": {}, "include": [], "checks_from": []}
     _check_keys(src, "barriers.table", raw, _TABLE_KEYS)
     out = raw.get("output")
     if out is not None and (not isinstance(out, str) or not out):
@@ -327,6 +329,7 @@ def _table_section(src: str, raw: Any, base: Path) -> dict[str, Any]:
         "output": (base / out).resolve() if out else None,
         "kmc": kmc,
         "include": [(base / x).resolve() for x in inc],
+        "checks_from": [(base / x).resolve() for x in _names(src, "checks_from", raw)],
     }
 
 
@@ -373,6 +376,38 @@ def run_reactions(
     return read_records(store)
 
 
+def _names(src: str, key: str, raw: dict[str, Any]) -> list[str]:
+    value = raw.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ConfigError(src, f"barriers.table.{key}", "must be a list of file names")
+    return value
+
+
+def _checks_section(cfg: BarrierConfig) -> dict[str, Any]:
+    """Summaries of this input's checks and of the inputs in ``table.checks_from``."""
+    from segsim.barriers.check import summarise_checks
+
+    out: dict[str, Any] = {}
+    for other in [None, *cfg.table["checks_from"]]:
+        c = cfg if other is None else load_barrier_config(other)
+        lines = read_records(c.output / "checks.jsonl")
+        if not lines:
+            continue
+        records = {
+            (r["calculator"], r["path"]): r for r in read_records(c.output / "records.jsonl")
+        }
+        bands = summarise_checks(lines)
+        for summary in bands.values():
+            rec = records.get((summary["source"], summary["path"]), {})
+            summary["source_band_converged"] = rec.get("band_converged")
+            summary["bulk_cells"] = rec.get("bulk_cells")
+        out[Path(c.source).name] = {
+            "settings": c.check["settings"] if c.check else None,
+            "bands": bands,
+        }
+    return out
+
+
 def write_barrier_table(cfg: BarrierConfig, command: str) -> Path:
     """Write the table of ``cfg.table`` from the records (computes nothing).
 
@@ -406,17 +441,14 @@ def write_barrier_table(cfg: BarrierConfig, command: str) -> Path:
                 for r in reactions
             },
         }  # fmt: skip
-    checks = read_records(cfg.output / "checks.jsonl")
+    checks = _checks_section(cfg)
     if checks:
-        from segsim.barriers.check import summarise_checks
-
         extra["checks"] = {
             "definition": (
                 "single points of the check calculator on the source's band (IS, climbing "
                 "image, FS); e_forward = E(ci) - E(is) (segsim/barriers/check.py)"
             ),
-            "settings": cfg.check["settings"] if cfg.check else None,
-            "bands": summarise_checks(checks),
+            "by_input": checks,
         }
     for inc in cfg.table["include"]:
         doc = read_yaml(inc)

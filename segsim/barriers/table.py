@@ -95,7 +95,7 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, float):
-        return round(obj, 5)
+        return float(f"{obj:.8g}")  # significant digits: 1e-6 stays 1e-6
     return obj
 
 
@@ -154,6 +154,12 @@ def build_table(
         kmc[f"e_kra_{mover}_ev"] = {
             "value": best[1]["mean"],
             "uncertainty_ev": best[1]["spread"] if best[1]["n"] > 1 else None,
+            "uncertainty_note": (
+                f"half the range of {best[1]['n']} calculators (committee spread); not the "
+                "error against PBE (checks) nor the cubic-cell / no-tilt approximation"
+                if best[1]["n"] > 1
+                else "one calculator only: no committee, so no spread; see checks"
+            ),
             "computed": f"paths.{best[0]}: committee mean of e_kra_lattice_ev (lowest mechanism)",
             "members": members,
             "environment": env,

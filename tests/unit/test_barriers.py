@@ -348,3 +348,27 @@ def test_a_seeded_band_reaches_the_same_saddle_in_fewer_steps(standin):
     assert again["band_steps"] < first["band_steps"]
     with pytest.raises(ValueError, match="does not match"):
         run_path(ends, standin, settings, seed_band=band[:-1])
+
+
+def test_table_keeps_small_numbers_and_summarises_other_inputs_checks(tmp_path):
+    """Settings such as eps_scf 1e-6 survive the table; checks of another input are included."""
+    other = tmp_path / "other"
+    other.mkdir()
+    _write_input(other, paths=["bulk_pb_open_0cd"],
+                 check={"calculator": "standin", "settings": {"cutoff_angstrom": 6.0}})  # fmt: skip
+    inp_other = other / "barriers_input.yaml"
+    assert main(["barriers", str(inp_other), "-q"]) == 0
+    assert main(["barriers", str(inp_other), "--check", "-q"]) == 0
+    inp = _write_input(tmp_path, paths=["bulk_pb_open_0cd"])
+    doc = yaml.safe_load(inp.read_text())
+    doc["barriers"]["table"]["checks_from"] = ["other/barriers_input.yaml"]
+    doc["barriers"]["table"]["kmc"]["e_rec_ev"]["value"] = 1.0e-6
+    inp.write_text(yaml.safe_dump(doc))
+    assert main(["barriers", str(inp), "-q"]) == 0
+    assert main(["barriers", str(inp), "--table"]) == 0
+    table = yaml.safe_load((tmp_path / "barriers.yaml").read_text())
+    assert table["kmc"]["e_rec_ev"]["value"] == 1.0e-6
+    (band,) = table["checks"]["by_input"]["barriers_input.yaml"]["bands"].values()
+    assert band["source_band_converged"] is True
+    assert band["bulk_cells"] == 2
+    assert band["e_forward_ev"] != band["source_e_forward_ev"]  # another cutoff, another energy
