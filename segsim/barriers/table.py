@@ -129,8 +129,12 @@ def build_table(
     paths: dict[str, Any] = {}
     for name in sorted(per_path, key=lambda p: (parse_path_name(p).location, p)):
         members = per_path[name]
-        values = [m["e_kra_lattice_ev"] for m in members.values()]
-        paths[name] = {"calculators": members, "committee_e_kra_lattice_ev": committee(values)}
+        values = [m["e_kra_lattice_ev"] for m in members.values() if m.get("band_converged")]
+        paths[name] = {
+            "calculators": members,
+            # only converged bands vote: an unconverged band's top image is no saddle
+            "committee_e_kra_lattice_ev": committee(values) if values else None,
+        }
     provenance = {}
     for r in records:
         provenance[str(r["calculator"])] = _plain(r.get("provenance", {}))
@@ -139,17 +143,16 @@ def build_table(
         best = None
         for mech in ("open", "closed"):
             name = f"bulk_{mover}_{mech}_0cd"
-            if name in paths:
-                c = paths[name]["committee_e_kra_lattice_ev"]
-                if best is None or c["mean"] < best[1]["mean"]:
-                    best = (name, c)
+            c = paths.get(name, {}).get("committee_e_kra_lattice_ev")
+            if c is not None and (best is None or c["mean"] < best[1]["mean"]):
+                best = (name, c)
         if best is None:
             continue
         env = {}
         for n in (1, 2):
             name = best[0].replace("_0cd", f"_{n}cd")
             if name in paths:
-                env[f"{n}cd"] = paths[name]["committee_e_kra_lattice_ev"]
+                env[f"{n}cd"] = paths[name]["committee_e_kra_lattice_ev"] or "no converged band"
         members = {calc: m["e_kra_lattice_ev"] for calc, m in paths[best[0]]["calculators"].items()}
         kmc[f"e_kra_{mover}_ev"] = {
             "value": best[1]["mean"],

@@ -264,6 +264,13 @@ def test_table_committee_and_arrangement_correction():
     assert kra["uncertainty_ev"] == pytest.approx(0.0)
     assert "bulk_pb_open_0cd" in kra["computed"]  # the lower mechanism
     assert committee([1.0, 1.4]) == {"mean": 1.2, "spread": 0.2, "n": 2}
+    # an unconverged band does not vote, and a path without a converged band is never chosen
+    broken = dict(_fake("a", "bulk_pb_open_2cd", 0.0, 0.0, 0.0, 10.0), band_converged=False)
+    low = dict(_fake("a", "bulk_pb_closed_0cd", 0.0, 0.0, 0.0, 0.5), band_converged=False)
+    t2 = build_table([*recs[:3], broken, low], source="test")
+    assert t2["paths"]["bulk_pb_open_2cd"]["committee_e_kra_lattice_ev"] is None
+    assert t2["kmc"]["e_kra_pb_ev"]["environment"]["2cd"] == "no converged band"
+    assert "bulk_pb_open_0cd" in t2["kmc"]["e_kra_pb_ev"]["computed"]  # not the 0.5 eV one
     with pytest.raises(ValueError, match="finite"):
         committee([1.0, float("nan")])
 
