@@ -242,10 +242,15 @@ def run_path(
     i_top = int(np.argmax(energies[1:-1])) + 1
     e_is, e_fs, e_can = r_is["energy_ev"], r_fs["energy_ev"], r_can["energy_ev"]
     e_sad = float(energies[i_top])
-    disp = np.linalg.norm(
+    step = (
         images[i_top].get_positions()[endpoints.mover_index]
         - initial.get_positions()[endpoints.mover_index]
     )
+    if initial.pbc.all():  # minimum image: a wrapped coordinate is no displacement
+        from ase.geometry import find_mic
+
+        step = find_mic(step[None, :], initial.cell, pbc=True)[0][0]
+    disp = np.linalg.norm(step)
     record = {
         "path": endpoints.spec.name,
         "location": endpoints.spec.location,

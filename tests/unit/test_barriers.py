@@ -120,6 +120,8 @@ def test_climbing_image_matches_a_constrained_relaxation_at_the_midpoint(standin
     assert record["climbing_image"] == 2
     assert energies[2] == energies.max()
     assert record["e_forward_ev"] > 0.1
+    # the climbing image holds M half-way (minimum image), not a lattice vector away
+    assert record["mover_displacement_at_saddle_angstrom"] == pytest.approx(0.5 * A, abs=0.3)
 
     twin = ends.initial.copy()
     relax_positions(twin, standin, settings)  # the IS, relaxed
