@@ -153,7 +153,11 @@ def build_table(
             name = best[0].replace("_0cd", f"_{n}cd")
             if name in paths:
                 env[f"{n}cd"] = paths[name]["committee_e_kra_lattice_ev"] or "no converged band"
-        members = {calc: m["e_kra_lattice_ev"] for calc, m in paths[best[0]]["calculators"].items()}
+        members = {  # the committee's voters: converged bands only
+            calc: m["e_kra_lattice_ev"]
+            for calc, m in paths[best[0]]["calculators"].items()
+            if m.get("band_converged")
+        }
         kmc[f"e_kra_{mover}_ev"] = {
             "value": best[1]["mean"],
             "uncertainty_ev": best[1]["spread"] if best[1]["n"] > 1 else None,

@@ -273,6 +273,10 @@ def test_table_committee_and_arrangement_correction():
     assert t2["paths"]["bulk_pb_open_2cd"]["committee_e_kra_lattice_ev"] is None
     assert t2["kmc"]["e_kra_pb_ev"]["environment"]["2cd"] == "no converged band"
     assert "bulk_pb_open_0cd" in t2["kmc"]["e_kra_pb_ev"]["computed"]  # not the 0.5 eV one
+    diverged = dict(_fake("c", "bulk_pb_open_0cd", 0.0, 0.0, 0.0, 0.3), band_converged=False)
+    t3 = build_table([*recs, diverged], source="test")["kmc"]["e_kra_pb_ev"]
+    assert set(t3["members"]) == {"a", "b"}
+    assert t3["value"] == pytest.approx(1.2)
     with pytest.raises(ValueError, match="finite"):
         committee([1.0, float("nan")])
 
