@@ -113,7 +113,7 @@ def cubic_lattice_constant(calc: Any, *, a0_angstrom: float = 5.9) -> float:
     from ase import optimize
     from ase.filters import FrechetCellFilter
 
-    atoms = _perovskite(a0_angstrom)
+    atoms = cubic_perovskite(a0_angstrom)
     atoms.calc = calc
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -135,7 +135,7 @@ def tilted_lattice_constant(
 
     from segsim.training.tilt import apply_glazer_tilt
 
-    atoms = _perovskite(a0_angstrom).repeat((2, 2, 2))
+    atoms = cubic_perovskite(a0_angstrom).repeat((2, 2, 2))
     apply_glazer_tilt(atoms, *tilt_degrees)
     atoms.calc = calc
     with warnings.catch_warnings():
@@ -144,7 +144,8 @@ def tilted_lattice_constant(
     return float(np.cbrt(atoms.get_volume() / 8.0))
 
 
-def _perovskite(a: float) -> Atoms:
+def cubic_perovskite(a: float) -> Atoms:
+    """Return the five-atom cubic CsPbBr3 cell (Pm-3m) with lattice constant ``a`` (Angstrom)."""
     frac = [(0, 0, 0), (0.5, 0.5, 0.5), (0.5, 0, 0), (0, 0.5, 0), (0, 0, 0.5)]
     return Atoms("PbCsBr3", scaled_positions=frac, cell=np.eye(3) * a, pbc=True)
 

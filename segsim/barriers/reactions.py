@@ -29,7 +29,12 @@ from ase import Atoms
 
 from segsim import species
 from segsim.atomistic import to_atoms
-from segsim.barriers.neb import NEBSettings, cubic_lattice_constant, relax_positions
+from segsim.barriers.neb import (
+    NEBSettings,
+    cubic_lattice_constant,
+    cubic_perovskite,
+    relax_positions,
+)
 from segsim.lattice import build_cube
 
 __all__ = ["SITES", "cdbr2_cdcl2", "csbr_rocksalt", "removal_energies"]
@@ -99,12 +104,7 @@ def removal_energies(
     s = settings or NEBSettings()
     t0 = time.perf_counter()
     a = cubic_lattice_constant(calc)
-    cell = Atoms(
-        "PbCsBr3",
-        scaled_positions=[(0, 0, 0), (0.5, 0.5, 0.5), (0.5, 0, 0), (0, 0.5, 0), (0, 0, 0.5)],
-        cell=np.eye(3) * a,
-        pbc=True,
-    )
+    cell = cubic_perovskite(a)
     cell.calc = calc
     e_bulk = float(cell.get_potential_energy())
     e_csbr = _relax_cell(csbr_rocksalt(), calc)
