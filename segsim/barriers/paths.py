@@ -177,15 +177,23 @@ def _layout(spec: PathSpec, n_cells: int, n_edge: int) -> tuple[Lattice, dict, t
             cd_sites = [(1, 2, 1), (2, 0, 1)]
         return lat, {"v": v, "m": m, "cd": cd_sites[: spec.n_cd]}, False
     lat = build_cube(n_edge, 1.0, pad=1)
-    lo, hi = 1, n_edge  # crystal sites have grid coordinates lo..hi
-    mid = lo + (n_edge - 1) // 2
-    if spec.mechanism == "face":
-        v, m = (mid, mid, hi), (mid + 1, mid, hi)
-    elif spec.mechanism == "face_sub":
-        v, m = (mid, mid, hi), (mid, mid, hi - 1)
-    else:  # edge along x at y = lo, z = hi
-        v, m = (mid, lo, hi), (mid + 1, lo, hi)
+    where = "edge" if spec.mechanism == "edge" else "face"
+    v = surface_site(n_edge, where)
+    step = (0, 0, -1) if spec.mechanism == "face_sub" else (1, 0, 0)  # inward, or along x
+    m = tuple(c + d for c, d in zip(v, step, strict=True))
     return lat, {"v": v, "m": m, "cd": []}, True
+
+
+def surface_site(n_edge: int, where: str) -> tuple[int, int, int]:
+    """Return the grid site of the NC (``build_cube(n_edge, a, pad=1)``) used for ``where``.
+
+    ``"face"``: the centre (rounded down) of the +z face; ``"edge"``: the middle of the edge
+    along x at the -y, +z faces; ``"corner"``: the corner at -x, -y, +z.  Crystal sites have
+    grid coordinates 1..n_edge.
+    """
+    lo, hi = 1, n_edge
+    mid = lo + (n_edge - 1) // 2
+    return {"face": (mid, mid, hi), "edge": (mid, lo, hi), "corner": (lo, lo, hi)}[where]
 
 
 def build_endpoints(

@@ -35,6 +35,7 @@ from segsim.barriers.neb import (
     cubic_perovskite,
     relax_positions,
 )
+from segsim.barriers.paths import surface_site
 from segsim.lattice import build_cube
 
 __all__ = ["SITES", "cdbr2_cdcl2", "csbr_rocksalt", "removal_energies"]
@@ -78,12 +79,6 @@ def _relax_cell(atoms: Atoms, calc: Any) -> float:
     return float(atoms.get_potential_energy()) / n_fu
 
 
-def _site(n_edge: int, where: str) -> tuple[int, int, int]:
-    lo, hi = 1, n_edge
-    mid = lo + (n_edge - 1) // 2
-    return {"face": (mid, mid, hi), "edge": (mid, lo, hi), "corner": (lo, lo, hi)}[where]
-
-
 def removal_energies(
     calc: Any,
     *,
@@ -125,7 +120,7 @@ def removal_energies(
     e_nc = energy("nc", base)
     sites: dict[str, dict[str, float]] = {}
     for where in SITES:
-        i = int(lat.site_index(*(np.array([c]) for c in _site(n_edge, where)))[0])
+        i = int(lat.site_index(*(np.array([c]) for c in surface_site(n_edge, where)))[0])
         occ_v = base.copy()
         occ_v[i] = species.VAC
         e_v = energy(f"v_{where}", occ_v)
