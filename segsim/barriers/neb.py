@@ -43,6 +43,21 @@ class NEBSettings:
         Convergence of the end-point relaxations.
     relax_max_steps
         Optimizer steps of each end-point relaxation.
+    pre_relax_fmax_ev_per_angstrom
+        Staged band protocol (None = off): the band is first relaxed *without* the climbing
+        image to this force, then the highest image climbs to ``fmax_ev_per_angstrom``.  A
+        band that starts climbing from the interpolation can fly off when its images find
+        lower states beside the path (the cubic perovskite is a saddle of the octahedral
+        tilts); a relaxed band gives the climb a tangent first.  Both stages share
+        ``max_steps``.
+    max_step_angstrom
+        Largest displacement of an atom per optimizer step of the band (ASE ``maxstep``;
+        None = ASE's default, 0.2 Angstrom).
+
+    Notes
+    -----
+    The two staged-protocol fields are left out of a record's key while they are None, so the
+    records made before they existed keep their keys.
     """
 
     n_images: int = 5
@@ -53,6 +68,8 @@ class NEBSettings:
     spring_ev_per_angstrom2: float = 0.1
     relax_fmax_ev_per_angstrom: float = 0.02
     relax_max_steps: int = 500
+    pre_relax_fmax_ev_per_angstrom: float | None = None
+    max_step_angstrom: float | None = None
 
     def __post_init__(self) -> None:
         if self.n_images < 1:
@@ -64,6 +81,17 @@ class NEBSettings:
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite positive number, got {value}")
+        for name in ("pre_relax_fmax_ev_per_angstrom", "max_step_angstrom"):
+            value = getattr(self, name)
+            if value is not None and not (
+                isinstance(value, (int, float)) and np.isfinite(value) and value > 0
+            ):
+                raise ValueError(f"{name} must be a finite positive number or null, got {value}")
+        if (
+            self.pre_relax_fmax_ev_per_angstrom is not None
+            and self.pre_relax_fmax_ev_per_angstrom < self.fmax_ev_per_angstrom
+        ):
+            raise ValueError("pre_relax_fmax_ev_per_angstrom must be >= fmax_ev_per_angstrom")
         if self.max_steps < 1 or self.relax_max_steps < 0:
             raise ValueError("max_steps must be >= 1 and relax_max_steps >= 0")
 
@@ -236,8 +264,22 @@ def run_path(
             band.interpolate(method="idpp", mic=bool(initial.pbc.all()))
         else:
             _seed_images(images, seed_band)
-        opt = _optimizer(settings.optimizer)(band, logfile=None)
-        converged = bool(opt.run(fmax=settings.fmax_ev_per_angstrom, steps=settings.max_steps))
+        extra = (
+            {} if settings.max_step_angstrom is None else {"maxstep": settings.max_step_angstrom}
+        )
+        n_steps = 0
+        if settings.pre_relax_fmax_ev_per_angstrom is not None and settings.climb:
+            band.climb = False  # stage 1: a relaxed band without the climbing image
+            opt = _optimizer(settings.optimizer)(band, logfile=None, **extra)
+            opt.run(fmax=settings.pre_relax_fmax_ev_per_angstrom, steps=settings.max_steps)
+            n_steps = int(opt.nsteps)
+            say(f"band relaxed without climbing in {n_steps} steps")
+            band.climb = True
+        opt = _optimizer(settings.optimizer)(band, logfile=None, **extra)
+        converged = bool(
+            opt.run(fmax=settings.fmax_ev_per_angstrom, steps=max(settings.max_steps - n_steps, 1))
+        )
+        n_steps += int(opt.nsteps)
     band_fmax = float(np.sqrt((band.get_forces() ** 2).sum(axis=1)).max())
     energies = _band_energies(images)
     i_top = int(np.argmax(energies[1:-1])) + 1
@@ -269,7 +311,7 @@ def run_path(
         "band_energies_ev": [float(e) for e in energies],
         "climbing_image": i_top,
         "band_converged": converged,
-        "band_steps": int(opt.nsteps),
+        "band_steps": n_steps,
         "band_fmax_ev_per_angstrom": band_fmax,
         "mover_displacement_at_saddle_angstrom": float(disp),
         "e_is_ev": e_is,
@@ -285,7 +327,7 @@ def run_path(
         "seconds": time.perf_counter() - t0,
     }
     say(
-        f"band {'converged' if converged else 'NOT converged'} in {opt.nsteps} steps, "
+        f"band {'converged' if converged else 'NOT converged'} in {n_steps} steps, "
         f"fmax {band_fmax:.3f}: E_fwd {record['e_forward_ev']:.3f} eV, "
         f"E_KRA {record['e_kra_ev']:.3f} eV"
     )

@@ -12,7 +12,8 @@ Input (YAML, one top-level key ``barriers``)::
       vacuum_angstrom: 8.0    # vacuum around the NC
       tilt_degrees: null      # or [antiphase, inphase]: a-a-c+ tilted bulk (even bulk_cells)
       seed_bands_from: null   # or a calculator: start each band from its finished band
-      neb: {n_images: 5, fmax_ev_per_angstrom: 0.05, max_steps: 400, optimizer: FIRE}
+      neb: {n_images: 5, fmax_ev_per_angstrom: 0.05, max_steps: 400, optimizer: FIRE,
+            pre_relax_fmax_ev_per_angstrom: null, max_step_angstrom: null}  # staged: 0.1, 0.1
       output: barriers        # folder, relative to the input file's folder
       check:                  # optional: `segsim barriers --check` re-evaluates bands
         calculator: cp2k      # the check calculator's kind
@@ -30,7 +31,10 @@ Every finished path is one JSON line of ``<output>/records.jsonl`` (written whol
 and fsynced, so a stopped run loses at most the path in progress) and its band, IS to FS, is
 ``<output>/bands/<calculator>/<path>.extxyz.gz``.  A record is reused when its key (path,
 calculator provenance, lattice, cell sizes, band settings) matches: a rerun continues where
-the last one stopped and never recomputes a finished path.
+the last one stopped and never recomputes a finished path.  A *converged* band made under
+another optimizer protocol (optimizer, step limits, staged relaxation; same images, springs
+and end points, at least as tight a force) also stands (:func:`reusable_record`); a band that
+did not converge is retried when the protocol changes.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -466,11 +470,58 @@ def record_key(kind: str, settings: dict[str, Any], path: str, cfg: BarrierConfi
         "nc_edge": cfg.nc_edge, "vacuum_angstrom": cfg.vacuum_angstrom}  # fmt: skip
     if cfg.tilt_degrees is not None:
         size["tilt_degrees"] = list(cfg.tilt_degrees)
+    neb = {k: v for k, v in asdict(cfg.neb).items() if not (k in _PROTOCOL_FIELDS and v is None)}
     blob = json.dumps(
-        {"kind": kind, "settings": settings, "path": path, "size": size, "neb": asdict(cfg.neb)},
+        {"kind": kind, "settings": settings, "path": path, "size": size, "neb": neb},
         sort_keys=True,
     )
     return f"{kind}|{path}|{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+# How a band is driven to its saddle, not which saddle: a converged band made with other values
+# of these is reused (NEBSettings fields; the staged ones are left out of keys while None).
+_PROTOCOL_FIELDS = ("optimizer", "max_steps", "pre_relax_fmax_ev_per_angstrom", "max_step_angstrom")
+
+
+def reusable_record(
+    cfg: BarrierConfig, kind: str, path: str, records: Sequence[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Return the last record of ``records`` that stands for (``kind``, ``path``) under ``cfg``.
+
+    A record stands when it was made with the same calculator settings, path and cell, and
+    either with the same band settings (a rerun would repeat it) or, when its band converged,
+    with the same images, springs and end-point relaxation, converged at least as tightly: the
+    optimizer protocol (``_PROTOCOL_FIELDS``) is how the saddle was reached, not what it is.
+    A band that did not converge is therefore retried under another protocol, and a
+    converged one is never recomputed because the protocol changed.
+    """
+    key = record_key(kind, cfg.calculators[kind], path, cfg)
+    current = asdict(cfg.neb)
+    found = None
+    for r in records:
+        if r.get("calculator") != kind or r.get("path") != path:
+            continue
+        if r.get("key") == key:
+            found = r
+            continue
+        try:
+            made_with = NEBSettings(**r.get("settings", {}))
+        except (TypeError, ValueError):
+            continue
+        same_physics = record_key(kind, cfg.calculators[kind], path, replace(cfg, neb=made_with))
+        if r.get("key") != same_physics or not r.get("band_converged"):
+            continue
+        theirs = asdict(made_with)
+        if (
+            all(
+                theirs[f] == current[f]
+                for f in current
+                if f not in _PROTOCOL_FIELDS and f != "fmax_ev_per_angstrom"
+            )
+            and theirs["fmax_ev_per_angstrom"] <= current["fmax_ev_per_angstrom"]
+        ):
+            found = r
+    return found
 
 
 def _seed_band(cfg: BarrierConfig, kind: str, path: str) -> list[Any] | None:
@@ -480,9 +531,10 @@ def _seed_band(cfg: BarrierConfig, kind: str, path: str) -> list[Any] | None:
     source = cfg.seed_bands_from
     if source is None or source == kind:
         return None
-    key = record_key(source, cfg.calculators[source], path, cfg)
-    rec = next((r for r in read_records(cfg.output / "records.jsonl") if r.get("key") == key), None)
-    return None if rec is None else read_band(cfg.output / rec["band_file"])
+    rec = reusable_record(cfg, source, path, read_records(cfg.output / "records.jsonl"))
+    if rec is None or not rec.get("band_converged"):
+        return None
+    return read_band(cfg.output / rec["band_file"])
 
 
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -540,12 +592,12 @@ def run_barriers(
 
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     store = cfg.output / "records.jsonl"
-    done = {r.get("key") for r in read_records(store)}
+    records = read_records(store)
     kinds = [k for k in cfg.calculators if only_calculators is None or k in set(only_calculators)]
     paths = [p for p in cfg.paths if only_paths is None or p in set(only_paths)]
     for kind in kinds:
         settings = cfg.calculators[kind]
-        todo = [p for p in paths if record_key(kind, settings, p, cfg) not in done]
+        todo = [p for p in paths if reusable_record(cfg, kind, p, records) is None]
         if not todo:
             continue
         calc, _ = make_calculator(kind, settings)

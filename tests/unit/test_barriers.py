@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -385,3 +386,83 @@ def test_table_keeps_small_numbers_and_summarises_other_inputs_checks(tmp_path):
     assert band["source_band_converged"] is True
     assert band["bulk_cells"] == 2
     assert band["e_forward_ev"] != band["source_e_forward_ev"]  # another cutoff, another energy
+
+
+def test_staged_band_reaches_the_same_saddle_and_refuses_a_looser_pre_relaxation(standin):
+    """The staged protocol (relax without climbing, then climb; small steps) changes how the
+    band gets to its saddle, not which saddle; nonsense staging values are refused."""
+    plain = NEBSettings(n_images=3, fmax_ev_per_angstrom=0.02, max_steps=400)
+    staged = NEBSettings(
+        n_images=3, fmax_ev_per_angstrom=0.02, max_steps=400,
+        pre_relax_fmax_ev_per_angstrom=0.1, max_step_angstrom=0.05,
+    )  # fmt: skip
+    ends = build_endpoints(parse_path_name("bulk_cd_open_0cd"), A, n_cells=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first, _ = run_path(ends, standin, plain)
+        second, _ = run_path(ends, standin, staged)
+    assert second["band_converged"]
+    assert second["settings"]["pre_relax_fmax_ev_per_angstrom"] == 0.1
+    assert second["e_saddle_ev"] == pytest.approx(first["e_saddle_ev"], abs=0.01)
+    # the climbing image sits at the top of the band, not a relaxed-band image beside it
+    energies = np.array(second["band_energies_ev"])
+    assert energies[second["climbing_image"]] == energies.max()
+    for bad in (
+        {"pre_relax_fmax_ev_per_angstrom": 0.01},  # looser than fmax is required
+        {"max_step_angstrom": float("nan")},
+        {"max_step_angstrom": -0.1},
+    ):
+        with pytest.raises(ValueError, match=r"pre_relax|max_step"):
+            NEBSettings(fmax_ev_per_angstrom=0.02, **bad)
+
+
+def test_a_converged_band_stands_when_only_the_protocol_changes(tmp_path):
+    """Reuse rule: a converged band is kept under another optimizer protocol; an unconverged
+    one is retried; other images or a tighter force recompute; old keys stay valid."""
+    from dataclasses import replace
+
+    from segsim.barriers.runner import record_key, reusable_record
+
+    inp = _write_input(tmp_path, paths=["bulk_cd_open_0cd"])
+    assert main(["barriers", str(inp), "-q"]) == 0
+    cfg = load_barrier_config(inp)
+    records = read_records(tmp_path / "out" / "records.jsonl")
+    (rec,) = records
+    assert rec["band_converged"]
+    # a record key made before the staged fields existed: the None fields are not in it
+    assert record_key("standin", cfg.calculators["standin"], "bulk_cd_open_0cd", cfg) == rec["key"]
+    staged = replace(cfg, neb=replace(cfg.neb, pre_relax_fmax_ev_per_angstrom=0.1,
+                                      max_step_angstrom=0.1, max_steps=900))  # fmt: skip
+    assert (
+        record_key("standin", cfg.calculators["standin"], "bulk_cd_open_0cd", staged) != rec["key"]
+    )
+    assert reusable_record(staged, "standin", "bulk_cd_open_0cd", records) is rec
+    unconverged = [dict(rec, band_converged=False)]
+    assert reusable_record(staged, "standin", "bulk_cd_open_0cd", unconverged) is None
+    assert reusable_record(cfg, "standin", "bulk_cd_open_0cd", unconverged) is not None
+    for change in ({"n_images": 5}, {"fmax_ev_per_angstrom": 0.01}, {"spring_ev_per_angstrom2": 1}):
+        other = replace(cfg, neb=replace(cfg.neb, **change))
+        assert reusable_record(other, "standin", "bulk_cd_open_0cd", records) is None, change
+    # and the command agrees: the staged input runs nothing new
+    text = inp.read_text().replace("max_steps: 200", "max_steps: 900")
+    inp.write_text(text)
+    assert main(["barriers", str(inp), "-q"]) == 0
+    assert read_records(tmp_path / "out" / "records.jsonl") == records
+
+
+def test_the_shipped_converged_bands_stand_under_the_shipped_input():
+    """The records of ``studies/barriers/data`` made before the staged protocol keep standing
+    for the shipped input (so nothing computed is recomputed); its failed bands do not."""
+    from segsim.barriers.runner import reusable_record
+
+    cfg = load_barrier_config(POTENTIALS_DIR.parent / "studies" / "barriers" / "barriers.yaml")
+    records = read_records(cfg.output / "records.jsonl")
+    old = [r for r in records if r["settings"].get("pre_relax_fmax_ev_per_angstrom") is None]
+    assert any(r["band_converged"] for r in old)
+    assert any(not r["band_converged"] for r in old)
+    for r in old:
+        got = reusable_record(cfg, r["calculator"], r["path"], records)
+        if r["band_converged"]:
+            assert got is r
+        else:
+            assert got is None or got["settings"] == asdict(cfg.neb)
