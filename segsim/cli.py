@@ -442,9 +442,14 @@ def cmd_barriers(args: argparse.Namespace) -> int:
             from segsim.barriers.runner import run_checks
 
             for key, c in summarise_checks(run_checks(cfg, log=log)).items():
+                split = (
+                    "no FS yet"
+                    if c["e_split_ev"] is None
+                    else f"split {c['e_split_ev']:+.3f} (source {c['source_e_split_ev']:+.3f})"
+                )
                 print(
-                    f"{key}: E_fwd {c['e_forward_ev']:.3f} eV (source {c['source_e_forward_ev']:.3f}), "
-                    f"split {c['e_split_ev']:+.3f} (source {c['source_e_split_ev']:+.3f})"
+                    f"{key}: E_fwd {c['e_forward_ev']:.3f} eV "
+                    f"(source {c['source_e_forward_ev']:.3f}), {split}"
                 )
             return EXIT_OK
         if args.reactions:

@@ -89,6 +89,10 @@ KINETIC_PARAMETERS: tuple[str, ...] = (
     "attempt_frequency_per_s",
     "e_kra_pb_ev",
     "e_kra_cd_ev",
+    "de_kra_pb_1cd_ev",
+    "de_kra_pb_2cd_ev",
+    "de_kra_cd_1cd_ev",
+    "de_kra_cd_2cd_ev",
     "e_exp_pb_ev",
     "e_exp_cd_ev",
     "bep_alpha",
@@ -148,7 +152,11 @@ class KineticsParams:
     attempt_frequency_per_s
         Attempt frequency ``nu`` of every event (1/s).
     e_kra_pb_ev, e_kra_cd_ev
-        Kinetically resolved hop barriers of Pb and Cd into a neighbouring vacancy (eV).
+        Kinetically resolved hop barriers of Pb and Cd into a neighbouring vacancy (eV), with
+        no Cd on the two sites of the hop's axis next to the path.
+    de_kra_pb_1cd_ev, de_kra_pb_2cd_ev, de_kra_cd_1cd_ev, de_kra_cd_2cd_ev
+        Change of that KRA (eV) with 1 or 2 Cd on those sites (beyond the vacancy, behind the
+        cation; :mod:`segsim.kernels.kmc`); 0 = the KRA does not depend on the environment.
     e_exp_pb_ev, e_exp_cd_ev
         Expulsion barriers of Pb and Cd from the reference surface site (eV).
     bep_alpha
@@ -178,6 +186,10 @@ class KineticsParams:
     e_rec_ev: float
     bep_alpha_recession: float = 0.5
     delta_mu_csbr_ev: float = 0.0
+    de_kra_pb_1cd_ev: float = 0.0
+    de_kra_pb_2cd_ev: float = 0.0
+    de_kra_cd_1cd_ev: float = 0.0
+    de_kra_cd_2cd_ev: float = 0.0
     hop: bool = True
     expulsion: bool = True
     recession: bool = True
@@ -373,6 +385,10 @@ _KMC_SCHEMA: dict[str, dict[str, _Field]] = {
         "attempt_frequency_per_s": _Field(float, False, None, _positive, nullable=True),
         "e_kra_pb_ev": _Field(float, False, None, _non_negative, nullable=True),
         "e_kra_cd_ev": _Field(float, False, None, _non_negative, nullable=True),
+        "de_kra_pb_1cd_ev": _Field(float, False, None, nullable=True),
+        "de_kra_pb_2cd_ev": _Field(float, False, None, nullable=True),
+        "de_kra_cd_1cd_ev": _Field(float, False, None, nullable=True),
+        "de_kra_cd_2cd_ev": _Field(float, False, None, nullable=True),
         "e_exp_pb_ev": _Field(float, False, None, _non_negative, nullable=True),
         "e_exp_cd_ev": _Field(float, False, None, _non_negative, nullable=True),
         "bep_alpha": _Field(float, False, None, _unit_interval, nullable=True),
@@ -435,6 +451,8 @@ def _coerce(value: Any, ftype: type, source: str, key: str, item: Any = None) ->
     if ftype is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(source, key, f"must be a number (got {value!r})")
+        if not math.isfinite(value):  # inf and nan are bad input everywhere
+            raise ConfigError(source, key, f"must be a finite number (got {value!r})")
         return float(value)
     if ftype is int:
         if isinstance(value, bool) or not isinstance(value, int):

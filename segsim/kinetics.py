@@ -281,6 +281,10 @@ def parameter_vector(
     kp[_k.KP_NU] = params.attempt_frequency_per_s
     kp[_k.KP_EKRA + species.PB] = params.e_kra_pb_ev
     kp[_k.KP_EKRA + species.CD] = params.e_kra_cd_ev
+    kp[_k.KP_DKRA : _k.KP_DKRA + 4] = (
+        params.de_kra_pb_1cd_ev, params.de_kra_pb_2cd_ev,
+        params.de_kra_cd_1cd_ev, params.de_kra_cd_2cd_ev,
+    )  # fmt: skip
     kp[_k.KP_EEXP + species.PB] = params.e_exp_pb_ev
     kp[_k.KP_EEXP + species.CD] = params.e_exp_cd_ev
     kp[_k.KP_ALPHA] = params.bep_alpha

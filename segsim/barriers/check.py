@@ -47,6 +47,7 @@ def check_band(
     key_prefix: str,
     append: Callable[[dict[str, Any]], None],
     log: Callable[[str], None] | None = None,
+    images: tuple[str, ...] = IMAGES,
 ) -> None:
     """Evaluate the IS, CI and FS of one record's band with ``calc``; append one line each.
 
@@ -66,15 +67,17 @@ def check_band(
         Stores one line.
     log
         Progress lines.
+    images
+        Which of :data:`IMAGES` to evaluate, in this order.
     """
     say = log or (lambda _m: None)
-    images = read_band(band_folder / record["band_file"])
-    for image in IMAGES:
+    band = read_band(band_folder / record["band_file"])
+    for image in images:
         key = f"{key_prefix}|{image}"
         if key in done:
             continue
         i = _index(record, image)
-        atoms = images[i].copy()
+        atoms = band[i].copy()
         atoms.calc = calc
         t0 = time.perf_counter()
         with warnings.catch_warnings():
@@ -98,9 +101,9 @@ def check_band(
 def summarise_checks(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Return ``{"<check>|<source>|<path>": {barriers and reaction energies}}`` (eV).
 
-    For every band with all three images: ``e_forward_ev`` (``E(ci) - E(is)``) and
-    ``e_split_ev`` (``E(fs) - E(is)``) of the check calculator and of the source on the same
-    geometries, and their differences.
+    For every band with at least its IS and climbing image: ``e_forward_ev`` (``E(ci) -
+    E(is)``) and, with its FS, ``e_split_ev`` (``E(fs) - E(is)``; None without it) of the
+    check calculator and of the source on the same geometries, and their differences.
     """
     by: dict[str, dict[str, dict[str, Any]]] = {}
     for line in lines:
@@ -108,18 +111,19 @@ def summarise_checks(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         by.setdefault(prefix, {})[line["image"]] = line
     out = {}
     for prefix, imgs in sorted(by.items()):
-        if set(imgs) != set(IMAGES):
+        if not {"is", "ci"} <= set(imgs):
             continue
         e = {k: v["energy_ev"] for k, v in imgs.items()}
         s = {k: v["source_energy_ev"] for k, v in imgs.items()}
+        has_fs = "fs" in imgs
         out[prefix] = {
             "path": imgs["is"]["path"],
             "source": imgs["is"]["source"],
             "n_atoms": imgs["is"]["n_atoms"],
             "e_forward_ev": round(e["ci"] - e["is"], 4),
             "source_e_forward_ev": round(s["ci"] - s["is"], 4),
-            "e_split_ev": round(e["fs"] - e["is"], 4),
-            "source_e_split_ev": round(s["fs"] - s["is"], 4),
+            "e_split_ev": round(e["fs"] - e["is"], 4) if has_fs else None,
+            "source_e_split_ev": round(s["fs"] - s["is"], 4) if has_fs else None,
             "forward_difference_ev": round((e["ci"] - e["is"]) - (s["ci"] - s["is"]), 4),
         }
     return out

@@ -19,7 +19,8 @@ Input (YAML, one top-level key ``barriers``)::
         calculator: cp2k      # the check calculator's kind
         settings: {}          # its settings
         sources: [chgnet]     # whose bands are checked
-        paths: [bulk_pb_open_0cd, bulk_cd_open_0cd]   # IS, climbing image, FS of each
+        paths: [bulk_pb_open_0cd, bulk_cd_open_0cd]
+        images: [is, ci, fs]  # evaluated image by image over all bands (IS, CI first)
       table:                  # optional: what `segsim barriers --table` writes
         output: ../potentials/barriers.yaml   # relative to the input file's folder
         kmc:                  # KMC parameters that are no committee value of a path
@@ -75,7 +76,7 @@ _TOP_KEYS = (
     "calculators", "paths", "bulk_cells", "nc_edge", "vacuum_angstrom", "neb", "output", "table",
     "check", "tilt_degrees", "seed_bands_from",
 )  # fmt: skip
-_CHECK_KEYS = ("calculator", "settings", "sources", "paths")
+_CHECK_KEYS = ("calculator", "settings", "sources", "paths", "images")
 _TABLE_KEYS = ("output", "kmc", "include", "checks_from")
 
 
@@ -264,11 +265,17 @@ def _check_section(
             raise ConfigError(
                 src, f"barriers.check.paths[{i}]", f"not one of barriers.paths: {', '.join(paths)}"
             )
+    from segsim.barriers.check import IMAGES
+
+    images = raw.get("images") or list(IMAGES)
+    if not isinstance(images, list) or any(im not in IMAGES for im in images):
+        raise ConfigError(src, "barriers.check.images", f"must be a list of: {', '.join(IMAGES)}")
     return {
         "calculator": str(kind),
         "settings": settings,
         "sources": list(sources),
         "paths": list(cpaths),
+        "images": list(images),
     }
 
 
@@ -287,22 +294,25 @@ def run_checks(
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     store = cfg.output / "checks.jsonl"
     done = {r.get("key") for r in read_records(store)}
-    records = {(r["calculator"], r["path"]): r for r in read_records(cfg.output / "records.jsonl")}
+    records = read_records(cfg.output / "records.jsonl")
     kind = cfg.check["calculator"]
+    images = tuple(cfg.check["images"])
     calc = None
-    for source in cfg.check["sources"]:
-        for path in cfg.check["paths"]:
-            rec = records.get((source, path))
-            if rec is None:
-                say(f"check: no {source} band of {path} yet, skipped")
-                continue
-            prefix = f"{kind}|{source}|{path}"
-            if all(f"{prefix}|{im}" in done for im in ("is", "ci", "fs")):
-                continue
-            if calc is None:
-                calc, _ = make_calculator(kind, cfg.check["settings"])
-            check_band(rec, cfg.output, calc, done=done, key_prefix=prefix,
-                       append=lambda line: _append(store, line), log=say)  # fmt: skip
+    for image in images:  # image-major: the IS and CI of every band before any FS
+        for source in cfg.check["sources"]:
+            for path in cfg.check["paths"]:
+                rec = reusable_record(cfg, source, path, records)  # the band the table uses
+                if rec is None:
+                    say(f"check: no {source} band of {path} yet, skipped")
+                    continue
+                prefix = f"{kind}|{source}|{path}"
+                if f"{prefix}|{image}" in done:
+                    continue
+                if calc is None:
+                    calc, _ = make_calculator(kind, cfg.check["settings"])
+                check_band(rec, cfg.output, calc, done=done, key_prefix=prefix,
+                           append=lambda line: _append(store, line), log=say,
+                           images=(image,))  # fmt: skip
     return read_records(store)
 
 

@@ -13,8 +13,10 @@ vacancy moved, its Br vacancies not) is lower than the canonical one, the vacanc
 time there and the barrier from it is higher by ``E_IS - E_FS`` of the Cd-free path; the
 table adds ``delta_arrangement_ev = max(0, E_IS - E_FS)`` (0 Cd, same mechanism) to every
 KRA of that calculator and mechanism.  The KMC's ``E_KRA(M)`` is the committee mean over
-calculators of the lowest mechanism's Cd-free value; the values with 1 and 2 Cd test the
-KRA form's assumption that the environment enters only through ``dE / 2`` of the CE.
+calculators of the lowest mechanism's Cd-free value; the values with 1 and 2 Cd on the hop's
+axis give ``dE_KRA(M, n)``, the KRA's change the kernel adds for ``n`` Cd there (the
+difference per calculator, then the committee): the KRA form with ``dE / 2`` of the CE alone
+would need them to be 0.
 """
 
 from __future__ import annotations
@@ -171,6 +173,8 @@ def build_table(
             "members": members,
             "environment": env,
         }
+        for n in (1, 2):
+            kmc[f"de_kra_{mover}_{n}cd_ev"] = _environment_shift(paths, best[0], n)
     for key, choice in (kmc_choices or {}).items():
         kmc[key] = _plain(dict(choice))
     table = {
@@ -186,6 +190,49 @@ def build_table(
     if extra:
         table.update(_plain(dict(extra)))
     return table
+
+
+def _environment_shift(paths: Mapping[str, Any], zero: str, n: int) -> dict[str, Any]:
+    """Return the ``kmc`` entry of the KRA's change with ``n`` Cd on the hop's axis (eV).
+
+    Per calculator with converged bands of both the Cd-free path ``zero`` and its ``n``-Cd
+    twin, the difference of their ``e_kra_lattice_ev``; the committee of those differences is
+    the value (a calculator's systematic offset cancels in its own difference).  Without such
+    a pair the value is 0 (no environment dependence) and the entry says that it is not
+    computed.
+    """
+    name = zero.replace("_0cd", f"_{n}cd")
+    base = paths.get(zero, {}).get("calculators", {})
+    other = paths.get(name, {}).get("calculators", {})
+    diffs = {
+        calc: round(float(m["e_kra_lattice_ev"] - base[calc]["e_kra_lattice_ev"]), 4)
+        for calc, m in other.items()
+        if m.get("band_converged") and base.get(calc, {}).get("band_converged")
+    }
+    if not diffs:
+        return {
+            "value": 0.0,
+            "uncertainty_ev": None,
+            "uncertainty_note": "not computed: no converged band pair, so no shift is applied",
+            "computed": f"none: paths.{name} has no converged band beside one of paths.{zero}",
+            "members": {},
+        }
+    c = committee(list(diffs.values()))
+    return {
+        "value": c["mean"],
+        "uncertainty_ev": c["spread"] if c["n"] > 1 else None,
+        "uncertainty_note": (
+            f"half the range of {c['n']} calculators (committee spread)"
+            if c["n"] > 1
+            else "one calculator only: no committee, so no spread"
+        ),
+        "computed": (
+            f"paths.{name} - paths.{zero}: e_kra_lattice_ev difference per calculator "
+            f"({n} Cd on the hop's axis: beyond the vacancy"
+            + (" and behind the cation)" if n == 2 else ")")
+        ),
+        "members": diffs,
+    }
 
 
 def write_table(table: Mapping[str, Any], path: str | os.PathLike) -> Path:

@@ -19,7 +19,11 @@ slot    event            applies when
 
 Rates (``beta = 1/kT`` in 1/eV, ``nu`` in 1/s, energies in eV, ``dE`` from the CE kernels):
 
-* hop: ``nu exp(-beta Ea)``, ``Ea = max(E_KRA(M) + dE/2, dE, 0)`` (detailed balance exact);
+* hop: ``nu exp(-beta Ea)``, ``Ea = max(E_KRA(M, n) + dE/2, dE, 0)`` (detailed balance
+  exact), ``E_KRA(M, n) = E_KRA(M) + dE_KRA(M, n)`` with ``n`` (0, 1, 2) the Cd on the two
+  sites of the hop's axis next to the path: beyond the vacancy and behind the cation (the
+  positions of the computed 1- and 2-Cd bands, :mod:`segsim.barriers.paths`; the reverse hop
+  has the same two sites, so ``n`` and the KRA are the same both ways);
 * expulsion: ``nu exp(-beta Ea) (1 - theta**k)``,
   ``Ea = max(0, E_exp(M) + alpha (dE_rm - dE_rm_ref(M)))`` with ``dE_rm`` the energy change
   of ``M -> V`` at this site (``M -> X`` for a three-species CE);
@@ -47,7 +51,9 @@ Update rule (written out in :func:`_refresh_after`): an event changes the occupa
 phase) of its site(s).  The rates recomputed are the whole rows of the sites whose energy
 changes see a changed site (the nearest neighbours and the CE's cluster neighbourhood
 ``dep``), plus the one hop slot of every other cation neighbour of a vacancy among those
-sites (its partner's environment changed); a recession also recomputes the sites two
+sites (its partner's environment changed, and so may the Cd count on its axis: a changed
+site is either next to the cation, whose row is recomputed, or beyond the vacancy, a nearest
+neighbour of the changed site); a recession also recomputes the sites two
 nearest-neighbour steps away when the RP phase is on.  Only tree leaves whose site total
 changed are set, and their sums fixed once per event.  Energy changes come from an exact
 integer field of the singlet and pair clusters (:func:`segsim.engine.pair_field_tables`)
@@ -150,7 +156,8 @@ KP_REC_REF = 20  # V -> O energy change at the reference face site (eV; reported
 KP_ALPHA_REC = 21  # Bronsted-Evans-Polanyi share of dOmega in the recession barrier
 KP_MU_REC = 22  # mu_CsBr of the solution in the CE's energy reference (eV per CsBr unit)
 KP_REGROW_ON = 23  # 1.0: regrowth O -> V, the reverse of recession, is on
-N_KP = 24
+KP_DKRA = 24  # E_KRA shifts with 1, 2 Cd on the hop's axis: Pb at 24, 25; Cd at 26, 27 (eV)
+N_KP = 28
 
 
 @njit_inline
@@ -328,7 +335,12 @@ def _hop_rate(c, d, sp, occ, phase, nn, nbr, ce_index, weights, local_table, kp,
                            fld[1], fld[2], fld[3], fld[5])  # fmt: skip
     if rp_on:
         de += _rp_hop_term(occ, phase, nn, c, v, kp)
-    ea = max(kp[KP_EKRA + (0 if sp == _PB else 1)] + 0.5 * de, de, 0.0)
+    ispec = 0 if sp == _PB else 1
+    e_kra = kp[KP_EKRA + ispec]
+    n_cd = (occ[nn[v, d]] == _CD) + (occ[nn[c, d ^ 1]] == _CD)  # the hop's axis, both ends
+    if n_cd > 0:
+        e_kra += kp[KP_DKRA + 2 * ispec + n_cd - 1]
+    ea = max(e_kra + 0.5 * de, de, 0.0)
     return kp[KP_NU] * np.exp(-kp[KP_BETA] * ea)
 
 

@@ -12,7 +12,7 @@ from segsim.cli import main
 from segsim.config import load
 from segsim.io import hdf5
 from segsim.kernels.kmc import EVENT_TYPE_NAMES
-from tests.helpers import write_random_ce, write_yaml
+from tests.helpers import FLAT_KRA, write_random_ce, write_yaml
 
 FAST = {  # barriers low enough that a 3 nm NC sees every event type in a fraction of a second
     "attempt_frequency_per_s": 1e13,
@@ -21,6 +21,7 @@ FAST = {  # barriers low enough that a 3 nm NC sees every event type in a fracti
     "e_exp_pb_ev": 0.90,
     "e_exp_cd_ev": 0.62,
     "e_rec_ev": 0.68,
+    **FLAT_KRA,
 }
 
 
@@ -185,6 +186,7 @@ def _rp_input(ce_file):
             "e_exp_cd_ev": 0.80,
             "e_exp_pb_ev": 1.0,
             "e_rec_ev": 0.80,
+            **FLAT_KRA,
         },
         rp={"e_rp_a_ev": 0.88, "eps_rp_ev": 0.08, "eta_ev": 0.05},
         synthesis={"rp_probability": 1.0, "mc_sweeps": 50, "rp_width_fraction": 1.0},
@@ -241,6 +243,8 @@ def test_kmc_with_rp_synthesis_treatment_and_resume(tmp_path, ce_file):
         ("rp", {"zeta": 1.0}, "rp.zeta"),
         ("passivation", {"ligand": "nonsense"}, "passivation.ligand"),
         ("kinetics", {"e_kra_cd_ev": -1.0}, "kinetics.e_kra_cd_ev"),
+        ("kinetics", {"de_kra_cd_1cd_ev": float("nan")}, "kinetics.de_kra_cd_1cd_ev"),
+        ("kinetics", {"de_kra_pb_2cd_ev": "low"}, "kinetics.de_kra_pb_2cd_ev"),
         ("kinetics", {"hop": "yes"}, "kinetics.hop"),
         ("kinetics", {"bogus": 1.0}, "kinetics.bogus"),
         ("run", {"duration_days": 1.0}, "run.duration_days"),  # both units given

@@ -17,7 +17,7 @@ import pytest
 from segsim.cli import main
 from segsim.io import hdf5
 from segsim.reproduce import TABLE_COLUMNS, ReproduceOptions, make_tasks, reproduce
-from tests.helpers import write_random_ce, write_yaml
+from tests.helpers import FLAT_KRA, write_random_ce, write_yaml
 
 FAST = {  # small NCs lose Cd within hours with these barriers (tests only)
     "kinetics": {
@@ -26,6 +26,7 @@ FAST = {  # small NCs lose Cd within hours with these barriers (tests only)
         "e_exp_pb_ev": 1.20,
         "e_exp_cd_ev": 0.90,
         "e_rec_ev": 0.95,
+        **FLAT_KRA,
     },
     "rp": {"e_rp_a_ev": 1.0},
 }

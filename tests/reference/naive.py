@@ -320,7 +320,8 @@ def naive_event_rates(
     """Return every non-zero event ``(site, slot, rate in 1/s)`` in site-major order.
 
     Written straight from MODEL.md section 3.  ``p`` holds ``beta`` (1/eV), ``nu`` (1/s),
-    ``e_kra`` / ``e_exp`` / ``ref`` (dicts species code -> eV), ``alpha``, ``e_rec`` and
+    ``e_kra`` / ``e_exp`` / ``ref`` (dicts species code -> eV), optionally ``de_kra`` (dict
+    species code -> the KRA's change with 1 and 2 Cd on the hop's axis), ``alpha``, ``e_rec`` and
     optionally ``alpha_rec`` and ``mu_rec`` (eV per CsBr unit; with ``dOmega`` the change of the
     grand-canonical energy ``E - csbr_units * mu_rec`` from the V to the O state of a site, the
     recession barrier is ``max(e_rec + alpha_rec dOmega, dOmega, 0)`` and the regrowth barrier
@@ -353,7 +354,18 @@ def naive_event_rates(
                     after = occupations.copy()
                     after[j], after[site] = sp, VAC
                     de += rp_change(after, phase)
-                    ea = max(p["e_kra"][sp] + de / 2, de, 0.0)
+                    e_kra = p["e_kra"][sp]
+                    # Cd on the hop's axis: the site beyond the vacancy (one more step in the
+                    # hop's direction d) and the site behind the cation (whose step d is the
+                    # cation), found by search, not by the kernel's d ^ 1 pairing
+                    beyond = int(nn[j, d])
+                    behind = [int(u) for u in range(len(occupations)) if int(nn[u, d]) == site]
+                    n_cd = int(occupations[beyond] == CD) + sum(
+                        int(occupations[u] == CD) for u in behind
+                    )
+                    if n_cd:
+                        e_kra += p.get("de_kra", {}).get(sp, (0.0, 0.0))[n_cd - 1]
+                    ea = max(e_kra + de / 2, de, 0.0)
                     out.append((site, d, p["nu"] * math.exp(-p["beta"] * ea)))
             if p["expulsion"] and k > 0 and 1.0 - p["theta"] ** k > 0.0:
                 de_rm = flip_delta(occupations, site, VAC)

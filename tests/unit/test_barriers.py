@@ -226,6 +226,8 @@ def test_removal_reaction_energies_follow_their_definition(tmp_path, standin):
         ({"seed_bands_from": "mace"}, "barriers.seed_bands_from"),
         ({"tilt_degrees": [9.0, 9.5], "bulk_cells": 3}, "barriers.tilt_degrees"),
         ({"table": {"kmc": {"e_rec_ev": {"value": float("nan"), "source": "x"}}}}, "e_rec_ev"),
+        ({"check": {"calculator": "standin", "images": ["ts"]}}, "barriers.check.images"),
+        ({"neb": {"pre_relax_fmax_ev_per_angstrom": 0.01}}, "barriers.neb"),
     ],
 )
 def test_bad_barrier_inputs_are_one_line_errors(tmp_path, capsys, edit, key):
@@ -289,6 +291,7 @@ def test_kmc_barriers_equal_the_shipped_table():
     kin = yaml.safe_load(DEFAULT_KINETICS.read_text())["parameters"]
     cited = {k for k, v in kin.items() if isinstance(v, dict) and "table" in v}
     assert {"e_kra_pb_ev", "e_kra_cd_ev", "e_exp_pb_ev", "e_exp_cd_ev", "e_rec_ev"} <= cited
+    assert {f"de_kra_{m}_{n}cd_ev" for m in ("pb", "cd") for n in (1, 2)} <= cited
     params = kinetics.load_defaults()
     for key in cited:
         assert getattr(params, key) == table["kmc"][key]["value"], key
@@ -303,6 +306,15 @@ def test_kmc_barriers_equal_the_shipped_table():
     assert kp[K.KP_EEXP] == params.e_exp_pb_ev
     assert kp[K.KP_EEXP + 1] == params.e_exp_cd_ev
     assert kp[K.KP_EREC] == params.e_rec_ev
+    for i, key in enumerate(("pb_1cd", "pb_2cd", "cd_1cd", "cd_2cd")):
+        assert kp[K.KP_DKRA + i] == getattr(params, f"de_kra_{key}_ev")
+        entry = table["kmc"][f"de_kra_{key}_ev"]
+        if entry["members"]:  # computed: the committee of the per-calculator differences
+            assert entry["value"] == pytest.approx(
+                np.mean(list(entry["members"].values())), abs=1e-4
+            )
+        else:
+            assert entry["value"] == 0.0
 
 
 def test_kmc_hop_rate_in_pure_bulk_is_the_tables_barrier():
@@ -326,14 +338,24 @@ def test_kmc_hop_rate_in_pure_bulk_is_the_tables_barrier():
 
 def test_check_with_the_source_calculator_reproduces_the_band(tmp_path):
     """A check with the band's own calculator gives back the band's energies exactly."""
+    from segsim.barriers.check import summarise_checks
+
     inp = _write_input(
         tmp_path, paths=["bulk_pb_open_0cd"],
-        check={"calculator": "standin", "sources": ["standin"]},
+        check={"calculator": "standin", "sources": ["standin"], "images": ["is", "ci"]},
     )  # fmt: skip
     assert main(["barriers", str(inp), "-q"]) == 0
     assert main(["barriers", str(inp), "--check", "-q"]) == 0
-    from segsim.barriers.check import summarise_checks
-
+    # the IS and climbing image alone give the forward barrier, no split energy yet
+    lines = read_records(tmp_path / "out" / "checks.jsonl")
+    assert [x["image"] for x in lines] == ["is", "ci"]
+    (partial,) = summarise_checks(lines).values()
+    assert partial["e_split_ev"] is None
+    assert partial["e_forward_ev"] > 0
+    doc = yaml.safe_load(inp.read_text())
+    doc["barriers"]["check"]["images"] = ["is", "ci", "fs"]
+    inp.write_text(yaml.safe_dump(doc))
+    assert main(["barriers", str(inp), "--check", "-q"]) == 0  # only the FS is new
     lines = read_records(tmp_path / "out" / "checks.jsonl")
     assert sorted(x["image"] for x in lines) == ["ci", "fs", "is"]
     for x in lines:

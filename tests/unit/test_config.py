@@ -264,7 +264,7 @@ def test_kinetics_defaults_file_and_the_later_recession_share(tmp_path):
     assert older == shipped
     for bad in (0.1, float("-inf"), float("nan")):  # supersaturated CsBr; not finite
         doc["parameters"]["delta_mu_csbr_ev"] = bad
-        with pytest.raises(ConfigError, match=r"delta_mu_csbr_ev: must be finite and <= 0"):
+        with pytest.raises(ConfigError, match=r"delta_mu_csbr_ev: must be (a )?finite"):
             load_kinetics_defaults(write_yaml(tmp_path / "super.yaml", doc))
     del doc["parameters"]["delta_mu_csbr_ev"]
     doc["parameters"]["bep_alpha_recession"] = 1.5

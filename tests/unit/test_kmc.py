@@ -25,6 +25,11 @@ PARAMS = kinetics.KineticsParams(
     bep_alpha=0.5,
     e_rec_ev=0.32,
     bep_alpha_recession=0.4,  # on, so that the four-species recession term is tested
+    # distinct KRA shifts with 1 and 2 Cd on the hop's axis: a swapped index changes rates
+    de_kra_pb_1cd_ev=0.05,
+    de_kra_pb_2cd_ev=-0.04,
+    de_kra_cd_1cd_ev=-0.08,
+    de_kra_cd_2cd_ev=0.06,
 )
 
 
@@ -36,6 +41,10 @@ def _naive_params(params, temperature_k, theta, ref, synth, mu=0.0):
         "beta": beta_per_ev(temperature_k),
         "nu": params.attempt_frequency_per_s,
         "e_kra": {species.PB: params.e_kra_pb_ev, species.CD: params.e_kra_cd_ev},
+        "de_kra": {
+            species.PB: (params.de_kra_pb_1cd_ev, params.de_kra_pb_2cd_ev),
+            species.CD: (params.de_kra_cd_1cd_ev, params.de_kra_cd_2cd_ev),
+        },
         "e_exp": {species.PB: params.e_exp_pb_ev, species.CD: params.e_exp_cd_ev},
         "ref": {species.PB: ref[0], species.CD: ref[1]},
         "alpha": params.bep_alpha,
