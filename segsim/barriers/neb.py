@@ -188,6 +188,60 @@ def _seed_images(images: list[Atoms], seed: list[Atoms]) -> None:
         im.set_scaled_positions(src.get_scaled_positions(wrap=False))
 
 
+#: Optimizer steps between two progress lines of a band.
+PROGRESS_EVERY = 25
+
+
+def _attach_progress(opt: Any, band: Any, images: list[Atoms], say: Any, stage: str) -> None:
+    """Say every :data:`PROGRESS_EVERY` steps where the band stands (step, force, top image).
+
+    Reads the forces and energies the optimizer has just computed (no extra calculation).
+    """
+
+    def report() -> None:
+        energies = getattr(band, "energies", None)
+        if opt.nsteps == 0 or opt.nsteps % PROGRESS_EVERY or energies is None:
+            return
+        inner = np.asarray(energies[1:-1]) - energies[0]
+        say(
+            f"{stage}: step {opt.nsteps}, fmax {_last_fmax(band):.3f} eV/A, "
+            f"top image {inner.max():+.3f} eV, lowest {inner.min():+.3f} eV"
+        )
+
+    opt.attach(report, interval=1)
+
+
+def _watch_forces(band: Any) -> None:
+    """Make ``band`` remember the largest NEB force of its last force call (no extra work)."""
+    compute = band.get_forces
+
+    def get_forces() -> np.ndarray:
+        forces = compute()
+        band.segsim_fmax = _fmax(forces)
+        return forces
+
+    band.get_forces = get_forces
+
+
+def _last_fmax(band: Any) -> float:
+    return float(getattr(band, "segsim_fmax", float("nan")))
+
+
+def _freeze_end_points(images: list[Atoms]) -> None:
+    """Give the relaxed end points their energy and forces as fixed results.
+
+    ASE's NEB asks the end points for their energy at every step; with one calculator shared
+    by all images that is two extra evaluations per step (the calculator last saw another
+    image).  The end points do not move, so their relaxed results are exact.
+    """
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    for im in (images[0], images[-1]):
+        energy = float(im.get_potential_energy())
+        forces = im.get_forces(apply_constraint=False)
+        im.calc = SinglePointCalculator(im, energy=energy, forces=forces)
+
+
 def _band_energies(images: list[Atoms]) -> np.ndarray:
     return np.array([float(im.get_potential_energy()) for im in images])
 
@@ -251,6 +305,7 @@ def run_path(
         images.append(im)
     images.append(final)
     final.calc = calc
+    _freeze_end_points(images)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         band = NEB(
@@ -264,6 +319,7 @@ def run_path(
             band.interpolate(method="idpp", mic=bool(initial.pbc.all()))
         else:
             _seed_images(images, seed_band)
+        _watch_forces(band)
         extra = (
             {} if settings.max_step_angstrom is None else {"maxstep": settings.max_step_angstrom}
         )
@@ -271,11 +327,13 @@ def run_path(
         if settings.pre_relax_fmax_ev_per_angstrom is not None and settings.climb:
             band.climb = False  # stage 1: a relaxed band without the climbing image
             opt = _optimizer(settings.optimizer)(band, logfile=None, **extra)
+            _attach_progress(opt, band, images, say, "relaxing")
             opt.run(fmax=settings.pre_relax_fmax_ev_per_angstrom, steps=settings.max_steps)
             n_steps = int(opt.nsteps)
             say(f"band relaxed without climbing in {n_steps} steps")
             band.climb = True
         opt = _optimizer(settings.optimizer)(band, logfile=None, **extra)
+        _attach_progress(opt, band, images, say, "climbing" if settings.climb else "relaxing")
         converged = bool(
             opt.run(fmax=settings.fmax_ev_per_angstrom, steps=max(settings.max_steps - n_steps, 1))
         )
