@@ -20,7 +20,7 @@ Input (YAML, one top-level key ``barriers``)::
         settings: {}          # its settings
         sources: [chgnet]     # whose bands are checked
         paths: [bulk_pb_open_0cd, bulk_cd_open_0cd]
-        images: [is, ci, fs]  # evaluated image by image over all bands (IS, CI first)
+        images: [is, ci, fs]  # which images of each band, in this order
       table:                  # optional: what `segsim barriers --table` writes
         output: ../potentials/barriers.yaml   # relative to the input file's folder
         kmc:                  # KMC parameters that are no committee value of a path
@@ -298,21 +298,20 @@ def run_checks(
     kind = cfg.check["calculator"]
     images = tuple(cfg.check["images"])
     calc = None
-    for image in images:  # image-major: the IS and CI of every band before any FS
-        for source in cfg.check["sources"]:
-            for path in cfg.check["paths"]:
-                rec = reusable_record(cfg, source, path, records)  # the band the table uses
-                if rec is None:
-                    say(f"check: no {source} band of {path} yet, skipped")
-                    continue
-                prefix = f"{kind}|{source}|{path}"
-                if f"{prefix}|{image}" in done:
-                    continue
-                if calc is None:
-                    calc, _ = make_calculator(kind, cfg.check["settings"])
-                check_band(rec, cfg.output, calc, done=done, key_prefix=prefix,
-                           append=lambda line: _append(store, line), log=say,
-                           images=(image,))  # fmt: skip
+    for source in cfg.check["sources"]:  # band by band: CP2K restarts from the last image
+        for path in cfg.check["paths"]:
+            rec = reusable_record(cfg, source, path, records)  # the band the table uses
+            if rec is None:
+                say(f"check: no {source} band of {path} yet, skipped")
+                continue
+            prefix = f"{kind}|{source}|{path}"
+            if all(f"{prefix}|{im}" in done for im in images):
+                continue
+            if calc is None:
+                calc, _ = make_calculator(kind, cfg.check["settings"])
+            check_band(rec, cfg.output, calc, done=done, key_prefix=prefix,
+                       append=lambda line: _append(store, line), log=say,
+                       images=images)  # fmt: skip
     return read_records(store)
 
 
