@@ -34,7 +34,7 @@ class NEBSettings:
     max_steps
         Optimizer steps of the band.
     optimizer
-        ``"FIRE"`` or ``"BFGS"`` (ASE; the band and the end points).
+        ``"FIRE"``, ``"BFGS"`` or ``"MDMin"`` (ASE; the band and the end points).
     climb
         Climbing image (the highest image climbs to the saddle).
     spring_ev_per_angstrom2
@@ -53,11 +53,15 @@ class NEBSettings:
     max_step_angstrom
         Largest displacement of an atom per optimizer step of the band (ASE ``maxstep``;
         None = ASE's default, 0.2 Angstrom).
+    abort_above_ev
+        Stop the band when an image rises this far above the IS (eV; None = never): a band
+        whose atoms start to collide is stopped early and marked ``band_aborted`` instead of
+        running its remaining steps.
 
     Notes
     -----
-    The two staged-protocol fields are left out of a record's key while they are None, so the
-    records made before they existed keep their keys.
+    The staged-protocol fields and ``abort_above_ev`` are left out of a record's key while
+    they are None, so the records made before they existed keep their keys.
     """
 
     n_images: int = 5
@@ -70,18 +74,19 @@ class NEBSettings:
     relax_max_steps: int = 500
     pre_relax_fmax_ev_per_angstrom: float | None = None
     max_step_angstrom: float | None = None
+    abort_above_ev: float | None = None
 
     def __post_init__(self) -> None:
         if self.n_images < 1:
             raise ValueError(f"n_images must be >= 1, got {self.n_images}")
-        if self.optimizer not in ("FIRE", "BFGS"):
-            raise ValueError(f"optimizer must be FIRE or BFGS, got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         for name in ("fmax_ev_per_angstrom", "spring_ev_per_angstrom2",
                      "relax_fmax_ev_per_angstrom"):  # fmt: skip
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite positive number, got {value}")
-        for name in ("pre_relax_fmax_ev_per_angstrom", "max_step_angstrom"):
+        for name in ("pre_relax_fmax_ev_per_angstrom", "max_step_angstrom", "abort_above_ev"):
             value = getattr(self, name)
             if value is not None and not (
                 isinstance(value, (int, float)) and np.isfinite(value) and value > 0
@@ -96,10 +101,14 @@ class NEBSettings:
             raise ValueError("max_steps must be >= 1 and relax_max_steps >= 0")
 
 
+#: Optimizers of the band and the end points (ASE).
+OPTIMIZERS = ("FIRE", "BFGS", "MDMin")
+
+
 def _optimizer(name: str) -> Any:
     from ase import optimize
 
-    return {"FIRE": optimize.FIRE, "BFGS": optimize.BFGS}[name]
+    return {"FIRE": optimize.FIRE, "BFGS": optimize.BFGS, "MDMin": optimize.MDMin}[name]
 
 
 def _fmax(forces: np.ndarray) -> float:
@@ -192,15 +201,28 @@ def _seed_images(images: list[Atoms], seed: list[Atoms]) -> None:
 PROGRESS_EVERY = 25
 
 
-def _attach_progress(opt: Any, band: Any, images: list[Atoms], say: Any, stage: str) -> None:
-    """Say every :data:`PROGRESS_EVERY` steps where the band stands (step, force, top image).
+class BandDiverged(RuntimeError):
+    """An image of the band rose above ``NEBSettings.abort_above_ev``."""
 
-    Reads the forces and energies the optimizer has just computed (no extra calculation).
+
+def _attach_progress(
+    opt: Any, band: Any, images: list[Atoms], say: Any, stage: str, abort_above_ev: float | None
+) -> None:
+    """Report the band's progress and stop it when it diverges.
+
+    Every :data:`PROGRESS_EVERY` steps a line (step, force, top and lowest image); at any
+    step :class:`BandDiverged` when an image rises ``abort_above_ev`` above the IS.  Reads the forces and energies the optimizer has just computed (no extra calculation).
     """
 
     def report() -> None:
         energies = getattr(band, "energies", None)
-        if opt.nsteps == 0 or opt.nsteps % PROGRESS_EVERY or energies is None:
+        if energies is None:
+            return
+        top = float(np.max(energies[1:-1]) - energies[0])
+        if abort_above_ev is not None and top > abort_above_ev:
+            say(f"{stage}: step {opt.nsteps}, top image {top:+.3f} eV: band stopped (diverged)")
+            raise BandDiverged(f"top image {top:.3f} eV above the IS")
+        if opt.nsteps == 0 or opt.nsteps % PROGRESS_EVERY:
             return
         inner = np.asarray(energies[1:-1]) - energies[0]
         say(
@@ -324,19 +346,29 @@ def run_path(
             {} if settings.max_step_angstrom is None else {"maxstep": settings.max_step_angstrom}
         )
         n_steps = 0
-        if settings.pre_relax_fmax_ev_per_angstrom is not None and settings.climb:
-            band.climb = False  # stage 1: a relaxed band without the climbing image
+        relaxed_band = None
+        converged = aborted = False
+        abort = settings.abort_above_ev
+        try:
+            if settings.pre_relax_fmax_ev_per_angstrom is not None and settings.climb:
+                band.climb = False  # stage 1: a relaxed band without the climbing image
+                opt = _optimizer(settings.optimizer)(band, logfile=None, **extra)
+                _attach_progress(opt, band, images, say, "relaxing", abort)
+                opt.run(fmax=settings.pre_relax_fmax_ev_per_angstrom, steps=settings.max_steps)
+                n_steps = int(opt.nsteps)
+                relaxed_band = [float(e) for e in band.energies]
+                say(f"band relaxed without climbing in {n_steps} steps")
+                band.climb = True
             opt = _optimizer(settings.optimizer)(band, logfile=None, **extra)
-            _attach_progress(opt, band, images, say, "relaxing")
-            opt.run(fmax=settings.pre_relax_fmax_ev_per_angstrom, steps=settings.max_steps)
-            n_steps = int(opt.nsteps)
-            say(f"band relaxed without climbing in {n_steps} steps")
-            band.climb = True
-        opt = _optimizer(settings.optimizer)(band, logfile=None, **extra)
-        _attach_progress(opt, band, images, say, "climbing" if settings.climb else "relaxing")
-        converged = bool(
-            opt.run(fmax=settings.fmax_ev_per_angstrom, steps=max(settings.max_steps - n_steps, 1))
-        )
+            _attach_progress(opt, band, images, say, "climbing" if settings.climb else "relaxing",
+                             abort)  # fmt: skip
+            converged = bool(
+                opt.run(
+                    fmax=settings.fmax_ev_per_angstrom, steps=max(settings.max_steps - n_steps, 1)
+                )
+            )
+        except BandDiverged:
+            aborted = True
         n_steps += int(opt.nsteps)
     band_fmax = float(np.sqrt((band.get_forces() ** 2).sum(axis=1)).max())
     energies = _band_energies(images)
@@ -369,6 +401,8 @@ def run_path(
         "band_energies_ev": [float(e) for e in energies],
         "climbing_image": i_top,
         "band_converged": converged,
+        "band_aborted": aborted,
+        "relaxed_band_energies_ev": relaxed_band,
         "band_steps": n_steps,
         "band_fmax_ev_per_angstrom": band_fmax,
         "mover_displacement_at_saddle_angstrom": float(disp),

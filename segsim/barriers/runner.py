@@ -489,7 +489,10 @@ def record_key(kind: str, settings: dict[str, Any], path: str, cfg: BarrierConfi
 
 # How a band is driven to its saddle, not which saddle: a converged band made with other values
 # of these is reused (NEBSettings fields; the staged ones are left out of keys while None).
-_PROTOCOL_FIELDS = ("optimizer", "max_steps", "pre_relax_fmax_ev_per_angstrom", "max_step_angstrom")
+_PROTOCOL_FIELDS = (
+    "optimizer", "max_steps", "pre_relax_fmax_ev_per_angstrom", "max_step_angstrom",
+    "abort_above_ev",
+)  # fmt: skip
 
 
 def reusable_record(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -429,12 +428,29 @@ def test_staged_band_reaches_the_same_saddle_and_refuses_a_looser_pre_relaxation
     # the climbing image sits at the top of the band, not a relaxed-band image beside it
     energies = np.array(second["band_energies_ev"])
     assert energies[second["climbing_image"]] == energies.max()
+    # the relaxed band before the climb is kept (its ends are the relaxed end points)
+    relaxed = np.array(second["relaxed_band_energies_ev"])
+    assert relaxed.shape == energies.shape
+    assert relaxed[0] == energies[0]
+    assert relaxed[-1] == energies[-1]
+    assert first["relaxed_band_energies_ev"] is None
+    assert not second["band_aborted"]
+    # a band whose image rises above abort_above_ev is stopped and marked, not run to the end
+    guarded = NEBSettings(n_images=3, fmax_ev_per_angstrom=0.02, max_steps=400,
+                          abort_above_ev=0.5 * second["e_forward_ev"])  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stopped, _ = run_path(ends, standin, guarded)
+    assert stopped["band_aborted"]
+    assert not stopped["band_converged"]
+    assert stopped["band_steps"] < 20
     for bad in (
         {"pre_relax_fmax_ev_per_angstrom": 0.01},  # looser than fmax is required
         {"max_step_angstrom": float("nan")},
         {"max_step_angstrom": -0.1},
+        {"abort_above_ev": float("inf")},
     ):
-        with pytest.raises(ValueError, match=r"pre_relax|max_step"):
+        with pytest.raises(ValueError, match=r"pre_relax|max_step|abort_above"):
             NEBSettings(fmax_ev_per_angstrom=0.02, **bad)
 
 
@@ -487,4 +503,4 @@ def test_the_shipped_converged_bands_stand_under_the_shipped_input():
         if r["band_converged"]:
             assert got is r
         else:
-            assert got is None or got["settings"] == asdict(cfg.neb)
+            assert got is None or NEBSettings(**got["settings"]) == cfg.neb
