@@ -337,7 +337,11 @@ def _hop_rate(c, d, sp, occ, phase, nn, nbr, ce_index, weights, local_table, kp,
         de += _rp_hop_term(occ, phase, nn, c, v, kp)
     ispec = 0 if sp == _PB else 1
     e_kra = kp[KP_EKRA + ispec]
-    n_cd = (occ[nn[v, d]] == _CD) + (occ[nn[c, d ^ 1]] == _CD)  # the hop's axis, both ends
+    n_cd = 0  # Cd on the hop's axis, both ends (counted, not summed: numpy bools add as OR)
+    if occ[nn[v, d]] == _CD:
+        n_cd += 1
+    if occ[nn[c, d ^ 1]] == _CD:
+        n_cd += 1
     if n_cd > 0:
         e_kra += kp[KP_DKRA + 2 * ispec + n_cd - 1]
     ea = max(e_kra + 0.5 * de, de, 0.0)
