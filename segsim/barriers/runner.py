@@ -27,6 +27,7 @@ Input (YAML, one top-level key ``barriers``)::
           e_exp_cd_ev: {value: 0.98, source: "..."}
         include: [reactions.yaml]             # YAML files whose sections are copied
         checks_from: [barriers_pbe_cell2.yaml]  # other inputs whose checks are summarised
+        records_from: [barriers_tilted.yaml]    # other inputs whose barriers are shown
 
 Every finished path is one JSON line of ``<output>/records.jsonl`` (written whole, flushed
 and fsynced, so a stopped run loses at most the path in progress) and its band, IS to FS, is
@@ -77,7 +78,7 @@ _TOP_KEYS = (
     "check", "tilt_degrees", "seed_bands_from",
 )  # fmt: skip
 _CHECK_KEYS = ("calculator", "settings", "sources", "paths", "images")
-_TABLE_KEYS = ("output", "kmc", "include", "checks_from")
+_TABLE_KEYS = ("output", "kmc", "include", "checks_from", "records_from")
 
 
 @dataclass(frozen=True)
@@ -317,7 +318,7 @@ def run_checks(
 
 def _table_section(src: str, raw: Any, base: Path) -> dict[str, Any]:
     if raw is None:
-        return {"output": None, "kmc": {}, "include": [], "checks_from": []}
+        return {"output": None, "kmc": {}, "include": [], "checks_from": [], "records_from": []}
     _check_keys(src, "barriers.table", raw, _TABLE_KEYS)
     out = raw.get("output")
     if out is not None and (not isinstance(out, str) or not out):
@@ -343,6 +344,7 @@ def _table_section(src: str, raw: Any, base: Path) -> dict[str, Any]:
         "kmc": kmc,
         "include": [(base / x).resolve() for x in inc],
         "checks_from": [(base / x).resolve() for x in _names(src, "checks_from", raw)],
+        "records_from": [(base / x).resolve() for x in _names(src, "records_from", raw)],
     }
 
 
@@ -421,6 +423,32 @@ def _checks_section(cfg: BarrierConfig) -> dict[str, Any]:
     return out
 
 
+def _other_inputs_section(cfg: BarrierConfig) -> dict[str, Any]:
+    """Return the barriers of the inputs in ``table.records_from`` (per path, calculator)."""
+    from segsim.barriers.table import committee, lattice_barriers
+
+    out: dict[str, Any] = {}
+    for other in cfg.table["records_from"]:
+        c = load_barrier_config(other)
+        records = read_records(c.output / "records.jsonl")
+        if not records:
+            continue
+        paths = {}
+        for name, members in lattice_barriers(records).items():
+            values = [m["e_kra_lattice_ev"] for m in members.values() if m.get("band_converged")]
+            paths[name] = {
+                "calculators": members,
+                "committee_e_kra_lattice_ev": committee(values) if values else None,
+            }
+        out[Path(c.source).name] = {
+            "bulk_cells": c.bulk_cells,
+            "tilt_degrees": list(c.tilt_degrees) if c.tilt_degrees else None,
+            "neb": asdict(c.neb),
+            "paths": paths,
+        }
+    return out
+
+
 def write_barrier_table(cfg: BarrierConfig, command: str) -> Path:
     """Write the table of ``cfg.table`` from the records (computes nothing).
 
@@ -462,6 +490,15 @@ def write_barrier_table(cfg: BarrierConfig, command: str) -> Path:
                 "image, FS); e_forward = E(ci) - E(is) (segsim/barriers/check.py)"
             ),
             "by_input": checks,
+        }
+    others = _other_inputs_section(cfg)
+    if others:
+        extra["other_inputs"] = {
+            "definition": (
+                "barriers of other inputs (other cells, tilts, protocols): shown with their "
+                "provenance, not used by the KMC unless a kmc entry says so"
+            ),
+            "by_input": others,
         }
     for inc in cfg.table["include"]:
         doc = read_yaml(inc)

@@ -504,3 +504,27 @@ def test_the_shipped_converged_bands_stand_under_the_shipped_input():
             assert got is r
         else:
             assert got is None or NEBSettings(**got["settings"]) == cfg.neb
+
+
+def test_table_shows_the_barriers_of_other_inputs(tmp_path):
+    """``table.records_from``: another input's bands (e.g. tilted cells) appear in the table
+    with their settings, and the KMC values stay this input's."""
+    other = tmp_path / "other"
+    other.mkdir()
+    o_inp = _write_input(other, paths=["bulk_cd_open_0cd"])
+    assert main(["barriers", str(o_inp), "-q"]) == 0
+    inp = _write_input(tmp_path, paths=["bulk_cd_open_0cd"], neb={"n_images": 3, "max_steps": 200,
+                       "fmax_ev_per_angstrom": 0.05, "spring_ev_per_angstrom2": 0.2})  # fmt: skip
+    doc = yaml.safe_load(inp.read_text())
+    doc["barriers"]["table"]["records_from"] = ["other/barriers_input.yaml"]
+    inp.write_text(yaml.safe_dump(doc))
+    assert main(["barriers", str(inp), "-q"]) == 0
+    assert main(["barriers", str(inp), "--table"]) == 0
+    table = yaml.safe_load((tmp_path / "barriers.yaml").read_text())
+    (shown,) = table["other_inputs"]["by_input"].values()
+    (o_rec,) = read_records(other / "out" / "records.jsonl")
+    entry = shown["paths"]["bulk_cd_open_0cd"]
+    assert entry["calculators"]["standin"]["e_kra_ev"] == pytest.approx(o_rec["e_kra_ev"], abs=1e-6)
+    assert shown["neb"]["spring_ev_per_angstrom2"] == 0.1
+    (rec,) = read_records(tmp_path / "out" / "records.jsonl")
+    assert table["kmc"]["e_kra_cd_ev"]["value"] == pytest.approx(rec["e_kra_ev"], abs=1e-3)
