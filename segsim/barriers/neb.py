@@ -211,7 +211,8 @@ def _attach_progress(
     """Report the band's progress and stop it when it diverges.
 
     Every :data:`PROGRESS_EVERY` steps a line (step, force, top and lowest image); at any
-    step :class:`BandDiverged` when an image rises ``abort_above_ev`` above the IS.  Reads the forces and energies the optimizer has just computed (no extra calculation).
+    step :class:`BandDiverged` when an image rises ``abort_above_ev`` above the IS.  Reads the
+    forces and energies the optimizer has just computed (no extra calculation).
     """
 
     def report() -> None:
@@ -370,7 +371,7 @@ def run_path(
         except BandDiverged:
             aborted = True
         n_steps += int(opt.nsteps)
-    band_fmax = float(np.sqrt((band.get_forces() ** 2).sum(axis=1)).max())
+    band_fmax = _fmax(band.get_forces())
     energies = _band_energies(images)
     i_top = int(np.argmax(energies[1:-1])) + 1
     e_is, e_fs, e_can = r_is["energy_ev"], r_fs["energy_ev"], r_can["energy_ev"]

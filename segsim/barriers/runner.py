@@ -13,7 +13,8 @@ Input (YAML, one top-level key ``barriers``)::
       tilt_degrees: null      # or [antiphase, inphase]: a-a-c+ tilted bulk (even bulk_cells)
       seed_bands_from: null   # or a calculator: start each band from its finished band
       neb: {n_images: 5, fmax_ev_per_angstrom: 0.05, max_steps: 400, optimizer: FIRE,
-            pre_relax_fmax_ev_per_angstrom: null, max_step_angstrom: null}  # staged: 0.1, 0.1
+            pre_relax_fmax_ev_per_angstrom: null, max_step_angstrom: null,
+            abort_above_ev: null}  # the shipped inputs: 0.05, 0.05, 5.0 (staged, guarded)
       output: barriers        # folder, relative to the input file's folder
       check:                  # optional: `segsim barriers --check` re-evaluates bands
         calculator: cp2k      # the check calculator's kind
@@ -425,7 +426,7 @@ def _checks_section(cfg: BarrierConfig) -> dict[str, Any]:
 
 def _other_inputs_section(cfg: BarrierConfig) -> dict[str, Any]:
     """Return the barriers of the inputs in ``table.records_from`` (per path, calculator)."""
-    from segsim.barriers.table import committee, lattice_barriers
+    from segsim.barriers.table import path_committees
 
     out: dict[str, Any] = {}
     for other in cfg.table["records_from"]:
@@ -433,18 +434,11 @@ def _other_inputs_section(cfg: BarrierConfig) -> dict[str, Any]:
         records = read_records(c.output / "records.jsonl")
         if not records:
             continue
-        paths = {}
-        for name, members in lattice_barriers(records).items():
-            values = [m["e_kra_lattice_ev"] for m in members.values() if m.get("band_converged")]
-            paths[name] = {
-                "calculators": members,
-                "committee_e_kra_lattice_ev": committee(values) if values else None,
-            }
         out[Path(c.source).name] = {
             "bulk_cells": c.bulk_cells,
             "tilt_degrees": list(c.tilt_degrees) if c.tilt_degrees else None,
             "neb": asdict(c.neb),
-            "paths": paths,
+            "paths": path_committees(records),
         }
     return out
 

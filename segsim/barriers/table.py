@@ -101,6 +101,25 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def path_committees(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Return ``{path: {"calculators": ..., "committee_e_kra_lattice_ev": ...}}``.
+
+    Per path (bulk first, then by name) every calculator's :func:`lattice_barriers` entry and
+    the committee of the converged ones (None without one).
+    """
+    per_path = lattice_barriers(records)
+    paths: dict[str, Any] = {}
+    for name in sorted(per_path, key=lambda p: (parse_path_name(p).location, p)):
+        members = per_path[name]
+        values = [m["e_kra_lattice_ev"] for m in members.values() if m.get("band_converged")]
+        paths[name] = {
+            "calculators": members,
+            # only converged bands vote: an unconverged band's top image is no saddle
+            "committee_e_kra_lattice_ev": committee(values) if values else None,
+        }
+    return paths
+
+
 def build_table(
     records: Sequence[Mapping[str, Any]],
     *,
@@ -127,16 +146,7 @@ def build_table(
     lowest bulk mechanism's Cd-free ``e_kra_lattice_ev``, with its spread (None for a single
     calculator: no committee, no uncertainty), each member's value and the path.
     """
-    per_path = lattice_barriers(records)
-    paths: dict[str, Any] = {}
-    for name in sorted(per_path, key=lambda p: (parse_path_name(p).location, p)):
-        members = per_path[name]
-        values = [m["e_kra_lattice_ev"] for m in members.values() if m.get("band_converged")]
-        paths[name] = {
-            "calculators": members,
-            # only converged bands vote: an unconverged band's top image is no saddle
-            "committee_e_kra_lattice_ev": committee(values) if values else None,
-        }
+    paths = path_committees(records)
     provenance = {}
     for r in records:
         provenance[str(r["calculator"])] = _plain(r.get("provenance", {}))
