@@ -5,7 +5,10 @@ re-evaluated at its initial state (``is``), climbing image (``ci``) and final st
 with the check calculator, on exactly the same geometries.  The check's barrier
 ``E(ci) - E(is)`` against the source's then measures the source calculator's error at those
 geometries (not the error of its geometries, which would need a band relaxed with the check
-calculator).  One JSON line per (check calculator, source, path, image) in
+calculator).  Each line also keeps the check calculator's largest atomic force at that
+geometry (``fmax_ev_per_angstrom``; free with CP2K, which returns forces with the energy):
+near zero at the end points when the source's minima are the check calculator's minima too.
+One JSON line per (check calculator, source, path, image) in
 ``<output>/checks.jsonl``; a rerun skips the ones already there, so a long CP2K series can be
 stopped and resumed.
 """
@@ -18,6 +21,8 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 __all__ = ["IMAGES", "check_band", "read_band", "summarise_checks"]
 
@@ -83,6 +88,9 @@ def check_band(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             energy = float(atoms.get_potential_energy())
+            forces = np.asarray(atoms.get_forces(), dtype=float)
+        if not np.isfinite(energy) or not np.all(np.isfinite(forces)):
+            raise ValueError(f"{key}: the check calculator returned a non-finite energy or force")
         line = {
             "key": key,
             "path": record["path"],
@@ -92,10 +100,14 @@ def check_band(
             "n_atoms": len(atoms),
             "energy_ev": energy,
             "source_energy_ev": float(record["band_energies_ev"][i]),
+            "fmax_ev_per_angstrom": float(np.sqrt((forces**2).sum(axis=1)).max()),
             "seconds": time.perf_counter() - t0,
         }
         append(line)
-        say(f"{key}: {energy:.4f} eV ({line['seconds']:.0f} s)")
+        say(
+            f"{key}: {energy:.4f} eV, fmax {line['fmax_ev_per_angstrom']:.3f} eV/A "
+            f"({line['seconds']:.0f} s)"
+        )
 
 
 def summarise_checks(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -103,7 +115,9 @@ def summarise_checks(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
     For every band with at least its IS and climbing image: ``e_forward_ev`` (``E(ci) -
     E(is)``) and, with its FS, ``e_split_ev`` (``E(fs) - E(is)``; None without it) of the
-    check calculator and of the source on the same geometries, and their differences.
+    check calculator and of the source on the same geometries, and their differences; and
+    ``fmax_ev_per_angstrom``, the check calculator's largest force per image (``{"is": ...}``;
+    lines written before forces were kept have none).
     """
     by: dict[str, dict[str, dict[str, Any]]] = {}
     for line in lines:
@@ -126,4 +140,11 @@ def summarise_checks(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "source_e_split_ev": round(s["fs"] - s["is"], 4) if has_fs else None,
             "forward_difference_ev": round((e["ci"] - e["is"]) - (s["ci"] - s["is"]), 4),
         }
+        fmax = {
+            k: round(v["fmax_ev_per_angstrom"], 4)
+            for k, v in imgs.items()
+            if "fmax_ev_per_angstrom" in v
+        }
+        if fmax:
+            out[prefix]["fmax_ev_per_angstrom"] = fmax
     return out

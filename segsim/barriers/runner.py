@@ -29,6 +29,9 @@ Input (YAML, one top-level key ``barriers``)::
         include: [reactions.yaml]             # YAML files whose sections are copied
         checks_from: [barriers_pbe_cell2.yaml]  # other inputs whose checks are summarised
         records_from: [barriers_tilted.yaml]    # other inputs whose barriers are shown
+        physical_geometry:    # optional: the input whose barriers are the physical ones
+          input: barriers_tilted.yaml           # when the KMC keeps this input's (a
+          why: "..."                            # difference per entry, and why)
 
 Every finished path is one JSON line of ``<output>/records.jsonl`` (written whole, flushed
 and fsynced, so a stopped run loses at most the path in progress) and its band, IS to FS, is
@@ -79,7 +82,9 @@ _TOP_KEYS = (
     "check", "tilt_degrees", "seed_bands_from",
 )  # fmt: skip
 _CHECK_KEYS = ("calculator", "settings", "sources", "paths", "images")
-_TABLE_KEYS = ("output", "kmc", "include", "checks_from", "records_from")
+_TABLE_KEYS = (
+    "output", "kmc", "include", "checks_from", "records_from", "physical_geometry",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -319,7 +324,8 @@ def run_checks(
 
 def _table_section(src: str, raw: Any, base: Path) -> dict[str, Any]:
     if raw is None:
-        return {"output": None, "kmc": {}, "include": [], "checks_from": [], "records_from": []}
+        return {"output": None, "kmc": {}, "include": [], "checks_from": [], "records_from": [],
+                "physical_geometry": None}  # fmt: skip
     _check_keys(src, "barriers.table", raw, _TABLE_KEYS)
     out = raw.get("output")
     if out is not None and (not isinstance(out, str) or not out):
@@ -340,7 +346,18 @@ def _table_section(src: str, raw: Any, base: Path) -> dict[str, Any]:
     inc = raw.get("include") or []
     if not isinstance(inc, list) or not all(isinstance(x, str) for x in inc):
         raise ConfigError(src, "barriers.table.include", "must be a list of YAML file names")
+    phys = raw.get("physical_geometry")
+    if phys is not None:
+        key = "barriers.table.physical_geometry"
+        if not isinstance(phys, dict) or set(phys) != {"input", "why"}:
+            raise ConfigError(src, key, "must be a mapping with exactly `input` and `why`")
+        if not isinstance(phys["input"], str) or not phys["input"]:
+            raise ConfigError(src, f"{key}.input", "must be a barriers input file name")
+        if not isinstance(phys["why"], str) or not phys["why"].strip():
+            raise ConfigError(src, f"{key}.why", "must say why the KMC's barriers differ")
+        phys = {"input": (base / phys["input"]).resolve(), "why": " ".join(phys["why"].split())}
     return {
+        "physical_geometry": phys,
         "output": (base / out).resolve() if out else None,
         "kmc": kmc,
         "include": [(base / x).resolve() for x in inc],
@@ -499,7 +516,23 @@ def write_barrier_table(cfg: BarrierConfig, command: str) -> Path:
         if not isinstance(doc, dict):
             raise ConfigError(str(inc), "", "must be a mapping of sections")
         extra.update(doc)
-    table = build_table(records, source=command, kmc_choices=cfg.table["kmc"], extra=extra)
+    physical = None
+    if cfg.table["physical_geometry"] is not None:
+        phys = cfg.table["physical_geometry"]
+        other = load_barrier_config(phys["input"])
+        physical = {
+            "input": Path(other.source).name,
+            "records": read_records(other.output / "records.jsonl"),
+            "why": phys["why"],
+        }
+        if not physical["records"]:
+            raise ConfigError(
+                cfg.source, "barriers.table.physical_geometry.input",
+                f"no records in {other.output}: run that input's paths first",
+            )  # fmt: skip
+    table = build_table(
+        records, source=command, kmc_choices=cfg.table["kmc"], extra=extra, physical=physical
+    )
     return write_table(table, cfg.table["output"])
 
 

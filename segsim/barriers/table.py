@@ -126,6 +126,7 @@ def build_table(
     source: str,
     kmc_choices: Mapping[str, Mapping[str, Any]] | None = None,
     extra: Mapping[str, Any] | None = None,
+    physical: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the barrier table (a plain mapping, written by :func:`write_table`).
 
@@ -141,6 +142,12 @@ def build_table(
         differs from a computed number.
     extra
         More top-level sections (e.g. PBE checks, reaction energies), copied.
+    physical
+        ``{"input": name, "records": [...], "why": text}``: the records of the geometry the
+        computed barriers belong to when the KMC's own differ (e.g. the tilted cell while the
+        KMC keeps the cubic one).  Every hop entry of ``kmc`` then also holds that geometry's
+        value and the difference (``physical_geometry``), and the top-level section
+        ``physical_geometry`` says which input and why the KMC differs.
 
     The ``kmc`` section holds ``e_kra_pb_ev`` and ``e_kra_cd_ev``: the committee mean of the
     lowest bulk mechanism's Cd-free ``e_kra_lattice_ev``, with its spread (None for a single
@@ -150,6 +157,36 @@ def build_table(
     provenance = {}
     for r in records:
         provenance[str(r["calculator"])] = _plain(r.get("provenance", {}))
+    kmc = hop_entries(paths)
+    if physical is not None:
+        _compare_with_physical(kmc, physical)
+    for key, choice in (kmc_choices or {}).items():
+        kmc[key] = _plain(dict(choice))
+    table = {
+        "description": (
+            "Computed migration barriers of the segsim KMC (segsim barriers; "
+            "segsim/barriers/table.py has the definitions; docs/barriers.md)."
+        ),
+        "made": {"by": source, "date": time.strftime("%Y-%m-%d")},
+        "calculators": provenance,
+        "kmc": kmc,
+        "paths": paths,
+    }
+    if physical is not None:
+        table["physical_geometry"] = {"input": physical["input"], "why": str(physical["why"])}
+    if extra:
+        table.update(_plain(dict(extra)))
+    return table
+
+
+def hop_entries(paths: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the ``kmc`` hop entries (``e_kra_*_ev``, ``de_kra_*_ev``) of path committees.
+
+    Parameters
+    ----------
+    paths
+        :func:`path_committees` of one input's records.
+    """
     kmc: dict[str, Any] = {}
     for mover in ("pb", "cd"):
         best = None
@@ -185,21 +222,28 @@ def build_table(
         }
         for n in (1, 2):
             kmc[f"de_kra_{mover}_{n}cd_ev"] = _environment_shift(paths, best[0], n)
-    for key, choice in (kmc_choices or {}).items():
-        kmc[key] = _plain(dict(choice))
-    table = {
-        "description": (
-            "Computed migration barriers of the segsim KMC (segsim barriers; "
-            "segsim/barriers/table.py has the definitions; docs/barriers.md)."
-        ),
-        "made": {"by": source, "date": time.strftime("%Y-%m-%d")},
-        "calculators": provenance,
-        "kmc": kmc,
-        "paths": paths,
-    }
-    if extra:
-        table.update(_plain(dict(extra)))
-    return table
+    return kmc
+
+
+def _compare_with_physical(kmc: dict[str, Any], physical: Mapping[str, Any]) -> None:
+    """Add the physical geometry's value and the difference to every hop entry of ``kmc``."""
+    other = hop_entries(path_committees(physical["records"]))
+    for key, entry in kmc.items():
+        there = other.get(key)
+        if there is None or not there["members"]:
+            entry["physical_geometry"] = {
+                "input": physical["input"],
+                "value": None,
+                "note": "not computed in that geometry",
+            }
+            continue
+        entry["physical_geometry"] = {
+            "input": physical["input"],
+            "value": there["value"],
+            "uncertainty_ev": there["uncertainty_ev"],
+            "members": there["members"],
+            "kmc_minus_physical_ev": round(float(entry["value"] - there["value"]), 4),
+        }
 
 
 def _environment_shift(paths: Mapping[str, Any], zero: str, n: int) -> dict[str, Any]:

@@ -343,6 +343,9 @@ def _chgnet_provenance(settings: dict[str, Any]) -> dict[str, Any]:
 #: CP2K data directory of the Debian package.
 CP2K_DATA_DIR = "/usr/share/cp2k"
 
+#: OT minimisers the ``ot_minimizer`` setting allows.
+CP2K_OT_MINIMIZERS: tuple[str, ...] = ("DIIS", "CG")
+
 #: Default settings of the ``cp2k`` kind.
 #:
 #: * ``command``: shell-mode command (ASE's CP2K calculator needs CP2K's shell mode):
@@ -355,9 +358,13 @@ CP2K_DATA_DIR = "/usr/share/cp2k"
 #: * ``cutoff_ry``, ``rel_cutoff_ry``: plane-wave cutoff of the finest grid and the relative
 #:   cutoff, in Rydberg;
 #: * ``max_scf``, ``eps_scf``: SCF iterations (inner loop with OT) and convergence;
-#: * ``ot``: orbital transformation (DIIS minimiser, FULL_SINGLE_INVERSE preconditioner,
-#:   ``outer_max_scf`` outer loops) -- robust for these closed-shell semiconductors; False
-#:   uses CP2K's default diagonalisation;
+#: * ``ot``: orbital transformation (FULL_SINGLE_INVERSE preconditioner, ``outer_max_scf``
+#:   outer loops) -- robust for these closed-shell semiconductors; False uses CP2K's default
+#:   diagonalisation;
+#: * ``ot_minimizer``: the OT minimiser, one of :data:`CP2K_OT_MINIMIZERS`: ``DIIS`` (fast
+#:   near convergence) or ``CG`` (conjugate gradients with a two-point line search: slower
+#:   per step, but it does not stall where DIIS creeps, as on the 132-atom Cd saddle, whose
+#:   DIIS gradient stayed at 1.5e-5);
 #: * ``charge`` (0: the structures are charge-balanced) and ``multiplicity`` (1: closed shell);
 #: * ``poisson_solver``: ``"auto"`` (clusters: non-periodic MT solver; periodic cells:
 #:   default) or None (CP2K's default);
@@ -379,6 +386,7 @@ CP2K_DEFAULTS: dict[str, Any] = {
     "max_scf": 50,
     "eps_scf": 1.0e-6,
     "ot": True,
+    "ot_minimizer": "DIIS",
     "outer_max_scf": 10,
     "charge": 0,
     "multiplicity": 1,
@@ -388,6 +396,16 @@ CP2K_DEFAULTS: dict[str, Any] = {
     "print_level": "LOW",
     "inp": "",
 }
+
+
+def _validate_cp2k(settings: Mapping[str, Any]) -> None:
+    """Raise ValueError for an ``ot_minimizer`` outside :data:`CP2K_OT_MINIMIZERS`."""
+    minimizer = settings.get("ot_minimizer", "DIIS")
+    if not isinstance(minimizer, str) or minimizer.upper() not in CP2K_OT_MINIMIZERS:
+        raise ValueError(
+            f"cp2k setting ot_minimizer: {minimizer!r} is not one of "
+            f"{', '.join(CP2K_OT_MINIMIZERS)}"
+        )
 
 
 def cp2k_input_template(settings: Mapping[str, Any]) -> str:
@@ -403,9 +421,12 @@ def cp2k_input_template(settings: Mapping[str, Any]) -> str:
     """
     scf = [f"      EPS_SCF {float(settings['eps_scf']):.3e}"]
     if settings["ot"]:
+        _validate_cp2k(settings)
+        minimizer = str(settings["ot_minimizer"]).upper()
         scf += [
             "      &OT ON",
-            "        MINIMIZER DIIS",
+            f"        MINIMIZER {minimizer}",
+            *(["        LINESEARCH 2PNT"] if minimizer == "CG" else []),
             "        PRECONDITIONER FULL_SINGLE_INVERSE",
             "      &END OT",
             "      &OUTER_SCF ON",
@@ -518,6 +539,9 @@ class CalculatorKind:
         ``build(settings) -> ase Calculator`` (settings complete).
     provenance
         ``provenance(settings) -> dict`` of versions (cheap: it does not build the calculator).
+    validate
+        ``validate(settings)`` raises ValueError for a value the kind cannot use (None: any
+        value of a known key is passed on); called by :func:`resolve_settings`.
     """
 
     name: str
@@ -525,6 +549,7 @@ class CalculatorKind:
     defaults: Mapping[str, Any]
     build: Callable[[dict[str, Any]], Calculator]
     provenance: Callable[[dict[str, Any]], dict[str, Any]]
+    validate: Callable[[dict[str, Any]], None] | None = None
 
     def __call__(self, settings: Mapping[str, Any] | None = None) -> tuple[Calculator, dict]:
         """Build the calculator; return it and its provenance."""
@@ -555,6 +580,7 @@ CALCULATOR_KINDS: dict[str, CalculatorKind] = {
         CP2K_DEFAULTS,
         _build_cp2k,
         _cp2k_provenance,
+        _validate_cp2k,
     ),
     "standin": CalculatorKind(
         "standin",
@@ -598,6 +624,8 @@ def resolve_settings(kind: str, settings: Mapping[str, Any] | None = None) -> di
             f"allowed: {', '.join(sorted(full))}"
         )
     full.update({k: _copy(v) for k, v in (settings or {}).items()})
+    if entry.validate is not None:
+        entry.validate(full)
     return full
 
 

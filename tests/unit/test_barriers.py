@@ -361,6 +361,12 @@ def test_check_with_the_source_calculator_reproduces_the_band(tmp_path):
         assert x["energy_ev"] == pytest.approx(x["source_energy_ev"], abs=1e-8)
     (summary,) = summarise_checks(lines).values()
     assert summary["forward_difference_ev"] == pytest.approx(0.0, abs=1e-6)
+    # the source's relaxed end points are minima of the same calculator; the saddle is not
+    # held by forces alone (the band's force is projected), but the end points are
+    fmax = summary["fmax_ev_per_angstrom"]
+    assert set(fmax) == {"is", "ci", "fs"}
+    assert fmax["is"] < 0.05
+    assert fmax["fs"] < 0.05
     assert summary["e_forward_ev"] > 0
     # a rerun computes nothing
     assert main(["barriers", str(inp), "--check", "-q"]) == 0
@@ -528,3 +534,55 @@ def test_table_shows_the_barriers_of_other_inputs(tmp_path):
     assert shown["neb"]["spring_ev_per_angstrom2"] == 0.1
     (rec,) = read_records(tmp_path / "out" / "records.jsonl")
     assert table["kmc"]["e_kra_cd_ev"]["value"] == pytest.approx(rec["e_kra_ev"], abs=1e-3)
+
+
+def test_table_gives_each_kmc_barrier_its_physical_geometry_value_and_the_difference(tmp_path):
+    """``table.physical_geometry``: when the KMC keeps this input's barriers, each hop entry
+    also holds the physical geometry's value and the difference, and the table says why."""
+    other = tmp_path / "other"
+    other.mkdir()
+    o_inp = _write_input(other, paths=["bulk_cd_open_0cd"],
+                         calculators={"standin": {"cutoff_angstrom": 6.0}})  # fmt: skip
+    assert main(["barriers", str(o_inp), "-q"]) == 0
+    inp = _write_input(tmp_path)
+    doc = yaml.safe_load(inp.read_text())
+    doc["barriers"]["table"]["physical_geometry"] = {
+        "input": "other/barriers_input.yaml", "why": "the KMC cannot run it yet",
+    }  # fmt: skip
+    inp.write_text(yaml.safe_dump(doc))
+    assert main(["barriers", str(inp), "-q"]) == 0
+    assert main(["barriers", str(inp), "--table"]) == 0
+    table = yaml.safe_load((tmp_path / "barriers.yaml").read_text())
+    assert table["physical_geometry"] == {
+        "input": "barriers_input.yaml", "why": "the KMC cannot run it yet",
+    }  # fmt: skip
+    (o_rec,) = read_records(other / "out" / "records.jsonl")
+    cd = table["kmc"]["e_kra_cd_ev"]
+    phys = cd["physical_geometry"]
+    assert phys["value"] == pytest.approx(o_rec["e_kra_ev"], abs=1e-3)
+    assert phys["value"] != pytest.approx(cd["value"], abs=1e-3)  # another potential
+    assert phys["kmc_minus_physical_ev"] == pytest.approx(cd["value"] - phys["value"], abs=2e-4)
+    # the Pb hop was not computed in the other input: said so, no number
+    assert table["kmc"]["e_kra_pb_ev"]["physical_geometry"]["value"] is None
+    # the KMC's own value is unchanged by the comparison
+    recs = {r["path"]: r for r in read_records(tmp_path / "out" / "records.jsonl")}
+    assert cd["value"] == pytest.approx(recs["bulk_cd_open_0cd"]["e_kra_ev"], abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("phys", "key"),
+    [
+        ({"input": "other.yaml"}, "barriers.table.physical_geometry"),
+        ({"input": "", "why": "x"}, "barriers.table.physical_geometry.input"),
+        ({"input": "other.yaml", "why": " "}, "barriers.table.physical_geometry.why"),
+    ],
+)
+def test_physical_geometry_needs_an_input_and_a_reason(tmp_path, phys, key, capsys):
+    inp = _write_input(tmp_path)
+    doc = yaml.safe_load(inp.read_text())
+    doc["barriers"]["table"]["physical_geometry"] = phys
+    inp.write_text(yaml.safe_dump(doc))
+    assert main(["barriers", str(inp), "--table"]) != 0
+    err = capsys.readouterr().err
+    assert key in err
+    assert len(err.strip().splitlines()) == 1

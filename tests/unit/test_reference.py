@@ -225,6 +225,17 @@ def test_cp2k_parameters_published_setup(tmp_path):
     assert params["label"] == str(tmp_path / "cp2k")
     assert "REL_CUTOFF [Ry] 50" in params["inp"]
     assert "&OT ON" in params["inp"]
+    assert "MINIMIZER DIIS" in params["inp"]
+    assert "LINESEARCH" not in params["inp"]
+
+
+def test_cp2k_ot_minimizer_cg_and_a_bad_one():
+    full = calculators.resolve_settings("cp2k", {"ot_minimizer": "cg"})
+    inp = calculators.cp2k_parameters(full)["inp"]
+    assert "MINIMIZER CG" in inp
+    assert "LINESEARCH 2PNT" in inp
+    with pytest.raises(ValueError, match=r"ot_minimizer: 'BFGS' is not one of DIIS, CG"):
+        calculators.resolve_settings("cp2k", {"ot_minimizer": "BFGS"})
 
 
 # ----------------------------------------------------------------------------- pipeline
