@@ -26,8 +26,17 @@ import numpy as np
 
 __all__ = ["IMAGES", "check_band", "read_band", "summarise_checks"]
 
-#: Images a check evaluates: initial state, climbing image, final state.
+#: Images a check evaluates: initial state, climbing image, final state.  A check may also
+#: name any image by its index along the band (``"i0"`` .. ``"i6"`` for 5 inner images): the
+#: check calculator's profile along the source's path (:func:`image_index`).
 IMAGES: tuple[str, ...] = ("is", "ci", "fs")
+
+
+def is_image_name(name: object) -> bool:
+    """Return True for ``"is"``, ``"ci"``, ``"fs"`` or ``"i<k>"`` (an image by band index)."""
+    if not isinstance(name, str):
+        return False
+    return name in IMAGES or (name.startswith("i") and name[1:].isdigit())
 
 
 def read_band(path: str | Path) -> list[Any]:
@@ -38,9 +47,21 @@ def read_band(path: str | Path) -> list[Any]:
         return list(read(fh, index=":", format="extxyz"))
 
 
-def _index(record: dict[str, Any], image: str) -> int:
+def image_index(record: dict[str, Any], image: str) -> int:
+    """Return the band index of ``image`` (:data:`IMAGES` or ``"i<k>"``) in ``record``'s band.
+
+    Raises
+    ------
+    ValueError
+        For an index outside the band.
+    """
     n = len(record["band_energies_ev"])
-    return {"is": 0, "ci": int(record["climbing_image"]), "fs": n - 1}[image]
+    if image in IMAGES:
+        return {"is": 0, "ci": int(record["climbing_image"]), "fs": n - 1}[image]
+    k = int(image[1:])
+    if not 0 <= k < n:
+        raise ValueError(f"image {image!r}: the band of {record['path']} has images i0..i{n - 1}")
+    return k
 
 
 def check_band(
@@ -77,11 +98,15 @@ def check_band(
     """
     say = log or (lambda _m: None)
     band = read_band(band_folder / record["band_file"])
-    for image in images:
+    done = set(done)
+    n = len(record["band_energies_ev"])
+    named = {0: "is", int(record["climbing_image"]): "ci", n - 1: "fs"}
+    for asked in images:
+        i = image_index(record, asked)
+        image = named.get(i, f"i{i}")  # one key per geometry: "i0" is the IS
         key = f"{key_prefix}|{image}"
         if key in done:
             continue
-        i = _index(record, image)
         atoms = band[i].copy()
         atoms.calc = calc
         t0 = time.perf_counter()
@@ -104,6 +129,7 @@ def check_band(
             "seconds": time.perf_counter() - t0,
         }
         append(line)
+        done.add(key)
         say(
             f"{key}: {energy:.4f} eV, fmax {line['fmax_ev_per_angstrom']:.3f} eV/A "
             f"({line['seconds']:.0f} s)"
@@ -117,7 +143,8 @@ def summarise_checks(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     E(is)``) and, with its FS, ``e_split_ev`` (``E(fs) - E(is)``; None without it) of the
     check calculator and of the source on the same geometries, and their differences; and
     ``fmax_ev_per_angstrom``, the check calculator's largest force per image (``{"is": ...}``;
-    lines written before forces were kept have none).
+    lines written before forces were kept have none), and ``profile_ev``: every evaluated image
+    by band index, ``[index, E - E(is) of the check, of the source]``.
     """
     by: dict[str, dict[str, dict[str, Any]]] = {}
     for line in lines:
@@ -140,6 +167,12 @@ def summarise_checks(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "source_e_split_ev": round(s["fs"] - s["is"], 4) if has_fs else None,
             "forward_difference_ev": round((e["ci"] - e["is"]) - (s["ci"] - s["is"]), 4),
         }
+        by_index = {int(v["band_index"]): v for v in imgs.values()}
+        if len(by_index) > 3 or any(k not in IMAGES for k in imgs):
+            out[prefix]["profile_ev"] = [
+                [i, round(v["energy_ev"] - e["is"], 4), round(v["source_energy_ev"] - s["is"], 4)]
+                for i, v in sorted(by_index.items())
+            ]
         fmax = {
             k: round(v["fmax_ev_per_angstrom"], 4)
             for k, v in imgs.items()

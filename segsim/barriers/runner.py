@@ -21,7 +21,7 @@ Input (YAML, one top-level key ``barriers``)::
         settings: {}          # its settings
         sources: [chgnet]     # whose bands are checked
         paths: [bulk_pb_open_0cd, bulk_cd_open_0cd]
-        images: [is, ci, fs]  # which images of each band, in this order
+        images: [is, ci, fs]  # which images of each band, in this order (i3: image 3)
       table:                  # optional: what `segsim barriers --table` writes
         output: ../potentials/barriers.yaml   # relative to the input file's folder
         kmc:                  # KMC parameters that are no committee value of a path
@@ -272,11 +272,14 @@ def _check_section(
             raise ConfigError(
                 src, f"barriers.check.paths[{i}]", f"not one of barriers.paths: {', '.join(paths)}"
             )
-    from segsim.barriers.check import IMAGES
+    from segsim.barriers.check import IMAGES, is_image_name
 
     images = raw.get("images") or list(IMAGES)
-    if not isinstance(images, list) or any(im not in IMAGES for im in images):
-        raise ConfigError(src, "barriers.check.images", f"must be a list of: {', '.join(IMAGES)}")
+    if not isinstance(images, list) or not all(is_image_name(im) for im in images):
+        raise ConfigError(
+            src, "barriers.check.images",
+            f"must be a list of: {', '.join(IMAGES)} or i<k> (an image by its band index)",
+        )  # fmt: skip
     return {
         "calculator": str(kind),
         "settings": settings,
@@ -293,7 +296,7 @@ def run_checks(
 
     Only bands that have a record are checked; lines go to ``<output>/checks.jsonl``.
     """
-    from segsim.barriers.check import check_band
+    from segsim.barriers.check import check_band, image_index
     from segsim.training.calculators import make_calculator
 
     if cfg.check is None:
@@ -312,6 +315,11 @@ def run_checks(
                 say(f"check: no {source} band of {path} yet, skipped")
                 continue
             prefix = f"{kind}|{source}|{path}"
+            for im in images:  # before any calculator starts: a bad index is an input error
+                try:
+                    image_index(rec, im)
+                except ValueError as exc:
+                    raise ConfigError(cfg.source, "barriers.check.images", str(exc)) from None
             if all(f"{prefix}|{im}" in done for im in images):
                 continue
             if calc is None:

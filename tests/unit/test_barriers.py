@@ -335,7 +335,7 @@ def test_kmc_hop_rate_in_pure_bulk_is_the_tables_barrier():
     assert eng.total_rate_per_s == pytest.approx(expected, rel=1e-9)
 
 
-def test_check_with_the_source_calculator_reproduces_the_band(tmp_path):
+def test_check_with_the_source_calculator_reproduces_the_band(tmp_path, capsys):
     """A check with the band's own calculator gives back the band's energies exactly."""
     from segsim.barriers.check import summarise_checks
 
@@ -371,6 +371,29 @@ def test_check_with_the_source_calculator_reproduces_the_band(tmp_path):
     # a rerun computes nothing
     assert main(["barriers", str(inp), "--check", "-q"]) == 0
     assert len(read_records(tmp_path / "out" / "checks.jsonl")) == 3
+    # images by band index: the profile along the band; i0 is the IS (not computed again)
+    doc["barriers"]["check"]["images"] = ["i0", "i1", "i2", "i3", "i4"]
+    inp.write_text(yaml.safe_dump(doc))
+    assert main(["barriers", str(inp), "--check", "-q"]) == 0
+    lines = read_records(tmp_path / "out" / "checks.jsonl")
+    (record,) = read_records(tmp_path / "out" / "records.jsonl")
+    n_band = len(record["band_energies_ev"])
+    assert len(lines) == n_band  # every geometry once, whatever it was asked as
+    (summary,) = summarise_checks(lines).values()
+    profile = summary["profile_ev"]
+    assert [p[0] for p in profile] == list(range(n_band))
+    e0 = record["band_energies_ev"][0]
+    for i, check_e, source_e in profile:
+        assert check_e == pytest.approx(source_e, abs=1e-4)
+        assert source_e == pytest.approx(record["band_energies_ev"][i] - e0, abs=1e-4)
+    doc["barriers"]["check"]["images"] = ["i99"]
+    inp.write_text(yaml.safe_dump(doc))
+    capsys.readouterr()
+    assert main(["barriers", str(inp), "--check", "-q"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "barriers.check.images" in err
+    assert "i0..i4" in err
+    assert len(err.splitlines()) == 1
 
 
 def test_a_seeded_band_reaches_the_same_saddle_in_fewer_steps(standin):
