@@ -47,6 +47,12 @@ def read_band(path: str | Path) -> list[Any]:
         return list(read(fh, index=":", format="extxyz"))
 
 
+def _named_indices(record: dict[str, Any]) -> dict[str, int]:
+    """Return the band index of each of :data:`IMAGES` in ``record``'s band."""
+    n = len(record["band_energies_ev"])
+    return {"is": 0, "ci": int(record["climbing_image"]), "fs": n - 1}
+
+
 def image_index(record: dict[str, Any], image: str) -> int:
     """Return the band index of ``image`` (:data:`IMAGES` or ``"i<k>"``) in ``record``'s band.
 
@@ -57,7 +63,7 @@ def image_index(record: dict[str, Any], image: str) -> int:
     """
     n = len(record["band_energies_ev"])
     if image in IMAGES:
-        return {"is": 0, "ci": int(record["climbing_image"]), "fs": n - 1}[image]
+        return _named_indices(record)[image]
     k = int(image[1:])
     if not 0 <= k < n:
         raise ValueError(f"image {image!r}: the band of {record['path']} has images i0..i{n - 1}")
@@ -99,8 +105,7 @@ def check_band(
     say = log or (lambda _m: None)
     band = read_band(band_folder / record["band_file"])
     done = set(done)
-    n = len(record["band_energies_ev"])
-    named = {0: "is", int(record["climbing_image"]): "ci", n - 1: "fs"}
+    named = {i: name for name, i in _named_indices(record).items()}
     for asked in images:
         i = image_index(record, asked)
         image = named.get(i, f"i{i}")  # one key per geometry: "i0" is the IS
@@ -168,7 +173,7 @@ def summarise_checks(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "forward_difference_ev": round((e["ci"] - e["is"]) - (s["ci"] - s["is"]), 4),
         }
         by_index = {int(v["band_index"]): v for v in imgs.values()}
-        if len(by_index) > 3 or any(k not in IMAGES for k in imgs):
+        if any(k not in IMAGES for k in imgs):  # one key per geometry: more than IS, CI, FS
             out[prefix]["profile_ev"] = [
                 [i, round(v["energy_ev"] - e["is"], 4), round(v["source_energy_ev"] - s["is"], 4)]
                 for i, v in sorted(by_index.items())

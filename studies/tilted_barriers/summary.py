@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
 COLUMNS = ("pl_model_nm", "pl_published_nm", "x_cd", "x_cd_std", "interior_vacancy_fraction",
            "edge_nm", "envelope_edge_nm", "n_ncs")  # fmt: skip
@@ -19,12 +21,15 @@ def main() -> None:
     """Collect the day-14 rows of every delta table (eV offsets of the tilted barriers)."""
     rows = []
     for table in sorted((HERE / "data").glob("delta_*_table.csv"), reverse=True):
-        delta_ev = int(table.name.split("_")[1]) / 100
+        tag = table.name.split("_")[1]
+        delta_ev = int(tag) / 100
+        kinetics = yaml.safe_load((HERE / f"delta_{tag}.yaml").read_text())["kinetics"]
         with table.open() as fh:
             for r in csv.DictReader(fh):
                 if float(r["day"]) == 14.0:
                     rows.append({"delta_ev": f"{delta_ev:.2f}",
-                                 "e_kra_pb_ev": f"{0.651 + delta_ev:.3f}",
+                                 "e_kra_pb_ev": f"{kinetics['e_kra_pb_ev']:.3f}",
+                                 "e_kra_cd_ev": f"{kinetics['e_kra_cd_ev']:.3f}",
                                  "treatment": r["treatment"],
                                  **{c: r[c] for c in COLUMNS}})  # fmt: skip
     out = HERE / "data" / "summary_day14.csv"
