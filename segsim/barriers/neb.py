@@ -296,6 +296,12 @@ def run_path(
         are relaxed with ``calc`` as always; only the start of the band changes, so a
         converged band is the same saddle, reached in fewer steps.
 
+    Notes
+    -----
+    With frozen atoms (``endpoints.frozen``, a surface path's far field) the IS is relaxed
+    whole; the FS, the FS' and every image then hold the frozen atoms where the relaxed IS has
+    them (ASE ``FixAtoms``), and the record says how many (``frozen_atoms``).
+
     Returns
     -------
     tuple
@@ -316,6 +322,21 @@ def run_path(
     canonical = endpoints.canonical_final.copy()
     r_is = relax_positions(initial, calc, settings)
     say(f"IS {r_is['energy_ev']:.4f} eV ({r_is['n_steps']} steps)")
+    frozen = endpoints.frozen
+    if frozen.size:  # the far field of the relaxed IS, held in FS, FS' and every image
+        from ase.constraints import FixAtoms
+
+        pos = final.get_positions()
+        pos[frozen] = initial.positions[frozen]
+        final.set_positions(pos)
+        pairs = endpoints.canonical_frozen
+        pos = canonical.get_positions()
+        pos[pairs[:, 0]] = initial.positions[pairs[:, 1]]
+        canonical.set_positions(pos)
+        for atoms, idx in ((initial, frozen), (final, frozen), (canonical, pairs[:, 0])):
+            atoms.set_constraint(FixAtoms(indices=idx))
+        say(f"{frozen.size} of {len(initial)} atoms frozen beyond "
+            f"{endpoints.freeze_beyond_angstrom:.2f} A of the hop")  # fmt: skip
     r_fs = relax_positions(final, calc, settings)
     say(f"FS {r_fs['energy_ev']:.4f} eV ({r_fs['n_steps']} steps)")
     r_can = relax_positions(canonical, calc, settings)
@@ -342,6 +363,11 @@ def run_path(
             band.interpolate(method="idpp", mic=bool(initial.pbc.all()))
         else:
             _seed_images(images, seed_band)
+        if frozen.size:  # whatever the start, the frozen atoms are the IS's
+            for im in images[1:-1]:
+                pos = im.get_positions()
+                pos[frozen] = initial.positions[frozen]
+                im.set_positions(pos, apply_constraint=False)
         _watch_forces(band)
         extra = (
             {} if settings.max_step_angstrom is None else {"maxstep": settings.max_step_angstrom}
@@ -417,6 +443,8 @@ def run_path(
         "de_lattice_ev": e_can - e_is,
         "e_kra_ev": e_sad - 0.5 * (e_is + e_can),
         "band_start": "idpp" if seed_band is None else "seed band",
+        "freeze_beyond_angstrom": endpoints.freeze_beyond_angstrom,
+        "frozen_atoms": int(frozen.size),
         "seconds": time.perf_counter() - t0,
     }
     say(

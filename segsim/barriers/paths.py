@@ -28,6 +28,15 @@ Surface paths (cubic NC of ``n_edge^3`` B sites, one outside layer, in vacuum):
 ``edge``
     V on the edge along x at the +z, -y faces, M its neighbour on that edge (+x).
 
+A surface path may hold the NC beyond a distance of the hop fixed (``freeze_beyond_angstrom``):
+the atoms farther than that from the segment between M's start and the vacant site are
+*frozen* (:attr:`Endpoints.frozen`).  :func:`segsim.barriers.neb.run_path` then relaxes the IS
+whole and holds the frozen atoms of the FS, the FS' and every image where the relaxed IS has
+them.  A small NC in vacuum has soft surface modes (Cs and Br rearranging far from the hop)
+that a band of a few images cannot converge on; the frozen far field removes them, the way a
+slab's bottom layers are fixed.  The price is an upper bound: the far field cannot respond
+to the vacancy's move (FS and FS' slightly too high), a bias that shrinks with the distance.
+
 Cd among the neighbours of the path (``n_cd`` 0, 1 or 2) sit on B sites next to the V
 (``+x``) and next to M (``-x``) for the bulk open hop (the ``+y`` neighbours for the closed
 hop), perpendicular to the hop.
@@ -148,6 +157,13 @@ class Endpoints:
         B-B displacement of the hop.
     sites
         Grid sites (``vacancy``, ``mover``, ``cd``) for the provenance.
+    frozen
+        Indices (in ``initial`` and ``final``) of the atoms held fixed (empty: none).
+    canonical_frozen
+        ``(k, 2)`` pairs ``(index in canonical_final, index in initial)`` of the same frozen
+        atoms in FS' (``canonical_final`` is then translated into the IS's frame).
+    freeze_beyond_angstrom
+        The distance from the hop beyond which atoms are frozen (None: none frozen).
     """
 
     spec: PathSpec
@@ -157,6 +173,9 @@ class Endpoints:
     mover_index: int
     hop_vector_angstrom: np.ndarray
     sites: dict[str, list[int]] = field(default_factory=dict)
+    frozen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    canonical_frozen: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    freeze_beyond_angstrom: float | None = None
 
 
 def _site(lat: Lattice, xyz: tuple[int, int, int]) -> int:
@@ -204,6 +223,7 @@ def build_endpoints(
     n_edge: int = 4,
     vacuum_angstrom: float = 8.0,
     tilt_degrees: tuple[float, float] | None = None,
+    freeze_beyond_angstrom: float | None = None,
 ) -> Endpoints:
     """Build the unrelaxed end points of a path.
 
@@ -223,6 +243,9 @@ def build_endpoints(
         ``(antiphase, inphase)``: impose the a-a-c+ Glazer tilt of orthorhombic CsPbBr3
         (:func:`segsim.training.tilt.apply_glazer_tilt`) on the IS and FS' before relaxing
         (the FS is the tilted IS with M moved).  Bulk paths with an even ``n_cells`` only.
+    freeze_beyond_angstrom
+        Surface paths only: freeze the atoms farther than this (Angstrom, at least one lattice
+        constant) from the hop segment (module docstring).  None: every atom moves.
 
     Returns
     -------
@@ -234,6 +257,15 @@ def build_endpoints(
         raise ValueError(f"a surface path needs n_edge >= 3, got {n_edge}")
     if tilt_degrees is not None and (spec.location != "bulk" or n_cells % 2):
         raise ValueError("a tilted start needs a bulk path and an even n_cells")
+    if freeze_beyond_angstrom is not None and (
+        spec.location != "nc"
+        or not np.isfinite(freeze_beyond_angstrom)
+        or freeze_beyond_angstrom < a_angstrom
+    ):
+        raise ValueError(
+            "freeze_beyond_angstrom needs a surface path and a finite distance of at least one "
+            f"lattice constant ({a_angstrom:.3f} Angstrom), got {freeze_beyond_angstrom!r}"
+        )
     lat, where, is_nc = _layout(spec, n_cells, n_edge)
     v, m = _site(lat, where["v"]), _site(lat, where["m"])
     cd = [_site(lat, c) for c in where["cd"]]
@@ -268,7 +300,7 @@ def build_endpoints(
     final.set_positions(pos)
     if not is_nc:
         final.wrap()
-    return Endpoints(
+    ends = Endpoints(
         spec=spec,
         initial=initial,
         final=final,
@@ -277,3 +309,46 @@ def build_endpoints(
         hop_vector_angstrom=hop,
         sites={"vacancy": [v], "mover": [m], "cd": cd},
     )
+    if freeze_beyond_angstrom is not None:
+        _freeze_far_field(ends, float(freeze_beyond_angstrom))
+    return ends
+
+
+def _distance_to_segment(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    seg = end - start
+    t = np.clip((points - start) @ seg / float(seg @ seg), 0.0, 1.0)
+    return np.linalg.norm(points - (start + t[:, None] * seg), axis=1)
+
+
+def _freeze_far_field(ends: Endpoints, radius: float) -> None:
+    """Mark the atoms farther than ``radius`` from the hop as frozen, in IS and FS' (in place).
+
+    FS' is translated into the IS's frame (each is a cluster centred in its own box); every
+    frozen atom of FS' must have an atom of the same element at the same place in the IS.
+    """
+    initial, canonical = ends.initial, ends.canonical_final
+    start = initial.positions[ends.mover_index].copy()
+    end = start + ends.hop_vector_angstrom
+    # each cluster is centred in its own box: align FS' on the IS through a B atom of a site
+    # that both hold (same grid site, so the same place in the crystal)
+    b_is, b_can = initial.get_array("b_site"), canonical.get_array("b_site")
+    moved = set(ends.sites["vacancy"] + ends.sites["mover"])
+    site = next(int(s) for s in b_is if s >= 0 and int(s) not in moved)
+    canonical.translate(
+        initial.positions[np.flatnonzero(b_is == site)[0]]
+        - canonical.positions[np.flatnonzero(b_can == site)[0]]
+    )
+    far_is = np.flatnonzero(_distance_to_segment(initial.positions, start, end) > radius)
+    far_can = np.flatnonzero(_distance_to_segment(canonical.positions, start, end) > radius)
+    pairs = []
+    for j in far_can:
+        d = np.linalg.norm(initial.positions[far_is] - canonical.positions[j], axis=1)
+        k = int(np.argmin(d))
+        if d[k] > 1e-6 or initial.numbers[far_is[k]] != canonical.numbers[j]:
+            raise ValueError(f"frozen atom {j} of FS' has no counterpart in the IS")
+        pairs.append((int(j), int(far_is[k])))
+    if len(pairs) != far_is.size:
+        raise ValueError("the IS and FS' differ beyond freeze_beyond_angstrom")
+    ends.frozen = far_is.astype(np.int64)
+    ends.canonical_frozen = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    ends.freeze_beyond_angstrom = radius

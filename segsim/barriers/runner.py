@@ -10,6 +10,8 @@ Input (YAML, one top-level key ``barriers``)::
       bulk_cells: 3           # periodic n^3 cell of the bulk paths (>= 2)
       nc_edge: 4              # B sites per edge of the NC of the surface paths (>= 3)
       vacuum_angstrom: 8.0    # vacuum around the NC
+      nc_freeze_beyond_angstrom: null  # or a distance >= 7: surface paths hold the NC fixed
+                              # beyond it from the hop (segsim.barriers.paths)
       tilt_degrees: null      # or [antiphase, inphase]: a-a-c+ tilted bulk (even bulk_cells)
       seed_bands_from: null   # or a calculator: start each band from its finished band
       neb: {n_images: 5, fmax_ev_per_angstrom: 0.05, max_steps: 400, optimizer: FIRE,
@@ -79,7 +81,7 @@ __all__ = [
 
 _TOP_KEYS = (
     "calculators", "paths", "bulk_cells", "nc_edge", "vacuum_angstrom", "neb", "output", "table",
-    "check", "tilt_degrees", "seed_bands_from",
+    "check", "tilt_degrees", "seed_bands_from", "nc_freeze_beyond_angstrom",
 )  # fmt: skip
 _CHECK_KEYS = ("calculator", "settings", "sources", "paths", "images")
 _TABLE_KEYS = (
@@ -101,6 +103,8 @@ class BarrierConfig:
         Path names, in order.
     bulk_cells, nc_edge, vacuum_angstrom
         Cell sizes (see the module docstring).
+    nc_freeze_beyond_angstrom
+        Surface paths: atoms farther than this from the hop are frozen (None: none).
     neb
         Band settings.
     output
@@ -124,6 +128,7 @@ class BarrierConfig:
     check: dict[str, Any] | None = None
     tilt_degrees: tuple[float, float] | None = None
     seed_bands_from: str | None = None
+    nc_freeze_beyond_angstrom: float | None = None
 
 
 def _int(src: str, key: str, value: Any, lo: int) -> int:
@@ -181,6 +186,18 @@ def load_barrier_config(path: str | os.PathLike) -> BarrierConfig:
         raise ConfigError(
             src, "barriers.vacuum_angstrom", f"must be a finite number >= 4, got {vac!r}"
         )
+    freeze = body.get("nc_freeze_beyond_angstrom")
+    if freeze is not None and (
+        isinstance(freeze, bool)
+        or not isinstance(freeze, int | float)
+        or not np.isfinite(freeze)
+        or freeze < 7
+    ):
+        raise ConfigError(
+            src, "barriers.nc_freeze_beyond_angstrom",
+            f"must be null or a finite distance >= 7 Angstrom (beyond one lattice constant), "
+            f"got {freeze!r}",
+        )  # fmt: skip
     neb_raw = body.get("neb") or {}
     _check_keys(src, "barriers.neb", neb_raw, [f.name for f in fields(NEBSettings)])
     try:
@@ -233,6 +250,7 @@ def load_barrier_config(path: str | os.PathLike) -> BarrierConfig:
         check=check,
         tilt_degrees=tilt,
         seed_bands_from=seed_from,
+        nc_freeze_beyond_angstrom=None if freeze is None else float(freeze),
     )
 
 
@@ -551,6 +569,8 @@ def record_key(kind: str, settings: dict[str, Any], path: str, cfg: BarrierConfi
         "nc_edge": cfg.nc_edge, "vacuum_angstrom": cfg.vacuum_angstrom}  # fmt: skip
     if cfg.tilt_degrees is not None:
         size["tilt_degrees"] = list(cfg.tilt_degrees)
+    if spec.location == "nc" and cfg.nc_freeze_beyond_angstrom is not None:
+        size["freeze_beyond_angstrom"] = cfg.nc_freeze_beyond_angstrom
     neb = {k: v for k, v in asdict(cfg.neb).items() if not (k in _PROTOCOL_FIELDS and v is None)}
     blob = json.dumps(
         {"kind": kind, "settings": settings, "path": path, "size": size, "neb": neb},
@@ -695,6 +715,9 @@ def run_barriers(
             ends = build_endpoints(
                 spec, a, n_cells=cfg.bulk_cells, n_edge=cfg.nc_edge,
                 vacuum_angstrom=cfg.vacuum_angstrom, tilt_degrees=cfg.tilt_degrees,
+                freeze_beyond_angstrom=(
+                    cfg.nc_freeze_beyond_angstrom if spec.location == "nc" else None
+                ),
             )  # fmt: skip
             seed = _seed_band(cfg, kind, name)
             say(f"[{kind} {i}/{len(todo)}] {name}: {len(ends.initial)} atoms"

@@ -142,6 +142,84 @@ def test_climbing_image_matches_a_constrained_relaxation_at_the_midpoint(standin
     assert straight.get_potential_energy() - e_is > record["e_forward_ev"]
 
 
+@pytest.mark.parametrize("name", ["nc_cd_face_sub", "nc_pb_face", "nc_cd_edge"])
+def test_a_surface_path_freezes_exactly_the_far_field_in_both_end_states(name):
+    """Frozen: every atom farther than the radius from the hop segment, nothing nearer; FS'
+    (its own centred cluster) is moved into the IS's frame and each of its frozen atoms sits
+    where an IS atom of the same element does."""
+    radius = 8.0
+    spec = parse_path_name(name)
+    plain = build_endpoints(spec, A, n_edge=4)
+    ends = build_endpoints(spec, A, n_edge=4, freeze_beyond_angstrom=radius)
+    start = ends.initial.positions[ends.mover_index]
+    seg = ends.hop_vector_angstrom
+    t = np.clip((ends.initial.positions - start) @ seg / (seg @ seg), 0, 1)
+    dist = np.linalg.norm(ends.initial.positions - start - t[:, None] * seg, axis=1)
+    assert sorted(ends.frozen.tolist()) == np.flatnonzero(dist > radius).tolist()
+    assert 0 < len(ends.initial) - ends.frozen.size < 120  # a local region moves
+    j, i = ends.canonical_frozen.T
+    assert np.allclose(ends.canonical_final.positions[j], ends.initial.positions[i], atol=1e-9)
+    assert (ends.canonical_final.numbers[j] == ends.initial.numbers[i]).all()
+    assert sorted(i.tolist()) == sorted(ends.frozen.tolist())
+    # only a translation of FS': the same structure as without freezing
+    shift = ends.canonical_final.positions - plain.canonical_final.positions
+    assert np.allclose(shift, shift[0], atol=1e-9)
+    assert ends.freeze_beyond_angstrom == radius
+    assert plain.frozen.size == 0
+
+
+def test_freezing_is_refused_where_it_means_nothing():
+    with pytest.raises(ValueError, match="surface path"):
+        build_endpoints(parse_path_name("bulk_pb_open_0cd"), A, freeze_beyond_angstrom=8.0)
+    with pytest.raises(ValueError, match="lattice constant"):
+        build_endpoints(parse_path_name("nc_pb_face"), A, n_edge=3, freeze_beyond_angstrom=3.0)
+
+
+def test_a_frozen_far_field_stays_where_the_relaxed_is_has_it(standin):
+    """The IS relaxes whole; FS, FS' and every image of the band hold the frozen atoms at
+    the relaxed IS's positions; the record counts them; a radius beyond the NC freezes none
+    and reproduces the free band exactly."""
+    spec = parse_path_name("nc_cd_face_sub")
+    settings = NEBSettings(n_images=3, fmax_ev_per_angstrom=0.05, max_steps=300)
+    ends = build_endpoints(spec, A, n_edge=3, freeze_beyond_angstrom=7.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rec, images = run_path(ends, standin, settings)
+    assert rec["band_converged"]
+    assert rec["frozen_atoms"] == ends.frozen.size > 0
+    assert rec["freeze_beyond_angstrom"] == 7.0
+    ideal = ends.initial.positions[ends.frozen]
+    relaxed = images[0].positions[ends.frozen]
+    assert np.abs(relaxed - ideal).max() > 1e-3  # the far field relaxed with the IS
+    for im in images[1:]:
+        assert np.array_equal(im.positions[ends.frozen], relaxed)
+    free = build_endpoints(spec, A, n_edge=3)
+    huge = build_endpoints(spec, A, n_edge=3, freeze_beyond_angstrom=100.0)
+    assert huge.frozen.size == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a, _ = run_path(free, standin, settings)
+        b, _ = run_path(huge, standin, settings)
+    assert a["band_energies_ev"] == b["band_energies_ev"]
+    assert b["frozen_atoms"] == 0
+
+
+def test_the_freezing_radius_is_part_of_a_surface_records_key_only(tmp_path):
+    from dataclasses import replace
+
+    from segsim.barriers.runner import record_key
+
+    cfg = load_barrier_config(_write_input(tmp_path))
+    frozen = replace(cfg, nc_freeze_beyond_angstrom=8.0)
+    kind, settings = "standin", cfg.calculators["standin"]
+    assert record_key(kind, settings, "bulk_pb_open_0cd", frozen) == record_key(
+        kind, settings, "bulk_pb_open_0cd", cfg
+    )
+    assert record_key(kind, settings, "nc_pb_face", frozen) != record_key(
+        kind, settings, "nc_pb_face", cfg
+    )
+
+
 def _write_input(tmp_path, **extra):
     body = {
         "calculators": {"standin": {}},
@@ -227,6 +305,9 @@ def test_removal_reaction_energies_follow_their_definition(tmp_path, standin):
         ({"table": {"kmc": {"e_rec_ev": {"value": float("nan"), "source": "x"}}}}, "e_rec_ev"),
         ({"check": {"calculator": "standin", "images": ["ts"]}}, "barriers.check.images"),
         ({"neb": {"pre_relax_fmax_ev_per_angstrom": 0.01}}, "barriers.neb"),
+        ({"nc_freeze_beyond_angstrom": 3.0}, "barriers.nc_freeze_beyond_angstrom"),
+        ({"nc_freeze_beyond_angstrom": float("inf")}, "barriers.nc_freeze_beyond_angstrom"),
+        ({"nc_freeze_beyond_angstrom": True}, "barriers.nc_freeze_beyond_angstrom"),
     ],
 )
 def test_bad_barrier_inputs_are_one_line_errors(tmp_path, capsys, edit, key):
