@@ -300,7 +300,9 @@ def run_path(
     -----
     With frozen atoms (``endpoints.frozen``, a surface path's far field) the IS is relaxed
     whole; the FS, the FS' and every image then hold the frozen atoms where the relaxed IS has
-    them (ASE ``FixAtoms``), and the record says how many (``frozen_atoms``).
+    them (ASE ``FixAtoms``), and the record says how many (``frozen_atoms``).  What the
+    constraint costs is measured on FS': relaxed on without it from its constrained minimum,
+    ``relax_fs_canonical["freeze_bias_ev"]`` is how much the frozen far field raises it.
 
     Returns
     -------
@@ -341,6 +343,13 @@ def run_path(
     say(f"FS {r_fs['energy_ev']:.4f} eV ({r_fs['n_steps']} steps)")
     r_can = relax_positions(canonical, calc, settings)
     say(f"FS' {r_can['energy_ev']:.4f} eV ({r_can['n_steps']} steps)")
+    if frozen.size:  # what the frozen far field costs: FS' relaxed on without it
+        released = canonical.copy()
+        released.set_constraint()
+        r_can["released"] = relax_positions(released, calc, settings)
+        r_can["freeze_bias_ev"] = r_can["energy_ev"] - r_can["released"]["energy_ev"]
+        say(f"FS' released: {r_can['released']['energy_ev']:.4f} eV "
+            f"(freezing costs {r_can['freeze_bias_ev']:+.4f} eV)")  # fmt: skip
 
     images = [initial]
     for _ in range(settings.n_images):

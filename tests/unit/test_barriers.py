@@ -188,6 +188,11 @@ def test_a_frozen_far_field_stays_where_the_relaxed_is_has_it(standin):
     assert rec["band_converged"]
     assert rec["frozen_atoms"] == ends.frozen.size > 0
     assert rec["freeze_beyond_angstrom"] == 7.0
+    bias = rec["relax_fs_canonical"]["freeze_bias_ev"]
+    assert bias >= -1e-6  # released from the constrained minimum: it can only go down
+    assert bias == pytest.approx(
+        rec["e_fs_canonical_ev"] - rec["relax_fs_canonical"]["released"]["energy_ev"]
+    )
     ideal = ends.initial.positions[ends.frozen]
     relaxed = images[0].positions[ends.frozen]
     assert np.abs(relaxed - ideal).max() > 1e-3  # the far field relaxed with the IS
