@@ -409,6 +409,10 @@ class KMCEngine:
         The run's generator; passed into the compiled kernel, which advances it.
     kp
         Parameter vector from :func:`segsim.kinetics.parameter_vector`.
+    factorised
+        Factorised rates (:mod:`segsim.kernels.kmc`, "Factorised rates"; used when the CE is
+        a pair-field CE); False runs the direct rate formula everywhere, the kernel before
+        factorisation, for benchmarks.  Both give the same rates to a few ulp.
     """
 
     def __init__(
@@ -418,6 +422,8 @@ class KMCEngine:
         state: KMCState,
         rng: np.random.Generator,
         kp: np.ndarray,
+        *,
+        factorised: bool = True,
     ) -> None:
         if state.occupations.shape != (tables.n_sites,):
             raise ValueError("occupations do not match the compiled tables")
@@ -445,18 +451,34 @@ class KMCEngine:
         self.rates = np.zeros((n, _kmc.N_SLOTS), dtype=np.float64)
         self.site_total = np.zeros(n, dtype=np.float64)
         self.tree = np.zeros(2 * p, dtype=np.float64)
+        # factorised rates (segsim.kernels.kmc, "Factorised rates"): per-site factors, their
+        # field integers, the RP-zone neighbourhood, and the constants (set by rebuild_rates)
+        self.factorised = bool(factorised)
+        self._fac = np.zeros((n, 2), dtype=np.float64)
+        self._dfi = np.zeros((n, 2), dtype=np.int64)
+        self._rp_near = np.zeros(n, dtype=np.uint8)
+        self._hk = np.zeros(_kmc.N_HK, dtype=np.float64)
+        self._hcorr = np.zeros((6, 2), dtype=np.int64)
         self.rebuild_rates()
         if state.n_events == 0 and state.time_s == 0.0:
             state.energy_ev = self.total_energy_ev()  # at time 0: the full energy, CE + RP
 
     def rebuild_rates(self) -> None:
-        """Recompute every rate and the sum tree from the occupations."""
+        """Recompute every rate, rate factor and the sum tree from the occupations."""
         t = self.tables
+        self._hk, self._hcorr = _kmc.hop_constants(
+            self.kp, self.fld, self._multi_table, t.ce_index, factorised=self.factorised
+        )
+        self._rp_near = _kmc.rp_near_sites(self.state.phase, self.nn)
         _kmc._init_rates(
             self.state.occupations, self.state.phase, self.nn, t.nbr, t.ce_index, t.weights,
             self._multi_table, self.kp, self.fld, self.rates, self.site_total, self.tree,
-            self.synth,
+            self.synth, self._fx,
         )  # fmt: skip
+
+    @property
+    def _fx(self) -> tuple[np.ndarray, ...]:
+        return (self._fac, self._dfi, self._rp_near, self._hk, self._hcorr)
 
     @property
     def total_rate_per_s(self) -> float:
@@ -483,7 +505,7 @@ class KMCEngine:
         arrays = _kmc.KMCArrays(
             s.occupations, s.phase, self.rates, self.site_total, self.tree, self.nn, t.nbr,
             t.ce_index, t.weights, self._multi_table, self.kp, self.fld, self.dep, self._stamp,
-            self._changed, s.counts, self.synth,
+            self._changed, s.counts, self.synth, self._fx,
         )  # fmt: skip
         t_now, n_ev, de_sum = _kmc._run_kmc_chunk(
             arrays,

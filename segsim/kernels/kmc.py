@@ -59,6 +59,26 @@ changed are set, and their sums fixed once per event.  Energy changes come from 
 integer field of the singlet and pair clusters (:func:`segsim.engine.pair_field_tables`)
 plus, in floating point, any clusters of three or more sites.  The tests check after every
 trajectory that the maintained rates, tree and field equal a rebuild from scratch.
+
+Factorised rates (``hk[HK_ON]``, the default for a pair-field CE): with the KRA form and the
+BEP share 1/2 a hop's barrier ``E_KRA(M, n) + dE/2`` splits into parts of its two sites, and
+so does its rate::
+
+    nu exp(-beta Ea) = A(M, n) * F(c) * G_M(v) * C(d, M)
+
+with ``F(c) = exp(-beta dE(c: M -> V) / 2)`` of the cation site, ``G_M(v) = exp(-beta dE(v:
+V -> M) / 2)`` of the vacancy site, ``C`` the hop's own pair row (a constant of direction and
+species) and ``A = nu exp(-beta E_KRA(M, n))``.  ``dE`` is the same exact integer of the pair
+field as the direct formula's.  The factors are kept per site (``fac``, their integers in
+``dfi``) for the sites that can need them (a cation beside a V or O site, a vacancy beside a
+cation; zero elsewhere), refreshed before the rates of an event's neighbourhood, so a site's
+factor is computed once however many hops share it.  The direct formula is used instead
+where the product is not the rate: the clip ``max(., dE, 0)`` acts (``|dE| >= 2 E_KRA``),
+the RP term can act (``rp_near``: the site or a neighbour in an RP zone; elsewhere it is
+exactly zero), or the CE has clusters of three or more sites.  Expulsion uses ``F`` too when
+``alpha = 1/2`` (``HK_EXP_ON``) and its clip is inactive.  A factorised rate equals the direct
+formula to a few ulp (tested to 1e-13 relative); ``hk[HK_ON] = 0`` runs the direct formula
+everywhere, bitwise the kernel before factorisation (for benchmarks).
 """
 
 from typing import NamedTuple
@@ -109,6 +129,7 @@ class KMCArrays(NamedTuple):
     changed: np.ndarray  # scratch list of changed tree leaves
     counts: np.ndarray  # events by type (int64)
     synth: np.ndarray  # 1 on the sites of the synthesised cube (uint8): regrowth allowed
+    fx: tuple  # factorised rates: (fac, dfi, rp_near, hk, hcorr), see "Factorised rates"
 
 
 # Species codes (segsim.species), repeated here as compile-time constants.
@@ -159,6 +180,104 @@ KP_REGROW_ON = 23  # 1.0: regrowth O -> V, the reverse of recession, is on
 KP_DKRA = 24  # E_KRA shifts with 1, 2 Cd on the hop's axis: Pb at 24, 25; Cd at 26, 27 (eV)
 N_KP = 28
 
+#: Indices into ``hk``, the constants of the factorised rates (float64, :func:`hop_constants`).
+HK_ON = 0  # 1.0: factorised rates (the pair-field CE); 0.0: the direct formula everywhere
+HK_EXP_ON = 1  # 1.0: expulsion rates factorised too (bep_alpha == 1/2)
+HK_HALF_BETA_Q = 2  # beta * quantum / 2 (1/quantum): a factor is exp(-HK_HALF_BETA_Q * dfi)
+HK_A = 3  # nu exp(-beta E_KRA(M, n)): M = Pb at 3, 4, 5 (n = 0, 1, 2 Cd); Cd at 6, 7, 8 (1/s)
+HK_C = 9  # exp(-beta dE_pair(d, M) / 2), the hop's own pair row: index 9 + 2 d + ispec
+HK_EXPA = 21  # nu exp(-beta (E_exp(M) - alpha dE_rm_ref(M))): Pb at 21, Cd at 22 (1/s)
+HK_CHAN = 23  # 1 - theta**k for k = 0..6 at 23..29 (the expulsion channel)
+N_HK = 30
+
+
+@njit
+def _channel_table(theta, out):
+    """``out[k] = 1 - theta**k`` for k = 0..6, computed as the direct expulsion rate does."""
+    for k in range(7):
+        out[k] = 1.0 - theta**k
+
+
+def hop_constants(
+    kp: np.ndarray,
+    fld: tuple,
+    multi_table: np.ndarray,
+    ce_index: np.ndarray,
+    *,
+    factorised: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(hk, hcorr)``: the constants of the factorised rates (module docstring).
+
+    Parameters
+    ----------
+    kp
+        The parameter vector (:mod:`segsim.kinetics`).
+    fld
+        The pair field tuple (:func:`segsim.engine.pair_field_tables`).
+    multi_table
+        The CE's clusters of three or more sites: factorised rates need none.
+    ce_index
+        Species code -> CE species index.
+    factorised
+        False: ``hk[HK_ON] = 0``, the direct formula everywhere (the kernel before
+        factorisation, for benchmarks and tests).
+
+    Returns
+    -------
+    hk
+        float64 ``(N_HK,)``, indexed by the ``HK_*`` constants.
+    hcorr
+        int64 ``(6, 2)``: the pair-field integer of the hop's own pair row, by direction and
+        mover (Pb, Cd), as :func:`segsim.kernels.energy._field_swap_delta` adds it.
+    """
+    _, colinfo, w_int, pair_table, nn_col, quantum = fld
+    hk = np.zeros(N_HK, dtype=np.float64)
+    hcorr = np.zeros((6, 2), dtype=np.int64)
+    if not factorised or np.asarray(multi_table).shape[0] > 0:
+        return hk, hcorr
+    beta, nu = float(kp[KP_BETA]), float(kp[KP_NU])
+    hk[HK_ON] = 1.0
+    hk[HK_HALF_BETA_Q] = 0.5 * beta * quantum
+    for ispec in range(2):
+        for n in range(3):
+            e_kra = kp[KP_EKRA + ispec]
+            if n > 0:
+                e_kra += kp[KP_DKRA + 2 * ispec + n - 1]
+            hk[HK_A + 3 * ispec + n] = nu * np.exp(-beta * e_kra)
+        hk[HK_EXPA + ispec] = nu * np.exp(
+            -beta * (kp[KP_EEXP + ispec] - kp[KP_ALPHA] * kp[KP_REF + ispec])
+        )
+    if kp[KP_ALPHA] == 0.5:
+        hk[HK_EXP_ON] = 1.0
+    _channel_table(float(kp[KP_THETA]), hk[HK_CHAN : HK_CHAN + 7])
+    # the hop's own pair row, as _field_swap_delta adds it (cation a on i, vacancy b on j)
+    b = int(ce_index[_VAC])
+    for d in range(6):
+        t = int(colinfo[colinfo[nn_col[d], 1], 0])
+        for ispec in range(2):
+            a = int(ce_index[ispec])
+            corr = 0
+            if t >= 0:
+                off, cs, sn = (int(x) for x in pair_table[t, [0, 1, 3]])
+                corr = (int(w_int[off + a * cs + b * sn]) - int(w_int[off + a * cs + a * sn])) - (
+                    int(w_int[off + b * cs + b * sn]) - int(w_int[off + b * cs + a * sn])
+                )
+            hcorr[d, ispec] = corr
+            hk[HK_C + 2 * d + ispec] = np.exp(-hk[HK_HALF_BETA_Q] * corr)
+    return hk, hcorr
+
+
+def rp_near_sites(phase: np.ndarray, nn: np.ndarray) -> np.ndarray:
+    """Return 1 on the sites where a hop's RP term can be non-zero (uint8).
+
+    A site of an RP zone (phase not ``PH_PV``) or next to one: the RP energy of a hop
+    reads only the two sites' phases and their neighbours' (:mod:`segsim.kernels.rp`), and
+    the zone is fixed for a run (relaxation switches RP <-> zone inside it).
+    """
+    zone = np.asarray(phase) != PH_PV
+    near = zone | zone[np.asarray(nn)].any(axis=1)
+    return near.astype(np.uint8)
+
 
 @njit_inline
 def _clear_row(rates, site):
@@ -195,7 +314,7 @@ def _surface_exchange_rate(site, sp, occ, nn, nbr, ce_index, weights, local_tabl
 @njit_inline
 def _site_rates(
     site, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, old_total, rp_on,
-    env,
+    env, fx,
 ):  # fmt: skip
     """Write the event rates (1/s) of ``site`` into ``rates[site]``; return their sum.
 
@@ -242,17 +361,25 @@ def _site_rates(
         j = nn[site, d]
         if hop_on and occ[j] == _VAC:
             r = _hop_rate(site, d, sp, occ, phase, nn, nbr, ce_index, weights, local_table, kp,
-                          fld, rp_on)  # fmt: skip
+                          fld, rp_on, fx)  # fmt: skip
             total += r
         rates[site, d] = r
     r = 0.0
     if k > 0 and kp[KP_EXPEL_ON] > 0.0:
-        channel = 1.0 - kp[KP_THETA] ** k
+        hk = fx[3]
+        fast = hk[HK_EXP_ON] > 0.0
+        channel = hk[HK_CHAN + k] if fast else 1.0 - kp[KP_THETA] ** k
         if channel > 0.0:
-            de = _field_flip_delta(occ, site, _VAC, nbr, ce_index, weights, local_table, fld[0],
-                                   fld[5])  # fmt: skip
-            ea = max(kp[KP_EEXP + ispec] + kp[KP_ALPHA] * (de - kp[KP_REF + ispec]), 0.0)
-            r = nu * np.exp(-beta * ea) * channel
+            if fast:
+                de = fx[1][site, 0] * fld[5]
+            else:
+                de = _field_flip_delta(occ, site, _VAC, nbr, ce_index, weights, local_table,
+                                       fld[0], fld[5])  # fmt: skip
+            arg = kp[KP_EEXP + ispec] + kp[KP_ALPHA] * (de - kp[KP_REF + ispec])
+            if fast and arg > 0.0:
+                r = hk[HK_EXPA + ispec] * fx[0][site, 0] * channel
+            else:
+                r = nu * np.exp(-beta * max(arg, 0.0)) * channel
             total += r
     rates[site, SLOT_EXPEL] = r
     rates[site, SLOT_RECEDE] = 0.0
@@ -310,40 +437,102 @@ def _surface_adjacent(site, k, occ, nn):
     return False
 
 
+@njit_inline
+def _set_factor(s, occ, nn, ce_index, field, fx):
+    """Recompute the rate factors of site ``s`` (module docstring, "Factorised rates").
+
+    A cation beside a V or O site gets ``F`` (slot 0: its hops and its expulsion), a vacancy
+    beside a cation ``G_Pb`` and ``G_Cd`` (slots 0, 1); every other site zeros.  Which sites
+    need factors depends only on their nearest neighbours, and the values on the site's
+    field, so refreshing every site of an event's neighbourhood keeps ``fac`` and ``dfi``
+    bitwise what :func:`_init_rates` computes.
+    """
+    fac, dfi = fx[0], fx[1]
+    h = fx[3][HK_HALF_BETA_Q]
+    sp = occ[s]
+    need = False
+    if sp <= _CD:
+        for d in range(6):
+            if occ[nn[s, d]] >= _VAC:
+                need = True
+                break
+        if need:
+            x = field[s, ce_index[_VAC]] - field[s, ce_index[sp]]
+            dfi[s, 0] = x
+            fac[s, 0] = np.exp(-h * x)
+    elif sp == _VAC:
+        for d in range(6):
+            if occ[nn[s, d]] <= _CD:
+                need = True
+                break
+        if need:
+            for m in range(2):  # species codes Pb = 0, Cd = 1
+                x = field[s, ce_index[m]] - field[s, ce_index[_VAC]]
+                dfi[s, m] = x
+                fac[s, m] = np.exp(-h * x)
+    if not need:
+        dfi[s, 0] = 0
+        fac[s, 0] = 0.0
+    if sp != _VAC:
+        dfi[s, 1] = 0
+        fac[s, 1] = 0.0
+
+
 @njit
 def _init_rates(
-    occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, site_total, tree, env
-):
-    """Compute the pair field, every site's rates, their sums and the sum tree from scratch."""
+    occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, site_total, tree, env,
+    fx,
+):  # fmt: skip
+    """Compute the pair field, the rate factors, every rate, their sums and the tree anew."""
     _field_init(occ, nbr, ce_index, fld[2], fld[3], fld[0])
+    on = fx[3][HK_ON] > 0.0
+    for site in range(occ.shape[0]):
+        if on:
+            _set_factor(site, occ, nn, ce_index, fld[0], fx)
+        else:
+            fx[0][site, 0] = fx[0][site, 1] = 0.0
+            fx[1][site, 0] = fx[1][site, 1] = 0
     rates[:, :] = 0.0
     site_total[:] = 0.0
     rp_on = kp[KP_RP_ON] > 0.0
     for site in range(occ.shape[0]):
         site_total[site] = _site_rates(
             site, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates,
-            site_total[site], rp_on, env,
+            site_total[site], rp_on, env, fx,
         )  # fmt: skip
     _tree_build(tree, site_total)
 
 
 @njit_inline
-def _hop_rate(c, d, sp, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rp_on):
-    """Return the rate (1/s) of the hop of cation ``c`` (``sp``) into the vacancy ``nn[c, d]``."""
+def _hop_rate(c, d, sp, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rp_on, fx):
+    """Return the rate (1/s) of the hop of cation ``c`` (``sp``) into the vacancy ``nn[c, d]``.
+
+    Factorised (module docstring) unless the clip or the RP term can act; then, and always
+    with ``hk[HK_ON] == 0``, the direct formula.
+    """
     v = nn[c, d]
-    de = _field_swap_delta(occ, c, v, fld[4][d], nbr, ce_index, weights, local_table, fld[0],
-                           fld[1], fld[2], fld[3], fld[5])  # fmt: skip
-    if rp_on:
-        de += _rp_hop_term(occ, phase, nn, c, v, kp)
     ispec = 0 if sp == _PB else 1
-    e_kra = kp[KP_EKRA + ispec]
     n_cd = 0  # Cd on the hop's axis, both ends (counted, not summed: numpy bools add as OR)
     if occ[nn[v, d]] == _CD:
         n_cd += 1
     if occ[nn[c, d ^ 1]] == _CD:
         n_cd += 1
+    e_kra = kp[KP_EKRA + ispec]
     if n_cd > 0:
         e_kra += kp[KP_DKRA + 2 * ispec + n_cd - 1]
+    hk = fx[3]
+    if hk[HK_ON] > 0.0 and not (rp_on and (fx[2][c] != 0 or fx[2][v] != 0)):
+        dfi = fx[1]
+        de = (dfi[c, 0] + dfi[v, ispec] + fx[4][d, ispec]) * fld[5]  # the swap's exact dE
+        if -2.0 * e_kra < de < 2.0 * e_kra:  # the clip is inactive: the product is the rate
+            fac = fx[0]
+            return (hk[HK_A + 3 * ispec + n_cd] * fac[c, 0] * fac[v, ispec]
+                    * hk[HK_C + 2 * d + ispec])  # fmt: skip
+    else:
+        de = _field_swap_delta(occ, c, v, fld[4][d], nbr, ce_index, weights, local_table,
+                               fld[0], fld[1], fld[2], fld[3], fld[5])  # fmt: skip
+        if rp_on:
+            de += _rp_hop_term(occ, phase, nn, c, v, kp)
     ea = max(e_kra + 0.5 * de, de, 0.0)
     return kp[KP_NU] * np.exp(-kp[KP_BETA] * ea)
 
@@ -360,7 +549,7 @@ def _set_leaf(s, total, site_total, tree, changed, n_changed):
 @njit_inline
 def _refresh_site(
     s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, site_total, tree,
-    rp_on, changed, n_changed, env,
+    rp_on, changed, n_changed, env, fx,
 ):  # fmt: skip
     """Recompute the rates of site ``s``; if its total changed, set its tree leaf.
 
@@ -370,8 +559,9 @@ def _refresh_site(
     """
     old = site_total[s]
     r = _site_rates(
-        s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, old, rp_on, env
-    )
+        s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, old, rp_on, env,
+        fx,
+    )  # fmt: skip
     if r != old:
         n_changed = _set_leaf(s, r, site_total, tree, changed, n_changed)
     return n_changed
@@ -380,7 +570,7 @@ def _refresh_site(
 @njit_inline
 def _refresh_hop_slot(
     c, d, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates, site_total, tree,
-    rp_on, changed, n_changed,
+    rp_on, changed, n_changed, fx,
 ):  # fmt: skip
     """Recompute only the hop of cation ``c`` into its neighbour ``nn[c, d]`` (a vacancy).
 
@@ -388,7 +578,7 @@ def _refresh_hop_slot(
     bitwise the value a full recompute gives.
     """
     r = _hop_rate(c, d, occ[c], occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld,
-                  rp_on)  # fmt: skip
+                  rp_on, fx)  # fmt: skip
     if r == rates[c, d]:
         return n_changed
     rates[c, d] = r
@@ -422,6 +612,7 @@ def _refresh_after(
     changed,
     rp_on,
     env,
+    fx,
 ):
     """Recompute every rate that the change of sites ``i`` and ``j`` (``-1``: none) can change.
 
@@ -441,16 +632,32 @@ def _refresh_after(
     lowering reads two neighbours away (:func:`_surface_adjacent`): with the RP phase on, the
     sites within two nearest-neighbour steps of ``i`` are recomputed as well.
 
+    With factorised rates the factors of the whole neighbourhood are refreshed first (pass
+    0: the sites whose field or nearest neighbours changed), so that pass 1 and 2 read
+    current factors.
+
     ``stamp`` (one entry per site plus a counter at the end) marks the sites already
     recomputed in this call; ``changed`` is scratch space for the changed tree leaves, whose
     sums are fixed at the end in one batch.  ``rp_on`` is a compile-time constant of the
     chunk kernel.
     """
     n = occ.shape[0]
+    n_dep = dep.shape[0]
+    if fx[3][HK_ON] > 0.0:
+        epoch = stamp[n] + 1
+        stamp[n] = epoch
+        for t in range(2):
+            c = i if t == 0 else j
+            if c < 0:
+                break
+            for q in range(n_dep + 6):
+                s = nn[c, q] if q < 6 else nbr[c, dep[q - 6]]
+                if stamp[s] != epoch:
+                    stamp[s] = epoch
+                    _set_factor(s, occ, nn, ce_index, fld[0], fx)
     epoch = stamp[n] + 1
     stamp[n] = epoch
     m = 0
-    n_dep = dep.shape[0]
     for t in range(2):
         c = i if t == 0 else j
         if c < 0:
@@ -461,7 +668,7 @@ def _refresh_after(
                 stamp[s] = epoch
                 m = _refresh_site(
                     s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates,
-                    site_total, tree, rp_on, changed, m, env,
+                    site_total, tree, rp_on, changed, m, env, fx,
                 )  # fmt: skip
     if rp_on and recession:
         for d in range(6):
@@ -472,12 +679,12 @@ def _refresh_after(
                     stamp[s] = epoch
                     m = _refresh_site(
                         s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates,
-                        site_total, tree, rp_on, changed, m, env,
+                        site_total, tree, rp_on, changed, m, env, fx,
                     )  # fmt: skip
     if kp[KP_HOP_ON] > 0.0:
         m = _refresh_vacancy_partners(
             i, j, occ, phase, nn, nbr, dep, stamp, epoch, ce_index, weights, local_table, kp,
-            fld, rates, site_total, tree, changed, m, rp_on,
+            fld, rates, site_total, tree, changed, m, rp_on, fx,
         )  # fmt: skip
     _tree_fix_paths(tree, changed, m)
 
@@ -485,7 +692,7 @@ def _refresh_after(
 @njit_inline
 def _refresh_vacancy_partners(
     i, j, occ, phase, nn, nbr, dep, stamp, epoch, ce_index, weights, local_table, kp, fld,
-    rates, site_total, tree, changed, m, rp_on,
+    rates, site_total, tree, changed, m, rp_on, fx,
 ):  # fmt: skip
     """Pass 2 of :func:`_refresh_after`: the hop slot of each other cation beside a vacancy."""
     n_dep = dep.shape[0]
@@ -503,7 +710,7 @@ def _refresh_vacancy_partners(
                     # nn[c2, d ^ 1] == v: the directions come in +/- pairs
                     m = _refresh_hop_slot(
                         c2, d ^ 1, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld,
-                        rates, site_total, tree, rp_on, changed, m,
+                        rates, site_total, tree, rp_on, changed, m, fx,
                     )  # fmt: skip
     return m
 
@@ -546,6 +753,7 @@ def _make_run_kmc_chunk(rp_enabled):
         nn, nbr, ce_index, weights, local_table = a.nn, a.nbr, a.ce_index, a.weights, a.local_table
         kp, fld, dep, stamp, changed, counts = a.kp, a.fld, a.dep, a.stamp, a.changed, a.counts
         env = a.synth
+        fx = a.fx
         field, colinfo, w_int, pair_table, nn_col, quantum = fld
         eps = kp[KP_EPS_RP]
         eta = kp[KP_ETA_RP]
@@ -615,7 +823,7 @@ def _make_run_kmc_chunk(rp_enabled):
                 counts[EV_RECEDE if sp == _VAC else EV_REGROW] += 1
             _refresh_after(
                 leaf, partner, slot == SLOT_RECEDE, occ, phase, nn, nbr, dep, stamp, ce_index,
-                weights, local_table, kp, fld, rates, site_total, tree, changed, rp_on, env,
+                weights, local_table, kp, fld, rates, site_total, tree, changed, rp_on, env, fx,
             )  # fmt: skip
             de_sum += de
             if n_ev < n_log:
@@ -636,6 +844,8 @@ def _make_run_kmc_chunk(rp_enabled):
             borrow(a.tree), borrow(a.nn), borrow(a.nbr), borrow(a.ce_index), borrow(a.weights),
             borrow(a.local_table), borrow(a.kp), fld_b, borrow(a.dep), borrow(a.stamp),
             borrow(a.changed), borrow(a.counts), borrow(a.synth),
+            (borrow(a.fx[0]), borrow(a.fx[1]), borrow(a.fx[2]), borrow(a.fx[3]),
+             borrow(a.fx[4])),
         )  # fmt: skip
         return _run_kmc_chunk(
             b, t_now, t_stop, max_events, rng, borrow(log_site), borrow(log_slot),

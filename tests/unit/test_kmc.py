@@ -585,3 +585,116 @@ def test_pair_field_is_exact_and_kept_bitwise(small_system):
             got = _field_flip_delta(occ, int(site), code, tables.nbr, tables.ce_index,
                                     tables.weights, multi, eng.fld[0], eng.fld[5])  # fmt: skip
             assert got == pytest.approx(want, abs=1e-12)
+
+
+# ------------------------------------------------------------------- factorised rates
+def _direct_twin(eng):
+    """The same state under the direct rate formula (the kernel before factorisation)."""
+    st = KMCState(eng.state.occupations.copy(), eng.state.time_s, eng.state.n_events,
+                  eng.state.counts.copy(), eng.state.energy_ev, eng.state.phase.copy())  # fmt: skip
+    return KMCEngine(eng.tables, eng.lattice, st, np.random.default_rng(0), eng.kp,
+                     factorised=False)  # fmt: skip
+
+
+def _clip_acts(eng):
+    """Number of hops whose barrier clip max(., dE, 0) acts (|dE| >= 2 E_KRA)."""
+    occ, nn, n_act = eng.state.occupations, eng.lattice.nn, 0
+    fld = eng.fld
+    for c in np.flatnonzero(occ <= species.CD):
+        for d in range(6):
+            v = nn[c, d]
+            if occ[v] != species.VAC:
+                continue
+            ispec = int(occ[c])
+            de = (eng._dfi[c, 0] + eng._dfi[v, ispec] + eng._hcorr[d, ispec]) * fld[5]
+            n_cd = int(occ[nn[v, d]] == species.CD) + int(occ[nn[c, d ^ 1]] == species.CD)
+            e_kra = eng.kp[K.KP_EKRA + ispec] + (
+                eng.kp[K.KP_DKRA + 2 * ispec + n_cd - 1] if n_cd else 0.0
+            )
+            n_act += abs(de) >= 2 * e_kra
+    return n_act
+
+
+@pytest.mark.parametrize("e_kra", [0.30, 0.004])
+def test_factorised_rates_equal_the_direct_formula(small_system, e_kra):
+    """Every rate (hops, expulsion, surface exchange) equals the direct formula to 1e-13
+    relative, with the clip inactive (0.30 eV) and acting on many hops (4 meV); the product
+    form is used for the pair CEs, the direct one for CEs with triplets."""
+    import dataclasses
+
+    _, _, lattice, tables = small_system
+    params = dataclasses.replace(PARAMS, e_kra_pb_ev=e_kra, e_kra_cd_ev=e_kra,
+                                 de_kra_pb_1cd_ev=0.0, de_kra_pb_2cd_ev=0.0,
+                                 de_kra_cd_1cd_ev=0.0, de_kra_cd_2cd_ev=0.0)  # fmt: skip
+    occ = _start(lattice, np.random.default_rng(15), 0.3, 12)
+    eng, _ = _engine(tables, lattice, occ, params, 500.0, 0.3, 1)
+    eng.advance(np.inf, max_events=200)  # a state made by the kernel's own updates
+    twin = _direct_twin(eng)
+    pair_only = eng._multi_table.shape[0] == 0
+    assert eng._hk[K.HK_ON] == float(pair_only)
+    assert twin._hk[K.HK_ON] == 0.0
+    assert (eng.rates > 0).sum() > 20
+    np.testing.assert_array_equal(eng.rates > 0, twin.rates > 0)
+    np.testing.assert_allclose(eng.rates, twin.rates, rtol=1e-13, atol=0)
+    if pair_only:
+        n_act = _clip_acts(eng)
+        assert (n_act > 0) == (e_kra < 0.01)  # the clip branch is exercised where intended
+        # the kept factors are bitwise what a rebuild computes
+        fac, dfi, rates = eng._fac.copy(), eng._dfi.copy(), eng.rates.copy()
+        eng.rebuild_rates()
+        np.testing.assert_array_equal(eng._fac, fac)
+        np.testing.assert_array_equal(eng._dfi, dfi)
+        np.testing.assert_array_equal(eng.rates, rates)
+
+
+def test_factorised_kernel_runs_the_direct_kernels_trajectory_with_an_rp_zone():
+    """The shipped CE (pairs) with an RP zone: the RP term is computed exactly where it can
+    act (rp_near), and the factorised kernel runs the same events as the direct one."""
+    from segsim.kernels.rp import PH_RP, PH_ZONE
+    from segsim.lattice import build_cube
+    from segsim.models import load_model
+    from segsim.params.files import POTENTIALS_DIR
+
+    model = load_model("cluster_expansion", POTENTIALS_DIR / "fitted.ce")
+    lattice = build_cube(6, model.a_angstrom, model.reach + 1)
+    tables = model.compile(lattice)
+    occ = _start(lattice, np.random.default_rng(3), 0.25, 20)
+    phase = np.zeros_like(occ)
+    coords = lattice.coords
+    lo = coords[lattice.in_nc].min(axis=0)
+    zone = lattice.in_nc & (coords[:, 0] <= lo[0] + 1)  # a two-layer slab on the -x face
+    phase[zone] = PH_ZONE
+    phase[zone & (coords[:, 0] == lo[0])] = PH_RP
+    from segsim.params.rp import RPEnergetics
+
+    params = kinetics.KineticsParams(
+        attempt_frequency_per_s=1e13, e_kra_pb_ev=0.55, e_kra_cd_ev=0.5, e_exp_pb_ev=0.8,
+        e_exp_cd_ev=0.6, bep_alpha=0.5, e_rec_ev=0.7,
+    )  # fmt: skip
+    rp = RPEnergetics(eps_rp_ev=0.05, eta_ev=0.1, j_rp_ev=0.04, e_rp_a_ev=0.6)
+    ref = kinetics.removal_reference_ev(tables, lattice)
+    kp = kinetics.parameter_vector(params, temperature_k=400.0, theta=0.3, removal_ref_ev=ref,
+                                   rp=rp)  # fmt: skip
+    engines = []
+    for fact in (True, False):
+        st = KMCState.initial(occ.copy(), tables, phase.copy())
+        engines.append(KMCEngine(tables, lattice, st, np.random.default_rng(9), kp,
+                                 factorised=fact))  # fmt: skip
+    fast, direct = engines
+    assert fast._hk[K.HK_ON] == 1.0
+    near = fast._rp_near.astype(bool)
+    assert 0 < near.sum() < near.size
+    np.testing.assert_allclose(fast.rates, direct.rates, rtol=1e-13, atol=0)
+    logs = [e.advance(np.inf, max_events=3000, log_events=3000)[1] for e in engines]
+    np.testing.assert_array_equal(logs[0].site, logs[1].site)
+    np.testing.assert_array_equal(logs[0].slot, logs[1].slot)
+    np.testing.assert_allclose(logs[0].time_s, logs[1].time_s, rtol=1e-12)
+    assert (logs[0].slot == K.SLOT_RP).any()  # RP relaxation happened
+    hops = logs[0].slot < 6
+    assert near[logs[0].site[hops]].any()
+    assert (~near[logs[0].site[hops]]).any()
+    np.testing.assert_allclose(fast.rates, direct.rates, rtol=1e-13, atol=0)
+    rates, tree = fast.rates.copy(), fast.tree.copy()
+    fast.rebuild_rates()
+    np.testing.assert_array_equal(fast.rates, rates)
+    np.testing.assert_array_equal(fast.tree[1:], tree[1:])
