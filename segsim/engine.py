@@ -445,6 +445,7 @@ class KMCEngine:
         self._stamp = np.zeros(n + 1, dtype=np.int64)  # scratch marks of the rate refresh
         # scratch list of the tree leaves one event changes (at most every site it refreshes)
         self._changed = np.zeros(14 * (self.dep.size + 6) + 36, dtype=np.int64)
+        self._hood = np.zeros(2 * (self.dep.size + 6), dtype=np.int64)  # an event's reach
         p = 1
         while p < n:
             p *= 2
@@ -505,7 +506,7 @@ class KMCEngine:
         arrays = _kmc.KMCArrays(
             s.occupations, s.phase, self.rates, self.site_total, self.tree, self.nn, t.nbr,
             t.ce_index, t.weights, self._multi_table, self.kp, self.fld, self.dep, self._stamp,
-            self._changed, s.counts, self.synth, self._fx,
+            self._changed, s.counts, self.synth, self._fx, self._hood,
         )  # fmt: skip
         t_now, n_ev, de_sum = _kmc._run_kmc_chunk(
             arrays,

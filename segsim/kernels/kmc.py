@@ -130,6 +130,7 @@ class KMCArrays(NamedTuple):
     counts: np.ndarray  # events by type (int64)
     synth: np.ndarray  # 1 on the sites of the synthesised cube (uint8): regrowth allowed
     fx: tuple  # factorised rates: (fac, dfi, rp_near, hk, hcorr), see "Factorised rates"
+    hood: np.ndarray  # scratch list of the sites within reach of an event (int64)
 
 
 # Species codes (segsim.species), repeated here as compile-time constants.
@@ -613,6 +614,7 @@ def _refresh_after(
     rp_on,
     env,
     fx,
+    hood,
 ):
     """Recompute every rate that the change of sites ``i`` and ``j`` (``-1``: none) can change.
 
@@ -637,39 +639,21 @@ def _refresh_after(
     current factors.
 
     ``stamp`` (one entry per site plus a counter at the end) marks the sites already
-    recomputed in this call; ``changed`` is scratch space for the changed tree leaves, whose
-    sums are fixed at the end in one batch.  ``rp_on`` is a compile-time constant of the
+    recomputed in this call, ``hood`` lists the neighbourhood; ``changed`` is scratch space
+    for the changed tree leaves, whose sums are fixed at the end in one batch.  ``rp_on`` is a compile-time constant of the
     chunk kernel.
     """
-    n = occ.shape[0]
-    n_dep = dep.shape[0]
-    if fx[3][HK_ON] > 0.0:
-        epoch = stamp[n] + 1
-        stamp[n] = epoch
-        for t in range(2):
-            c = i if t == 0 else j
-            if c < 0:
-                break
-            for q in range(n_dep + 6):
-                s = nn[c, q] if q < 6 else nbr[c, dep[q - 6]]
-                if stamp[s] != epoch:
-                    stamp[s] = epoch
-                    _set_factor(s, occ, nn, ce_index, fld[0], fx)
-    epoch = stamp[n] + 1
-    stamp[n] = epoch
+    n_hood = _neighbourhood(i, j, nn, nbr, dep, stamp, hood)
+    epoch = stamp[occ.shape[0]]
+    if fx[3][HK_ON] > 0.0:  # pass 0: the factors first, pass 1 reads them
+        for k in range(n_hood):
+            _set_factor(hood[k], occ, nn, ce_index, fld[0], fx)
     m = 0
-    for t in range(2):
-        c = i if t == 0 else j
-        if c < 0:
-            break
-        for q in range(n_dep + 6):  # the nearest neighbours, then the CE's neighbourhood
-            s = nn[c, q] if q < 6 else nbr[c, dep[q - 6]]
-            if stamp[s] != epoch:
-                stamp[s] = epoch
-                m = _refresh_site(
-                    s, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates,
-                    site_total, tree, rp_on, changed, m, env, fx,
-                )  # fmt: skip
+    for k in range(n_hood):
+        m = _refresh_site(
+            hood[k], occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld, rates,
+            site_total, tree, rp_on, changed, m, env, fx,
+        )  # fmt: skip
     if rp_on and recession:
         for d in range(6):
             s1 = nn[i, d]
@@ -683,35 +667,59 @@ def _refresh_after(
                     )  # fmt: skip
     if kp[KP_HOP_ON] > 0.0:
         m = _refresh_vacancy_partners(
-            i, j, occ, phase, nn, nbr, dep, stamp, epoch, ce_index, weights, local_table, kp,
+            hood, n_hood, occ, phase, nn, nbr, stamp, epoch, ce_index, weights, local_table, kp,
             fld, rates, site_total, tree, changed, m, rp_on, fx,
         )  # fmt: skip
     _tree_fix_paths(tree, changed, m)
 
 
 @njit_inline
-def _refresh_vacancy_partners(
-    i, j, occ, phase, nn, nbr, dep, stamp, epoch, ce_index, weights, local_table, kp, fld,
-    rates, site_total, tree, changed, m, rp_on, fx,
-):  # fmt: skip
-    """Pass 2 of :func:`_refresh_after`: the hop slot of each other cation beside a vacancy."""
-    n_dep = dep.shape[0]
+def _neighbourhood(i, j, nn, nbr, dep, stamp, hood):
+    """List the sites within reach of ``i`` and ``j`` (``-1``: none) once each, in ``hood``.
+
+    The nearest neighbours and the CE's dependency columns of each (with the sites
+    themselves: column 0); every listed site is marked with a new epoch of ``stamp``
+    (``stamp[-1]``).  Returns the number of sites listed.
+    """
+    n = stamp.shape[0] - 1
+    epoch = stamp[n] + 1
+    stamp[n] = epoch
+    k = 0
     for t in range(2):
         c = i if t == 0 else j
         if c < 0:
             break
-        for q in range(n_dep + 6):
-            v = nn[c, q] if q < 6 else nbr[c, dep[q - 6]]
-            if occ[v] != _VAC:
-                continue
-            for d in range(6):
-                c2 = nn[v, d]
-                if stamp[c2] != epoch and occ[c2] <= _CD:
-                    # nn[c2, d ^ 1] == v: the directions come in +/- pairs
-                    m = _refresh_hop_slot(
-                        c2, d ^ 1, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld,
-                        rates, site_total, tree, rp_on, changed, m, fx,
-                    )  # fmt: skip
+        for q in range(dep.shape[0] + 6):  # the nearest neighbours, then the CE's neighbourhood
+            s = nn[c, q] if q < 6 else nbr[c, dep[q - 6]]
+            if stamp[s] != epoch:
+                stamp[s] = epoch
+                hood[k] = s
+                k += 1
+    return k
+
+
+@njit_inline
+def _refresh_vacancy_partners(
+    hood, n_hood, occ, phase, nn, nbr, stamp, epoch, ce_index, weights, local_table, kp, fld,
+    rates, site_total, tree, changed, m, rp_on, fx,
+):  # fmt: skip
+    """Pass 2 of :func:`_refresh_after`: the hop slot of each other cation beside a vacancy.
+
+    The vacancies are those of the neighbourhood ``hood[:n_hood]``; cations stamped
+    ``epoch`` had their whole row recomputed already.
+    """
+    for k in range(n_hood):
+        v = hood[k]
+        if occ[v] != _VAC:
+            continue
+        for d in range(6):
+            c2 = nn[v, d]
+            if stamp[c2] != epoch and occ[c2] <= _CD:
+                # nn[c2, d ^ 1] == v: the directions come in +/- pairs
+                m = _refresh_hop_slot(
+                    c2, d ^ 1, occ, phase, nn, nbr, ce_index, weights, local_table, kp, fld,
+                    rates, site_total, tree, rp_on, changed, m, fx,
+                )  # fmt: skip
     return m
 
 
@@ -754,6 +762,7 @@ def _make_run_kmc_chunk(rp_enabled):
         kp, fld, dep, stamp, changed, counts = a.kp, a.fld, a.dep, a.stamp, a.changed, a.counts
         env = a.synth
         fx = a.fx
+        hood = a.hood
         field, colinfo, w_int, pair_table, nn_col, quantum = fld
         eps = kp[KP_EPS_RP]
         eta = kp[KP_ETA_RP]
@@ -824,6 +833,7 @@ def _make_run_kmc_chunk(rp_enabled):
             _refresh_after(
                 leaf, partner, slot == SLOT_RECEDE, occ, phase, nn, nbr, dep, stamp, ce_index,
                 weights, local_table, kp, fld, rates, site_total, tree, changed, rp_on, env, fx,
+                hood,
             )  # fmt: skip
             de_sum += de
             if n_ev < n_log:
@@ -846,6 +856,7 @@ def _make_run_kmc_chunk(rp_enabled):
             borrow(a.changed), borrow(a.counts), borrow(a.synth),
             (borrow(a.fx[0]), borrow(a.fx[1]), borrow(a.fx[2]), borrow(a.fx[3]),
              borrow(a.fx[4])),
+            borrow(a.hood),
         )  # fmt: skip
         return _run_kmc_chunk(
             b, t_now, t_stop, max_events, rng, borrow(log_site), borrow(log_slot),
