@@ -142,7 +142,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             _warn_if_uncalibrated(
                 opts.model, ligands=[library[t] for t in treatments if t in library]
             )
-        reproduce(opts, args.output, force=args.force, quiet=args.quiet, walltime_s=args.walltime)
+        if args.threads < 1:
+            raise ReproduceError(f"--threads must be >= 1 (got {args.threads})")
+        reproduce(opts, args.output, force=args.force, quiet=args.quiet, walltime_s=args.walltime,
+                  threads=args.threads)  # fmt: skip
     except ReproduceError as exc:
         return _fail(str(exc))
     except Unfinished as exc:
@@ -658,6 +661,12 @@ def build_parser() -> argparse.ArgumentParser:
                 sp.add_argument("--params", help="parameter file written by `segsim calibrate`")
                 sp.add_argument("--force", action="store_true", help="start over in the folder")
                 sp.add_argument(
+                    "--threads",
+                    type=int,
+                    default=1,
+                    help="NC runs at once in each process (thread pool, largest NC first; 1)",
+                )
+                sp.add_argument(
                     "--walltime",
                     type=float,
                     metavar="SECONDS",
@@ -789,6 +798,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     handler = COMMANDS[args.command][0]
+    from segsim import stopflag
+
+    stopflag.clear()  # a stop request belongs to the command that received it
     try:
         return handler(args)
     except ConfigError as exc:

@@ -9,12 +9,10 @@ and share :func:`_run` for everything else (seed, sink, resume, signals, wall ti
 
 from __future__ import annotations
 
-import contextlib
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +34,7 @@ from segsim.observers import (
 from segsim.progress import Progress, TimeProgress
 from segsim.rng import make_rng, state_from_json
 from segsim.runloop import StepSchedule, TimeSchedule, run_frames, write_first_frame
+from segsim.stopflag import StopFlag
 
 
 class UserError(Exception):
@@ -82,27 +81,6 @@ def build_system(cfg: SimulationConfig) -> tuple[Any, lat.Lattice, Any]:
         )
     lattice = lat.build_cube(n, a, pad)
     return model, lattice, model.compile(lattice)
-
-
-class _StopFlag:
-    """Turns SIGINT/SIGTERM into a flag checked between chunks."""
-
-    def __init__(self) -> None:
-        self.stop = False
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> Self:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):  # not in the main thread
-                self._old[sig] = signal.signal(sig, self._handler)
-        return self
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        self.stop = True
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def _lattice_payload(lattice: lat.Lattice) -> dict[str, Any]:
@@ -223,7 +201,7 @@ def _run(
             },
         )
         write_first_frame(w.engine, w.schedule, observers=w.observers, sink=sink)
-    with _StopFlag() as flag:
+    with StopFlag() as flag:
         done = run_frames(
             w.engine,
             w.schedule,

@@ -99,20 +99,63 @@ def _serial_ase() -> None:
     ase.parallel.world.comm = ase.parallel.DummyMPI()
 
 
-def run_tasks(w: World, tasks: Sequence[T], fn: Callable[[T], R]) -> list[R] | None:
+def share(n_tasks: int, n_ranks: int, cost: Sequence[float] | None = None) -> list[list[int]]:
+    """Split task indices ``0..n_tasks-1`` over ranks; each rank's list longest first.
+
+    Without ``cost``: round-robin (rank ``r`` gets ``r, r + n, ...``).  With it, longest
+    processing time first: tasks in decreasing cost (ties by index) go one by one to the
+    rank with the least cost so far (ties: the lowest rank), so every rank computes the same
+    split and the load is balanced.  Within a rank the tasks are ordered by decreasing cost,
+    so that the longest start first.
+    """
+    if cost is None:
+        return [list(range(r, n_tasks, n_ranks)) for r in range(n_ranks)]
+    if len(cost) != n_tasks:
+        raise ValueError("one cost per task")
+    order = sorted(range(n_tasks), key=lambda k: (-float(cost[k]), k))
+    load = [0.0] * n_ranks
+    out: list[list[int]] = [[] for _ in range(n_ranks)]
+    for k in order:
+        r = min(range(n_ranks), key=lambda q: (load[q], q))
+        out[r].append(k)
+        load[r] += float(cost[k])
+    return out
+
+
+def run_tasks(
+    w: World,
+    tasks: Sequence[T],
+    fn: Callable[[T], R],
+    *,
+    threads: int = 1,
+    cost: Sequence[float] | None = None,
+) -> list[R] | None:
     """Run ``fn`` on this rank's tasks; return all results in task order on rank 0.
 
-    Other ranks return ``None``.  An exception in any task is re-raised on its rank after the
-    others finish their share, so that no rank waits forever at the gather.
+    Other ranks return ``None``.  The split over ranks is :func:`share` (round-robin, or
+    balanced by ``cost``, the expected cost of each task, longest first).  With ``threads``
+    > 1 a rank runs its tasks on that many threads, each taking the next task when it is
+    free (dynamic hand-out, longest first): the compiled kernels release the GIL, so the
+    threads run in parallel.  Per-task results do not depend on ranks or threads (each task
+    has its own seed and files).  SIGINT/SIGTERM stop every running task of the process
+    (:mod:`segsim.stopflag`).  An exception in any task is re-raised on its rank after the
+    others finish (no new task starts after it), so that no rank waits forever at the
+    gather.
     """
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    mine_idx = share(len(tasks), w.size, cost)[w.rank]
     mine: list[tuple[int, Any]] = []
     error: BaseException | None = None
-    for k in range(w.rank, len(tasks), w.size):
-        try:
-            mine.append((k, fn(tasks[k])))
-        except Exception as exc:  # noqa: BLE001  (re-raised after the gather: no hang)
-            error = exc
-            break
+    if threads == 1:
+        for k in mine_idx:
+            try:
+                mine.append((k, fn(tasks[k])))
+            except Exception as exc:  # noqa: BLE001  (re-raised after the gather: no hang)
+                error = exc
+                break
+    else:
+        mine, error = _run_threaded(tasks, fn, mine_idx, threads)
     gathered = w.gather((mine, repr(error) if error else None))
     if error is not None:
         raise error
@@ -127,3 +170,45 @@ def run_tasks(w: World, tasks: Sequence[T], fn: Callable[[T], R]) -> list[R] | N
         for k, r in part:
             out[k] = r
     return out
+
+
+def _run_threaded(
+    tasks: Sequence[T], fn: Callable[[T], R], order: list[int], threads: int
+) -> tuple[list[tuple[int, Any]], BaseException | None]:
+    """Run ``fn`` on ``tasks[k]`` for ``k`` in ``order`` on a pool of ``threads`` threads."""
+    import queue
+    import threading
+
+    from segsim.stopflag import StopFlag
+
+    todo: queue.Queue[int] = queue.Queue()
+    for k in order:
+        todo.put(k)
+    done: list[tuple[int, Any]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while not errors:
+            try:
+                k = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                r = fn(tasks[k])
+            except BaseException as exc:  # noqa: BLE001  (reported by the main thread)
+                with lock:
+                    errors.append(exc)
+                return
+            with lock:
+                done.append((k, r))
+
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    with StopFlag():  # the main thread's handler reaches every task's flag
+        for t in pool:
+            t.start()
+        for t in pool:
+            while t.is_alive():
+                t.join(timeout=0.5)  # wake up for signals
+    done.sort()
+    return done, (errors[0] if errors else None)

@@ -329,7 +329,9 @@ def run_task(
             driver.run_kmc(cfg, path, resume=ck is not None, progress=False, walltime_s=walltime_s)
         except driver.Interrupted:
             if log is not None:
-                log(f"{task.treatment:>9} nc{task.nc}: stopped with a checkpoint (walltime)")
+                log(
+                    f"{task.treatment:>9} nc{task.nc}: stopped with a checkpoint (signal or walltime)"
+                )
             return None
         status = "resumed" if ck is not None else "ran"
     res = summarise(path, task, days)
@@ -642,8 +644,13 @@ def reproduce(
     quiet: bool = False,
     walltime_s: float | None = None,
     share_identical: bool = True,
+    threads: int = 1,
 ) -> list[dict[str, Any]] | None:
     """Run the whole protocol (over MPI ranks if launched with mpiexec).
+
+    The NC runs are split over the ranks by expected cost (NC volume, largest first) and
+    run on ``threads`` threads per rank (:func:`segsim.parallel.run_tasks`); the per-NC
+    results are the same whatever the ranks and threads.
 
     With ``share_identical`` (default) a task whose physics equals an earlier one's
     (:func:`shared_tasks`; OlABr and PEABr in the shipped library) is not run again: its NC
@@ -654,7 +661,7 @@ def reproduce(
     (s) every rank stops cleanly (checkpoints) when its time is up; :class:`Unfinished` is
     then raised on rank 0, and the same command continues the ensemble.
     """
-    from segsim import parallel
+    from segsim import parallel, stopflag
 
     opts.check()
     out_dir = Path(out_dir)
@@ -677,7 +684,8 @@ def reproduce(
     if w.is_root and not quiet:
         print(
             f"segsim reproduce: {opts.n_ncs} NCs x {len(opts.treatments)} treatments = "
-            f"{len(tasks)} KMC runs of {opts.duration_days:g} days on {w.size} rank(s) -> {out_dir}",
+            f"{len(tasks)} KMC runs of {opts.duration_days:g} days on {w.size} rank(s) x "
+            f"{threads} thread(s) -> {out_dir}",
             flush=True,
         )
     t_start = time.perf_counter()
@@ -695,7 +703,9 @@ def reproduce(
             flush=True,
         )
     own = [k for k in range(len(tasks)) if k not in shared]
-    ran = parallel.run_tasks(w, [tasks[k] for k in own], one)
+    mine = [tasks[k] for k in own]
+    cost = [t.edge_nm**3 for t in mine]  # events scale with the NC's sites; largest first
+    ran = parallel.run_tasks(w, mine, one, threads=threads, cost=cost)
     if not w.is_root:
         return None
     assert ran is not None
@@ -703,7 +713,8 @@ def reproduce(
     missing = sum(r is None for r in results)
     if missing:
         raise Unfinished(
-            f"walltime reached with {missing} of {len(tasks)} NC runs unfinished; run the same "
+            f"stopped ({'signal' if stopflag.REQUESTED.is_set() else 'walltime'}) with "
+            f"{missing} of {len(tasks)} NC runs unfinished; run the same "
             f"command again to continue"
         )
     rows = ensemble_table(results, targets, opts.treatments)

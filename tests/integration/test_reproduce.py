@@ -145,6 +145,7 @@ def test_other_options_in_the_same_folder_are_refused(setup, capsys):
         (["--treatments", "pristine,nonsense"], "--treatments"),
         (["-n", "0"], "--n-ncs"),
         (["--model", "missing.ce"], "--model"),
+        (["--threads", "0"], "--threads"),
     ],
 )
 def test_bad_options_one_line_exit_2(tmp_path, capsys, args, needle):
@@ -169,13 +170,27 @@ def test_mpiexec_two_ranks_equals_serial(setup, tmp_path):
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "[rank 1/2]" in proc.stdout  # both ranks ran tasks
-    assert (tmp_path / "mpi" / "table.csv").read_text() == (out / "table.csv").read_text()
+    _assert_same_runs(opts, out, tmp_path / "mpi")
+
+
+def _assert_same_runs(opts, a_dir, b_dir):
+    """The same table and, NC by NC, the same trace in two reproduce folders."""
+    assert (b_dir / "table.csv").read_text() == (a_dir / "table.csv").read_text()
     for t in opts.treatments:
         for i in range(opts.n_ncs):
-            a = hdf5.read_trace(out / "ncs" / f"{t}_nc{i}.h5")
-            b = hdf5.read_trace(tmp_path / "mpi" / "ncs" / f"{t}_nc{i}.h5")
+            a = hdf5.read_trace(a_dir / "ncs" / f"{t}_nc{i}.h5")
+            b = hdf5.read_trace(b_dir / "ncs" / f"{t}_nc{i}.h5")
             for k in a:
                 np.testing.assert_array_equal(a[k], b[k], err_msg=f"{t} nc{i} {k}")
+
+
+def test_threads_give_the_serial_results(setup, tmp_path):
+    """Two NC runs at once on threads (largest NC first): the same per-NC trajectories and
+    table as the serial run."""
+    opts, out, rows = setup
+    rows2 = reproduce(opts, tmp_path / "threads", quiet=True, threads=2)
+    assert rows2 == rows
+    _assert_same_runs(opts, out, tmp_path / "threads")
 
 
 def test_cli_ensemble_default_is_the_options_default():
