@@ -17,6 +17,21 @@ calculators of the lowest mechanism's Cd-free value; the values with 1 and 2 Cd 
 axis give ``dE_KRA(M, n)``, the KRA's change the kernel adds for ``n`` Cd there (the
 difference per calculator, then the committee): the KRA form with ``dE / 2`` of the CE alone
 would need them to be 0.
+
+An elementary hop can end *uphill*: its own final state (FS) above every interior image of the
+band (surface paths, where the Br vacancies left behind are costly).  The band's top image
+is then a local maximum short of the FS, and the lattice event continues with the Br
+rearrangement FS -> FS', which no band here computes.  The table says so per calculator:
+``fs_above_saddle_ev = max(0, E_FS - E_saddle)``; where it is positive, ``e_kra_ev`` is the
+barrier of the hop part only, and ``E_FS - (E_IS + E_FS') / 2`` (``e_kra_via_fs_ev``) is what
+the lattice barrier is at least if the rearrangement starts from the FS.
+
+Bands of the staged protocol also keep their relaxed band (before the climbing image):
+``e_kra_relaxed_band_ev``, its top interior image against ``(E_IS + E_FS') / 2``, is the
+estimate a band gives without climbing.  It is not a bound: the climb also relaxes the rest of
+the band further (tilted Cd 2-Cd: 0.67 before, 0.53 eV after), while on the same converged
+path the top image lies at or below the saddle.  For a band whose climb failed
+(``band_aborted``) it is the number to read; no committee uses it.
 """
 
 from __future__ import annotations
@@ -40,7 +55,7 @@ _RECORD_FIELDS = (
     "e_kra_ev", "e_forward_ev", "e_backward_ev", "e_split_ev", "de_lattice_ev",
     "e_saddle_ev", "e_is_ev", "e_fs_ev", "e_fs_canonical_ev", "band_converged",
     "band_fmax_ev_per_angstrom", "band_steps", "climbing_image", "n_atoms", "formula",
-    "a_angstrom", "bulk_cells", "nc_edge", "band_file", "finished",
+    "a_angstrom", "bulk_cells", "nc_edge", "band_file", "finished", "band_aborted",
 )  # fmt: skip
 
 
@@ -85,6 +100,14 @@ def lattice_barriers(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str
         entry = {k: r.get(k) for k in _RECORD_FIELDS}
         entry["delta_arrangement_ev"] = round(d, 4)
         entry["e_kra_lattice_ev"] = round(float(r["e_kra_ev"]) + d, 4)
+        mid = 0.5 * (float(r["e_is_ev"]) + float(r["e_fs_canonical_ev"]))
+        uphill = float(r["e_fs_ev"]) - float(r["e_saddle_ev"])
+        entry["fs_above_saddle_ev"] = round(max(0.0, uphill), 4)
+        if uphill > 0:
+            entry["e_kra_via_fs_ev"] = round(float(r["e_fs_ev"]) - mid, 4)
+        relaxed = r.get("relaxed_band_energies_ev")
+        if relaxed and len(relaxed) > 2:
+            entry["e_kra_relaxed_band_ev"] = round(max(relaxed[1:-1]) - mid, 4)
         out[path][calc] = _plain(entry)
     return dict(out)
 

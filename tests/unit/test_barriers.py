@@ -336,6 +336,32 @@ def _fake(calc, path, e_is, e_fs, e_can, e_sad):
     }  # fmt: skip
 
 
+def test_table_flags_a_hop_that_ends_uphill():
+    """A band whose elementary FS lies above its top image: the table gives by how much and
+    the KRA measured from the FS; a band with its saddle above the FS gets neither."""
+    recs = [
+        _fake("a", "nc_pb_face_sub", 0.0, 0.65, 0.33, 0.61),  # FS 0.04 above the top image
+        _fake("a", "nc_cd_face_sub", 0.0, 0.62, 0.19, 0.69),
+    ]
+    lat = lattice_barriers(recs)
+    up = lat["nc_pb_face_sub"]["a"]
+    assert up["fs_above_saddle_ev"] == pytest.approx(0.04)
+    assert up["e_kra_via_fs_ev"] == pytest.approx(0.65 - 0.165)
+    assert up["e_kra_lattice_ev"] == pytest.approx(0.61 - 0.165)  # the hop part, unchanged
+    down = lat["nc_cd_face_sub"]["a"]
+    assert down["fs_above_saddle_ev"] == 0.0
+    assert "e_kra_via_fs_ev" not in down
+    assert "e_kra_relaxed_band_ev" not in down  # no staged protocol, no relaxed band
+
+
+def test_table_keeps_the_relaxed_band_of_a_band_whose_climb_failed():
+    rec = dict(_fake("a", "nc_cd_face_sub", 0.0, 0.62, 0.19, 5.04), band_converged=False,
+               band_aborted=True, relaxed_band_energies_ev=[0.0, 0.29, 0.69, 0.62])  # fmt: skip
+    entry = lattice_barriers([rec])["nc_cd_face_sub"]["a"]
+    assert entry["band_aborted"] is True
+    assert entry["e_kra_relaxed_band_ev"] == pytest.approx(0.69 - 0.095)
+
+
 def test_table_committee_and_arrangement_correction():
     recs = [
         _fake("a", "bulk_pb_open_0cd", 0.0, 0.1, 0.0, 1.2),  # split above: no correction
