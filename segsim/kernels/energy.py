@@ -134,6 +134,22 @@ def _field_flip_delta(occ, site, new_code, nbr, ce_index, weights, multi_table, 
 
 
 @njit_inline
+def _pair_swap_correction(t, a, b, w_int, pair_table):
+    """Quanta a swap adds for the pair row ``t`` that joins its two sites (CE species a, b).
+
+    The row of ``j`` whose other site is ``i``: in the field before the swap ``i`` holds
+    ``a``; after it ``b`` (:func:`_field_swap_delta`; the KMC's factorised hop rates use the
+    same integer, :func:`segsim.kernels.kmc.hop_constants`).
+    """
+    off = pair_table[t, 0]
+    cs = pair_table[t, 1]
+    sn = pair_table[t, 3]
+    return (w_int[off + a * cs + b * sn] - w_int[off + a * cs + a * sn]) - (
+        w_int[off + b * cs + b * sn] - w_int[off + b * cs + a * sn]
+    )
+
+
+@njit_inline
 def _field_swap_delta(
     occ, i, j, col_ij, nbr, ce_index, weights, multi_table, field, colinfo, w_int, pair_table,
     quantum,
@@ -153,13 +169,7 @@ def _field_swap_delta(
     d_int = field[i, b] - field[i, a] + field[j, a] - field[j, b]
     t = colinfo[colinfo[col_ij, 1], 0]  # the row of j whose other site is i
     if t >= 0:
-        off = pair_table[t, 0]
-        cs = pair_table[t, 1]
-        sn = pair_table[t, 3]
-        # j's row with i: before (i = a) it entered the field; after the swap i = b
-        d_int += (w_int[off + a * cs + b * sn] - w_int[off + a * cs + a * sn]) - (
-            w_int[off + b * cs + b * sn] - w_int[off + b * cs + a * sn]
-        )
+        d_int += _pair_swap_correction(t, a, b, w_int, pair_table)
     de = d_int * quantum
     if multi_table.shape[0] > 0:
         de += _flip_delta(occ, i, sj, nbr, ce_index, weights, multi_table)

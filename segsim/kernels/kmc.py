@@ -91,6 +91,7 @@ from segsim.kernels.energy import (
     _field_flip_delta,
     _field_init,
     _field_swap_delta,
+    _pair_swap_correction,
 )
 from segsim.kernels.rp import (
     PH_PV,
@@ -257,12 +258,7 @@ def hop_constants(
         t = int(colinfo[colinfo[nn_col[d], 1], 0])
         for ispec in range(2):
             a = int(ce_index[ispec])
-            corr = 0
-            if t >= 0:
-                off, cs, sn = (int(x) for x in pair_table[t, [0, 1, 3]])
-                corr = (int(w_int[off + a * cs + b * sn]) - int(w_int[off + a * cs + a * sn])) - (
-                    int(w_int[off + b * cs + b * sn]) - int(w_int[off + b * cs + a * sn])
-                )
+            corr = int(_pair_swap_correction(t, a, b, w_int, pair_table)) if t >= 0 else 0
             hcorr[d, ispec] = corr
             hk[HK_C + 2 * d + ispec] = np.exp(-hk[HK_HALF_BETA_Q] * corr)
     return hk, hcorr
