@@ -452,14 +452,12 @@ class KMCEngine:
         self.rates = np.zeros((n, _kmc.N_SLOTS), dtype=np.float64)
         self.site_total = np.zeros(n, dtype=np.float64)
         self.tree = np.zeros(2 * p, dtype=np.float64)
-        # factorised rates (segsim.kernels.kmc, "Factorised rates"): per-site factors, their
-        # field integers, the RP-zone neighbourhood, and the constants (set by rebuild_rates)
+        # factorised rates (segsim.kernels.kmc, "Factorised rates"): per-site factors and
+        # their field integers; the RP-zone neighbourhood and the constants are set by
+        # rebuild_rates
         self.factorised = bool(factorised)
         self._fac = np.zeros((n, 2), dtype=np.float64)
         self._dfi = np.zeros((n, 2), dtype=np.int64)
-        self._rp_near = np.zeros(n, dtype=np.uint8)
-        self._hk = np.zeros(_kmc.N_HK, dtype=np.float64)
-        self._hcorr = np.zeros((6, 2), dtype=np.int64)
         self.rebuild_rates()
         if state.n_events == 0 and state.time_s == 0.0:
             state.energy_ev = self.total_energy_ev()  # at time 0: the full energy, CE + RP

@@ -265,6 +265,13 @@ def _freeze_end_points(images: list[Atoms]) -> None:
         im.calc = SinglePointCalculator(im, energy=energy, forces=forces)
 
 
+def _place(atoms: Atoms, indices: np.ndarray, positions: np.ndarray) -> None:
+    """Put the atoms ``indices`` at ``positions`` (Angstrom), whatever their constraints."""
+    pos = atoms.get_positions()
+    pos[indices] = positions
+    atoms.set_positions(pos, apply_constraint=False)
+
+
 def _band_energies(images: list[Atoms]) -> np.ndarray:
     return np.array([float(im.get_potential_energy()) for im in images])
 
@@ -328,13 +335,9 @@ def run_path(
     if frozen.size:  # the far field of the relaxed IS, held in FS, FS' and every image
         from ase.constraints import FixAtoms
 
-        pos = final.get_positions()
-        pos[frozen] = initial.positions[frozen]
-        final.set_positions(pos)
         pairs = endpoints.canonical_frozen
-        pos = canonical.get_positions()
-        pos[pairs[:, 0]] = initial.positions[pairs[:, 1]]
-        canonical.set_positions(pos)
+        _place(final, frozen, initial.positions[frozen])
+        _place(canonical, pairs[:, 0], initial.positions[pairs[:, 1]])
         for atoms, idx in ((initial, frozen), (final, frozen), (canonical, pairs[:, 0])):
             atoms.set_constraint(FixAtoms(indices=idx))
         say(f"{frozen.size} of {len(initial)} atoms frozen beyond "
@@ -374,9 +377,7 @@ def run_path(
             _seed_images(images, seed_band)
         if frozen.size:  # whatever the start, the frozen atoms are the IS's
             for im in images[1:-1]:
-                pos = im.get_positions()
-                pos[frozen] = initial.positions[frozen]
-                im.set_positions(pos, apply_constraint=False)
+                _place(im, frozen, initial.positions[frozen])
         _watch_forces(band)
         extra = (
             {} if settings.max_step_angstrom is None else {"maxstep": settings.max_step_angstrom}
